@@ -1,0 +1,51 @@
+"""The application factory."""
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Mapping
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from .config import config_from_env, engine_options, ensure_secret_key
+from .errors import register_error_handlers
+from .extensions import db, migrate
+
+
+def create_app(config: Mapping | None = None) -> Flask:
+    """Build the app from the environment; `config` overrides it (tests pass theirs here)."""
+    app = Flask(__name__)
+    app.config.update(config_from_env(os.environ, app.instance_path))
+    if config:
+        app.config.update(config)
+    ensure_secret_key(app.config, app.instance_path, debug=app.debug, testing=app.testing)
+    app.config.setdefault(
+        "SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
+    )
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        os.makedirs(app.instance_path, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(app.root_path, os.pardir, "migrations"))
+    register_error_handlers(app)
+
+    from . import health
+
+    app.register_blueprint(health.bp)
+    return app
+
+
+@event.listens_for(Engine, "connect")
+def configure_sqlite(dbapi_connection, connection_record) -> None:
+    """SQLite has two writers here (web and worker): WAL and a busy timeout let them take turns,
+    and foreign keys must be switched on for ON DELETE rules to hold."""
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

@@ -1,0 +1,25 @@
+"""The service's state: one module per aggregate, all on one declarative base."""
+from .account import Account
+from .base import Base
+from .connection import Connection
+from .job import JOB_STATUSES, Job
+from .sync_run import OPEN_SYNC_STATUSES, SYNC_STATUSES, SYNC_TRIGGERS, SyncRun
+from .transaction import Transaction
+from .user import User
+from .webhook_event import WEBHOOK_EVENT_STATUSES, WebhookEvent
+
+__all__ = [
+    "Account",
+    "Base",
+    "Connection",
+    "JOB_STATUSES",
+    "Job",
+    "OPEN_SYNC_STATUSES",
+    "SYNC_STATUSES",
+    "SYNC_TRIGGERS",
+    "SyncRun",
+    "Transaction",
+    "User",
+    "WEBHOOK_EVENT_STATUSES",
+    "WebhookEvent",
+]

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, utcnow
+
+if TYPE_CHECKING:
+    from .account import Account
+    from .sync_run import SyncRun
+    from .user import User
+
+
+class Connection(Base):
+    """One Pluggy item (a user's link to one institution), mirroring the item's status fields."""
+
+    __tablename__ = "connections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    item_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    connector_id: Mapped[int | None]
+    connector_name: Mapped[str | None] = mapped_column(sa.String(255))
+    client_user_id: Mapped[str | None] = mapped_column(sa.String(255))
+
+    # Pluggy's own words, stored as strings: Pluggy adds values and we must not refuse them.
+    item_status: Mapped[str | None] = mapped_column(sa.String(32))
+    execution_status: Mapped[str | None] = mapped_column(sa.String(64))
+    status_detail: Mapped[dict | None]
+    error_code: Mapped[str | None] = mapped_column(sa.String(64))
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+    # The prompt Pluggy is waiting on (name, label, type, expiresAt...); never the user's answer.
+    mfa_parameter: Mapped[dict | None]
+    user_action: Mapped[dict | None]
+
+    last_updated_at: Mapped[datetime | None]  # Pluggy's lastUpdatedAt: its last good bank sync
+    next_auto_sync_at: Mapped[datetime | None]
+    consent_expires_at: Mapped[datetime | None]
+    last_synced_at: Mapped[datetime | None]  # our last complete fetch of the item
+    deleted_at: Mapped[datetime | None]  # the item was deleted at Pluggy
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="connections")
+    accounts: Mapped[list[Account]] = relationship(
+        back_populates="connection", passive_deletes=True
+    )
+    sync_runs: Mapped[list[SyncRun]] = relationship(
+        back_populates="connection", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} item={self.item_id} {self.item_status}>"

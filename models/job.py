@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, one_of, utcnow
+from .transaction import BigId
+
+JOB_STATUSES = ("queued", "running", "done", "dead")
+
+
+class Job(Base):
+    """A unit of work in the queue that lives in the database itself."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        sa.CheckConstraint(one_of("status", JOB_STATUSES), name="status"),
+        sa.Index("ix_jobs_status", "status"),
+        # The claim query reads queued jobs in run_at order; done jobs never bloat it.
+        sa.Index(
+            "ix_jobs_queued_run_at",
+            "run_at",
+            sqlite_where=sa.text("status = 'queued'"),
+            postgresql_where=sa.text("status = 'queued'"),
+        ),
+        # While a job with a key is queued, a new request with that key joins it.
+        sa.Index(
+            "uq_jobs_queued_key",
+            "key",
+            unique=True,
+            sqlite_where=sa.text("status = 'queued'"),
+            postgresql_where=sa.text("status = 'queued'"),
+        ),
+        # Two jobs of one item never run at once, whichever workers claim them.
+        sa.Index(
+            "uq_jobs_running_item_id",
+            "item_id",
+            unique=True,
+            sqlite_where=sa.text("status = 'running'"),
+            postgresql_where=sa.text("status = 'running'"),
+        ),
+        # Lease recovery looks for running jobs whose lease ran out.
+        sa.Index(
+            "ix_jobs_running_locked_until",
+            "locked_until",
+            sqlite_where=sa.text("status = 'running'"),
+            postgresql_where=sa.text("status = 'running'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(64))
+    payload: Mapped[dict] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
+    key: Mapped[str | None] = mapped_column(sa.String(255))
+    item_id: Mapped[str | None] = mapped_column(sa.String(64))
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(default=8, server_default="8")
+    run_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_by: Mapped[str | None] = mapped_column(sa.String(255))
+    locked_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.kind} {self.status} attempts={self.attempts}>"

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, utcnow
+
+if TYPE_CHECKING:
+    from .account import Account
+
+# 64-bit on PostgreSQL; SQLite only auto-increments an INTEGER primary key.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class Transaction(Base):
+    """A transaction as Pluggy last returned it. Rows Pluggy drops are tombstoned, not deleted."""
+
+    __tablename__ = "transactions"
+    __table_args__ = (
+        # Serves listing by account and date, and the re-read window that finds deletions.
+        sa.Index("ix_transactions_account_id_date", "account_id", "date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("accounts.id", ondelete="CASCADE")
+    )
+    pluggy_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    date: Mapped[datetime]
+    description: Mapped[str] = mapped_column(sa.Text)
+    description_raw: Mapped[str | None] = mapped_column(sa.Text)
+    amount: Mapped[Decimal]
+    amount_in_account_currency: Mapped[Decimal | None]
+    balance: Mapped[Decimal | None]
+    currency_code: Mapped[str | None] = mapped_column(sa.String(3))
+    type: Mapped[str | None] = mapped_column(sa.String(16))
+    status: Mapped[str | None] = mapped_column(sa.String(16))
+    category: Mapped[str | None] = mapped_column(sa.String(255))
+    category_id: Mapped[str | None] = mapped_column(sa.String(32))
+    provider_code: Mapped[str | None] = mapped_column(sa.String(255))
+    provider_id: Mapped[str | None] = mapped_column(sa.String(255))
+    operation_type: Mapped[str | None] = mapped_column(sa.String(64))
+    raw: Mapped[dict]
+
+    pluggy_created_at: Mapped[datetime | None]  # when Pluggy ingested it: the watermark's unit
+    pluggy_updated_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    account: Mapped[Account] = relationship(back_populates="transactions")
+
+    def __repr__(self) -> str:
+        return f"<Transaction {self.id} {self.pluggy_id} {self.amount} {self.status}>"

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, one_of, utcnow
+from .transaction import BigId
+
+WEBHOOK_EVENT_STATUSES = ("pending", "processed", "ignored", "failed")
+
+
+class WebhookEvent(Base):
+    """The inbox: every webhook Pluggy delivered, stored before it is answered."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (sa.CheckConstraint(one_of("status", WEBHOOK_EVENT_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.String(128), unique=True)  # Pluggy's retries repeat it
+    event: Mapped[str] = mapped_column(sa.String(64))
+    item_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    payload: Mapped[dict]
+    headers: Mapped[dict | None]  # secrets redacted before storing
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    sync_run_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("sync_runs.id", ondelete="SET NULL"), index=True
+    )
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"<WebhookEvent {self.id} {self.event} {self.event_id} {self.status}>"

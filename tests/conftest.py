@@ -1,0 +1,105 @@
+"""Fixtures: an app on a clean database for every test, on SQLite or on TEST_DATABASE_URL.
+
+The schema is built once per session by the migrations themselves (not create_all), so every test
+also exercises them; each test then starts from empty tables.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import sqlalchemy as sa
+from flask_migrate import upgrade
+
+from api import create_app
+from api.extensions import db
+
+TEST_SECRETS = {
+    "SECRET_KEY": "test-secret-key-0123456789abcdef",
+    "PLUGGY_CLIENT_ID": "test-client-id",
+    "PLUGGY_CLIENT_SECRET": "test-client-secret-do-not-log",
+    "PLUGGY_WEBHOOK_SECRETS": ("test-webhook-secret",),
+}
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    # A configured database that cannot be reached is a failure, never a reason to skip.
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        pytest.exit(f"TEST_DATABASE_URL is set but the database cannot be reached: {exc.orig}", returncode=3)
+    finally:
+        engine.dispose()
+    return url
+
+
+def make_app(database_url: str, **overrides):
+    return create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "PLUGGY_BASE_URL": "https://pluggy.test",
+            **TEST_SECRETS,
+            **overrides,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def migrated_database(database_url: str) -> str:
+    app = make_app(database_url)
+    with app.app_context():
+        drop_everything()
+        upgrade()
+        db.engine.dispose()
+    return database_url
+
+
+def drop_everything() -> None:
+    db.metadata.drop_all(db.engine)
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+
+
+def empty_all_tables() -> None:
+    tables = [table.name for table in db.metadata.sorted_tables]
+    with db.engine.begin() as conn:
+        if db.engine.dialect.name == "postgresql":
+            conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in reversed(tables):
+                conn.execute(sa.text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture
+def app(migrated_database: str):
+    app = make_app(migrated_database)
+    with app.app_context():
+        empty_all_tables()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def session(app):
+    """The app's database session, inside an app context."""
+    with app.app_context():
+        yield db.session

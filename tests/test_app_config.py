@@ -1,0 +1,104 @@
+import stat
+
+import pytest
+
+from api import create_app
+from api.config import ConfigError, config_from_env, database_url, split_secrets
+
+
+def env_app(monkeypatch, tmp_path, **env):
+    for name in ("SECRET_KEY", "DATABASE_URL", "FLASK_DEBUG", "SYNC_MODE", "PLUGGY_WEBHOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'app.db'}")
+    return create_app
+
+
+def test_missing_secret_key_outside_debug_stops_start_up(monkeypatch, tmp_path):
+    factory = env_app(monkeypatch, tmp_path)
+    with pytest.raises(ConfigError, match="SECRET_KEY is not set"):
+        factory()
+
+
+def test_secret_key_from_environment(monkeypatch, tmp_path):
+    app = env_app(monkeypatch, tmp_path, SECRET_KEY="from-env")()
+    assert app.config["SECRET_KEY"] == "from-env"
+
+
+def test_debug_generates_a_secret_key_once_and_keeps_it_private(monkeypatch, tmp_path):
+    factory = env_app(monkeypatch, tmp_path, FLASK_DEBUG="1")
+    monkeypatch.setattr("flask.Flask.auto_find_instance_path", lambda self: str(tmp_path / "instance"))
+    first = factory().config["SECRET_KEY"]
+    second = factory().config["SECRET_KEY"]
+    key_file = tmp_path / "instance" / "secret_key"
+    assert first == second and len(first) == 64
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_testing_gets_an_ephemeral_key_without_touching_disk(monkeypatch, tmp_path):
+    factory = env_app(monkeypatch, tmp_path)
+    monkeypatch.setattr("flask.Flask.auto_find_instance_path", lambda self: str(tmp_path / "instance"))
+    app = factory({"TESTING": True})
+    assert len(app.config["SECRET_KEY"]) == 64
+    assert not (tmp_path / "instance" / "secret_key").exists()
+
+
+def test_defaults(tmp_path):
+    config = config_from_env({}, str(tmp_path))
+    assert config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'pluggy_sync.db'}"
+    assert config["PLUGGY_BASE_URL"] == "https://api.pluggy.ai"
+    assert config["SYNC_MODE"] == "webhook"
+    assert config["SYNC_BACKFILL_DAYS"] == 365
+    assert config["SYNC_LOOKBACK_DAYS"] == 7
+    assert config["PLUGGY_WEBHOOK_SECRETS"] == ()
+    assert config["PUBLIC_BASE_URL"] is None
+
+
+def test_values_from_the_environment(tmp_path):
+    config = config_from_env(
+        {
+            "PLUGGY_BASE_URL": "http://127.0.0.1:9000",
+            "PLUGGY_CLIENT_ID": "id",
+            "PLUGGY_CLIENT_SECRET": "secret",
+            "PLUGGY_WEBHOOK_SECRET": "old, new",
+            "PUBLIC_BASE_URL": "https://sync.example.com/",
+            "SYNC_MODE": "poll",
+            "SYNC_BACKFILL_DAYS": "90",
+            "SYNC_LOOKBACK_DAYS": "5",
+        },
+        str(tmp_path),
+    )
+    assert config["PLUGGY_BASE_URL"] == "http://127.0.0.1:9000"
+    assert (config["PLUGGY_CLIENT_ID"], config["PLUGGY_CLIENT_SECRET"]) == ("id", "secret")
+    assert config["PLUGGY_WEBHOOK_SECRETS"] == ("old", "new")
+    assert config["PUBLIC_BASE_URL"] == "https://sync.example.com"
+    assert config["SYNC_MODE"] == "poll"
+    assert (config["SYNC_BACKFILL_DAYS"], config["SYNC_LOOKBACK_DAYS"]) == (90, 5)
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("SYNC_MODE", "push"), ("SYNC_BACKFILL_DAYS", "a year"), ("SYNC_LOOKBACK_DAYS", "0")],
+)
+def test_bad_values_are_refused_by_name(tmp_path, name, value):
+    with pytest.raises(ConfigError, match=name):
+        config_from_env({name: value}, str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+    ],
+)
+def test_database_url_uses_psycopg_3(given, expected):
+    assert database_url(given, "/instance") == expected
+
+
+def test_webhook_secrets_ignore_blanks():
+    assert split_secrets(" a ,, b ,") == ("a", "b")
+    assert split_secrets("") == ()
