@@ -1,0 +1,1 @@
+"""The /webhooks blueprint (verify, store, acknowledge) and the event handlers: not built yet."""
