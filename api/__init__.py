@@ -31,9 +31,12 @@ def create_app(config: Mapping | None = None) -> Flask:
     migrate.init_app(app, db, directory=os.path.join(app.root_path, os.pardir, "migrations"))
     register_error_handlers(app)
 
+    from sync.cli import register_commands
+
     from . import health
 
     app.register_blueprint(health.bp)
+    register_commands(app)
     return app
 
 

@@ -1,13 +1,249 @@
-"""The job queue that lives in the database."""
+"""The job queue that lives in the database.
+
+Enqueue writes a row (joining a queued job with the same key instead of adding one); a claim takes
+the oldest due job with a lease, `FOR UPDATE SKIP LOCKED` on PostgreSQL so any number of workers
+share the queue, and SQLite's single writer elsewhere. A job whose lease ran out (its worker died)
+is claimed again. Failures retry with exponential backoff and jitter, honouring a `retry_after`,
+until the job is dead.
+"""
 from __future__ import annotations
 
-from datetime import datetime
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
 
 from models import Job
 from models.base import utcnow
+
+DEFAULT_LEASE = timedelta(minutes=5)
+BACKOFF_BASE_SECONDS = 10.0
+BACKOFF_CAP_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job as this worker claimed it: plain values that no session expiry can change under us."""
+
+    id: int
+    kind: str
+    payload: dict
+    attempts: int
+    max_attempts: int
+    key: str | None
+    item_id: str | None
+    worker_id: str
+    created_at: datetime
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    payload: dict | None = None,
+    *,
+    key: str | None = None,
+    item_id: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+) -> int:
+    """Queue a job and return its id. With a key, a job already queued under it is joined instead
+    (it runs at the earlier of the two times). The caller commits."""
+    values = {
+        "kind": kind,
+        "payload": payload or {},
+        "status": "queued",
+        "key": key,
+        "item_id": item_id,
+        "run_at": run_at or utcnow(),
+        "created_at": utcnow(),
+    }
+    if max_attempts is not None:
+        values["max_attempts"] = max_attempts
+    insert = dialect_insert(session)(Job).values(**values)
+    if key is not None:
+        earlier = sa.case((insert.excluded.run_at < Job.run_at, insert.excluded.run_at), else_=Job.run_at)
+        insert = insert.on_conflict_do_update(
+            index_elements=[Job.key],
+            index_where=Job.status == "queued",
+            set_={"run_at": earlier},
+        )
+    return session.execute(insert.returning(Job.id)).scalar_one()
+
+
+def dialect_insert(session: Session):
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def claim(
+    session: Session,
+    worker_id: str,
+    *,
+    lease: timedelta = DEFAULT_LEASE,
+    item_id: str | None = None,
+    now: datetime | None = None,
+) -> ClaimedJob | None:
+    """Take the next due job, or one whose lease expired, and commit the lease. None if nothing is due.
+
+    A job whose item already has a running job waits, so one item's jobs never overlap.
+    `item_id` limits the claim to that item's jobs (the CLI's --wait runs only its own)."""
+    now = now or utcnow()
+    running = aliased(Job)
+    item_busy = sa.exists().where(
+        running.item_id == Job.item_id,
+        running.status == "running",
+        running.locked_until >= now,
+        running.id != Job.id,
+    )
+    due = (Job.status == "queued") & (Job.run_at <= now)
+    abandoned = (Job.status == "running") & (Job.locked_until < now)
+    candidates = sa.select(Job.id).where(due | abandoned, ~item_busy)
+    if item_id is not None:
+        candidates = candidates.where(Job.item_id == item_id)
+    next_id = (
+        candidates.order_by(Job.run_at, Job.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    statement = (
+        sa.update(Job)
+        .where(Job.id == next_id)
+        .values(
+            status="running",
+            locked_by=worker_id,
+            locked_until=now + lease,
+            attempts=Job.attempts + 1,
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    )
+    try:
+        job = session.scalars(statement).one_or_none()
+        claimed = None if job is None else claimed_job(job, worker_id)
+        session.commit()
+    except IntegrityError:
+        # Another worker started a job of the same item a moment ago; this one waits its turn.
+        session.rollback()
+        return None
+    return claimed
+
+
+def claimed_job(job: Job, worker_id: str) -> ClaimedJob:
+    return ClaimedJob(
+        id=job.id,
+        kind=job.kind,
+        payload=dict(job.payload or {}),
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        key=job.key,
+        item_id=job.item_id,
+        worker_id=worker_id,
+        created_at=job.created_at,
+    )
+
+
+def extend_lease(connection: sa.Connection, job: ClaimedJob, lease: timedelta = DEFAULT_LEASE) -> bool:
+    """Keep a long job's lease alive. False if the job is no longer ours (the lease was lost)."""
+    result = connection.execute(
+        sa.update(Job)
+        .where(Job.id == job.id, Job.locked_by == job.worker_id, Job.status == "running")
+        .values(locked_until=utcnow() + lease)
+    )
+    return result.rowcount == 1
+
+
+def complete(session: Session, job: ClaimedJob) -> None:
+    finish(session, job, status="done")
+
+
+def fail(session: Session, job: ClaimedJob, error: str, *, retry_after: float | None = None) -> None:
+    """Record a failed attempt: retry later with backoff, or give up once attempts are spent."""
+    if job.attempts >= job.max_attempts:
+        finish(session, job, status="dead", error=error)
+    else:
+        requeue(session, job, after_seconds=max(backoff_seconds(job.attempts), retry_after or 0), error=error)
+
+
+def postpone(session: Session, job: ClaimedJob, after_seconds: float, reason: str = "") -> None:
+    """Run the job again later without spending an attempt (e.g. waiting for Pluggy to settle)."""
+    requeue(session, job, after_seconds=after_seconds, error=reason or None, spend_attempt=False)
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Exponential, capped, with jitter so jobs that failed together do not retry together."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def requeue(
+    session: Session, job: ClaimedJob, *, after_seconds: float, error: str | None, spend_attempt: bool = True
+) -> None:
+    values = {
+        "status": "queued",
+        "run_at": utcnow() + timedelta(seconds=after_seconds),
+        "locked_by": None,
+        "locked_until": None,
+        "last_error": error,
+    }
+    if not spend_attempt:
+        values["attempts"] = Job.attempts - 1
+    try:
+        update_own_job(session, job, values)
+    except IntegrityError:
+        # The same work was queued again under this key meanwhile: that job will do it.
+        session.rollback()
+        finish(session, job, status="done", error=f"superseded by a queued job with key {job.key}")
+
+
+def finish(session: Session, job: ClaimedJob, *, status: str, error: str | None = None) -> None:
+    values = {"status": status, "finished_at": utcnow(), "locked_by": None, "locked_until": None}
+    if error is not None:
+        values["last_error"] = error
+    update_own_job(session, job, values)
+
+
+def update_own_job(session: Session, job: ClaimedJob, values: dict) -> None:
+    """Update a job only while this worker still holds it, so a worker that lost its lease
+    cannot overwrite the outcome of the worker that took the job over."""
+    session.execute(
+        sa.update(Job)
+        .where(Job.id == job.id, Job.locked_by == job.worker_id, Job.status == "running")
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def retry_now(session: Session, job_id: int) -> bool:
+    """Run a dead or waiting job as soon as a worker is free (a dead one with fresh attempts).
+    False if there is no such job, or the same work is already queued under its key."""
+    statement = (
+        sa.update(Job)
+        .where(Job.id == job_id, Job.status.in_(("dead", "queued")))
+        .values(
+            status="queued",
+            run_at=utcnow(),
+            finished_at=None,
+            attempts=sa.case((Job.status == "dead", 0), else_=Job.attempts),
+        )
+    )
+    try:
+        updated = session.execute(statement).rowcount == 1
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return False
+    return updated
+
+
+def retry_dead(session: Session) -> int:
+    """Queue every dead job again; returns how many were."""
+    dead = session.scalars(sa.select(Job.id).where(Job.status == "dead").order_by(Job.id)).all()
+    return sum(retry_now(session, job_id) for job_id in dead)
 
 
 def queue_stats(session: Session, now: datetime | None = None) -> dict:

@@ -103,3 +103,55 @@ def session(app):
     """The app's database session, inside an app context."""
     with app.app_context():
         yield db.session
+
+
+# Sync layer fixtures: a fake Pluggy behind `responses`, a user, a registered connection. ------
+
+@pytest.fixture
+def fake_pluggy():
+    """Pluggy, answered in memory; every outgoing `requests` call goes to it."""
+    import responses
+
+    from tests.fake_pluggy import FakePluggy
+
+    fake = FakePluggy()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake.install(mock)
+        yield fake
+
+
+@pytest.fixture
+def pluggy_api(app):
+    from sync.runtime import pluggy_client
+
+    with app.app_context():
+        yield pluggy_client()
+
+
+@pytest.fixture
+def settings(app):
+    from sync.settings import SyncSettings
+
+    return SyncSettings.from_config(app.config)
+
+
+@pytest.fixture
+def user(session):
+    from sync.users import create_user
+
+    return create_user(session, "ana@example.com")
+
+
+@pytest.fixture
+def connection(session, user, fake_pluggy):
+    """A connection to an UPDATED item with one checking account, registered without a sync yet."""
+    from models import Connection
+    from sync.connections import apply_item
+
+    item = fake_pluggy.add_item()
+    fake_pluggy.add_account(item["id"])
+    connection = Connection(user_id=user.id, item_id=item["id"])
+    apply_item(connection, item)
+    session.add(connection)
+    session.commit()
+    return connection

@@ -1,0 +1,194 @@
+"""Command-line entry points (`flask ...`): the worker, the queue, users, connections, manual sync."""
+from __future__ import annotations
+
+import time
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import AppGroup, with_appcontext
+
+from api.extensions import db
+from models import Connection, Job, SyncRun, User
+from pluggy_client import PluggyError
+
+from . import queue, scheduling
+from .connections import ALREADY_SYNCING, SYNC_STARTED, BankConnectionService, ItemOwnedByAnotherUser
+from .runtime import pluggy_client, sync_settings
+from .tokens import issue_api_token
+from .users import UserError, create_user, find_user
+from .worker import Worker
+
+jobs_cli = AppGroup("jobs", help="Inspect and retry jobs in the queue.")
+users_cli = AppGroup("users", help="Manage the service's users.")
+connections_cli = AppGroup("connections", help="Manage bank connections (Pluggy items).")
+
+
+def connection_service() -> BankConnectionService:
+    return BankConnectionService(db.session, pluggy_client(), sync_settings())
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Exit once no job is due.")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 32), help="Jobs run at once.")
+@click.option("--poll-interval", default=1.0, show_default=True, type=click.FloatRange(0.05, 60), help="Seconds between looks at an empty queue.")
+@with_appcontext
+def worker_command(burst: bool, concurrency: int, poll_interval: float) -> None:
+    """Run the job worker."""
+    app = current_app._get_current_object()
+    Worker(app, pluggy_client(), concurrency=concurrency, poll_interval=poll_interval).run(burst=burst)
+
+
+@jobs_cli.command("list")
+@click.option("--status", type=click.Choice(["queued", "running", "done", "dead"]), help="Only jobs in this state.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+def jobs_list(status: str | None, limit: int) -> None:
+    """The newest jobs, with their state and last error."""
+    statement = sa.select(Job).order_by(Job.id.desc()).limit(limit)
+    if status:
+        statement = statement.where(Job.status == status)
+    for job in db.session.scalars(statement):
+        error = (job.last_error or "").splitlines()[0][:80] if job.last_error else ""
+        click.echo(
+            f"{job.id:>6}  {job.kind:<13} {job.status:<8} {job.attempts}/{job.max_attempts}  "
+            f"{job.run_at:%Y-%m-%d %H:%M:%S}  {job.item_id or '-'}  {error}"
+        )
+    click.echo(f"queue: {queue.queue_stats(db.session)}")
+
+
+@jobs_cli.command("retry")
+@click.argument("job_id", type=int)
+def jobs_retry(job_id: int) -> None:
+    """Run a dead or waiting job now."""
+    if not queue.retry_now(db.session, job_id):
+        raise click.ClickException(f"job {job_id} is not dead or queued, or its work is already queued")
+    click.echo(f"job {job_id} queued")
+
+
+@jobs_cli.command("retry-dead")
+def jobs_retry_dead() -> None:
+    """Queue every dead job again."""
+    click.echo(f"{queue.retry_dead(db.session)} dead job(s) queued again")
+
+
+@users_cli.command("create")
+@click.argument("email")
+def users_create(email: str) -> None:
+    """Create a user; the last line printed is the user's API token."""
+    try:
+        user = create_user(db.session, email)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created user {user.email} (id {user.id}); API token:")
+    click.echo(issue_api_token(current_app.config["SECRET_KEY"], user))
+
+
+@connections_cli.command("add")
+@click.argument("email")
+@click.argument("item_id")
+def connections_add(email: str, item_id: str) -> None:
+    """Register an existing Pluggy item for a user and queue its first sync."""
+    user = user_by_email(email)
+    try:
+        connection, created = connection_service().register(user, item_id)
+    except ItemOwnedByAnotherUser:
+        raise click.ClickException(f"item {item_id} belongs to another user") from None
+    except PluggyError as exc:
+        raise click.ClickException(f"Pluggy: {exc}") from None
+    verb = "registered; first sync queued" if created else "already registered"
+    click.echo(f"connection {connection.id} (item {connection.item_id}, {connection.item_status}) {verb}")
+
+
+@click.command("test-manual-sync")
+@click.option("--connection-id", type=int, help="One connection.")
+@click.option("--item-id", help="The connection of one Pluggy item.")
+@click.option("--user-email", help="Every connection of one user.")
+@click.option("--wait", "wait_s", type=click.FloatRange(0, 3600), help="Follow the sync up to this many seconds and print the counts.")
+@with_appcontext
+def test_manual_sync(connection_id: int | None, item_id: str | None, user_email: str | None, wait_s: float | None) -> None:
+    """Manual sync from the command line. Exits 1 unless every sync started (with --wait: succeeded)."""
+    chosen = [value for value in (connection_id, item_id, user_email) if value is not None]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --connection-id, --item-id, --user-email")
+    service = connection_service()
+    failed = False
+    for connection in selected_connections(connection_id, item_id, user_email):
+        result = service.trigger_manual_sync(connection, trigger="cli")
+        click.echo(f"connection {connection.id} (item {connection.item_id}): {result.status}{details(result)}")
+        run = result.sync_run
+        if wait_s is not None and run is not None and result.status in (SYNC_STARTED, ALREADY_SYNCING):
+            run = follow(connection, run, wait_s)
+            click.echo(f"connection {connection.id}: run {run.id} {run.status}{counts(run)}")
+            failed |= run.status not in ("success", "partial")
+        else:
+            failed |= result.status != SYNC_STARTED
+    if failed:
+        raise SystemExit(1)
+
+
+def selected_connections(connection_id: int | None, item_id: str | None, user_email: str | None) -> list[Connection]:
+    statement = sa.select(Connection).where(Connection.deleted_at.is_(None)).order_by(Connection.id)
+    if connection_id is not None:
+        statement = statement.where(Connection.id == connection_id)
+    elif item_id is not None:
+        statement = statement.where(Connection.item_id == item_id)
+    else:
+        statement = statement.where(Connection.user_id == user_by_email(user_email).id)
+    found = list(db.session.scalars(statement))
+    if not found:
+        raise click.ClickException("no such connection")
+    return found
+
+
+def follow(connection: Connection, run: SyncRun, wait_s: float) -> SyncRun:
+    """Watch the run's item in this process until the run closes or time runs out, printing progress."""
+    scheduling.queue_watch(db.session, run, connection)
+    db.session.commit()
+    worker = Worker(current_app._get_current_object(), pluggy_client(), progress=click.echo)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        worked = worker.run_one(db.session, f"{worker.name}:cli", item_id=connection.item_id)
+        db.session.refresh(run)
+        if run.status not in ("pending", "running"):
+            return run
+        if not worked:
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    click.echo(f"connection {connection.id}: still {run.status} after {wait_s:.0f} s")
+    return run
+
+
+def details(result) -> str:
+    parts = []
+    if result.sync_run is not None:
+        parts.append(f"run {result.sync_run.id}")
+    if result.retry_after is not None:
+        parts.append(f"retry after {result.retry_after:.0f} s")
+    if result.mfa:
+        parts.append(f"MFA asks for {result.mfa.get('label') or result.mfa.get('name')}")
+    if result.user_action:
+        parts.append(f"user action: {result.user_action.get('instructions', '')}")
+    if result.connect_token is not None:
+        parts.append("reconnect with an update-mode connect token (POST /api/banking/connect_token/)")
+    if result.error:
+        parts.append(f"{result.error['code']}: {result.error['message']}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def counts(run: SyncRun) -> str:
+    line = f": {run.accounts} account(s), {run.created} new, {run.updated} updated, {run.deleted} deleted"
+    return line + (f" ({run.error})" if run.error else "")
+
+
+def user_by_email(email: str) -> User:
+    try:
+        user = find_user(db.session, email)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    if user is None:
+        raise click.ClickException(f"no user with e-mail {email}")
+    return user
+
+
+def register_commands(app) -> None:
+    for command in (worker_command, test_manual_sync, jobs_cli, users_cli, connections_cli):
+        app.cli.add_command(command)

@@ -1,0 +1,334 @@
+"""Bank connections (Pluggy items): registering one, the manual sync decision, MFA, status.
+
+A manual sync first asks Pluggy to update the item (a plain re-read would only return what Pluggy
+cached), then reports what the item needs. The fetch itself happens when the update's outcome is
+known: an `item/updated` webhook, or the watcher in poll mode and for `--wait`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models import Connection, SyncRun, User
+from models.base import utcnow
+from pluggy_client import ConnectToken, PluggyClient, PluggyError, PluggyNotFound, PluggyRateLimited
+
+from . import runs, scheduling
+from .settings import SyncSettings
+from .tokens import webhook_url
+from .transactions import Progress, TransactionService, ignore, timestamp
+
+log = logging.getLogger(__name__)
+
+# Outcomes of a manual sync (API.md).
+SYNC_STARTED = "SYNC_STARTED"
+SUCCESS = "SUCCESS"
+ALREADY_SYNCING = "ALREADY_SYNCING"
+MFA_REQUIRED = "MFA_REQUIRED"
+USER_ACTION_REQUIRED = "USER_ACTION_REQUIRED"
+CREDENTIALS_REQUIRED = "CREDENTIALS_REQUIRED"
+RATE_LIMITED = "RATE_LIMITED"
+ERROR = "ERROR"
+
+ITEM_BUSY = ("UPDATING", "MERGING")
+DEFAULT_RETRY_AFTER = 60.0
+
+# A settled item's status -> how its open run ends (UPDATED ends by fetching).
+RUN_OUTCOME = {
+    "WAITING_USER_INPUT": "mfa_required",
+    "WAITING_USER_ACTION": "user_action_required",
+    "LOGIN_ERROR": "credentials_required",
+    "OUTDATED": "error",
+}
+
+
+class ConnectionRefusal(Exception):
+    """Base of the refusals the callers turn into answers."""
+
+
+class ItemOwnedByAnotherUser(ConnectionRefusal):
+    pass
+
+
+class MfaNotRequired(ConnectionRefusal):
+    pass
+
+
+class MfaValueRequired(ConnectionRefusal):
+    pass
+
+
+@dataclass
+class ManualSyncResult:
+    status: str
+    connection: Connection
+    sync_run: SyncRun | None = None
+    retry_after: float | None = None
+    connect_token: ConnectToken | None = None
+    error: dict | None = None
+
+    @property
+    def mfa(self) -> dict | None:
+        return self.connection.mfa_parameter if self.status == MFA_REQUIRED else None
+
+    @property
+    def user_action(self) -> dict | None:
+        return self.connection.user_action if self.status == USER_ACTION_REQUIRED else None
+
+
+def sync_status(connection: Connection, open_run: SyncRun | None = None) -> str:
+    """The connection's state in the words of API.md, from the item's status and our open run."""
+    status = connection.item_status
+    if status in ITEM_BUSY or (status in ("UPDATED", "OUTDATED") and open_run is not None):
+        return "UPDATING"
+    return {
+        "UPDATED": "UPDATED",
+        "OUTDATED": "OUTDATED",
+        "WAITING_USER_INPUT": "MFA_REQUIRED",
+        "WAITING_USER_ACTION": "USER_ACTION_REQUIRED",
+        "LOGIN_ERROR": "CREDENTIALS_REQUIRED",
+    }.get(status, "ERROR")
+
+
+def apply_item(connection: Connection, item: dict) -> None:
+    """Mirror Pluggy's item onto the connection. The payload is Pluggy's answer, never a webhook's."""
+    connector = item.get("connector") or {}
+    error = item.get("error") or {}
+    connection.connector_id = connector.get("id")
+    connection.connector_name = connector.get("name")
+    connection.client_user_id = item.get("clientUserId", connection.client_user_id)
+    connection.item_status = item.get("status")
+    connection.execution_status = item.get("executionStatus")
+    connection.status_detail = item.get("statusDetail")
+    connection.error_code = error.get("code")
+    connection.error_message = error.get("message")
+    waiting_input = item.get("status") == "WAITING_USER_INPUT"
+    connection.mfa_parameter = item.get("parameter") if waiting_input else None
+    connection.user_action = item.get("userAction") if item.get("status") == "WAITING_USER_ACTION" else None
+    connection.last_updated_at = timestamp(item.get("lastUpdatedAt"))
+    connection.next_auto_sync_at = timestamp(item.get("nextAutoSyncAt"))
+    connection.consent_expires_at = timestamp(item.get("consentExpiresAt"))
+
+
+class BankConnectionService:
+    def __init__(self, session: Session, client: PluggyClient, settings: SyncSettings) -> None:
+        self.session = session
+        self.client = client
+        self.settings = settings
+
+    # Registering ---------------------------------------------------------------------------
+
+    def register(self, user: User, item_id: str) -> tuple[Connection, bool]:
+        """The user's connection for a Pluggy item, created (first sync queued) if new.
+        Raises PluggyNotFound if Pluggy does not know the item, ItemOwnedByAnotherUser."""
+        existing = self.by_item_id(item_id)
+        if existing is not None:
+            return self.owned(existing, user), False
+        item = self.client.get_item(item_id)
+        connection = Connection(user_id=user.id, item_id=item["id"])
+        apply_item(connection, item)
+        self.session.add(connection)
+        try:
+            self.session.flush()
+        except IntegrityError:
+            self.session.rollback()  # registered by a concurrent request a moment ago
+            return self.owned(self.by_item_id(item_id), user), False
+        scheduling.queue_initial_sync(self.session, connection)
+        self.session.commit()
+        return connection, True
+
+    def by_item_id(self, item_id: str) -> Connection | None:
+        return self.session.scalars(sa.select(Connection).where(Connection.item_id == item_id)).one_or_none()
+
+    @staticmethod
+    def owned(connection: Connection, user: User) -> Connection:
+        if connection.user_id != user.id:
+            raise ItemOwnedByAnotherUser(connection.item_id)
+        return connection
+
+    # Manual sync ---------------------------------------------------------------------------
+
+    def trigger_manual_sync(self, connection: Connection, *, trigger: str = "manual") -> ManualSyncResult:
+        open_run = runs.find_open_run(self.session, connection.id)
+        if open_run is not None:
+            return ManualSyncResult(ALREADY_SYNCING, connection, sync_run=open_run)
+        try:
+            item = self.refresh_item(connection)
+        except PluggyError as exc:
+            return self.refused(connection, exc)
+
+        status = item.get("status")
+        if status in ITEM_BUSY:
+            return ManualSyncResult(ALREADY_SYNCING, connection)
+        if status == "WAITING_USER_INPUT":
+            return ManualSyncResult(MFA_REQUIRED, connection)
+        if status == "WAITING_USER_ACTION":
+            return ManualSyncResult(USER_ACTION_REQUIRED, connection)
+        if status == "LOGIN_ERROR":
+            return self.credentials_required(connection)
+        return self.update_item(connection, trigger)
+
+    def update_item(self, connection: Connection, trigger: str) -> ManualSyncResult:
+        """PATCH the item (once, whatever the concurrency) and leave a run waiting for the outcome."""
+        try:
+            run = runs.reserve_item_update(
+                self.session, connection, trigger, per_minute=self.settings.item_updates_per_minute
+            )
+        except runs.AlreadySyncing as exc:
+            return ManualSyncResult(ALREADY_SYNCING, connection, sync_run=exc.run)
+        except runs.Throttled as exc:
+            return ManualSyncResult(RATE_LIMITED, connection, retry_after=exc.retry_after)
+
+        try:
+            item = self.client.trigger_item_update(connection.item_id)
+        except PluggyError as exc:
+            result = self.refused(connection, exc, run=run)
+            if result.status != ALREADY_SYNCING:
+                runs.close_run(
+                    self.session, run, run_status_for(result.status), error_code=exc.code_description, error=str(exc)
+                )
+                result.sync_run = None
+            return result
+        apply_item(connection, item)
+        if self.settings.sync_mode == "poll":
+            scheduling.queue_watch(self.session, run, connection, after_s=self.settings.watch_interval_s)
+        self.session.commit()
+        return ManualSyncResult(SYNC_STARTED, connection, sync_run=run)
+
+    def refused(self, connection: Connection, exc: PluggyError, *, run: SyncRun | None = None) -> ManualSyncResult:
+        """What a refusal or failure from Pluggy means for the caller."""
+        code = exc.code_description
+        data = exc.data if isinstance(exc.data, dict) else {}
+        if isinstance(exc, PluggyRateLimited):
+            return ManualSyncResult(RATE_LIMITED, connection, retry_after=exc.retry_after or DEFAULT_RETRY_AFTER)
+        if code == "CLIENT_IS_UPDATING_BEFORE_ALLOWED_FREQUENCY":
+            return ManualSyncResult(RATE_LIMITED, connection, retry_after=allowed_again_in(data))
+        if code == "TOO_MANY_CONSECUTIVE_ERRORS":
+            return ManualSyncResult(RATE_LIMITED, connection, retry_after=seconds_until(data.get("canRetryAfterDate")))
+        if code in ("CONNECTOR_REQUIRED_PARAMETER_VALIDATION_ERROR", "TOO_MANY_CONSECUTIVE_LOGIN_FAILURES"):
+            return self.credentials_required(connection)
+        if code == "ITEM_ALREADY_UPDATING":
+            # Pluggy is updating the item anyway: our run waits for that update's outcome.
+            return ManualSyncResult(ALREADY_SYNCING, connection, sync_run=run)
+        if isinstance(exc, PluggyNotFound):
+            return ManualSyncResult(ERROR, connection, error={"code": "item_not_found", "message": str(exc)})
+        log.warning("manual sync of connection %s failed: %s", connection.id, exc)
+        return ManualSyncResult(
+            ERROR, connection, error={"code": code or "pluggy_unavailable", "message": str(exc)}
+        )
+
+    def credentials_required(self, connection: Connection) -> ManualSyncResult:
+        try:
+            token = self.connect_token(connection.user, connection)
+        except PluggyError as exc:
+            log.warning("no connect token for connection %s: %s", connection.id, exc)
+            token = None
+        return ManualSyncResult(CREDENTIALS_REQUIRED, connection, connect_token=token)
+
+    # MFA, status, connect tokens -------------------------------------------------------------
+
+    def send_mfa(self, connection: Connection, *, value: str | None = None, parameters: dict | None = None) -> dict:
+        """Answer the item's pending prompt. The value goes to Pluggy only: never stored or logged."""
+        if not parameters and not value:
+            raise MfaValueRequired()
+        item = self.refresh_item(connection)
+        if item.get("status") != "WAITING_USER_INPUT":
+            raise MfaNotRequired()
+        name = (item.get("parameter") or {}).get("name") or "token"
+        item = self.client.send_mfa(connection.item_id, parameters or {name: value})
+        apply_item(connection, item)
+        self.session.commit()
+        if self.settings.sync_mode == "poll":
+            self.watch_after_input(connection)
+        return item
+
+    def watch_after_input(self, connection: Connection) -> None:
+        try:
+            run = runs.open_run(self.session, connection, "manual")
+        except runs.AlreadySyncing as exc:
+            run = exc.run
+        if run is not None:
+            scheduling.queue_watch(self.session, run, connection, after_s=self.settings.watch_interval_s)
+            self.session.commit()
+
+    def check_status(self, connection: Connection) -> Connection:
+        self.refresh_item(connection)
+        return connection
+
+    def refresh_item(self, connection: Connection) -> dict:
+        item = self.client.get_item(connection.item_id)
+        apply_item(connection, item)
+        self.session.commit()
+        return item
+
+    def connect_token(self, user: User, connection: Connection | None = None) -> ConnectToken:
+        """A Connect widget token for the user; for a connection, in update mode for its item."""
+        return self.client.create_connect_token(
+            connection.item_id if connection else None,
+            client_user_id=str(user.id),
+            webhook_url=webhook_url(self.settings.public_base_url, self.settings.secret_key),
+        )
+
+    # Settling: the outcome of an item update ------------------------------------------------
+
+    def settle(
+        self,
+        connection: Connection,
+        item: dict,
+        *,
+        trigger: str,
+        progress: Progress = ignore,
+        checkpoint=ignore,
+    ) -> SyncRun | None:
+        """Close the open run (opening one if needed) according to the item Pluggy reports:
+        fetch when UPDATED, record what the item needs otherwise. None while Pluggy is still busy."""
+        apply_item(connection, item)
+        self.session.commit()
+        status = item.get("status")
+        if status in ITEM_BUSY:
+            return None
+        run = runs.find_open_run(self.session, connection.id)
+        if status in RUN_OUTCOME:
+            if run is None:
+                return None
+            return runs.close_run(
+                self.session, run, RUN_OUTCOME[status], error_code=connection.error_code, error=connection.error_message
+            )
+        if run is None:
+            run = runs.open_run(self.session, connection, trigger)
+        return self.fetch(connection, run, progress=progress, checkpoint=checkpoint)
+
+    def fetch(self, connection: Connection, run: SyncRun, *, progress: Progress = ignore, checkpoint=ignore) -> SyncRun:
+        """Fetch into `run`; a failure closes the run as an error and is raised for the job to retry."""
+        service = TransactionService(self.session, self.client, self.settings, progress=progress, checkpoint=checkpoint)
+        try:
+            return service.fetch(connection, run)
+        except Exception as exc:
+            self.session.rollback()
+            runs.close_run(self.session, run, "error", error_code=getattr(exc, "code_description", None), error=str(exc))
+            raise
+
+
+def run_status_for(result_status: str) -> str:
+    return {CREDENTIALS_REQUIRED: "credentials_required"}.get(result_status, "error")
+
+
+def allowed_again_in(data: dict) -> float:
+    """Seconds until Pluggy's minimum update interval has passed since the item's last update."""
+    last = timestamp(data.get("lastUpdatedAt"))
+    hours = data.get("minUpdateFrequencyAllowedInHours")
+    if last is None or not isinstance(hours, (int, float)):
+        return DEFAULT_RETRY_AFTER
+    return max(1.0, (last + timedelta(hours=hours) - utcnow()).total_seconds())
+
+
+def seconds_until(moment: str | None) -> float:
+    when: datetime | None = timestamp(moment)
+    if when is None:
+        return DEFAULT_RETRY_AFTER
+    return max(1.0, (when - utcnow()).total_seconds())

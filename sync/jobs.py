@@ -1,0 +1,107 @@
+"""What each kind of job does. Handlers are idempotent: a job run twice has the effect of once."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from models import Connection, Job, SyncRun
+from models.base import utcnow
+
+from . import runs
+from .connections import ITEM_BUSY, BankConnectionService
+from .scheduling import FETCH_ITEM, INITIAL_SYNC, PRUNE_EVERY, PRUNE_JOBS, WATCH_ITEM, queue_prune
+from .worker import JobContext, RetryLater, handles
+
+# An item reported UPDATED but not yet re-synced right after our PATCH has probably not started;
+# after this long, its answer is taken as the outcome.
+START_GRACE = timedelta(minutes=2)
+KEEP_FINISHED_JOBS = timedelta(days=7)
+
+
+def live_connection(context: JobContext) -> Connection | None:
+    connection = context.session.get(Connection, context.job.payload["connection_id"])
+    if connection is None or connection.deleted_at is not None:
+        return None
+    return connection
+
+
+def connections(context: JobContext) -> BankConnectionService:
+    return BankConnectionService(context.session, context.client, context.settings)
+
+
+@handles(INITIAL_SYNC)
+def initial_sync(context: JobContext) -> None:
+    """Fetch everything Pluggy has for a newly registered item, once its own first update is over."""
+    connection = live_connection(context)
+    if connection is None:
+        return
+    item = connections(context).refresh_item(connection)
+    if item.get("status") in ITEM_BUSY and not waited_too_long(context.job.created_at, context):
+        raise RetryLater(context.settings.watch_interval_s, "item still updating")
+    try:
+        run = runs.open_run(context.session, connection, "initial")
+    except runs.AlreadySyncing:
+        raise RetryLater(context.settings.watch_interval_s, "another sync of the item is open") from None
+    connections(context).fetch(connection, run, progress=context.progress, checkpoint=context.checkpoint)
+
+
+@handles(FETCH_ITEM)
+def fetch_item(context: JobContext) -> None:
+    """Pluggy finished an item update: record the outcome and fetch what changed."""
+    connection = live_connection(context)
+    if connection is None:
+        return
+    item = context.client.get_item(connection.item_id)
+    connections(context).settle(
+        connection,
+        item,
+        trigger=context.job.payload.get("trigger", "webhook"),
+        progress=context.progress,
+        checkpoint=context.checkpoint,
+    )
+
+
+@handles(WATCH_ITEM)
+def watch_item(context: JobContext) -> None:
+    """Follow an item we asked Pluggy to update until it settles, then close the run."""
+    run = context.session.get(SyncRun, context.job.payload["run_id"])
+    if run is None or run.status not in ("pending", "running"):
+        return
+    connection = run.connection
+    item = context.client.get_item(connection.item_id)
+    if not has_settled(item, run):
+        if waited_too_long(run.started_at, context):
+            runs.close_run(
+                context.session, run, "error", error_code="timeout", error="Pluggy did not finish the update in time"
+            )
+            return
+        raise RetryLater(context.settings.watch_interval_s, f"item {item.get('status')}")
+    connections(context).settle(
+        connection, item, trigger=run.trigger, progress=context.progress, checkpoint=context.checkpoint
+    )
+
+
+@handles(PRUNE_JOBS)
+def prune_jobs(context: JobContext) -> None:
+    """Delete jobs that finished long ago (dead ones stay until retried), then come back later."""
+    context.session.execute(
+        sa.delete(Job).where(Job.status == "done", Job.finished_at < utcnow() - KEEP_FINISHED_JOBS)
+    )
+    queue_prune(context.session, after=PRUNE_EVERY)
+    context.session.commit()
+
+
+def has_settled(item: dict, run: SyncRun) -> bool:
+    if item.get("status") in ITEM_BUSY:
+        return False
+    requested = run.item_update_requested_at
+    if item.get("status") != "UPDATED" or requested is None:
+        return True
+    last_updated = item.get("lastUpdatedAt")
+    started_since = last_updated is not None and datetime.fromisoformat(last_updated) >= requested
+    return started_since or utcnow() - requested > START_GRACE
+
+
+def waited_too_long(since: datetime, context: JobContext) -> bool:
+    return (utcnow() - since).total_seconds() > context.settings.watch_timeout_s

@@ -1,0 +1,108 @@
+"""Sync runs: opening one (at most one open per connection, enforced by the database), reserving
+an item update under the PATCH throttle, and closing a run with its outcome."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models import OPEN_SYNC_STATUSES, Connection, SyncRun
+from models.base import UTCDateTime, utcnow
+
+THROTTLE_WINDOW = timedelta(seconds=60)
+# Any constant shared by every process: it names the PostgreSQL advisory lock of the throttle.
+ITEM_UPDATE_LOCK_ID = 0x706C7567
+
+
+class AlreadySyncing(Exception):
+    def __init__(self, run: SyncRun | None) -> None:
+        super().__init__("a sync of this connection is already open")
+        self.run = run
+
+
+class Throttled(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"item update limit reached; retry in {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
+def find_open_run(session: Session, connection_id: int) -> SyncRun | None:
+    return session.scalars(
+        sa.select(SyncRun).where(
+            SyncRun.connection_id == connection_id, SyncRun.status.in_(OPEN_SYNC_STATUSES)
+        )
+    ).one_or_none()
+
+
+def open_run(session: Session, connection: Connection, trigger: str) -> SyncRun:
+    """A new pending run, committed; AlreadySyncing if the connection has an open one."""
+    run = SyncRun(connection_id=connection.id, trigger=trigger, status="pending")
+    session.add(run)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise AlreadySyncing(find_open_run(session, connection.id)) from None
+    return run
+
+
+def reserve_item_update(
+    session: Session, connection: Connection, trigger: str, *, per_minute: int, now: datetime | None = None
+) -> SyncRun:
+    """Open a run that is about to PATCH the item, if the throttle allows one more PATCH this minute.
+
+    Counting and inserting is one statement, serialised on PostgreSQL by an advisory lock, so the
+    limit holds across any number of processes. Raises AlreadySyncing or Throttled."""
+    now = now or utcnow()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(ITEM_UPDATE_LOCK_ID)))
+    recent = (
+        sa.select(sa.func.count())
+        .where(SyncRun.item_update_requested_at > now - THROTTLE_WINDOW)
+        .scalar_subquery()
+    )
+    stamp = sa.literal(now, UTCDateTime())
+    row = sa.select(
+        sa.literal(connection.id), sa.literal(trigger), sa.literal("pending"), stamp, stamp
+    ).where(recent < per_minute)
+    insert = (
+        sa.insert(SyncRun)
+        .from_select(["connection_id", "trigger", "status", "started_at", "item_update_requested_at"], row)
+        .returning(SyncRun.id)
+    )
+    try:
+        run_id = session.execute(insert).scalar_one_or_none()
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise AlreadySyncing(find_open_run(session, connection.id)) from None
+    if run_id is None:
+        raise Throttled(throttle_retry_after(session, now))
+    return session.get(SyncRun, run_id)
+
+
+def throttle_retry_after(session: Session, now: datetime) -> float:
+    oldest = session.scalar(
+        sa.select(sa.func.min(SyncRun.item_update_requested_at)).where(
+            SyncRun.item_update_requested_at > now - THROTTLE_WINDOW
+        )
+    )
+    if oldest is None:
+        return 1.0
+    if isinstance(oldest, str):  # SQLite returns aggregates untyped
+        oldest = UTCDateTime().process_result_value(datetime.fromisoformat(oldest), None)
+    return max(1.0, (oldest + THROTTLE_WINDOW - now).total_seconds())
+
+
+def close_run(
+    session: Session, run: SyncRun, status: str, *, error_code: str | None = None, error: str | None = None
+) -> SyncRun:
+    run.status = status
+    run.error_code = error_code
+    run.error = error
+    run.finished_at = utcnow()
+    session.commit()
+    return run
+

@@ -1,0 +1,55 @@
+"""The kinds of job the sync layer queues, and how each is queued (coalescing keys, item locks)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from models import Connection, SyncRun
+from models.base import utcnow
+
+from .queue import enqueue
+
+INITIAL_SYNC = "initial_sync"  # first fetch of a newly registered connection
+FETCH_ITEM = "fetch_item"  # fetch after Pluggy finished an item update
+WATCH_ITEM = "watch_item"  # follow a triggered item until it settles, then fetch
+PRUNE_JOBS = "prune_jobs"  # periodic: forget finished jobs after a while
+
+PRUNE_EVERY = timedelta(hours=1)
+
+
+def queue_initial_sync(session: Session, connection: Connection) -> int:
+    return enqueue(
+        session,
+        INITIAL_SYNC,
+        {"connection_id": connection.id},
+        key=f"fetch:{connection.item_id}",
+        item_id=connection.item_id,
+    )
+
+
+def queue_fetch(session: Session, connection: Connection, trigger: str) -> int:
+    # While one fetch of the item waits in the queue, asking again joins it: it reads everything new.
+    return enqueue(
+        session,
+        FETCH_ITEM,
+        {"connection_id": connection.id, "trigger": trigger},
+        key=f"fetch:{connection.item_id}",
+        item_id=connection.item_id,
+    )
+
+
+def queue_watch(session: Session, run: SyncRun, connection: Connection, *, after_s: float = 0) -> int:
+    return enqueue(
+        session,
+        WATCH_ITEM,
+        {"connection_id": connection.id, "run_id": run.id},
+        key=f"watch:{connection.item_id}",
+        item_id=connection.item_id,
+        run_at=utcnow() + timedelta(seconds=after_s),
+    )
+
+
+def queue_prune(session: Session, *, after: timedelta = timedelta(0)) -> int:
+    # One key for the periodic job: every worker may ask for it, only one is ever queued.
+    return enqueue(session, PRUNE_JOBS, key="periodic:prune_jobs", run_at=utcnow() + after)

@@ -1,0 +1,46 @@
+"""Signed tokens: the users' API tokens and the token inside the webhook URL given to Pluggy.
+
+Both are itsdangerous signatures with SECRET_KEY, a salt per purpose so one can never pass for the
+other. An API token carries the user's token version, so bumping it revokes every older token.
+"""
+from __future__ import annotations
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from models import User
+
+API_TOKEN_SALT = "pluggy-sync.api-token"
+WEBHOOK_TOKEN_SALT = "pluggy-sync.webhook-url"
+
+
+def issue_api_token(secret_key: str, user: User) -> str:
+    return URLSafeSerializer(secret_key, salt=API_TOKEN_SALT).dumps([user.id, user.token_version])
+
+
+def read_api_token(secret_key: str, token: str) -> tuple[int, int] | None:
+    """(user id, token version) from a genuine token, else None. The caller checks the version."""
+    try:
+        user_id, version = URLSafeSerializer(secret_key, salt=API_TOKEN_SALT).loads(token)
+    except (BadSignature, TypeError, ValueError):
+        return None
+    if not isinstance(user_id, int) or not isinstance(version, int):
+        return None
+    return user_id, version
+
+
+def issue_webhook_token(secret_key: str) -> str:
+    return URLSafeSerializer(secret_key, salt=WEBHOOK_TOKEN_SALT).dumps("pluggy")
+
+
+def webhook_token_is_valid(secret_key: str, token: str) -> bool:
+    try:
+        return URLSafeSerializer(secret_key, salt=WEBHOOK_TOKEN_SALT).loads(token) == "pluggy"
+    except BadSignature:
+        return False
+
+
+def webhook_url(public_base_url: str | None, secret_key: str) -> str | None:
+    """The URL put into a connect token's webhookUrl; None when the service has no public URL."""
+    if not public_base_url:
+        return None
+    return f"{public_base_url}/webhooks/pluggy/{issue_webhook_token(secret_key)}"

@@ -1,0 +1,285 @@
+"""Bringing an item's accounts and transactions into the database.
+
+First sync of an account: everything dated inside the backfill window. Later syncs: what Pluggy
+ingested since the watermark (`createdAtFrom`, backdated rows included), then the lookback window
+Pluggy re-collects, which refreshes rows in place (PENDING -> POSTED) and reveals deletions: a live
+row dated inside that fully read window that Pluggy no longer returns is tombstoned. Pages are
+written as they arrive, one `INSERT ... ON CONFLICT DO UPDATE` per page, so memory stays flat and a
+re-read that changes nothing writes nothing. The watermark moves only after the rows are committed.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from models import Account, Connection, SyncRun, Transaction
+from models.base import utcnow
+from pluggy_client import PluggyClient
+
+from .queue import dialect_insert
+from .settings import SyncSettings
+
+# Rows Pluggy ingests while we page may carry a createdAt just before the newest we saw;
+# starting the next read this much earlier catches them (re-reading costs nothing: upserts).
+WATERMARK_OVERLAP = timedelta(hours=1)
+# Columns an upsert never overwrites: identity, first-seen time, and our own sync state.
+KEEP_ON_UPDATE = {"id", "pluggy_id", "created_at", "transactions_watermark", "last_synced_at"}
+
+Progress = Callable[[str], None]
+
+
+def ignore(*_args) -> None:
+    pass
+
+
+@dataclass
+class Counts:
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+    def __iadd__(self, other: Counts) -> Counts:
+        self.created += other.created
+        self.updated += other.updated
+        self.deleted += other.deleted
+        return self
+
+
+class TransactionService:
+    """Fetches a connection's accounts and transactions from Pluggy into the database."""
+
+    def __init__(
+        self,
+        session: Session,
+        client: PluggyClient,
+        settings: SyncSettings,
+        *,
+        progress: Progress = ignore,
+        checkpoint: Callable[[], None] = ignore,
+        today: Callable[[], date] | None = None,
+    ) -> None:
+        self.session = session
+        self.client = client
+        self.settings = settings
+        self.progress = progress
+        self.checkpoint = checkpoint  # called between committed pages: lease upkeep, stop requests
+        self.today = today or (lambda: utcnow().date())
+
+    def fetch(self, connection: Connection, run: SyncRun, *, only_account: Account | None = None) -> SyncRun:
+        """Run `run` to the end: accounts with balances, then each account's transactions."""
+        run.status = "running"
+        self.session.commit()
+        accounts = self.refresh_accounts(connection)
+        if only_account is not None:
+            accounts = [a for a in accounts if a.id == only_account.id]
+        for account in accounts:
+            counts = self.sync_account(account)
+            run.accounts += 1
+            run.created += counts.created
+            run.updated += counts.updated
+            run.deleted += counts.deleted
+            self.session.commit()
+            self.progress(
+                f"  {account.name} ({account.type}): {counts.created} new, {counts.updated} updated, "
+                f"{counts.deleted} deleted"
+            )
+        if only_account is None:
+            connection.last_synced_at = utcnow()
+        run.status = "partial" if connection.execution_status == "PARTIAL_SUCCESS" else "success"
+        run.finished_at = utcnow()
+        self.session.commit()
+        return run
+
+    def refresh_accounts(self, connection: Connection) -> list[Account]:
+        rows = [account_row(data, connection.id) for data in self.client.list_accounts(connection.item_id)]
+        if rows:
+            insert = dialect_insert(self.session)(Account).values(rows)
+            self.session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[Account.pluggy_id], set_=updatable(insert, Account)
+                )
+            )
+            self.session.commit()
+        pluggy_ids = [row["pluggy_id"] for row in rows]
+        return list(
+            self.session.scalars(
+                sa.select(Account).where(Account.pluggy_id.in_(pluggy_ids)).order_by(Account.id)
+            )
+        )
+
+    def sync_account(self, account: Account) -> Counts:
+        started = utcnow()
+        if account.transactions_watermark is None:
+            since = self.today() - timedelta(days=self.settings.backfill_days)
+            counts, newest = self.write_pages(account, self.client.iter_transactions(account.pluggy_id, date_from=since))
+        else:
+            counts, newest = self.write_pages(
+                account,
+                self.client.iter_transactions(account.pluggy_id, created_at_from=account.transactions_watermark),
+            )
+            window_counts, window_newest, seen = self.reread_window(account)
+            counts += window_counts
+            newest = max_or_none(newest, window_newest)
+            counts.deleted += self.tombstone_missing(account, self.window_floor(), seen)
+        self.advance_watermark(account, newest, started)
+        return counts
+
+    def sync_ids(self, account: Account, ids: Iterable[str]) -> Counts:
+        """Re-read named transactions (Pluggy's transactions/updated) and write what changed."""
+        counts, _ = self.write_pages(account, self.client.iter_transactions(account.pluggy_id, ids=list(ids)))
+        return counts
+
+    def reread_window(self, account: Account) -> tuple[Counts, datetime | None, set[str]]:
+        since = self.today() - timedelta(days=self.settings.lookback_days)
+        seen: set[str] = set()
+        pages = self.client.iter_transactions(account.pluggy_id, date_from=since)
+        counts, newest = self.write_pages(account, remember_ids(pages, seen))
+        return counts, newest, seen
+
+    def window_floor(self) -> datetime:
+        """The earliest date at which a missing row surely means deleted. Pluggy's dateFrom is a
+        day in an unstated time zone, so the first day of the window is left out."""
+        first_day = self.today() - timedelta(days=self.settings.lookback_days - 1)
+        return datetime.combine(first_day, time.min, tzinfo=timezone.utc)
+
+    def write_pages(self, account: Account, pages: Iterable[list[dict]]) -> tuple[Counts, datetime | None]:
+        counts, newest = Counts(), None
+        for page in pages:
+            page_counts, page_newest = self.upsert_page(account, page)
+            self.session.commit()
+            counts += page_counts
+            newest = max_or_none(newest, page_newest)
+            self.checkpoint()
+        return counts, newest
+
+    def upsert_page(self, account: Account, page: list[dict]) -> tuple[Counts, datetime | None]:
+        if not page:
+            return Counts(), None
+        now = utcnow()
+        rows = list({row["pluggy_id"]: row for row in (transaction_row(t, account.id, now) for t in page)}.values())
+        insert = dialect_insert(self.session)(Transaction).values(rows)
+        changed = sa.or_(
+            Transaction.raw.is_distinct_from(insert.excluded.raw),
+            Transaction.deleted_at.is_not(None),
+            Transaction.account_id != insert.excluded.account_id,
+        )
+        statement = insert.on_conflict_do_update(
+            index_elements=[Transaction.pluggy_id], set_=updatable(insert, Transaction), where=changed
+        ).returning(Transaction.created_at)
+        # created_at is set only on insert, so a row stamped with this page's time is new.
+        written = self.session.execute(statement).scalars().all()
+        created = sum(1 for stamp in written if stamp == now)
+        newest = max((row["pluggy_created_at"] for row in rows if row["pluggy_created_at"]), default=None)
+        return Counts(created=created, updated=len(written) - created), newest
+
+    def tombstone_missing(self, account: Account, floor: datetime, seen: set[str]) -> int:
+        live = self.session.scalars(
+            sa.select(Transaction.pluggy_id).where(
+                Transaction.account_id == account.id,
+                Transaction.date >= floor,
+                Transaction.deleted_at.is_(None),
+            )
+        )
+        missing = [pluggy_id for pluggy_id in live if pluggy_id not in seen]
+        for chunk in chunks(missing, 500):
+            self.session.execute(
+                sa.update(Transaction)
+                .where(Transaction.account_id == account.id, Transaction.pluggy_id.in_(chunk))
+                .values(deleted_at=utcnow(), updated_at=utcnow())
+            )
+        self.session.commit()
+        return len(missing)
+
+    def advance_watermark(self, account: Account, newest: datetime | None, started: datetime) -> None:
+        ceiling = started - WATERMARK_OVERLAP
+        candidate = min(newest, ceiling) if newest else ceiling
+        account.transactions_watermark = max_or_none(account.transactions_watermark, candidate)
+        account.last_synced_at = utcnow()
+        self.session.commit()
+
+
+def remember_ids(pages: Iterable[list[dict]], seen: set[str]) -> Iterator[list[dict]]:
+    for page in pages:
+        seen.update(t["id"] for t in page)
+        yield page
+
+
+def updatable(insert, model) -> dict:
+    """What an upsert takes from the incoming row: everything Pluggy says, nothing of ours."""
+    return {
+        column.name: insert.excluded[column.name]
+        for column in model.__table__.columns
+        if column.name not in KEEP_ON_UPDATE
+    }
+
+
+def account_row(data: dict, connection_id: int) -> dict:
+    return {
+        "connection_id": connection_id,
+        "pluggy_id": data["id"],
+        "type": data.get("type") or "UNKNOWN",
+        "subtype": data.get("subtype"),
+        "name": data.get("name") or data.get("marketingName") or data["id"],
+        "marketing_name": data.get("marketingName"),
+        "number": data.get("number"),
+        "owner": data.get("owner"),
+        "balance": money(data.get("balance")),
+        "currency_code": data.get("currencyCode"),
+        "raw": data,
+        "created_at": utcnow(),
+        "updated_at": utcnow(),
+    }
+
+
+def transaction_row(data: dict, account_id: int, now: datetime) -> dict:
+    return {
+        "account_id": account_id,
+        "pluggy_id": data["id"],
+        "date": timestamp(data["date"]),
+        "description": data.get("description") or "",
+        "description_raw": data.get("descriptionRaw"),
+        "amount": money(data["amount"]),
+        "amount_in_account_currency": money(data.get("amountInAccountCurrency")),
+        "balance": money(data.get("balance")),
+        "currency_code": data.get("currencyCode"),
+        "type": data.get("type"),
+        "status": data.get("status"),
+        "category": data.get("category"),
+        "category_id": data.get("categoryId"),
+        "provider_code": data.get("providerCode"),
+        "provider_id": data.get("providerId"),
+        "operation_type": data.get("operationType"),
+        "raw": data,
+        "pluggy_created_at": timestamp(data.get("createdAt")),
+        "pluggy_updated_at": timestamp(data.get("updatedAt")),
+        "deleted_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def money(value) -> Decimal | None:
+    # str() gives the shortest decimal that reads back as the same double: the figure Pluggy sent.
+    return None if value is None else Decimal(str(value))
+
+
+def timestamp(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def max_or_none(*values: datetime | None) -> datetime | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def chunks(values: list, size: int) -> Iterator[list]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

@@ -1,0 +1,36 @@
+"""Users of the service."""
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from models import User
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class UserError(ValueError):
+    pass
+
+
+def normalise_email(email: str) -> str:
+    email = email.strip().lower()
+    if len(email) > 320 or not EMAIL.match(email):
+        raise UserError(f"not an e-mail address: {email!r}")
+    return email
+
+
+def create_user(session: Session, email: str) -> User:
+    email = normalise_email(email)
+    if find_user(session, email) is not None:
+        raise UserError(f"a user with e-mail {email} already exists")
+    user = User(email=email)
+    session.add(user)
+    session.commit()
+    return user
+
+
+def find_user(session: Session, email: str) -> User | None:
+    return session.scalars(sa.select(User).where(User.email == normalise_email(email))).one_or_none()

@@ -1,0 +1,215 @@
+"""The worker: claims jobs from the database queue and runs their handlers.
+
+Any number of worker processes (and threads, with --concurrency) can share one queue. SIGTERM or
+Ctrl-C stops claiming and lets the jobs in hand finish; a second one releases them back to the
+queue at their next checkpoint.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from pluggy_client import PluggyClient, PluggyRateLimited
+
+from . import queue
+from .queue import ClaimedJob
+from .settings import SyncSettings
+
+log = logging.getLogger(__name__)
+
+HANDLERS: dict[str, Callable[[JobContext], None]] = {}
+
+
+def handles(kind: str):
+    """Register the function that runs jobs of `kind`."""
+
+    def register(function: Callable[[JobContext], None]):
+        HANDLERS[kind] = function
+        return function
+
+    return register
+
+
+class RetryLater(Exception):
+    """A handler asks to run again later without it counting as a failed attempt."""
+
+    def __init__(self, after_seconds: float, reason: str = "") -> None:
+        super().__init__(reason)
+        self.after_seconds = after_seconds
+        self.reason = reason
+
+
+class Released(Exception):
+    """The worker is shutting down: the job goes back to the queue untouched."""
+
+
+class LeaseLost(Exception):
+    """Another worker took the job over (our lease expired): leave its state to that worker."""
+
+
+@dataclass
+class JobContext:
+    job: ClaimedJob
+    session: Session
+    client: PluggyClient
+    settings: SyncSettings
+    progress: Callable[[str], None]
+    checkpoint: Callable[[], None] = field(default=lambda: None)
+
+
+class Worker:
+    def __init__(
+        self,
+        app: Flask,
+        client: PluggyClient,
+        *,
+        concurrency: int = 1,
+        poll_interval: float = 1.0,
+        lease: timedelta = queue.DEFAULT_LEASE,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.client = client
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self.lease = lease
+        self.progress = progress or (lambda message: log.info("%s", message))
+        self.settings = SyncSettings.from_config(app.config)
+        self.stopping = threading.Event()
+        self.releasing = threading.Event()
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        from . import jobs  # noqa: F401  (registers the handlers)
+
+    # Running -------------------------------------------------------------------------------
+
+    def run(self, *, burst: bool = False) -> None:
+        """Work until stopped (or, with burst, until nothing is due)."""
+        self.schedule_periodic_jobs()
+        restore = self.install_signal_handlers()
+        threads = [
+            threading.Thread(target=self.loop, args=(f"{self.name}:{n}", burst), name=f"worker-{n}")
+            for n in range(self.concurrency)
+        ]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(timeout=0.5)  # wake up for signals
+        finally:
+            restore()
+
+    def schedule_periodic_jobs(self) -> None:
+        from api.extensions import db
+
+        from .scheduling import queue_prune
+
+        with self.app.app_context():
+            queue_prune(db.session)
+            db.session.commit()
+
+    def loop(self, worker_id: str, burst: bool) -> None:
+        from api.extensions import db
+
+        with self.app.app_context():
+            while not self.stopping.is_set():
+                if not self.run_one(db.session, worker_id):
+                    if burst:
+                        return
+                    self.stopping.wait(self.poll_interval)
+
+    def run_one(self, session: Session, worker_id: str, *, item_id: str | None = None) -> bool:
+        """Claim and run one job. False when no job was due."""
+        job = queue.claim(session, worker_id, lease=self.lease, item_id=item_id)
+        if job is None:
+            return False
+        if job.attempts > job.max_attempts:
+            queue.finish(session, job, status="dead", error="gave up: its worker kept disappearing")
+            return True
+        self.execute(session, job)
+        return True
+
+    def execute(self, session: Session, job: ClaimedJob) -> None:
+        handler = HANDLERS.get(job.kind)
+        if handler is None:
+            queue.finish(session, job, status="dead", error=f"no handler for job kind {job.kind!r}")
+            return
+        context = JobContext(job, session, self.client, self.settings, self.progress, self.checkpoint_for(job))
+        started = time.monotonic()
+        try:
+            handler(context)
+        except RetryLater as wait:
+            session.rollback()
+            queue.postpone(session, job, wait.after_seconds, wait.reason)
+        except Released:
+            session.rollback()
+            queue.postpone(session, job, 0, "released by a stopping worker")
+        except LeaseLost:
+            session.rollback()
+            log.warning("job %s: lease lost to another worker", job.id)
+        except PluggyRateLimited as exc:
+            session.rollback()
+            queue.fail(session, job, describe(exc), retry_after=exc.retry_after)
+        except Exception as exc:
+            session.rollback()
+            log.exception("job %s (%s) failed", job.id, job.kind)
+            queue.fail(session, job, describe(exc))
+        else:
+            queue.complete(session, job)
+            log.info("job %s (%s) done in %.2f s", job.id, job.kind, time.monotonic() - started)
+
+    def checkpoint_for(self, job: ClaimedJob) -> Callable[[], None]:
+        """Called by long handlers between committed steps: keeps the lease, honours a hard stop."""
+        from api.extensions import db
+
+        last_extended = time.monotonic()
+
+        def checkpoint() -> None:
+            nonlocal last_extended
+            if self.releasing.is_set():
+                raise Released()
+            if time.monotonic() - last_extended < self.lease.total_seconds() / 3:
+                return
+            with db.engine.begin() as connection:
+                if not queue.extend_lease(connection, job, self.lease):
+                    raise LeaseLost()
+            last_extended = time.monotonic()
+
+        return checkpoint
+
+    # Stopping ------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        if self.stopping.is_set():
+            log.warning("second stop request: releasing the jobs in hand")
+            self.releasing.set()
+        else:
+            log.info("stopping: finishing the jobs in hand (signal again to release them)")
+            self.stopping.set()
+
+    def install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        for sig in previous:
+            signal.signal(sig, lambda *_: self.request_stop())
+
+        def restore() -> None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        return restore
+
+
+def describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
