@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import click
 import sqlalchemy as sa
@@ -32,11 +33,13 @@ def connection_service() -> BankConnectionService:
 @click.option("--burst", is_flag=True, help="Exit once no job is due.")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 32), help="Jobs run at once.")
 @click.option("--poll-interval", default=1.0, show_default=True, type=click.FloatRange(0.05, 60), help="Seconds between looks at an empty queue.")
+@click.option("--lease", default=300, show_default=True, type=click.IntRange(1, 3600), help="Seconds a claimed job stays ours without a sign of life.")
 @with_appcontext
-def worker_command(burst: bool, concurrency: int, poll_interval: float) -> None:
+def worker_command(burst: bool, concurrency: int, poll_interval: float, lease: int) -> None:
     """Run the job worker."""
     app = current_app._get_current_object()
-    Worker(app, pluggy_client(), concurrency=concurrency, poll_interval=poll_interval).run(burst=burst)
+    worker = Worker(app, pluggy_client(), concurrency=concurrency, poll_interval=poll_interval, lease=timedelta(seconds=lease))
+    worker.run(burst=burst)
 
 
 @jobs_cli.command("list")

@@ -39,10 +39,12 @@ def initial_sync(context: JobContext) -> None:
     item = connections(context).refresh_item(connection)
     if item.get("status") in ITEM_BUSY and not waited_too_long(context.job.created_at, context):
         raise RetryLater(context.settings.watch_interval_s, "item still updating")
-    try:
+    run = runs.find_open_run(context.session, connection.id)
+    if run is None:
         run = runs.open_run(context.session, connection, "initial")
-    except runs.AlreadySyncing:
-        raise RetryLater(context.settings.watch_interval_s, "another sync of the item is open") from None
+    elif run.status == "pending":
+        raise RetryLater(context.settings.watch_interval_s, "an update of the item is under way")
+    # A "running" run here was left by a worker that died: one item's jobs never overlap.
     connections(context).fetch(connection, run, progress=context.progress, checkpoint=context.checkpoint)
 
 

@@ -121,11 +121,11 @@ def fake_pluggy():
 
 
 @pytest.fixture
-def pluggy_api(app):
+def pluggy_api(session):
+    """The app's Pluggy client, inside the same app context (and so the same session) as `session`."""
     from sync.runtime import pluggy_client
 
-    with app.app_context():
-        yield pluggy_client()
+    return pluggy_client()
 
 
 @pytest.fixture

@@ -1,0 +1,344 @@
+"""The worker and the job handlers: first sync, the watcher in poll mode, MFA, failures, stopping."""
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from api.extensions import db
+from models import Account, Connection, Job, SyncRun, Transaction
+from models.base import utcnow
+from pluggy_client import PluggyRateLimited
+from sync import connections as c
+from sync import queue, scheduling, worker as worker_module
+from sync.connections import BankConnectionService, MfaNotRequired, MfaValueRequired
+from sync.worker import Worker
+from tests import pluggy_fixtures as pf
+from tests.fake_pluggy import MFA_VALUE
+
+
+@pytest.fixture
+def worker(app, pluggy_api):
+    app.config["SYNC_WATCH_INTERVAL_S"] = 0  # a watcher looks again at once instead of in 5 s
+    return Worker(app, pluggy_api, lease=timedelta(minutes=1))
+
+
+@pytest.fixture
+def poll_service(session, pluggy_api, worker):
+    return BankConnectionService(session, pluggy_api, replace(worker.settings, sync_mode="poll"))
+
+
+def drain(worker, session, limit: int = 50) -> int:
+    """Run jobs until none is due; returns how many ran."""
+    for ran in range(limit):
+        if not worker.run_one(session, "test-worker"):
+            return ran
+    raise AssertionError("the queue never drained")
+
+
+def runs_of(session, connection) -> list[SyncRun]:
+    session.expire_all()
+    return list(session.scalars(sa.select(SyncRun).where(SyncRun.connection_id == connection.id).order_by(SyncRun.id)))
+
+
+def jobs(session) -> list[Job]:
+    session.expire_all()
+    return list(session.scalars(sa.select(Job).order_by(Job.id)))
+
+
+def test_registering_an_item_queues_its_first_sync_which_fetches_everything(session, user, fake_pluggy, worker, pluggy_api, settings):
+    item = fake_pluggy.add_item()
+    account = fake_pluggy.add_account(item["id"])
+    fake_pluggy.add_transaction(account["id"], date=f"{utcnow().date()}T03:00:00.000Z")
+    service = BankConnectionService(session, pluggy_api, settings)
+
+    connection, created = service.register(user, item["id"])
+    again, created_again = service.register(user, item["id"])
+
+    assert (created, created_again, again.id) == (True, False, connection.id)
+    assert [job.kind for job in jobs(session)] == ["initial_sync"]
+    assert drain(worker, session) == 1
+    (run,) = runs_of(session, connection)
+    assert (run.trigger, run.status, run.accounts, run.created) == ("initial", "success", 1, 1)
+    assert jobs(session)[0].status == "done"
+
+
+def test_an_item_of_another_user_is_refused(session, user, fake_pluggy, pluggy_api, settings):
+    from sync.users import create_user
+
+    item = fake_pluggy.add_item()
+    service = BankConnectionService(session, pluggy_api, settings)
+    service.register(user, item["id"])
+
+    with pytest.raises(c.ItemOwnedByAnotherUser):
+        service.register(create_user(session, "bruno@example.com"), item["id"])
+
+
+def test_the_first_sync_waits_while_pluggy_still_collects_the_item(session, user, fake_pluggy, worker, pluggy_api, settings):
+    item = fake_pluggy.add_item(status="UPDATING")
+    connection, _ = BankConnectionService(session, pluggy_api, settings).register(user, item["id"])
+
+    worker.run_one(session, "w")
+
+    (job,) = jobs(session)
+    assert (job.status, job.attempts, job.last_error) == ("queued", 0, "item still updating")
+    assert runs_of(session, connection) == []
+
+
+def test_poll_mode_watches_the_item_until_it_settles_then_fetches(session, connection, fake_pluggy, worker, poll_service):
+    account_id = fake_pluggy.accounts[connection.item_id][0]["id"]
+    fake_pluggy.add_transaction(account_id, date=f"{utcnow().date()}T03:00:00.000Z")
+
+    result = poll_service.trigger_manual_sync(connection)
+    ran = drain(worker, session)
+
+    assert ran == 2  # first look: still UPDATING; second: UPDATED, fetched
+    (run,) = runs_of(session, connection)
+    assert (run.id, run.status, run.created) == (result.sync_run.id, "success", 1)
+    assert connection.last_synced_at is not None
+
+
+@pytest.mark.parametrize(
+    "outcome, run_status, sync_status",
+    [
+        ({"status": "WAITING_USER_INPUT", "parameter": pf.mfa_parameter()}, "mfa_required", "MFA_REQUIRED"),
+        ({"status": "WAITING_USER_ACTION", "userAction": {"instructions": "Abra o app"}}, "user_action_required", "USER_ACTION_REQUIRED"),
+        ({"status": "LOGIN_ERROR", "error": pf.item_error()}, "credentials_required", "CREDENTIALS_REQUIRED"),
+        ({"status": "OUTDATED", "executionStatus": "SITE_NOT_AVAILABLE", "error": pf.item_error("SITE_NOT_AVAILABLE")}, "error", "OUTDATED"),
+    ],
+    ids=["mfa", "user action", "login error", "outdated"],
+)
+def test_a_watched_update_that_needs_the_user_closes_the_run_saying_so(
+    session, connection, fake_pluggy, worker, poll_service, outcome, run_status, sync_status
+):
+    fake_pluggy.update_outcome = outcome
+
+    poll_service.trigger_manual_sync(connection)
+    drain(worker, session)
+
+    (run,) = runs_of(session, connection)
+    assert run.status == run_status
+    assert c.sync_status(connection) == sync_status
+    assert fake_pluggy.count("GET", "/v2/transactions") == 0
+
+
+def test_the_mfa_round_trip(session, connection, fake_pluggy, worker, poll_service, caplog):
+    fake_pluggy.update_outcome = {"status": "WAITING_USER_INPUT", "parameter": pf.mfa_parameter()}
+    poll_service.trigger_manual_sync(connection)
+    drain(worker, session)
+    assert poll_service.trigger_manual_sync(connection).status == c.MFA_REQUIRED
+
+    fake_pluggy.update_outcome = {"status": "UPDATED", "executionStatus": "SUCCESS"}
+    poll_service.send_mfa(connection, value=MFA_VALUE)
+    drain(worker, session)
+
+    (_, _, _, body), = fake_pluggy.calls_to("POST", r"/items/[^/]+/mfa")
+    assert body == {"token": MFA_VALUE}
+    first, second = runs_of(session, connection)
+    assert (first.status, second.status) == ("mfa_required", "success")
+    assert connection.mfa_parameter is None
+    assert MFA_VALUE not in caplog.text
+    assert not stored_anywhere(session, MFA_VALUE)
+
+
+def stored_anywhere(session, value: str) -> bool:
+    for table in db.metadata.sorted_tables:
+        for row in session.execute(sa.select(table)):
+            if any(value in str(cell) for cell in row):
+                return True
+    return False
+
+
+def test_a_wrong_mfa_value_ends_in_a_login_error(session, connection, fake_pluggy, poll_service):
+    fake_pluggy.items[connection.item_id].update(status="WAITING_USER_INPUT", parameter=pf.mfa_parameter())
+
+    poll_service.send_mfa(connection, value="000000")
+
+    assert c.sync_status(connection) == "CREDENTIALS_REQUIRED"
+
+
+def test_mfa_is_refused_when_pluggy_is_not_waiting_for_it(connection, poll_service):
+    with pytest.raises(MfaNotRequired):
+        poll_service.send_mfa(connection, value=MFA_VALUE)
+    with pytest.raises(MfaValueRequired):
+        poll_service.send_mfa(connection, value="")
+
+
+def test_a_fetch_after_an_item_update_closes_the_waiting_run(session, connection, fake_pluggy, worker, pluggy_api, settings):
+    result = BankConnectionService(session, pluggy_api, settings).trigger_manual_sync(connection)
+    fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=pf.SYNCED_AT)
+    scheduling.queue_fetch(session, connection, "webhook")
+    session.commit()
+
+    drain(worker, session)
+
+    (run,) = runs_of(session, connection)
+    assert (run.id, run.status, run.trigger) == (result.sync_run.id, "success", "manual")
+
+
+def test_a_fetch_without_a_waiting_run_opens_one(session, connection, worker):
+    scheduling.queue_fetch(session, connection, "webhook")
+    session.commit()
+
+    drain(worker, session)
+
+    (run,) = runs_of(session, connection)
+    assert (run.trigger, run.status) == ("webhook", "success")
+
+
+def test_jobs_of_a_deleted_connection_do_nothing(session, connection, worker, fake_pluggy):
+    connection.deleted_at = utcnow()
+    scheduling.queue_fetch(session, connection, "webhook")
+    session.commit()
+
+    drain(worker, session)
+
+    assert runs_of(session, connection) == [] and fake_pluggy.calls == []
+
+
+def test_a_failing_fetch_closes_its_run_and_the_job_retries(session, connection, fake_pluggy, worker):
+    scheduling.queue_fetch(session, connection, "webhook")
+    session.commit()
+    fake_pluggy.refuse_next("GET", "/accounts", 400, "INVALID_PARAMETERS")
+
+    worker.run_one(session, "w")
+
+    (run,) = runs_of(session, connection)
+    (job,) = jobs(session)
+    assert (run.status, run.error_code) == ("error", "INVALID_PARAMETERS")
+    assert (job.status, job.attempts) == ("queued", 1)
+    assert "INVALID_PARAMETERS" in job.last_error
+
+
+def test_a_rate_limited_job_waits_as_long_as_pluggy_says(session, worker, monkeypatch):
+    def limited(context):
+        raise PluggyRateLimited(429, None, "slow down", retry_after=600)
+
+    monkeypatch.setitem(worker_module.HANDLERS, "limited", limited)
+    queue.enqueue(session, "limited")
+    session.commit()
+
+    worker.run_one(session, "w")
+
+    (job,) = jobs(session)
+    assert job.status == "queued" and (job.run_at - utcnow()).total_seconds() > 590
+
+
+def test_an_unknown_kind_of_job_is_dead_at_once(session, worker):
+    queue.enqueue(session, "no_such_kind")
+    session.commit()
+
+    worker.run_one(session, "w")
+
+    assert (jobs(session)[0].status, jobs(session)[0].last_error) == ("dead", "no handler for job kind 'no_such_kind'")
+
+
+def test_long_jobs_keep_their_lease_alive_at_checkpoints(session, worker, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(worker_module.time, "monotonic", lambda: clock[0])
+    seen = []
+
+    def long_job(context):
+        before = context.session.get(Job, context.job.id).locked_until
+        clock[0] += worker.lease.total_seconds()  # a long page later
+        context.checkpoint()
+        context.session.expire_all()
+        seen.append(context.session.get(Job, context.job.id).locked_until > before)
+
+    monkeypatch.setitem(worker_module.HANDLERS, "long", long_job)
+    queue.enqueue(session, "long")
+    session.commit()
+
+    worker.run_one(session, "w")
+
+    assert seen == [True] and jobs(session)[0].status == "done"
+
+
+def test_a_job_taken_over_by_another_worker_is_left_to_it(session, worker, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(worker_module.time, "monotonic", lambda: clock[0])
+
+    def stolen(context):
+        later = utcnow() + timedelta(minutes=2)
+        queue.complete(context.session, queue.claim(context.session, "thief", now=later))
+        clock[0] += worker.lease.total_seconds()
+        context.checkpoint()
+
+    monkeypatch.setitem(worker_module.HANDLERS, "stolen", stolen)
+    queue.enqueue(session, "stolen")
+    session.commit()
+
+    worker.run_one(session, "w")
+
+    (job,) = jobs(session)
+    assert (job.status, job.attempts) == ("done", 2)
+
+
+def run_in_thread(worker) -> threading.Thread:
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    return thread
+
+
+def test_a_stop_request_lets_the_job_in_hand_finish(session, worker, monkeypatch):
+    started, finish = threading.Event(), threading.Event()
+
+    def slow(context):
+        started.set()
+        assert finish.wait(10)
+
+    monkeypatch.setitem(worker_module.HANDLERS, "slow", slow)
+    job_id = queue.enqueue(session, "slow")
+    session.commit()
+    thread = run_in_thread(worker)
+    assert started.wait(10)
+
+    worker.request_stop()
+    finish.set()
+    thread.join(10)
+
+    assert not thread.is_alive()
+    session.expire_all()
+    assert session.get(Job, job_id).status == "done"
+
+
+def test_a_second_stop_request_releases_the_job_at_its_next_checkpoint(session, worker, monkeypatch):
+    started, go_on = threading.Event(), threading.Event()
+
+    def slow(context):
+        started.set()
+        assert go_on.wait(10)
+        context.checkpoint()
+
+    monkeypatch.setitem(worker_module.HANDLERS, "slow", slow)
+    job_id = queue.enqueue(session, "slow")
+    session.commit()
+    thread = run_in_thread(worker)
+    assert started.wait(10)
+
+    worker.request_stop()
+    worker.request_stop()
+    go_on.set()
+    thread.join(10)
+
+    session.expire_all()
+    job = session.get(Job, job_id)
+    assert (job.status, job.attempts, job.last_error) == ("queued", 0, "released by a stopping worker")
+
+
+def test_finished_jobs_are_pruned_by_a_periodic_job(session, worker):
+    old = Job(kind="k", status="done", finished_at=utcnow() - timedelta(days=8))
+    recent = Job(kind="k", status="done", finished_at=utcnow() - timedelta(days=1))
+    dead = Job(kind="k", status="dead", finished_at=utcnow() - timedelta(days=30))
+    session.add_all([old, recent, dead])
+    session.commit()
+    worker.schedule_periodic_jobs()
+
+    drain(worker, session)
+
+    kinds = [(job.kind, job.status) for job in jobs(session)]
+    assert kinds == [("k", "done"), ("k", "dead"), ("prune_jobs", "done"), ("prune_jobs", "queued")]
+    assert jobs(session)[-1].run_at > utcnow() + timedelta(minutes=59)
