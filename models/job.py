@@ -9,6 +9,9 @@ from .base import Base, one_of, utcnow
 from .transaction import BigId
 
 JOB_STATUSES = ("queued", "running", "done", "dead")
+# Written out, not bound: PostgreSQL matches an ON CONFLICT target to a partial index by its text.
+QUEUED_ONLY = "status = 'queued'"
+RUNNING_ONLY = "status = 'running'"
 
 
 class Job(Base):
@@ -22,31 +25,31 @@ class Job(Base):
         sa.Index(
             "ix_jobs_queued_run_at",
             "run_at",
-            sqlite_where=sa.text("status = 'queued'"),
-            postgresql_where=sa.text("status = 'queued'"),
+            sqlite_where=sa.text(QUEUED_ONLY),
+            postgresql_where=sa.text(QUEUED_ONLY),
         ),
         # While a job with a key is queued, a new request with that key joins it.
         sa.Index(
             "uq_jobs_queued_key",
             "key",
             unique=True,
-            sqlite_where=sa.text("status = 'queued'"),
-            postgresql_where=sa.text("status = 'queued'"),
+            sqlite_where=sa.text(QUEUED_ONLY),
+            postgresql_where=sa.text(QUEUED_ONLY),
         ),
         # Two jobs of one item never run at once, whichever workers claim them.
         sa.Index(
             "uq_jobs_running_item_id",
             "item_id",
             unique=True,
-            sqlite_where=sa.text("status = 'running'"),
-            postgresql_where=sa.text("status = 'running'"),
+            sqlite_where=sa.text(RUNNING_ONLY),
+            postgresql_where=sa.text(RUNNING_ONLY),
         ),
         # Lease recovery looks for running jobs whose lease ran out.
         sa.Index(
             "ix_jobs_running_locked_until",
             "locked_until",
-            sqlite_where=sa.text("status = 'running'"),
-            postgresql_where=sa.text("status = 'running'"),
+            sqlite_where=sa.text(RUNNING_ONLY),
+            postgresql_where=sa.text(RUNNING_ONLY),
         ),
     )
 

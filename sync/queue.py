@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from models import Job
+from models.job import QUEUED_ONLY
 from models.base import utcnow
 
 DEFAULT_LEASE = timedelta(minutes=5)
@@ -68,7 +69,7 @@ def enqueue(
         earlier = sa.case((insert.excluded.run_at < Job.run_at, insert.excluded.run_at), else_=Job.run_at)
         insert = insert.on_conflict_do_update(
             index_elements=[Job.key],
-            index_where=Job.status == "queued",
+            index_where=sa.text(QUEUED_ONLY),
             set_={"run_at": earlier},
         )
     return session.execute(insert.returning(Job.id)).scalar_one()
@@ -200,7 +201,8 @@ def requeue(
 
 
 def finish(session: Session, job: ClaimedJob, *, status: str, error: str | None = None) -> None:
-    values = {"status": status, "finished_at": utcnow(), "locked_by": None, "locked_until": None}
+    # locked_by stays: which worker finished the job is worth knowing afterwards.
+    values = {"status": status, "finished_at": utcnow(), "locked_until": None}
     if error is not None:
         values["last_error"] = error
     update_own_job(session, job, values)

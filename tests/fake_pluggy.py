@@ -31,6 +31,33 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class Gate:
+    """Holds matching requests until opened, by a test or by the arrival of enough of them."""
+
+    def __init__(self, opens_at: int | None = None) -> None:
+        self.arrivals = 0
+        self.is_open = False
+        self.opens_at = opens_at
+        self.condition = threading.Condition()
+
+    def pass_through(self) -> None:
+        with self.condition:
+            self.arrivals += 1
+            if self.opens_at is not None and self.arrivals >= self.opens_at:
+                self.is_open = True
+            self.condition.notify_all()
+            self.condition.wait_for(lambda: self.is_open, timeout=30)
+
+    def wait_for_arrivals(self, count: int, timeout: float = 30) -> bool:
+        with self.condition:
+            return self.condition.wait_for(lambda: self.arrivals >= count, timeout=timeout)
+
+    def open(self) -> None:
+        with self.condition:
+            self.is_open = True
+            self.condition.notify_all()
+
+
 class FakePluggy:
     def __init__(self, base_url: str = BASE_URL, *, page_size: int = 500) -> None:
         self.base_url = base_url
@@ -43,6 +70,7 @@ class FakePluggy:
         # What an item becomes once the update started by a PATCH (or an MFA answer) is over.
         self.update_outcome: dict[str, Any] = {"status": "UPDATED", "executionStatus": "SUCCESS"}
         self.pending_outcomes: dict[str, dict] = {}
+        self.gates: list[tuple[str, str, Gate]] = []
         self.lock = threading.Lock()
 
     # Arranging -----------------------------------------------------------------------------
@@ -80,6 +108,12 @@ class FakePluggy:
         body = pf.error_body(status, code_description, f"refused with {status}", data)
         self.refusals.setdefault((method, path), []).append((status, body, headers or {}))
 
+    def hold(self, method: str, path_pattern: str, *, opens_at: int | None = None) -> Gate:
+        """Hold requests matching `method` and `path_pattern` at a gate (over real HTTP only)."""
+        gate = Gate(opens_at)
+        self.gates.append((method, path_pattern, gate))
+        return gate
+
     def count(self, method: str, path_pattern: str) -> int:
         return sum(1 for m, p, _, _ in self.calls if m == method and re.fullmatch(path_pattern, p))
 
@@ -89,6 +123,9 @@ class FakePluggy:
     # Answering -----------------------------------------------------------------------------
 
     def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> Answer:
+        for gate_method, pattern, gate in self.gates:
+            if gate_method == method and re.fullmatch(pattern, path):
+                gate.pass_through()
         with self.lock:
             self.calls.append((method, path, query, body))
             refusals = self.refusals.get((method, path))

@@ -218,3 +218,10 @@ def test_concurrent_claims_take_each_job_once(app, threads):
         worker.join()
 
     assert len(taken) == len(set(taken)) == 60
+
+
+def test_keyed_enqueue_keeps_working_once_the_driver_prepares_it(session):
+    # psycopg prepares a statement after a few runs; a bound partial-index predicate then fails.
+    ids = {queue.enqueue(session, "k", key=f"fetch:item-{n}") for n in range(12)}
+    session.commit()
+    assert len(ids) == 12

@@ -1,0 +1,122 @@
+"""The command line: users, connections, jobs and the manual sync, run through Flask's CLI runner."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from models import Connection, Job, SyncRun
+from models.base import utcnow
+from sync import queue
+from sync.tokens import read_api_token
+from tests.fake_pluggy import FakePluggy
+
+
+def invoke(runner, *args):
+    return runner.invoke(args=list(args))
+
+
+def test_users_create_prints_the_token_last(app, runner, session):
+    result = invoke(runner, "users", "create", "Ana@Example.com")
+
+    assert result.exit_code == 0, result.output
+    token = result.output.strip().splitlines()[-1]
+    user_id, version = read_api_token(app.config["SECRET_KEY"], token)
+    assert (user_id, version) == (1, 1)
+    assert "ana@example.com" in result.output
+
+
+def test_users_create_refuses_duplicates_and_non_addresses(runner, session):
+    invoke(runner, "users", "create", "ana@example.com")
+
+    assert "already exists" in invoke(runner, "users", "create", "ANA@example.com").output
+    assert invoke(runner, "users", "create", "not-an-address").exit_code == 1
+
+
+def test_connections_add_registers_and_queues_the_first_sync(runner, session, user, fake_pluggy: FakePluggy):
+    item = fake_pluggy.add_item()
+
+    result = invoke(runner, "connections", "add", user.email, item["id"])
+
+    assert result.exit_code == 0, result.output
+    assert "first sync queued" in result.output
+    assert session.scalars(sa.select(Connection)).one().item_id == item["id"]
+    assert session.scalars(sa.select(Job)).one().kind == "initial_sync"
+    assert "already registered" in invoke(runner, "connections", "add", user.email, item["id"]).output
+
+
+def test_connections_add_explains_failures(runner, session, user, fake_pluggy):
+    assert "no user" in invoke(runner, "connections", "add", "nobody@example.com", "x").output
+    result = invoke(runner, "connections", "add", user.email, "unknown-item")
+    assert result.exit_code == 1 and "ITEM_NOT_FOUND" in result.output
+
+
+def test_manual_sync_prints_each_connections_status(runner, connection, fake_pluggy):
+    result = invoke(runner, "test-manual-sync", "--connection-id", str(connection.id))
+
+    assert result.exit_code == 0, result.output
+    assert f"connection {connection.id} (item {connection.item_id}): SYNC_STARTED (run 1)" in result.output
+    assert fake_pluggy.count("PATCH", r"/items/.*") == 1
+
+
+def test_manual_sync_with_wait_follows_the_run_and_prints_the_counts(app, runner, connection, fake_pluggy, session):
+    app.config["SYNC_WATCH_INTERVAL_S"] = 0
+    account_id = fake_pluggy.accounts[connection.item_id][0]["id"]
+    fake_pluggy.add_transaction(account_id, date=f"{utcnow().date()}T03:00:00.000Z")
+
+    result = invoke(runner, "test-manual-sync", "--item-id", connection.item_id, "--wait", "30")
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "SYNC_STARTED" in lines[0]
+    assert "Conta Corrente (BANK): 1 new, 0 updated, 0 deleted" in result.output  # progress per account
+    assert lines[-1] == f"connection {connection.id}: run 1 success: 1 account(s), 1 new, 0 updated, 0 deleted"
+
+
+def test_manual_sync_of_all_of_a_users_connections_fails_if_one_does(runner, session, user, connection, fake_pluggy):
+    from sync.connections import apply_item
+
+    broken = fake_pluggy.add_item(status="LOGIN_ERROR")
+    other = Connection(user_id=user.id, item_id=broken["id"])
+    apply_item(other, broken)
+    session.add(other)
+    session.commit()
+
+    result = invoke(runner, "test-manual-sync", "--user-email", user.email)
+
+    assert result.exit_code == 1
+    assert "SYNC_STARTED" in result.output and "CREDENTIALS_REQUIRED" in result.output
+
+
+def test_manual_sync_needs_exactly_one_selection(runner, connection):
+    assert invoke(runner, "test-manual-sync").exit_code == 2
+    assert invoke(runner, "test-manual-sync", "--connection-id", "1", "--item-id", "x").exit_code == 2
+    assert "no such connection" in invoke(runner, "test-manual-sync", "--connection-id", "999").output
+
+
+def test_jobs_list_retry_and_retry_dead(runner, session):
+    ids = [queue.enqueue(session, "fetch_item", item_id=f"item-{n}", max_attempts=1) for n in range(2)]
+    session.commit()
+    for _ in ids:
+        queue.fail(session, queue.claim(session, "w"), "PluggyUnavailable: Pluggy 503: down")
+
+    listing = invoke(runner, "jobs", "list", "--status", "dead").output
+    assert listing.count("fetch_item") == 2 and "PluggyUnavailable" in listing
+    assert "'dead': 2" in listing
+
+    assert invoke(runner, "jobs", "retry", str(ids[0])).exit_code == 0
+    assert "1 dead job(s) queued again" in invoke(runner, "jobs", "retry-dead").output
+    assert invoke(runner, "jobs", "retry", "12345").exit_code == 1
+    session.expire_all()
+    assert {job.status for job in session.scalars(sa.select(Job))} == {"queued"}
+
+
+def test_worker_burst_runs_what_is_due_and_exits(runner, session, connection, fake_pluggy):
+    from sync import scheduling
+
+    scheduling.queue_initial_sync(session, connection)
+    session.commit()
+
+    result = invoke(runner, "worker", "--burst")
+
+    assert result.exit_code == 0, result.output
+    session.expire_all()
+    assert session.scalars(sa.select(SyncRun)).one().status == "success"

@@ -1,0 +1,169 @@
+"""Separate processes sharing one database: manual syncs racing, workers draining, a worker killed.
+
+The processes are real `flask` commands; Pluggy is the in-memory fake served over HTTP on loopback.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from models import Connection, Job, SyncRun, Transaction
+from models.base import utcnow
+from sync import scheduling
+from sync.connections import apply_item
+from tests.conftest import TEST_SECRETS
+from tests.fake_pluggy import FakePluggy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def served_pluggy():
+    fake = FakePluggy()
+    with fake.serve() as base_url:
+        fake.base_url = base_url
+        yield fake
+
+
+def flask(database_url: str, pluggy_url: str, *args: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": TEST_SECRETS["SECRET_KEY"],
+        "PLUGGY_BASE_URL": pluggy_url,
+        "PLUGGY_CLIENT_ID": TEST_SECRETS["PLUGGY_CLIENT_ID"],
+        "PLUGGY_CLIENT_SECRET": TEST_SECRETS["PLUGGY_CLIENT_SECRET"],
+        "FLASK_APP": "wsgi",
+    }
+    env.pop("FLASK_DEBUG", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 60) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output
+    return output
+
+
+@contextmanager
+def killed_on_exit(process: subprocess.Popen):
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def add_connection(session, user, fake: FakePluggy, transactions: int = 3) -> Connection:
+    item = fake.add_item()
+    account = fake.add_account(item["id"])
+    for n in range(transactions):
+        fake.add_transaction(account["id"], date=f"{utcnow().date() - timedelta(days=n)}T03:00:00.000Z")
+    connection = Connection(user_id=user.id, item_id=item["id"])
+    apply_item(connection, item)
+    session.add(connection)
+    session.commit()
+    return connection
+
+
+def wait_until(condition, timeout: float = 30, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(interval)
+
+
+def test_manual_syncs_racing_in_separate_processes_send_one_patch(app, session, user, served_pluggy, database_url):
+    connection = add_connection(session, user, served_pluggy)
+    # Every process reads the item before any may go on: they all reach the decision together.
+    served_pluggy.hold("GET", f"/items/{connection.item_id}", opens_at=4)
+
+    processes = [
+        flask(database_url, served_pluggy.base_url, "test-manual-sync", "--connection-id", str(connection.id))
+        for _ in range(4)
+    ]
+    outputs = [process.communicate(timeout=60)[0] for process in processes]
+
+    assert served_pluggy.count("PATCH", f"/items/{connection.item_id}") == 1
+    statuses = sorted(line.split(": ")[1].split(" ")[0] for output in outputs for line in output.splitlines() if "(item" in line)
+    assert statuses == ["ALREADY_SYNCING"] * 3 + ["SYNC_STARTED"], outputs
+
+
+def test_worker_processes_draining_one_queue_do_every_job_exactly_once(app, session, user, served_pluggy, database_url):
+    connections = [add_connection(session, user, served_pluggy) for _ in range(24)]
+    for connection in connections:
+        scheduling.queue_initial_sync(session, connection)
+    session.commit()
+
+    workers = [
+        flask(database_url, served_pluggy.base_url, "worker", "--burst", "--concurrency", "2") for _ in range(3)
+    ]
+    for worker in workers:
+        finish(worker)
+
+    session.expire_all()
+    runs = session.scalars(sa.select(SyncRun)).all()
+    assert sorted(run.connection_id for run in runs) == sorted(c.id for c in connections)
+    assert {run.status for run in runs} == {"success"}
+    sync_jobs = session.scalars(sa.select(Job).where(Job.kind == "initial_sync")).all()
+    assert {(job.status, job.attempts) for job in sync_jobs} == {("done", 1)}
+    assert session.scalar(sa.select(sa.func.count()).select_from(Transaction)) == 24 * 3
+    # Each item was fetched once: one transaction read per account, no more.
+    assert served_pluggy.count("GET", "/v2/transactions") == 24
+
+
+def test_a_killed_worker_loses_nothing_and_doubles_nothing(app, session, user, served_pluggy, database_url):
+    connection = add_connection(session, user, served_pluggy, transactions=5)
+    job_id = scheduling.queue_initial_sync(session, connection)
+    session.commit()
+    gate = served_pluggy.hold("GET", "/v2/transactions")
+
+    with killed_on_exit(flask(database_url, served_pluggy.base_url, "worker", "--lease", "1")) as doomed:
+        assert gate.wait_for_arrivals(1)  # the worker is in the middle of the fetch
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait()
+    gate.open()
+
+    def lease_expired() -> bool:
+        session.expire_all()
+        job = session.get(Job, job_id)
+        return job.locked_until is not None and job.locked_until < utcnow()
+
+    wait_until(lease_expired)
+    finish(flask(database_url, served_pluggy.base_url, "worker", "--burst"))
+
+    session.expire_all()
+    job = session.get(Job, job_id)
+    assert (job.status, job.attempts) == ("done", 2)
+    (run,) = session.scalars(sa.select(SyncRun)).all()
+    assert (run.status, run.created) == ("success", 5)
+    assert session.scalar(sa.select(sa.func.count()).select_from(Transaction)) == 5
+
+
+def test_sigterm_lets_the_worker_finish_the_job_in_hand(app, session, user, served_pluggy, database_url):
+    connection = add_connection(session, user, served_pluggy)
+    job_id = scheduling.queue_initial_sync(session, connection)
+    session.commit()
+    gate = served_pluggy.hold("GET", "/v2/transactions")
+
+    with killed_on_exit(flask(database_url, served_pluggy.base_url, "worker")) as worker:
+        assert gate.wait_for_arrivals(1)
+        worker.send_signal(signal.SIGTERM)
+        gate.open()
+        output = finish(worker, timeout=30)
+
+    session.expire_all()
+    assert session.get(Job, job_id).status == "done", output
+    assert session.scalars(sa.select(SyncRun)).one().status == "success"
