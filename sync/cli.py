@@ -14,7 +14,8 @@ from models import Connection, Job, SyncRun, User
 from pluggy_client import PluggyError
 
 from . import queue, scheduling
-from .connections import ALREADY_SYNCING, SYNC_STARTED, BankConnectionService, ItemOwnedByAnotherUser
+from .connections import BankConnectionService, ItemOwnedByAnotherUser
+from .results import ALREADY_SYNCING, SYNC_STARTED
 from .runtime import pluggy_client, sync_settings
 from .tokens import issue_api_token
 from .users import UserError, create_user, find_user

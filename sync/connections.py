@@ -7,7 +7,6 @@ known: an `item/updated` webhook, or the watcher in poll mode and for `--wait`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -19,21 +18,21 @@ from models.base import utcnow
 from pluggy_client import ConnectToken, PluggyClient, PluggyError, PluggyNotFound, PluggyRateLimited
 
 from . import runs, scheduling
+from .results import (
+    ALREADY_SYNCING,
+    CREDENTIALS_REQUIRED,
+    ERROR,
+    MFA_REQUIRED,
+    RATE_LIMITED,
+    SYNC_STARTED,
+    USER_ACTION_REQUIRED,
+    ManualSyncResult,
+)
 from .settings import SyncSettings
 from .tokens import webhook_url
 from .transactions import Progress, TransactionService, ignore, timestamp
 
 log = logging.getLogger(__name__)
-
-# Outcomes of a manual sync (API.md).
-SYNC_STARTED = "SYNC_STARTED"
-SUCCESS = "SUCCESS"
-ALREADY_SYNCING = "ALREADY_SYNCING"
-MFA_REQUIRED = "MFA_REQUIRED"
-USER_ACTION_REQUIRED = "USER_ACTION_REQUIRED"
-CREDENTIALS_REQUIRED = "CREDENTIALS_REQUIRED"
-RATE_LIMITED = "RATE_LIMITED"
-ERROR = "ERROR"
 
 ITEM_BUSY = ("UPDATING", "MERGING")
 DEFAULT_RETRY_AFTER = 60.0
@@ -61,24 +60,6 @@ class MfaNotRequired(ConnectionRefusal):
 
 class MfaValueRequired(ConnectionRefusal):
     pass
-
-
-@dataclass
-class ManualSyncResult:
-    status: str
-    connection: Connection
-    sync_run: SyncRun | None = None
-    retry_after: float | None = None
-    connect_token: ConnectToken | None = None
-    error: dict | None = None
-
-    @property
-    def mfa(self) -> dict | None:
-        return self.connection.mfa_parameter if self.status == MFA_REQUIRED else None
-
-    @property
-    def user_action(self) -> dict | None:
-        return self.connection.user_action if self.status == USER_ACTION_REQUIRED else None
 
 
 def sync_status(connection: Connection, open_run: SyncRun | None = None) -> str:
@@ -304,14 +285,8 @@ class BankConnectionService:
         return self.fetch(connection, run, progress=progress, checkpoint=checkpoint)
 
     def fetch(self, connection: Connection, run: SyncRun, *, progress: Progress = ignore, checkpoint=ignore) -> SyncRun:
-        """Fetch into `run`; a failure closes the run as an error and is raised for the job to retry."""
         service = TransactionService(self.session, self.client, self.settings, progress=progress, checkpoint=checkpoint)
-        try:
-            return service.fetch(connection, run)
-        except Exception as exc:
-            self.session.rollback()
-            runs.close_run(self.session, run, "error", error_code=getattr(exc, "code_description", None), error=str(exc))
-            raise
+        return service.fetch(connection, run)
 
 
 def run_status_for(result_status: str) -> str:

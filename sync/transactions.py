@@ -19,9 +19,11 @@ from sqlalchemy.orm import Session
 
 from models import Account, Connection, SyncRun, Transaction
 from models.base import utcnow
-from pluggy_client import PluggyClient
+from pluggy_client import PluggyClient, PluggyError
 
+from . import runs
 from .queue import dialect_insert
+from .results import ALREADY_SYNCING, ERROR, SUCCESS, ManualSyncResult
 from .settings import SyncSettings
 
 # Rows Pluggy ingests while we page may carry a createdAt just before the newest we saw;
@@ -70,8 +72,42 @@ class TransactionService:
         self.checkpoint = checkpoint  # called between committed pages: lease upkeep, stop requests
         self.today = today or (lambda: utcnow().date())
 
+    def sync_transactions(
+        self, connection: Connection, account: Account | None = None, trigger_update: bool = True
+    ) -> ManualSyncResult:
+        """The seed's entry point. With trigger_update, ask Pluggy to update the item first (once,
+        whatever the number of accounts) and fetch when the outcome arrives; without it, re-read
+        now only what Pluggy already has, for one account or all of them."""
+        if trigger_update:
+            from .connections import BankConnectionService  # it builds this service in turn
+
+            return BankConnectionService(self.session, self.client, self.settings).trigger_manual_sync(connection)
+        try:
+            run = runs.open_run(self.session, connection, "manual")
+        except runs.AlreadySyncing as exc:
+            return ManualSyncResult(ALREADY_SYNCING, connection, sync_run=exc.run)
+        try:
+            self.fetch(connection, run, only_account=account)
+        except PluggyError as exc:
+            error = {"code": exc.code_description or "pluggy_unavailable", "message": str(exc)}
+            return ManualSyncResult(ERROR, connection, sync_run=run, error=error)
+        return ManualSyncResult(SUCCESS, connection, sync_run=run)
+
+    def sync_all_accounts_transactions(self, connection: Connection, trigger_update: bool = True) -> ManualSyncResult:
+        """One item update for the whole connection, never one per account, then every account."""
+        return self.sync_transactions(connection, None, trigger_update)
+
     def fetch(self, connection: Connection, run: SyncRun, *, only_account: Account | None = None) -> SyncRun:
-        """Run `run` to the end: accounts with balances, then each account's transactions."""
+        """Run `run` to the end: accounts with balances, then each account's transactions.
+        A failure closes the run as an error (what was committed stays) and is raised."""
+        try:
+            return self.fetch_into(connection, run, only_account)
+        except Exception as exc:
+            self.session.rollback()
+            runs.close_run(self.session, run, "error", error_code=getattr(exc, "code_description", None), error=str(exc))
+            raise
+
+    def fetch_into(self, connection: Connection, run: SyncRun, only_account: Account | None) -> SyncRun:
         run.status = "running"
         self.session.commit()
         accounts = self.refresh_accounts(connection)

@@ -201,3 +201,39 @@ def test_one_account_only(session, service, connection, fake_pluggy, account_id)
 def test_partial_success_is_recorded_as_partial(session, service, connection):
     connection.execution_status = "PARTIAL_SUCCESS"
     assert sync(session, service, connection).status == "partial"
+
+
+def test_sync_transactions_with_an_update_asks_pluggy_once_for_the_whole_connection(service, connection, fake_pluggy):
+    fake_pluggy.add_account(connection.item_id, name="Poupança")
+
+    result = service.sync_all_accounts_transactions(connection)
+
+    assert result.status == "SYNC_STARTED"
+    assert fake_pluggy.count("PATCH", r"/items/[^/]+") == 1
+    assert fake_pluggy.count("GET", "/v2/transactions") == 0  # the fetch follows the update's outcome
+
+
+def test_sync_transactions_without_an_update_rereads_now(session, service, connection, fake_pluggy, account_id):
+    fake_pluggy.add_transaction(account_id, date=day(1))
+
+    result = service.sync_transactions(connection, trigger_update=False)
+
+    assert (result.status, result.sync_run.status, result.sync_run.created) == ("SUCCESS", "success", 1)
+    assert fake_pluggy.count("PATCH", r"/items/[^/]+") == 0
+    assert service.sync_transactions(connection, trigger_update=False).sync_run.created == 0
+
+
+def test_sync_transactions_without_an_update_reports_pluggy_failures(session, service, connection, fake_pluggy):
+    fake_pluggy.refuse_next("GET", "/accounts", 400, "INVALID_PARAMETERS")
+
+    result = service.sync_transactions(connection, trigger_update=False)
+
+    assert (result.status, result.error["code"], result.sync_run.status) == ("ERROR", "INVALID_PARAMETERS", "error")
+
+
+def test_sync_transactions_while_a_run_is_open_is_already_syncing(session, service, connection):
+    open_run = runs.open_run(session, connection, "webhook")
+
+    result = service.sync_transactions(connection, trigger_update=False)
+
+    assert (result.status, result.sync_run.id) == ("ALREADY_SYNCING", open_run.id)

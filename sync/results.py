@@ -1,0 +1,35 @@
+"""What a manual sync answers: a status in the words of API.md and what goes with it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models import Connection, SyncRun
+from pluggy_client import ConnectToken
+
+# Outcomes of a manual sync (API.md).
+SYNC_STARTED = "SYNC_STARTED"
+SUCCESS = "SUCCESS"
+ALREADY_SYNCING = "ALREADY_SYNCING"
+MFA_REQUIRED = "MFA_REQUIRED"
+USER_ACTION_REQUIRED = "USER_ACTION_REQUIRED"
+CREDENTIALS_REQUIRED = "CREDENTIALS_REQUIRED"
+RATE_LIMITED = "RATE_LIMITED"
+ERROR = "ERROR"
+
+
+@dataclass
+class ManualSyncResult:
+    status: str
+    connection: Connection
+    sync_run: SyncRun | None = None
+    retry_after: float | None = None
+    connect_token: ConnectToken | None = None
+    error: dict | None = None
+
+    @property
+    def mfa(self) -> dict | None:
+        return self.connection.mfa_parameter if self.status == MFA_REQUIRED else None
+
+    @property
+    def user_action(self) -> dict | None:
+        return self.connection.user_action if self.status == USER_ACTION_REQUIRED else None
