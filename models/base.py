@@ -54,6 +54,12 @@ Money = sa.Numeric(18, 4, asdecimal=True)
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
+def partial_index(name: str, *columns: str, where: str, unique: bool = False) -> sa.Index:
+    """An index over the rows matching `where` (SQL text), on SQLite and PostgreSQL alike."""
+    condition = sa.text(where)
+    return sa.Index(name, *columns, unique=unique, sqlite_where=condition, postgresql_where=condition)
+
+
 def one_of(column: str, values: tuple[str, ...]) -> str:
     """SQL for a CHECK that a column holds one of our own enumerated values."""
     quoted = ", ".join(f"'{v}'" for v in values)

@@ -5,7 +5,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, one_of, utcnow
+from .base import Base, one_of, partial_index, utcnow
 from .transaction import BigId
 
 JOB_STATUSES = ("queued", "running", "done", "dead")
@@ -22,35 +22,13 @@ class Job(Base):
         sa.CheckConstraint(one_of("status", JOB_STATUSES), name="status"),
         sa.Index("ix_jobs_status", "status"),
         # The claim query reads queued jobs in run_at order; done jobs never bloat it.
-        sa.Index(
-            "ix_jobs_queued_run_at",
-            "run_at",
-            sqlite_where=sa.text(QUEUED_ONLY),
-            postgresql_where=sa.text(QUEUED_ONLY),
-        ),
+        partial_index("ix_jobs_queued_run_at", "run_at", where=QUEUED_ONLY),
         # While a job with a key is queued, a new request with that key joins it.
-        sa.Index(
-            "uq_jobs_queued_key",
-            "key",
-            unique=True,
-            sqlite_where=sa.text(QUEUED_ONLY),
-            postgresql_where=sa.text(QUEUED_ONLY),
-        ),
+        partial_index("uq_jobs_queued_key", "key", where=QUEUED_ONLY, unique=True),
         # Two jobs of one item never run at once, whichever workers claim them.
-        sa.Index(
-            "uq_jobs_running_item_id",
-            "item_id",
-            unique=True,
-            sqlite_where=sa.text(RUNNING_ONLY),
-            postgresql_where=sa.text(RUNNING_ONLY),
-        ),
-        # Lease recovery looks for running jobs whose lease ran out.
-        sa.Index(
-            "ix_jobs_running_locked_until",
-            "locked_until",
-            sqlite_where=sa.text(RUNNING_ONLY),
-            postgresql_where=sa.text(RUNNING_ONLY),
-        ),
+        partial_index("uq_jobs_running_item_id", "item_id", where=RUNNING_ONLY, unique=True),
+        # A claim also takes back running jobs whose lease ran out (their worker died).
+        partial_index("ix_jobs_running_locked_until", "locked_until", where=RUNNING_ONLY),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

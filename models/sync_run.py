@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, one_of, utcnow
+from .base import Base, one_of, partial_index, utcnow
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -34,12 +34,11 @@ class SyncRun(Base):
         sa.CheckConstraint(one_of("status", SYNC_STATUSES), name="status"),
         # One open run per connection is a database fact, so it holds across processes:
         # a second concurrent insert fails and that caller answers ALREADY_SYNCING.
-        sa.Index(
+        partial_index(
             "uq_sync_runs_open_connection_id",
             "connection_id",
+            where=one_of("status", OPEN_SYNC_STATUSES),
             unique=True,
-            sqlite_where=sa.text(one_of("status", OPEN_SYNC_STATUSES)),
-            postgresql_where=sa.text(one_of("status", OPEN_SYNC_STATUSES)),
         ),
         sa.Index("ix_sync_runs_connection_id_started_at", "connection_id", "started_at"),
     )

@@ -11,7 +11,8 @@ from flask.cli import AppGroup, with_appcontext
 
 from api.extensions import db
 from models import Connection, Job, SyncRun, User
-from pluggy_client import PluggyError
+from api.config import ConfigError
+from pluggy_client import PluggyClient, PluggyError
 
 from . import queue, scheduling
 from .connections import BankConnectionService, ItemOwnedByAnotherUser
@@ -26,8 +27,15 @@ users_cli = AppGroup("users", help="Manage the service's users.")
 connections_cli = AppGroup("connections", help="Manage bank connections (Pluggy items).")
 
 
+def pluggy() -> PluggyClient:
+    try:
+        return pluggy_client()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def connection_service() -> BankConnectionService:
-    return BankConnectionService(db.session, pluggy_client(), sync_settings())
+    return BankConnectionService(db.session, pluggy(), sync_settings())
 
 
 @click.command("worker")
@@ -39,7 +47,7 @@ def connection_service() -> BankConnectionService:
 def worker_command(burst: bool, concurrency: int, poll_interval: float, lease: int) -> None:
     """Run the job worker."""
     app = current_app._get_current_object()
-    worker = Worker(app, pluggy_client(), concurrency=concurrency, poll_interval=poll_interval, lease=timedelta(seconds=lease))
+    worker = Worker(app, pluggy(), concurrency=concurrency, poll_interval=poll_interval, lease=timedelta(seconds=lease))
     worker.run(burst=burst)
 
 
@@ -148,7 +156,7 @@ def follow(connection: Connection, run: SyncRun, wait_s: float) -> SyncRun:
     """Watch the run's item in this process until the run closes or time runs out, printing progress."""
     scheduling.queue_watch(db.session, run, connection)
     db.session.commit()
-    worker = Worker(current_app._get_current_object(), pluggy_client(), progress=click.echo)
+    worker = Worker(current_app._get_current_object(), pluggy(), progress=click.echo)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         worked = worker.run_one(db.session, f"{worker.name}:cli", item_id=connection.item_id)

@@ -120,3 +120,12 @@ def test_worker_burst_runs_what_is_due_and_exits(runner, session, connection, fa
     assert result.exit_code == 0, result.output
     session.expire_all()
     assert session.scalars(sa.select(SyncRun)).one().status == "success"
+
+
+def test_commands_that_need_pluggy_say_which_settings_are_missing(app, runner, connection):
+    app.config["PLUGGY_CLIENT_SECRET"] = None
+
+    result = invoke(runner, "test-manual-sync", "--connection-id", str(connection.id))
+
+    assert result.exit_code == 1
+    assert "PLUGGY_CLIENT_ID and PLUGGY_CLIENT_SECRET must be set" in result.output
