@@ -88,9 +88,10 @@ def apply_item(connection: Connection, item: dict) -> None:
     connection.status_detail = item.get("statusDetail")
     connection.error_code = error.get("code")
     connection.error_message = error.get("message")
-    waiting_input = item.get("status") == "WAITING_USER_INPUT"
-    connection.mfa_parameter = item.get("parameter") if waiting_input else None
-    connection.user_action = item.get("userAction") if item.get("status") == "WAITING_USER_ACTION" else None
+    # A prompt or an action only means something while the item is waiting for it.
+    status = item.get("status")
+    connection.mfa_parameter = item.get("parameter") if status == "WAITING_USER_INPUT" else None
+    connection.user_action = item.get("userAction") if status == "WAITING_USER_ACTION" else None
     connection.last_updated_at = timestamp(item.get("lastUpdatedAt"))
     connection.next_auto_sync_at = timestamp(item.get("nextAutoSyncAt"))
     connection.consent_expires_at = timestamp(item.get("consentExpiresAt"))
