@@ -192,7 +192,7 @@ def test_our_own_throttle_answers_before_pluggy_has_to(service, connection, fake
     result = service.trigger_manual_sync(connection)
 
     assert result.status == c.RATE_LIMITED
-    assert 9 <= result.retry_after <= 11
+    assert 5 <= result.retry_after <= 10
     assert fake_pluggy.count("PATCH", PATCH) == 0
 
 
