@@ -5,12 +5,13 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from models import Connection, Job, SyncRun
+from models import Account, Connection, Job, SyncRun
 from models.base import utcnow
 
 from . import runs
 from .connections import ITEM_BUSY, BankConnectionService
 from .scheduling import FETCH_ITEM, INITIAL_SYNC, PRUNE_EVERY, PRUNE_JOBS, WATCH_ITEM, queue_prune
+from .transactions import TransactionService
 from .worker import JobContext, RetryLater, handles
 
 # An item reported UPDATED but not yet re-synced right after our PATCH has probably not started;
@@ -50,9 +51,13 @@ def initial_sync(context: JobContext) -> None:
 
 @handles(FETCH_ITEM)
 def fetch_item(context: JobContext) -> None:
-    """Pluggy finished an item update: record the outcome and fetch what changed."""
+    """Pluggy finished an item update: record the outcome and fetch what changed.
+    A re-read fetches what Pluggy has whatever the item's state."""
     connection = live_connection(context)
     if connection is None:
+        return
+    if context.job.payload.get("reread"):
+        reread(context, connection)
         return
     item = context.client.get_item(connection.item_id)
     connections(context).settle(
@@ -62,6 +67,21 @@ def fetch_item(context: JobContext) -> None:
         progress=context.progress,
         checkpoint=context.checkpoint,
     )
+
+
+def reread(context: JobContext, connection: Connection) -> None:
+    run = runs.find_open_run(context.session, connection.id) or runs.open_run(context.session, connection, "manual")
+    only_account = None
+    if context.job.payload.get("account_id"):
+        only_account = context.session.scalars(
+            sa.select(Account).where(
+                Account.connection_id == connection.id, Account.pluggy_id == context.job.payload["account_id"]
+            )
+        ).one_or_none()
+    service = TransactionService(
+        context.session, context.client, context.settings, progress=context.progress, checkpoint=context.checkpoint
+    )
+    service.fetch(connection, run, only_account=only_account)
 
 
 @handles(WATCH_ITEM)

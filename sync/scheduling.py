@@ -39,6 +39,17 @@ def queue_fetch(session: Session, connection: Connection, trigger: str) -> int:
     )
 
 
+def queue_reread(session: Session, connection: Connection, account_id: str | None = None) -> int:
+    """Re-read what Pluggy already has (no item update) into the connection's open run."""
+    return enqueue(
+        session,
+        FETCH_ITEM,
+        {"connection_id": connection.id, "trigger": "manual", "reread": True, "account_id": account_id},
+        key=f"reread:{connection.item_id}",
+        item_id=connection.item_id,
+    )
+
+
 def queue_watch(session: Session, run: SyncRun, connection: Connection, *, after_s: float = 0) -> int:
     return enqueue(
         session,

@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 
 from models import Account, Connection, SyncRun, Transaction
 from models.base import utcnow
-from pluggy_client import PluggyClient, PluggyError
+from pluggy_client import PluggyClient
 
-from . import runs
+from . import runs, scheduling
 from .queue import dialect_insert
-from .results import ALREADY_SYNCING, ERROR, SUCCESS, ManualSyncResult
+from .results import ALREADY_SYNCING, SYNC_STARTED, ManualSyncResult
 from .settings import SyncSettings
 
 # Rows Pluggy ingests while we page may carry a createdAt just before the newest we saw;
@@ -76,8 +76,9 @@ class TransactionService:
         self, connection: Connection, account: Account | None = None, trigger_update: bool = True
     ) -> ManualSyncResult:
         """The seed's entry point. With trigger_update, ask Pluggy to update the item first (once,
-        whatever the number of accounts) and fetch when the outcome arrives; without it, re-read
-        now only what Pluggy already has, for one account or all of them."""
+        whatever the number of accounts) and fetch when the outcome arrives; without it, queue a
+        re-read of what Pluggy already has, for one account or all of them. Either way the fetch
+        runs in the worker, into the run returned."""
         if trigger_update:
             from .connections import BankConnectionService  # it builds this service in turn
 
@@ -86,12 +87,9 @@ class TransactionService:
             run = runs.open_run(self.session, connection, "manual")
         except runs.AlreadySyncing as exc:
             return ManualSyncResult(ALREADY_SYNCING, connection, sync_run=exc.run)
-        try:
-            self.fetch(connection, run, only_account=account)
-        except PluggyError as exc:
-            error = {"code": exc.code_description or "pluggy_unavailable", "message": str(exc)}
-            return ManualSyncResult(ERROR, connection, sync_run=run, error=error)
-        return ManualSyncResult(SUCCESS, connection, sync_run=run)
+        scheduling.queue_reread(self.session, connection, account.pluggy_id if account else None)
+        self.session.commit()
+        return ManualSyncResult(SYNC_STARTED, connection, sync_run=run)
 
     def sync_all_accounts_transactions(self, connection: Connection, trigger_update: bool = True) -> ManualSyncResult:
         """One item update for the whole connection, never one per account, then every account."""

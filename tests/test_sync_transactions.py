@@ -213,22 +213,49 @@ def test_sync_transactions_with_an_update_asks_pluggy_once_for_the_whole_connect
     assert fake_pluggy.count("GET", "/v2/transactions") == 0  # the fetch follows the update's outcome
 
 
-def test_sync_transactions_without_an_update_rereads_now(session, service, connection, fake_pluggy, account_id):
+def run_jobs(app, session, pluggy_api) -> None:
+    from sync.worker import Worker
+
+    worker = Worker(app, pluggy_api)
+    while worker.run_one(session, "test-worker"):
+        pass
+
+
+def test_sync_transactions_without_an_update_queues_a_reread(app, session, service, connection, fake_pluggy, account_id, pluggy_api):
     fake_pluggy.add_transaction(account_id, date=day(1))
+    fake_pluggy.items[connection.item_id]["status"] = "LOGIN_ERROR"  # what Pluggy has is read anyway
 
     result = service.sync_transactions(connection, trigger_update=False)
+    run_jobs(app, session, pluggy_api)
 
-    assert (result.status, result.sync_run.status, result.sync_run.created) == ("SUCCESS", "success", 1)
+    assert result.status == "SYNC_STARTED"
+    session.refresh(result.sync_run)
+    assert (result.sync_run.status, result.sync_run.created) == ("success", 1)
     assert fake_pluggy.count("PATCH", r"/items/[^/]+") == 0
-    assert service.sync_transactions(connection, trigger_update=False).sync_run.created == 0
 
 
-def test_sync_transactions_without_an_update_reports_pluggy_failures(session, service, connection, fake_pluggy):
+def test_a_reread_of_one_account(app, session, service, connection, fake_pluggy, account_id, pluggy_api):
+    other = fake_pluggy.add_account(connection.item_id, name="Poupança")
+    fake_pluggy.add_transaction(account_id, date=day(1))
+    fake_pluggy.add_transaction(other["id"], date=day(1))
+    service.refresh_accounts(connection)
+    savings = session.scalars(sa.select(Account).where(Account.pluggy_id == other["id"])).one()
+
+    result = service.sync_transactions(connection, savings, trigger_update=False)
+    run_jobs(app, session, pluggy_api)
+
+    session.refresh(result.sync_run)
+    assert (result.sync_run.accounts, result.sync_run.created) == (1, 1)
+
+
+def test_a_failed_reread_closes_its_run_as_an_error(app, session, service, connection, fake_pluggy, pluggy_api):
     fake_pluggy.refuse_next("GET", "/accounts", 400, "INVALID_PARAMETERS")
 
     result = service.sync_transactions(connection, trigger_update=False)
+    run_jobs(app, session, pluggy_api)
 
-    assert (result.status, result.error["code"], result.sync_run.status) == ("ERROR", "INVALID_PARAMETERS", "error")
+    session.refresh(result.sync_run)
+    assert (result.sync_run.status, result.sync_run.error_code) == ("error", "INVALID_PARAMETERS")
 
 
 def test_sync_transactions_while_a_run_is_open_is_already_syncing(session, service, connection):
