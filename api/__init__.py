@@ -33,9 +33,10 @@ def create_app(config: Mapping | None = None) -> Flask:
 
     from sync.cli import register_commands
 
-    from . import health
+    from . import banking, health
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(banking.bp)
     register_commands(app)
     return app
 

@@ -13,11 +13,12 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """Raised by views and services to answer with a specific status and stable error code."""
 
-    def __init__(self, http_status: int, code: str, message: str, /, **extra) -> None:
+    def __init__(self, http_status: int, code: str, message: str, /, headers: dict | None = None, **extra) -> None:
         super().__init__(message)
         self.http_status = http_status
         self.code = code
         self.message = message
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -34,7 +35,9 @@ def snake_case(name: str) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(error: ApiError):
-        return error_response(error.http_status, error.code, error.message, **error.extra)
+        response = error_response(error.http_status, error.code, error.message, **error.extra)
+        response.headers.update(error.headers)
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

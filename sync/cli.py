@@ -19,7 +19,7 @@ from .connections import BankConnectionService, ItemOwnedByAnotherUser
 from .results import ALREADY_SYNCING, SYNC_STARTED
 from .runtime import pluggy_client, sync_settings
 from .tokens import issue_api_token
-from .users import UserError, create_user, find_user
+from .users import UserError, create_user, find_user, rotate_token
 from .worker import Worker
 
 jobs_cli = AppGroup("jobs", help="Inspect and retry jobs in the queue.")
@@ -92,6 +92,16 @@ def users_create(email: str) -> None:
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"created user {user.email} (id {user.id}); API token:")
+    click.echo(issue_api_token(current_app.config["SECRET_KEY"], user))
+
+
+@users_cli.command("rotate-token")
+@click.argument("email")
+def users_rotate_token(email: str) -> None:
+    """Revoke every API token of a user; the last line printed is the new one."""
+    user = user_by_email(email)
+    rotate_token(db.session, user)
+    click.echo(f"every earlier token of {user.email} is revoked; new API token:")
     click.echo(issue_api_token(current_app.config["SECRET_KEY"], user))
 
 

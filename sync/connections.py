@@ -24,6 +24,7 @@ from .results import (
     ERROR,
     MFA_REQUIRED,
     RATE_LIMITED,
+    SUCCESS,
     SYNC_STARTED,
     USER_ACTION_REQUIRED,
     ManualSyncResult,
@@ -211,6 +212,45 @@ class BankConnectionService:
             log.warning("no connect token for connection %s: %s", connection.id, exc)
             token = None
         return ManualSyncResult(CREDENTIALS_REQUIRED, connection, connect_token=token)
+
+    def follow(self, connection: Connection, result: ManualSyncResult, wait_s: float) -> ManualSyncResult:
+        """Wait up to `wait_s` for a started sync to finish, and say how it ended.
+        The worker does the following (a watcher is queued, so no webhook is needed)."""
+        run = result.sync_run
+        if result.status != SYNC_STARTED or run is None or wait_s <= 0:
+            return result
+        if run.item_update_requested_at is not None:
+            scheduling.queue_watch(self.session, run, connection)
+            self.session.commit()
+        run = runs.wait_until_closed(self.session, run, wait_s)
+        self.session.refresh(connection)
+        return self.outcome_of(connection, run)
+
+    def outcome_of(self, connection: Connection, run: SyncRun) -> ManualSyncResult:
+        """A finished (or still open) run, told as a manual sync result."""
+        if run.status in ("success", "partial"):
+            return ManualSyncResult(SUCCESS, connection, sync_run=run)
+        if run.status == "mfa_required":
+            return ManualSyncResult(MFA_REQUIRED, connection, sync_run=run)
+        if run.status == "user_action_required":
+            return ManualSyncResult(USER_ACTION_REQUIRED, connection, sync_run=run)
+        if run.status == "credentials_required":
+            result = self.credentials_required(connection)
+            result.sync_run = run
+            return result
+        if run.status == "error":
+            error = {"code": run.error_code or "sync_failed", "message": run.error or "The sync failed."}
+            return ManualSyncResult(ERROR, connection, sync_run=run, error=error)
+        return ManualSyncResult(SYNC_STARTED, connection, sync_run=run)
+
+    def delete(self, connection: Connection) -> None:
+        """Delete the item at Pluggy, then everything stored about it here."""
+        try:
+            self.client.delete_item(connection.item_id)
+        except PluggyNotFound:
+            pass  # already gone at Pluggy: only our copy is left to delete
+        self.session.delete(connection)
+        self.session.commit()
 
     # MFA, status, connect tokens -------------------------------------------------------------
 

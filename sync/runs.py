@@ -2,6 +2,7 @@
 an item update under the PATCH throttle, and closing a run with its outcome."""
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -94,6 +95,16 @@ def throttle_retry_after(session: Session, now: datetime) -> float:
     if isinstance(oldest, str):  # SQLite returns aggregates untyped
         oldest = UTCDateTime().process_result_value(datetime.fromisoformat(oldest), None)
     return max(1.0, (oldest + THROTTLE_WINDOW - now).total_seconds())
+
+
+def wait_until_closed(session: Session, run: SyncRun, timeout_s: float, *, interval_s: float = 0.25) -> SyncRun:
+    """Re-read the run until another process (the worker) closes it, or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    while run.status in OPEN_SYNC_STATUSES and time.monotonic() < deadline:
+        time.sleep(min(interval_s, max(0.0, deadline - time.monotonic())))
+        session.commit()  # end the read transaction, so the next read sees the worker's commits
+        session.refresh(run)
+    return run
 
 
 def close_run(

@@ -34,3 +34,9 @@ def create_user(session: Session, email: str) -> User:
 
 def find_user(session: Session, email: str) -> User | None:
     return session.scalars(sa.select(User).where(User.email == normalise_email(email))).one_or_none()
+
+
+def rotate_token(session: Session, user: User) -> None:
+    """Revoke every token issued so far: they carry the old version."""
+    user.token_version += 1
+    session.commit()

@@ -6,6 +6,7 @@ also exercises them; each test then starts from empty tables.
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 import sqlalchemy as sa
@@ -20,6 +21,22 @@ TEST_SECRETS = {
     "PLUGGY_CLIENT_SECRET": "test-client-secret-do-not-log",
     "PLUGGY_WEBHOOK_SECRETS": ("test-webhook-secret",),
 }
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@pytest.fixture(autouse=True)
+def no_network_beyond_loopback(monkeypatch):
+    """A test that forgot to fake Pluggy fails at once instead of reaching out (or waiting on DNS)."""
+    resolve = socket.getaddrinfo
+
+    def loopback_only(host, *args, **kwargs):
+        if host not in LOOPBACK:
+            raise OSError(f"tests may not reach {host!r}: only loopback is allowed")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
 
 
 @pytest.fixture(scope="session")

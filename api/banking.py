@@ -1,0 +1,246 @@
+"""/api/banking: a user's bank connections and their syncs (API.md "Connections").
+
+Views parse, authorise, call one service and render; `sync/` decides everything else.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify
+
+from pluggy_client import PluggyAuthError, PluggyError, PluggyNotFound, PluggyRateLimited
+from sync import listing
+from sync.connections import BankConnectionService, ItemOwnedByAnotherUser, MfaNotRequired
+from sync.results import ManualSyncResult
+from sync.runtime import pluggy_client, sync_settings
+from sync.transactions import TransactionService
+
+from . import schemas
+from .auth import authenticate
+from .config import ConfigError
+from .errors import ApiError, error_response, snake_case
+from .extensions import db
+from .serializers import (
+    account_json,
+    connect_token_json,
+    connection_json,
+    mfa_json,
+    result_fields,
+    sync_run_json,
+    transaction_json,
+)
+from .validation import parse_body, parse_query
+
+bp = Blueprint("banking", __name__, url_prefix="/api/banking")
+bp.before_request(authenticate)
+
+HTTP_STATUS = {
+    "SYNC_STARTED": 202,
+    "SUCCESS": 200,
+    "ALREADY_SYNCING": 409,
+    "MFA_REQUIRED": 409,
+    "USER_ACTION_REQUIRED": 409,
+    "CREDENTIALS_REQUIRED": 409,
+    "RATE_LIMITED": 429,
+    "ERROR": 502,
+}
+MESSAGES = {
+    "ALREADY_SYNCING": "A sync of this connection is already in progress.",
+    "MFA_REQUIRED": "The bank asks for a one-time code: send it to send_mfa.",
+    "USER_ACTION_REQUIRED": "The bank is waiting for the user to act (see user_action).",
+    "CREDENTIALS_REQUIRED": "The bank refused the stored credentials: reconnect with the connect_token.",
+    "RATE_LIMITED": "Too many syncs for now: try again after retry_after seconds.",
+    "ERROR": "Pluggy could not sync this connection.",
+}
+
+
+def connections() -> BankConnectionService:
+    return BankConnectionService(db.session, pluggy_client(), sync_settings())
+
+
+def owned_connection(connection_id: int):
+    connection = listing.user_connection(db.session, g.user, connection_id=connection_id)
+    if connection is None:
+        raise ApiError(404, "connection_not_found", "No such connection.")
+    return connection
+
+
+def render_connection(connection):
+    return connection_json(connection, listing.open_runs(db.session, [connection]).get(connection.id))
+
+
+def sync_response(result: ManualSyncResult):
+    """API.md's sync table: the status, the connection, the extra fields, and an error when it is one."""
+    body = {"status": result.status, "connection": render_connection(result.connection), **result_fields(result)}
+    http_status = HTTP_STATUS[result.status]
+    if http_status >= 400:
+        error = body.get("error") or {"code": snake_case(result.status), "message": MESSAGES[result.status]}
+        body["error"] = error
+    response = jsonify(body)
+    response.status_code = http_status
+    if "retry_after" in body:
+        response.headers["Retry-After"] = str(body["retry_after"])
+    return response
+
+
+@bp.errorhandler(ConfigError)
+def not_configured(exc: ConfigError):
+    return error_response(503, "pluggy_not_configured", str(exc))
+
+
+@bp.errorhandler(PluggyError)
+def pluggy_error(exc: PluggyError):
+    """Pluggy's refusals, passed on: its 4xx with its own code; its failures as 502."""
+    if isinstance(exc, PluggyNotFound):
+        return error_response(404, "item_not_found", "Pluggy does not know this item.")
+    if isinstance(exc, PluggyRateLimited):
+        response = error_response(429, "rate_limited", "Pluggy asks to slow down.", retry_after=exc.retry_after)
+        if exc.retry_after:
+            response.headers["Retry-After"] = str(int(exc.retry_after))
+        return response
+    if exc.status is not None and 400 <= exc.status < 500 and not isinstance(exc, PluggyAuthError):
+        return error_response(exc.status, snake_case(exc.code_description or "pluggy_refused"), exc.message)
+    return error_response(502, "pluggy_unavailable", "Pluggy could not be reached or failed to answer.")
+
+
+# Connections ----------------------------------------------------------------------------------
+
+
+@bp.post("/connections/")
+def register_connection():
+    body = parse_body(schemas.RegisterConnection)
+    try:
+        connection, created = connections().register(g.user, body.item_id)
+    except ItemOwnedByAnotherUser:
+        raise ApiError(409, "item_owned_by_another_user", "This item is registered by another user.") from None
+    return render_connection(connection), 201 if created else 200
+
+
+@bp.get("/connections/")
+def list_connections():
+    found = listing.user_connections(db.session, g.user)
+    open_runs = listing.open_runs(db.session, found)
+    return {"connections": [connection_json(c, open_runs.get(c.id)) for c in found]}
+
+
+@bp.get("/connections/<int:connection_id>/")
+def get_connection(connection_id: int):
+    return render_connection(owned_connection(connection_id))
+
+
+@bp.delete("/connections/<int:connection_id>/")
+def delete_connection(connection_id: int):
+    connections().delete(owned_connection(connection_id))
+    return "", 204
+
+
+# Syncing --------------------------------------------------------------------------------------
+
+
+@bp.post("/connections/<int:connection_id>/sync_transactions/")
+def sync_transactions(connection_id: int):
+    connection = owned_connection(connection_id)
+    options = parse_body(schemas.SyncOptions, optional=True)
+    wait = parse_query(schemas.WaitQuery).wait
+    service = TransactionService(db.session, pluggy_client(), sync_settings())
+    result = service.sync_transactions(connection, trigger_update=options.trigger_update)
+    return sync_response(connections().follow(connection, result, wait))
+
+
+@bp.post("/connections/sync_all/")
+def sync_all():
+    service = connections()
+    results = []
+    for connection in listing.user_connections(db.session, g.user):
+        result = service.trigger_manual_sync(connection)
+        results.append({"connection_id": connection.id, "status": result.status, **result_fields(result)})
+    return {"results": results}
+
+
+@bp.post("/connections/<int:connection_id>/send_mfa/")
+def send_mfa(connection_id: int):
+    connection = owned_connection(connection_id)
+    body = parse_body(schemas.SendMfa)
+    if not body.given:
+        raise ApiError(400, "mfa_value_required", "Send the code as mfa_value (or parameters).")
+    try:
+        connections().send_mfa(connection, value=body.mfa_value, parameters=body.parameters)
+    except MfaNotRequired:
+        raise ApiError(
+            409, "mfa_not_required", "The bank is not waiting for a code.",
+            status="MFA_NOT_REQUIRED", connection=render_connection(connection),
+        ) from None
+    return {"status": "MFA_SENT", "connection": render_connection(connection)}
+
+
+@bp.get("/connections/<int:connection_id>/check_status/")
+def check_status(connection_id: int):
+    connection = connections().check_status(owned_connection(connection_id))
+    shown = render_connection(connection)
+    runs = listing.sync_runs(db.session, connection, limit=1)
+    return {
+        "status": shown["sync_status"],
+        "item_status": connection.item_status,
+        "execution_status": connection.execution_status,
+        "error": shown["error"],
+        "mfa": mfa_json(connection.mfa_parameter) if connection.mfa_parameter else None,
+        "user_action": connection.user_action,
+        "last_updated_at": shown["last_updated_at"],
+        "last_synced_at": shown["last_synced_at"],
+        "next_auto_sync_at": shown["next_auto_sync_at"],
+        "last_sync_run": sync_run_json(runs[0]) if runs else None,
+        "connection": shown,
+    }
+
+
+# Reading what is stored -----------------------------------------------------------------------
+
+
+@bp.get("/connections/<int:connection_id>/accounts/")
+def list_accounts(connection_id: int):
+    connection = owned_connection(connection_id)
+    return {"accounts": [account_json(a) for a in listing.accounts(db.session, connection)]}
+
+
+@bp.get("/connections/<int:connection_id>/transactions/")
+def list_transactions(connection_id: int):
+    connection = owned_connection(connection_id)
+    query = parse_query(schemas.TransactionsQuery)
+    account = None
+    if query.account_id is not None:
+        account = listing.account_by_pluggy_id(db.session, connection, query.account_id)
+        if account is None:
+            raise ApiError(404, "account_not_found", "No such account in this connection.")
+    filters = listing.TransactionFilter(
+        account=account,
+        date_from=query.date_from,
+        date_to=query.date_to,
+        status=query.status,
+        include_deleted=query.include_deleted,
+    )
+    rows, total = listing.transactions_page(db.session, connection, filters, page=query.page, page_size=query.page_size)
+    return {
+        "transactions": [transaction_json(t, account_id) for t, account_id in rows],
+        "page": query.page,
+        "page_size": query.page_size,
+        "total": total,
+    }
+
+
+@bp.get("/connections/<int:connection_id>/sync_runs/")
+def list_sync_runs(connection_id: int):
+    connection = owned_connection(connection_id)
+    limit = parse_query(schemas.SyncRunsQuery).limit
+    return {"sync_runs": [sync_run_json(run) for run in listing.sync_runs(db.session, connection, limit)]}
+
+
+# Connect tokens -------------------------------------------------------------------------------
+
+
+@bp.post("/connect_token/")
+def connect_token():
+    body = parse_body(schemas.ConnectTokenRequest, optional=True)
+    connection = None
+    if body.item_id is not None:
+        connection = listing.user_connection(db.session, g.user, item_id=body.item_id)
+        if connection is None:
+            raise ApiError(404, "connection_not_found", "No such connection.")
+    return connect_token_json(connections().connect_token(g.user, connection))

@@ -1,0 +1,57 @@
+"""What each endpoint accepts."""
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, model_validator
+
+from .validation import Body, Query
+
+PluggyId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Secret = Annotated[str, StringConstraints(max_length=4096)]
+
+
+class RegisterConnection(Body):
+    item_id: PluggyId
+
+
+class SyncOptions(Body):
+    trigger_update: bool = True
+
+
+class WaitQuery(Query):
+    wait: float = Field(0, ge=0, le=60, description="seconds to wait for the run to finish")
+
+
+class SendMfa(Body):
+    mfa_value: Secret | None = None
+    parameters: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], Secret] | None = None
+
+    @model_validator(mode="after")
+    def one_answer(self) -> SendMfa:
+        if self.mfa_value is not None and self.parameters:
+            raise ValueError("send either mfa_value or parameters, not both")
+        return self
+
+    @property
+    def given(self) -> bool:
+        return bool(self.mfa_value) or bool(self.parameters)
+
+
+class TransactionsQuery(Query):
+    account_id: PluggyId | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    status: Literal["POSTED", "PENDING"] | None = None
+    include_deleted: bool = False
+    page: int = Field(1, ge=1, le=1_000_000)
+    page_size: int = Field(50, ge=1, le=500)
+
+
+class SyncRunsQuery(Query):
+    limit: int = Field(50, ge=1, le=500)
+
+
+class ConnectTokenRequest(Body):
+    item_id: PluggyId | None = None

@@ -1,0 +1,133 @@
+"""The JSON shapes of API.md, built from the models."""
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from decimal import Decimal
+
+from models import Account, Connection, SyncRun, Transaction
+from pluggy_client import ConnectToken
+from sync.connections import sync_status
+from sync.results import ManualSyncResult
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def money(amount: Decimal | None) -> float | None:
+    # A float prints as the shortest decimal that reads back the same: "-52.9", never "-52.9000".
+    return None if amount is None else float(amount)
+
+
+def connection_json(connection: Connection, open_run: SyncRun | None = None) -> dict:
+    error = None
+    if connection.error_code or connection.error_message:
+        error = {"code": connection.error_code, "message": connection.error_message}
+    return {
+        "id": connection.id,
+        "item_id": connection.item_id,
+        "connector": {"id": connection.connector_id, "name": connection.connector_name},
+        "item_status": connection.item_status,
+        "execution_status": connection.execution_status,
+        "sync_status": sync_status(connection, open_run),
+        "error": error,
+        "mfa": mfa_json(connection.mfa_parameter) if connection.mfa_parameter else None,
+        "last_updated_at": iso(connection.last_updated_at),
+        "last_synced_at": iso(connection.last_synced_at),
+        "next_auto_sync_at": iso(connection.next_auto_sync_at),
+        "created_at": iso(connection.created_at),
+    }
+
+
+def sync_run_json(run: SyncRun) -> dict:
+    return {
+        "id": run.id,
+        "trigger": run.trigger,
+        "status": run.status,
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "accounts": run.accounts,
+        "created": run.created,
+        "updated": run.updated,
+        "deleted": run.deleted,
+        "error": None if run.error is None else {"code": run.error_code, "message": run.error},
+    }
+
+
+def account_json(account: Account) -> dict:
+    return {
+        "id": account.pluggy_id,
+        "type": account.type,
+        "subtype": account.subtype,
+        "name": account.name,
+        "marketing_name": account.marketing_name,
+        "number": account.number,
+        "owner": account.owner,
+        "balance": money(account.balance),
+        "currency_code": account.currency_code,
+        "last_synced_at": iso(account.last_synced_at),
+    }
+
+
+def transaction_json(transaction: Transaction, account_pluggy_id: str) -> dict:
+    return {
+        "id": transaction.pluggy_id,
+        "account_id": account_pluggy_id,
+        "date": iso(transaction.date),
+        "description": transaction.description,
+        "description_raw": transaction.description_raw,
+        "amount": money(transaction.amount),
+        "amount_in_account_currency": money(transaction.amount_in_account_currency),
+        "balance": money(transaction.balance),
+        "currency_code": transaction.currency_code,
+        "type": transaction.type,
+        "status": transaction.status,
+        "category": transaction.category,
+        "category_id": transaction.category_id,
+        "operation_type": transaction.operation_type,
+        "payment_data": transaction.raw.get("paymentData"),
+        "credit_card_metadata": transaction.raw.get("creditCardMetadata"),
+        "merchant": transaction.raw.get("merchant"),
+        "created_at": iso(transaction.pluggy_created_at),
+        "updated_at": iso(transaction.pluggy_updated_at),
+        "deleted_at": iso(transaction.deleted_at),
+    }
+
+
+def connect_token_json(token: ConnectToken) -> dict:
+    return {"access_token": token.access_token, "item_id": token.item_id, "expires_at": iso(token.expires_at)}
+
+
+def result_fields(result: ManualSyncResult) -> dict:
+    """What a manual sync result adds beside its status (API.md's "extra fields")."""
+    fields: dict = {}
+    if result.sync_run is not None:
+        fields["sync_run_id"] = result.sync_run.id
+        if result.sync_run.finished_at is not None:
+            fields["sync_run"] = sync_run_json(result.sync_run)
+    if result.retry_after is not None:
+        fields["retry_after"] = math.ceil(result.retry_after)
+    if result.mfa is not None:
+        fields["mfa"] = mfa_json(result.mfa)
+    if result.user_action is not None:
+        fields["user_action"] = result.user_action
+    if result.connect_token is not None:
+        fields["connect_token"] = connect_token_json(result.connect_token)
+    if result.error is not None:
+        fields["error"] = result.error
+    return fields
+
+
+def mfa_json(parameter: dict) -> dict:
+    """Pluggy's prompt as API.md names it: name, label, type, expires_at, data?, options?"""
+    shown = {
+        "name": parameter.get("name"),
+        "label": parameter.get("label"),
+        "type": parameter.get("type"),
+        "expires_at": parameter.get("expiresAt"),
+    }
+    for optional in ("data", "options", "placeholder", "assistiveText", "validation", "validationMessage"):
+        if parameter.get(optional) is not None:
+            shown[optional] = parameter[optional]
+    return shown

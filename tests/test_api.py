@@ -1,0 +1,565 @@
+"""The HTTP API (/api/banking) over the Flask test client, with Pluggy faked behind `responses`."""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from models import Account, Connection, Job, SyncRun, Transaction
+from models.base import utcnow
+from sync import runs, scheduling
+from sync.connections import apply_item
+from sync.tokens import issue_api_token, issue_webhook_token, webhook_token_is_valid
+from sync.users import create_user, rotate_token
+from sync.worker import Worker
+from tests import pluggy_fixtures as pf
+from tests.fake_pluggy import MFA_VALUE
+
+API = "/api/banking"
+
+
+@pytest.fixture
+def headers(app, user):
+    return {"Authorization": f"Bearer {issue_api_token(app.config['SECRET_KEY'], user)}"}
+
+
+@pytest.fixture
+def stranger(app, session, fake_pluggy):
+    """Another user with a connection of their own."""
+    other = create_user(session, "bruno@example.com")
+    item = fake_pluggy.add_item()
+    connection = Connection(user_id=other.id, item_id=item["id"])
+    apply_item(connection, item)
+    session.add(connection)
+    session.commit()
+    return {"connection": connection, "headers": {"Authorization": f"Bearer {issue_api_token(app.config['SECRET_KEY'], other)}"}}
+
+
+def url(connection, action: str = "") -> str:
+    return f"{API}/connections/{connection.id}/{action + '/' if action else ''}"
+
+
+def error_code(response) -> str:
+    return response.get_json()["error"]["code"]
+
+
+# Authentication -------------------------------------------------------------------------------
+
+ENDPOINTS = [
+    ("get", "/connections/"),
+    ("post", "/connections/"),
+    ("get", "/connections/1/"),
+    ("delete", "/connections/1/"),
+    ("post", "/connections/1/sync_transactions/"),
+    ("post", "/connections/sync_all/"),
+    ("post", "/connections/1/send_mfa/"),
+    ("get", "/connections/1/check_status/"),
+    ("get", "/connections/1/accounts/"),
+    ("get", "/connections/1/transactions/"),
+    ("get", "/connections/1/sync_runs/"),
+    ("post", "/connect_token/"),
+]
+
+
+@pytest.mark.parametrize("method, path", ENDPOINTS)
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer", "Bearer not-a-token", "Basic dXNlcjpwYXNz", "bearer {webhook_token}"],
+    ids=["missing", "empty", "forged", "other scheme", "token of another purpose"],
+)
+def test_every_endpoint_needs_a_valid_token(app, client, connection, method, path, authorization):
+    headers = {}
+    if authorization:
+        headers["Authorization"] = authorization.format(webhook_token=issue_webhook_token(app.config["SECRET_KEY"]))
+
+    response = getattr(client, method)(API + path, headers=headers)
+
+    assert response.status_code == 401
+    assert error_code(response) == "unauthorized"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_rotated_token_is_revoked(client, session, user, headers, connection):
+    assert client.get(f"{API}/connections/", headers=headers).status_code == 200
+
+    rotate_token(session, user)
+
+    assert client.get(f"{API}/connections/", headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize("method, path", [e for e in ENDPOINTS if "/1/" in e[1]])
+def test_another_users_connection_is_as_absent_as_a_missing_one(client, headers, stranger, fake_pluggy, method, path):
+    theirs = path.replace("/1/", f"/{stranger['connection'].id}/")
+    missing = path.replace("/1/", "/999999/")
+
+    for target in (theirs, missing):
+        response = getattr(client, method)(API + target, headers=headers, json={"mfa_value": "1"})
+        assert (response.status_code, error_code(response)) == (404, "connection_not_found")
+    assert fake_pluggy.calls_to("DELETE", r"/items/.*") == []
+
+
+# Connections ----------------------------------------------------------------------------------
+
+
+def test_registering_an_item_answers_201_with_the_connection_then_200(client, headers, session, fake_pluggy):
+    item = fake_pluggy.add_item()
+
+    first = client.post(f"{API}/connections/", headers=headers, json={"item_id": item["id"]})
+    second = client.post(f"{API}/connections/", headers=headers, json={"item_id": item["id"]})
+
+    assert (first.status_code, second.status_code) == (201, 200)
+    body = first.get_json()
+    assert body == second.get_json()
+    assert body["item_id"] == item["id"]
+    assert body["connector"] == {"id": 0, "name": "Pluggy Bank"}
+    assert (body["item_status"], body["sync_status"], body["error"], body["mfa"]) == ("UPDATED", "UPDATED", None, None)
+    assert body["last_updated_at"] == "2024-05-10T09:15:42.118000+00:00"
+    assert session.scalars(sa.select(Job)).one().kind == "initial_sync"
+
+
+def test_an_item_pluggy_does_not_know_is_404(client, headers, fake_pluggy):
+    response = client.post(f"{API}/connections/", headers=headers, json={"item_id": "no-such-item"})
+    assert (response.status_code, error_code(response)) == (404, "item_not_found")
+
+
+def test_an_item_of_another_user_is_409(client, headers, stranger):
+    response = client.post(f"{API}/connections/", headers=headers, json={"item_id": stranger["connection"].item_id})
+    assert (response.status_code, error_code(response)) == (409, "item_owned_by_another_user")
+
+
+def test_list_and_get_show_only_the_users_connections(client, headers, connection, stranger):
+    listed = client.get(f"{API}/connections/", headers=headers).get_json()["connections"]
+    assert [c["id"] for c in listed] == [connection.id]
+    assert client.get(url(connection), headers=headers).get_json()["item_id"] == connection.item_id
+
+
+def test_deleting_a_connection_deletes_the_item_at_pluggy_and_the_local_data(client, headers, session, connection, fake_pluggy):
+    scheduling.queue_initial_sync(session, connection)
+    session.commit()
+    Worker(client.application, __import__("sync.runtime", fromlist=["x"]).pluggy_client()).run_one(session, "w")
+
+    response = client.delete(url(connection), headers=headers)
+
+    assert response.status_code == 204
+    assert fake_pluggy.count("DELETE", f"/items/{connection.item_id}") == 1
+    session.expire_all()
+    for model in (Connection, Account, SyncRun):
+        assert session.scalar(sa.select(sa.func.count()).select_from(model)) == 0
+
+
+def test_deleting_a_connection_pluggy_already_forgot_still_deletes_ours(client, headers, session, connection, fake_pluggy):
+    del fake_pluggy.items[connection.item_id]
+
+    assert client.delete(url(connection), headers=headers).status_code == 204
+    assert session.scalar(sa.select(sa.func.count()).select_from(Connection)) == 0
+
+
+def test_when_pluggy_fails_the_delete_nothing_is_deleted(client, headers, session, connection, fake_pluggy):
+    fake_pluggy.refuse_next("DELETE", f"/items/{connection.item_id}", 500)
+
+    response = client.delete(url(connection), headers=headers)
+
+    assert (response.status_code, error_code(response)) == (502, "pluggy_unavailable")
+    assert session.scalar(sa.select(sa.func.count()).select_from(Connection)) == 1
+
+
+# The sync table -------------------------------------------------------------------------------
+
+
+def sync(client, headers, connection, **kwargs):
+    return client.post(url(connection, "sync_transactions"), headers=headers, **kwargs)
+
+
+def set_item(fake_pluggy, connection, **fields):
+    fake_pluggy.items[connection.item_id].update(fields)
+
+
+def test_sync_started_is_202_with_the_run(client, headers, connection, fake_pluggy):
+    response = sync(client, headers, connection)
+
+    body = response.get_json()
+    assert response.status_code == 202
+    assert body["status"] == "SYNC_STARTED" and "error" not in body
+    assert body["sync_run_id"] == 1
+    assert body["connection"]["sync_status"] == "UPDATING"
+
+
+def test_already_syncing_is_409_with_our_run(client, headers, connection):
+    started = sync(client, headers, connection).get_json()
+
+    response = sync(client, headers, connection)
+
+    assert response.status_code == 409
+    body = response.get_json()
+    assert (body["status"], body["sync_run_id"], body["error"]["code"]) == ("ALREADY_SYNCING", started["sync_run_id"], "already_syncing")
+
+
+def test_mfa_required_is_409_with_the_prompt(client, headers, connection, fake_pluggy):
+    set_item(fake_pluggy, connection, status="WAITING_USER_INPUT", parameter=pf.mfa_parameter(type="image", data="data:image/png;base64,AAA"))
+
+    response = sync(client, headers, connection)
+
+    assert response.status_code == 409
+    body = response.get_json()
+    assert body["status"] == "MFA_REQUIRED"
+    assert body["mfa"] == {
+        "name": "token", "label": "Token", "type": "image", "expires_at": "2024-05-10T09:20:42.118Z",
+        "data": "data:image/png;base64,AAA", "placeholder": "123456",
+        "assistiveText": "Digite o token de 6 dígitos enviado por SMS", "validation": "^\\d{6}$",
+        "validationMessage": "O token deve ter 6 dígitos",
+    }
+    assert body["connection"]["mfa"]["name"] == "token"
+
+
+def test_user_action_required_is_409_with_the_action(client, headers, connection, fake_pluggy):
+    set_item(fake_pluggy, connection, status="WAITING_USER_ACTION", userAction={"instructions": "Aprove no app"})
+
+    response = sync(client, headers, connection)
+
+    assert (response.status_code, response.get_json()["user_action"]) == (409, {"instructions": "Aprove no app"})
+
+
+def test_credentials_required_is_409_with_an_update_mode_token(client, headers, connection, fake_pluggy):
+    set_item(fake_pluggy, connection, status="LOGIN_ERROR", error=pf.item_error())
+
+    response = sync(client, headers, connection)
+
+    body = response.get_json()
+    assert (response.status_code, body["status"]) == (409, "CREDENTIALS_REQUIRED")
+    assert body["connect_token"]["item_id"] == connection.item_id
+    assert body["connect_token"]["access_token"].startswith("connect-token-")
+    assert body["connection"]["error"] == {"code": "INVALID_CREDENTIALS", "message": "Credenciais inválidas"}
+
+
+def test_rate_limited_is_429_with_retry_after(client, headers, connection, fake_pluggy):
+    fake_pluggy.refuse_next("PATCH", f"/items/{connection.item_id}", 429, headers={"Retry-After": "60"})
+
+    response = sync(client, headers, connection)
+
+    assert response.status_code == 429
+    assert (response.get_json()["retry_after"], response.headers["Retry-After"]) == (60, "60")
+
+
+def test_error_is_502_with_the_error(client, headers, connection, fake_pluggy):
+    fake_pluggy.refuse_next("PATCH", f"/items/{connection.item_id}", 500)
+
+    response = sync(client, headers, connection)
+
+    assert response.status_code == 502
+    assert response.get_json()["error"]["code"] == "pluggy_unavailable"
+
+
+@pytest.fixture
+def running_worker(app, pluggy_api):
+    """A worker in a background thread, as in production beside the web process."""
+    app.config["SYNC_WATCH_INTERVAL_S"] = 0.05
+    worker = Worker(app, pluggy_api, poll_interval=0.05)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    yield worker
+    worker.request_stop()
+    thread.join(10)
+
+
+def test_success_is_200_when_the_run_finishes_within_wait(client, headers, connection, fake_pluggy, running_worker):
+    account_id = fake_pluggy.accounts[connection.item_id][0]["id"]
+    fake_pluggy.add_transaction(account_id, date=f"{utcnow().date()}T03:00:00.000Z")
+
+    response = sync(client, headers, connection, query_string={"wait": "30"})
+
+    body = response.get_json()
+    assert response.status_code == 200, body
+    assert body["status"] == "SUCCESS"
+    assert (body["sync_run"]["status"], body["sync_run"]["created"], body["sync_run"]["accounts"]) == ("success", 1, 1)
+    assert body["connection"]["sync_status"] == "UPDATED"
+
+
+def test_wait_reports_how_a_sync_ended_when_it_needs_the_user(client, headers, connection, fake_pluggy, running_worker):
+    fake_pluggy.update_outcome = {"status": "WAITING_USER_INPUT", "parameter": pf.mfa_parameter()}
+
+    response = sync(client, headers, connection, query_string={"wait": "30"})
+
+    assert (response.status_code, response.get_json()["status"]) == (409, "MFA_REQUIRED")
+    assert response.get_json()["mfa"]["name"] == "token"
+
+
+def test_without_trigger_update_only_what_pluggy_has_is_read(client, headers, connection, fake_pluggy, running_worker):
+    response = sync(client, headers, connection, json={"trigger_update": False}, query_string={"wait": "30"})
+
+    assert (response.status_code, response.get_json()["status"]) == (200, "SUCCESS")
+    assert fake_pluggy.count("PATCH", r"/items/.*") == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, code",
+    [
+        ({"query_string": {"wait": "61"}}, "invalid_request"),
+        ({"query_string": {"wait": "soon"}}, "invalid_request"),
+        ({"query_string": {"wiat": "5"}}, "invalid_request"),
+        ({"json": {"trigger_update": "yes"}}, "invalid_request"),
+        ({"json": {"trigger_update": True, "force": True}}, "invalid_request"),
+        ({"json": [True]}, "invalid_json"),
+        ({"data": "{not json", "content_type": "application/json"}, "invalid_json"),
+    ],
+    ids=["wait too long", "wait not a number", "unknown parameter", "wrong type", "unknown field", "not an object", "broken json"],
+)
+def test_bad_sync_requests_are_400(client, headers, connection, fake_pluggy, kwargs, code):
+    response = sync(client, headers, connection, **kwargs)
+
+    assert (response.status_code, error_code(response)) == (400, code)
+    assert fake_pluggy.count("PATCH", r"/items/.*") == 0
+
+
+def test_parallel_requests_for_one_connection_send_one_patch(app, headers, connection, fake_pluggy):
+    statuses, barrier = [], threading.Barrier(5, timeout=10)
+    target = url(connection, "sync_transactions")
+
+    def request() -> None:
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(client.post(target, headers=headers).status_code)
+
+    threads = [threading.Thread(target=request) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert fake_pluggy.count("PATCH", r"/items/.*") == 1
+    assert sorted(statuses) == [202, 409, 409, 409, 409]
+
+
+def test_sync_all_updates_each_connection_once(client, headers, session, user, connection, fake_pluggy):
+    fake_pluggy.add_account(connection.item_id, name="Poupança")
+    locked = fake_pluggy.add_item(status="LOGIN_ERROR")
+    other = Connection(user_id=user.id, item_id=locked["id"])
+    apply_item(other, locked)
+    session.add(other)
+    session.commit()
+
+    response = client.post(f"{API}/connections/sync_all/", headers=headers)
+
+    results = response.get_json()["results"]
+    assert response.status_code == 200
+    assert [(r["connection_id"], r["status"]) for r in results] == [(connection.id, "SYNC_STARTED"), (other.id, "CREDENTIALS_REQUIRED")]
+    assert "connect_token" in results[1]
+    assert fake_pluggy.count("PATCH", r"/items/.*") == 1
+
+
+# MFA and status -------------------------------------------------------------------------------
+
+
+def test_the_mfa_round_trip_over_http(client, headers, connection, fake_pluggy, caplog, session):
+    set_item(fake_pluggy, connection, status="WAITING_USER_INPUT", parameter=pf.mfa_parameter())
+    assert sync(client, headers, connection).get_json()["status"] == "MFA_REQUIRED"
+
+    response = client.post(url(connection, "send_mfa"), headers=headers, json={"mfa_value": MFA_VALUE})
+
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "MFA_SENT"
+    (_, _, _, body), = fake_pluggy.calls_to("POST", r"/items/[^/]+/mfa")
+    assert body == {"token": MFA_VALUE}
+    assert MFA_VALUE not in caplog.text and MFA_VALUE not in response.get_data(as_text=True)
+
+
+def test_mfa_parameters_are_sent_as_given(client, headers, connection, fake_pluggy):
+    set_item(fake_pluggy, connection, status="WAITING_USER_INPUT", parameter=pf.mfa_parameter(name="sms"))
+
+    client.post(url(connection, "send_mfa"), headers=headers, json={"parameters": {"sms": MFA_VALUE}})
+
+    (_, _, _, body), = fake_pluggy.calls_to("POST", r"/items/[^/]+/mfa")
+    assert body == {"sms": MFA_VALUE}
+
+
+@pytest.mark.parametrize("body", [{}, {"mfa_value": ""}, {"parameters": {}}])
+def test_mfa_without_a_value_is_400(client, headers, connection, body):
+    response = client.post(url(connection, "send_mfa"), headers=headers, json=body)
+    assert (response.status_code, error_code(response)) == (400, "mfa_value_required")
+
+
+def test_mfa_with_a_wrong_type_is_400_without_echoing_it(client, headers, connection):
+    response = client.post(url(connection, "send_mfa"), headers=headers, json={"mfa_value": 987654})
+    assert (response.status_code, error_code(response)) == (400, "invalid_request")
+    assert "987654" not in response.get_data(as_text=True)
+
+
+def test_mfa_when_the_bank_is_not_waiting_is_409(client, headers, connection, fake_pluggy):
+    response = client.post(url(connection, "send_mfa"), headers=headers, json={"mfa_value": MFA_VALUE})
+
+    assert response.status_code == 409
+    assert (response.get_json()["status"], error_code(response)) == ("MFA_NOT_REQUIRED", "mfa_not_required")
+    assert fake_pluggy.calls_to("POST", r"/items/[^/]+/mfa") == []
+
+
+def test_pluggys_refusal_of_an_mfa_value_is_passed_on(client, headers, connection, fake_pluggy):
+    set_item(fake_pluggy, connection, status="WAITING_USER_INPUT", parameter=pf.mfa_parameter())
+    fake_pluggy.refuse_next("POST", f"/items/{connection.item_id}/mfa", 400, "INVALID_MFA_PARAMETER")
+
+    response = client.post(url(connection, "send_mfa"), headers=headers, json={"mfa_value": MFA_VALUE})
+
+    assert (response.status_code, error_code(response)) == (400, "invalid_mfa_parameter")
+
+
+def test_check_status_reads_pluggy_fresh_and_stores_it(client, headers, session, connection, fake_pluggy):
+    set_item(fake_pluggy, connection, status="OUTDATED", executionStatus="SITE_NOT_AVAILABLE", error=pf.item_error("SITE_NOT_AVAILABLE"))
+    runs.close_run(session, runs.open_run(session, connection, "manual"), "error", error="down")
+
+    body = client.get(url(connection, "check_status"), headers=headers).get_json()
+
+    assert (body["status"], body["item_status"], body["execution_status"]) == ("OUTDATED", "OUTDATED", "SITE_NOT_AVAILABLE")
+    assert body["error"]["code"] == "SITE_NOT_AVAILABLE"
+    assert body["last_sync_run"]["status"] == "error"
+    assert body["connection"]["id"] == connection.id
+    session.expire_all()
+    assert session.get(Connection, connection.id).execution_status == "SITE_NOT_AVAILABLE"
+
+
+def test_check_status_of_an_item_gone_from_pluggy_is_404(client, headers, connection, fake_pluggy):
+    del fake_pluggy.items[connection.item_id]
+    response = client.get(url(connection, "check_status"), headers=headers)
+    assert (response.status_code, error_code(response)) == (404, "item_not_found")
+
+
+# Stored data ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def synced(app, session, connection, fake_pluggy, pluggy_api):
+    """The connection after a first sync of 7 transactions on two accounts (one deleted since)."""
+    checking = fake_pluggy.accounts[connection.item_id][0]
+    card = fake_pluggy.add_account(connection.item_id, type="CREDIT", subtype="CREDIT_CARD", name="Cartão")
+    today = utcnow().date()
+    for n in range(5):
+        fake_pluggy.add_transaction(checking["id"], date=f"{today - timedelta(days=n)}T03:00:00.000Z", amount=-(n + 1) * 10.5)
+    fake_pluggy.add_transaction(card["id"], date=f"{today}T03:00:00.000Z", amount=-99.9, status="PENDING")
+    gone = fake_pluggy.add_transaction(card["id"], date=f"{today - timedelta(days=1)}T03:00:00.000Z", amount=-1.0)
+    scheduling.queue_initial_sync(session, connection)
+    session.commit()
+    worker = Worker(app, pluggy_api)
+    worker.run_one(session, "w")
+    fake_pluggy.remove_transaction(card["id"], gone["id"])
+    scheduling.queue_fetch(session, connection, "webhook")
+    session.commit()
+    worker.run_one(session, "w")
+    return {"checking": checking, "card": card, "today": today}
+
+
+def transactions(client, headers, connection, **query):
+    return client.get(url(connection, "transactions"), headers=headers, query_string=query)
+
+
+def test_accounts(client, headers, connection, synced):
+    accounts = client.get(url(connection, "accounts"), headers=headers).get_json()["accounts"]
+    assert [(a["id"], a["type"], a["balance"], a["currency_code"]) for a in accounts] == [
+        (synced["checking"]["id"], "BANK", 3210.55, "BRL"),
+        (synced["card"]["id"], "CREDIT", 3210.55, "BRL"),
+    ]
+
+
+def test_transactions_newest_first_without_deleted_ones(client, headers, connection, synced):
+    body = transactions(client, headers, connection).get_json()
+
+    assert (body["page"], body["page_size"], body["total"]) == (1, 50, 6)
+    first = body["transactions"][0]
+    assert first["date"].startswith(str(synced["today"]))
+    assert {t["amount"] for t in body["transactions"]} >= {-10.5, -52.5, -99.9}
+
+
+def test_transactions_filters(client, headers, connection, synced):
+    today = synced["today"]
+    by_account = transactions(client, headers, connection, account_id=synced["card"]["id"]).get_json()
+    assert [t["amount"] for t in by_account["transactions"]] == [-99.9]
+    pending = transactions(client, headers, connection, status="PENDING").get_json()
+    assert pending["total"] == 1
+    window = transactions(client, headers, connection, date_from=str(today - timedelta(days=2)), date_to=str(today - timedelta(days=1))).get_json()
+    assert sorted(t["amount"] for t in window["transactions"]) == [-31.5, -21.0]
+    with_deleted = transactions(client, headers, connection, include_deleted="true").get_json()
+    assert with_deleted["total"] == 7
+    assert sum(1 for t in with_deleted["transactions"] if t["deleted_at"]) == 1
+
+
+def test_transactions_pagination(client, headers, connection, synced):
+    pages = [transactions(client, headers, connection, page=n, page_size=4).get_json() for n in (1, 2, 3)]
+    assert [len(p["transactions"]) for p in pages] == [4, 2, 0]
+    assert {p["total"] for p in pages} == {6}
+    ids = [t["id"] for p in pages for t in p["transactions"]]
+    assert len(set(ids)) == 6
+
+
+@pytest.mark.parametrize(
+    "query, status, code",
+    [
+        ({"account_id": "not-this-connections"}, 404, "account_not_found"),
+        ({"date_from": "yesterday"}, 400, "invalid_request"),
+        ({"status": "SETTLED"}, 400, "invalid_request"),
+        ({"page": "0"}, 400, "invalid_request"),
+        ({"page_size": "501"}, 400, "invalid_request"),
+        ({"include_deleted": "maybe"}, 400, "invalid_request"),
+        ({"sort": "amount"}, 400, "invalid_request"),
+    ],
+)
+def test_bad_transaction_queries(client, headers, connection, query, status, code):
+    response = transactions(client, headers, connection, **query)
+    assert (response.status_code, error_code(response)) == (status, code)
+
+
+def test_another_connections_account_is_not_found(client, headers, connection, stranger, session):
+    session.add(Account(connection_id=stranger["connection"].id, pluggy_id="theirs", type="BANK", name="x", raw={}))
+    session.commit()
+    response = transactions(client, headers, connection, account_id="theirs")
+    assert response.status_code == 404
+
+
+def test_sync_runs_newest_first(client, headers, connection, synced):
+    body = client.get(url(connection, "sync_runs"), headers=headers).get_json()
+    assert [(r["trigger"], r["status"]) for r in body["sync_runs"]] == [("webhook", "success"), ("initial", "success")]
+    latest = body["sync_runs"][0]
+    assert (latest["deleted"], latest["error"]) == (1, None)
+    assert latest["started_at"].endswith("+00:00")
+
+
+# Connect tokens -------------------------------------------------------------------------------
+
+
+def test_a_connect_token_for_a_new_connection(client, headers, user, fake_pluggy):
+    response = client.post(f"{API}/connect_token/", headers=headers)
+
+    body = response.get_json()
+    assert response.status_code == 200
+    assert body["item_id"] is None and body["access_token"]
+    assert body["expires_at"].endswith("+00:00")
+    (_, _, _, sent), = fake_pluggy.calls_to("POST", "/connect_token")
+    assert sent == {"options": {"clientUserId": str(user.id)}}
+
+
+def test_a_connect_token_in_update_mode_is_cached(client, headers, connection, fake_pluggy):
+    first = client.post(f"{API}/connect_token/", headers=headers, json={"item_id": connection.item_id}).get_json()
+    second = client.post(f"{API}/connect_token/", headers=headers, json={"item_id": connection.item_id}).get_json()
+
+    assert first == second and first["item_id"] == connection.item_id
+    assert fake_pluggy.count("POST", "/connect_token") == 1
+
+
+def test_a_connect_token_for_another_users_item_is_404(client, headers, stranger):
+    response = client.post(f"{API}/connect_token/", headers=headers, json={"item_id": stranger["connection"].item_id})
+    assert (response.status_code, error_code(response)) == (404, "connection_not_found")
+
+
+def test_with_a_public_url_the_token_carries_a_signed_webhook_url(app, client, headers, fake_pluggy):
+    app.config["PUBLIC_BASE_URL"] = "https://sync.example.com"
+
+    client.post(f"{API}/connect_token/", headers=headers)
+
+    (_, _, _, sent), = fake_pluggy.calls_to("POST", "/connect_token")
+    webhook_url = sent["options"]["webhookUrl"]
+    prefix = "https://sync.example.com/webhooks/pluggy/"
+    assert webhook_url.startswith(prefix)
+    assert webhook_token_is_valid(app.config["SECRET_KEY"], webhook_url[len(prefix):])
+
+
+def test_without_pluggy_keys_the_api_says_so(app, client, headers, connection):
+    app.config["PLUGGY_CLIENT_ID"] = None
+    response = sync(client, headers, connection)
+    assert (response.status_code, error_code(response)) == (503, "pluggy_not_configured")
