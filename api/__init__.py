@@ -6,12 +6,20 @@ import sqlite3
 from collections.abc import Mapping
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from .config import config_from_env, engine_options, ensure_secret_key
 from .errors import register_error_handlers
 from .extensions import db, migrate
+
+
+class IdConverter(IntegerConverter):
+    """A database id in a URL: a positive integer that fits the column, else 404 like any unknown id."""
+
+    def __init__(self, url_map) -> None:
+        super().__init__(url_map, min=1, max=2**31 - 1)
 
 
 def create_app(config: Mapping | None = None) -> Flask:
@@ -27,6 +35,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         os.makedirs(app.instance_path, exist_ok=True)
 
+    app.url_map.converters["id"] = IdConverter
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(app.root_path, os.pardir, "migrations"))
     register_error_handlers(app)

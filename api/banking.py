@@ -121,12 +121,12 @@ def list_connections():
     return {"connections": [connection_json(c, open_runs.get(c.id)) for c in found]}
 
 
-@bp.get("/connections/<int:connection_id>/")
+@bp.get("/connections/<id:connection_id>/")
 def get_connection(connection_id: int):
     return render_connection(owned_connection(connection_id))
 
 
-@bp.delete("/connections/<int:connection_id>/")
+@bp.delete("/connections/<id:connection_id>/")
 def delete_connection(connection_id: int):
     connections().delete(owned_connection(connection_id))
     return "", 204
@@ -135,7 +135,7 @@ def delete_connection(connection_id: int):
 # Syncing --------------------------------------------------------------------------------------
 
 
-@bp.post("/connections/<int:connection_id>/sync_transactions/")
+@bp.post("/connections/<id:connection_id>/sync_transactions/")
 def sync_transactions(connection_id: int):
     connection = owned_connection(connection_id)
     options = parse_body(schemas.SyncOptions, optional=True)
@@ -155,7 +155,7 @@ def sync_all():
     return {"results": results}
 
 
-@bp.post("/connections/<int:connection_id>/send_mfa/")
+@bp.post("/connections/<id:connection_id>/send_mfa/")
 def send_mfa(connection_id: int):
     connection = owned_connection(connection_id)
     body = parse_body(schemas.SendMfa)
@@ -171,7 +171,7 @@ def send_mfa(connection_id: int):
     return {"status": "MFA_SENT", "connection": render_connection(connection)}
 
 
-@bp.get("/connections/<int:connection_id>/check_status/")
+@bp.get("/connections/<id:connection_id>/check_status/")
 def check_status(connection_id: int):
     connection = connections().check_status(owned_connection(connection_id))
     shown = render_connection(connection)
@@ -194,13 +194,13 @@ def check_status(connection_id: int):
 # Reading what is stored -----------------------------------------------------------------------
 
 
-@bp.get("/connections/<int:connection_id>/accounts/")
+@bp.get("/connections/<id:connection_id>/accounts/")
 def list_accounts(connection_id: int):
     connection = owned_connection(connection_id)
     return {"accounts": [account_json(a) for a in listing.accounts(db.session, connection)]}
 
 
-@bp.get("/connections/<int:connection_id>/transactions/")
+@bp.get("/connections/<id:connection_id>/transactions/")
 def list_transactions(connection_id: int):
     connection = owned_connection(connection_id)
     query = parse_query(schemas.TransactionsQuery)
@@ -225,7 +225,7 @@ def list_transactions(connection_id: int):
     }
 
 
-@bp.get("/connections/<int:connection_id>/sync_runs/")
+@bp.get("/connections/<id:connection_id>/sync_runs/")
 def list_sync_runs(connection_id: int):
     connection = owned_connection(connection_id)
     limit = parse_query(schemas.SyncRunsQuery).limit

@@ -25,6 +25,8 @@ def config_from_env(environ: Mapping[str, str], instance_path: str) -> dict:
         "SYNC_MODE": choice("SYNC_MODE", environ.get("SYNC_MODE") or "webhook", SYNC_MODES),
         "SYNC_BACKFILL_DAYS": positive_int("SYNC_BACKFILL_DAYS", environ.get("SYNC_BACKFILL_DAYS", "365")),
         "SYNC_LOOKBACK_DAYS": positive_int("SYNC_LOOKBACK_DAYS", environ.get("SYNC_LOOKBACK_DAYS", "7")),
+        # No request this service accepts comes near this; anything larger is refused unread (413).
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
     }
 
 

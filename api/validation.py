@@ -31,7 +31,7 @@ def parse_body(model: type[Model], *, optional: bool = False) -> Model:
         raise ApiError(400, "invalid_json", "A JSON object is required as the request body.")
     try:
         data = json.loads(request.get_data())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than any real request
         raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "The request body must be a JSON object.")

@@ -563,3 +563,43 @@ def test_without_pluggy_keys_the_api_says_so(app, client, headers, connection):
     app.config["PLUGGY_CLIENT_ID"] = None
     response = sync(client, headers, connection)
     assert (response.status_code, error_code(response)) == (503, "pluggy_not_configured")
+
+
+# Malformed requests never get a 500 -----------------------------------------------------------
+
+JUNK_BODIES = [
+    {"data": b"\xff\xfe\x00", "content_type": "application/json"},
+    {"data": "null", "content_type": "application/json"},
+    {"data": "1e999", "content_type": "application/json"},
+    {"data": '{"a": ' * 2000, "content_type": "application/json"},
+    {"json": {"item_id": None, "mfa_value": None, "trigger_update": None, "parameters": None}},
+    {"json": {"item_id": "x" * 5000, "mfa_value": "x" * 5000}},
+    {"json": {"item_id": ["a"], "mfa_value": {"a": 1}, "parameters": ["token"], "trigger_update": 1}},
+    {"json": {"parameters": {"token": 123}}},
+    {"json": {"item_id": "../../etc/passwd"}},
+    {"data": "item_id=1", "content_type": "application/x-www-form-urlencoded"},
+]
+JUNK_PATHS = ["/connections/0/", "/connections/-1/", "/connections/99999999999999999999/", "/connections/1.5/", "/connections/%00/"]
+JUNK_QUERIES = [
+    {"wait": "nan"}, {"wait": "-1"}, {"wait": "1e309"}, {"page": "1e3"}, {"page": "99999999999999999999"},
+    {"page_size": "-5"}, {"date_from": "2026-02-30"}, {"date_to": "0000-00-00"}, {"account_id": "x" * 500},
+    {"limit": "all"}, {"status": ""},
+]
+
+
+@pytest.mark.parametrize("method, path", ENDPOINTS)
+def test_malformed_requests_never_get_a_500(client, headers, connection, fake_pluggy, method, path):
+    path = path.replace("/1/", f"/{connection.id}/")
+    send = getattr(client, method)
+    for body in JUNK_BODIES:
+        assert send(API + path, headers=headers, **body).status_code < 500, body
+    for query in JUNK_QUERIES:
+        assert send(API + path, headers=headers, query_string=query).status_code < 500, query
+    for junk in JUNK_PATHS:
+        response = send(API + path.replace(f"/connections/{connection.id}/", junk), headers=headers)
+        assert response.status_code < 500, junk
+
+
+def test_a_body_over_a_mebibyte_is_refused_unread(client, headers):
+    response = client.post(f"{API}/connections/", headers=headers, data=b"x" * (1024 * 1024 + 1), content_type="application/json")
+    assert (response.status_code, error_code(response)) == (413, "request_entity_too_large")

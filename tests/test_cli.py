@@ -129,3 +129,16 @@ def test_commands_that_need_pluggy_say_which_settings_are_missing(app, runner, c
 
     assert result.exit_code == 1
     assert "PLUGGY_CLIENT_ID and PLUGGY_CLIENT_SECRET must be set" in result.output
+
+
+def test_users_rotate_token_revokes_the_old_one(app, runner, session):
+    old = invoke(runner, "users", "create", "ana@example.com").output.strip().splitlines()[-1]
+
+    result = invoke(runner, "users", "rotate-token", "ana@example.com")
+
+    new = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 0 and new != old
+    assert read_api_token(app.config["SECRET_KEY"], new) == (1, 2)
+    client = app.test_client()
+    assert client.get("/api/banking/connections/", headers={"Authorization": f"Bearer {old}"}).status_code == 401
+    assert client.get("/api/banking/connections/", headers={"Authorization": f"Bearer {new}"}).status_code == 200
