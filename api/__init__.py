@@ -42,10 +42,13 @@ def create_app(config: Mapping | None = None) -> Flask:
 
     from sync.cli import register_commands
 
+    from webhooks import receiver
+
     from . import banking, health
 
     app.register_blueprint(health.bp)
     app.register_blueprint(banking.bp)
+    app.register_blueprint(receiver.bp)
     register_commands(app)
     return app
 

@@ -5,6 +5,8 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from sqlalchemy.dialects.postgresql import JSONB
+
 from models.base import UTCDateTime
 
 config = context.config
@@ -22,6 +24,10 @@ def render_item(type_, obj, autogen_context):
     """Write our column types as plain SQLAlchemy ones, so migrations never import the models."""
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    if type_ == "type" and isinstance(obj, JSONB):
+        # Alembic's own rendering leaves `Text` unimported.
+        autogen_context.imports.add("from sqlalchemy.dialects import postgresql")
+        return "postgresql.JSONB(astext_type=sa.Text())"
     return False
 
 

@@ -2,6 +2,7 @@
 from .account import Account
 from .base import Base
 from .connection import Connection
+from .connector_status import ConnectorStatus
 from .job import JOB_STATUSES, Job
 from .sync_run import OPEN_SYNC_STATUSES, SYNC_STATUSES, SYNC_TRIGGERS, SyncRun
 from .transaction import Transaction
@@ -12,6 +13,7 @@ __all__ = [
     "Account",
     "Base",
     "Connection",
+    "ConnectorStatus",
     "JOB_STATUSES",
     "Job",
     "OPEN_SYNC_STATUSES",

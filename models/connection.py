@@ -42,6 +42,7 @@ class Connection(Base):
     next_auto_sync_at: Mapped[datetime | None]
     consent_expires_at: Mapped[datetime | None]
     last_synced_at: Mapped[datetime | None]  # our last complete fetch of the item
+    last_checked_at: Mapped[datetime | None]  # the missed-webhook sweep's last look at the item
     deleted_at: Mapped[datetime | None]  # the item was deleted at Pluggy
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -7,11 +7,22 @@ import sqlalchemy as sa
 
 from models import Account, Connection, Job, SyncRun
 from models.base import utcnow
+from pluggy_client import PluggyNotFound
 
 from . import runs
-from .connections import ITEM_BUSY, BankConnectionService
-from .scheduling import FETCH_ITEM, INITIAL_SYNC, PRUNE_EVERY, PRUNE_JOBS, WATCH_ITEM, queue_prune
-from .transactions import TransactionService
+from .connections import ITEM_BUSY, BankConnectionService, apply_item
+from .scheduling import (
+    FETCH_ITEM,
+    INITIAL_SYNC,
+    PRUNE_EVERY,
+    PRUNE_JOBS,
+    SWEEP_ITEMS,
+    WATCH_ITEM,
+    queue_fetch,
+    queue_prune,
+    queue_sweep,
+)
+from .transactions import TransactionService, timestamp
 from .worker import JobContext, RetryLater, handles
 
 # An item reported UPDATED but not yet re-synced right after our PATCH has probably not started;
@@ -112,6 +123,46 @@ def prune_jobs(context: JobContext) -> None:
     )
     queue_prune(context.session, after=PRUNE_EVERY)
     context.session.commit()
+
+
+@handles(SWEEP_ITEMS)
+def sweep_items(context: JobContext) -> None:
+    """The safety net for lost webhooks: re-read (GET, never PATCH) items we have not synced for a
+    while, at most once per that while each, and fetch those Pluggy updated since our last fetch."""
+    session, settings = context.session, context.settings
+    now = utcnow()
+    stale = now - timedelta(hours=settings.sweep_stale_hours)
+    due = session.scalars(
+        sa.select(Connection)
+        .where(
+            Connection.deleted_at.is_(None),
+            # A new connection has its first sync under way: it counts from its creation.
+            sa.func.coalesce(Connection.last_synced_at, Connection.created_at) < stale,
+            sa.or_(Connection.last_checked_at.is_(None), Connection.last_checked_at < stale),
+        )
+        .order_by(Connection.last_checked_at.is_not(None), Connection.last_checked_at, Connection.id)
+        .limit(settings.sweep_batch)
+    ).all()
+    for connection in due:
+        connection.last_checked_at = now
+        try:
+            item = context.client.get_item(connection.item_id)
+        except PluggyNotFound:
+            connection.deleted_at = now
+        else:
+            apply_item(connection, item)
+            if updated_since_our_fetch(item, connection):
+                queue_fetch(session, connection, "reconcile")
+        session.commit()
+    queue_sweep(session, after=timedelta(minutes=settings.sweep_interval_minutes))
+    session.commit()
+
+
+def updated_since_our_fetch(item: dict, connection: Connection) -> bool:
+    last_updated = timestamp(item.get("lastUpdatedAt"))
+    if item.get("status") in ITEM_BUSY or last_updated is None:
+        return False
+    return connection.last_synced_at is None or last_updated > connection.last_synced_at
 
 
 def has_settled(item: dict, run: SyncRun) -> bool:

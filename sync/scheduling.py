@@ -14,6 +14,7 @@ INITIAL_SYNC = "initial_sync"  # first fetch of a newly registered connection
 FETCH_ITEM = "fetch_item"  # fetch after Pluggy finished an item update
 WATCH_ITEM = "watch_item"  # follow a triggered item until it settles, then fetch
 PRUNE_JOBS = "prune_jobs"  # periodic: forget finished jobs after a while
+SWEEP_ITEMS = "sweep_items"  # periodic: find item updates whose webhook never came
 
 PRUNE_EVERY = timedelta(hours=1)
 
@@ -64,3 +65,7 @@ def queue_watch(session: Session, run: SyncRun, connection: Connection, *, after
 def queue_prune(session: Session, *, after: timedelta = timedelta(0)) -> int:
     # One key for the periodic job: every worker may ask for it, only one is ever queued.
     return enqueue(session, PRUNE_JOBS, key="periodic:prune_jobs", run_at=utcnow() + after)
+
+
+def queue_sweep(session: Session, *, after: timedelta = timedelta(0)) -> int:
+    return enqueue(session, SWEEP_ITEMS, key="periodic:sweep_items", run_at=utcnow() + after)

@@ -16,6 +16,9 @@ class SyncSettings:
     public_base_url: str | None = None
     watch_interval_s: float = 5.0
     watch_timeout_s: float = 30 * 60
+    sweep_interval_minutes: int = 15
+    sweep_stale_hours: int = 6
+    sweep_batch: int = 100
 
     @classmethod
     def from_config(cls, config: Mapping) -> SyncSettings:
@@ -28,6 +31,8 @@ class SyncSettings:
             public_base_url=config.get("PUBLIC_BASE_URL"),
             watch_interval_s=config.get("SYNC_WATCH_INTERVAL_S", 5.0),
             watch_timeout_s=config.get("SYNC_WATCH_TIMEOUT_S", 30 * 60),
+            sweep_interval_minutes=config["SYNC_SWEEP_INTERVAL_MINUTES"],
+            sweep_stale_hours=config["SYNC_SWEEP_STALE_HOURS"],
         )
 
     def __repr__(self) -> str:

@@ -163,10 +163,32 @@ class TransactionService:
         self.advance_watermark(account, newest, started)
         return counts
 
+    def sync_created_since(self, account: Account, since: datetime) -> Counts:
+        """Read what Pluggy ingested since a moment (transactions/created) and write it."""
+        counts, _ = self.write_pages(account, self.client.iter_transactions(account.pluggy_id, created_at_from=since))
+        return counts
+
     def sync_ids(self, account: Account, ids: Iterable[str]) -> Counts:
-        """Re-read named transactions (Pluggy's transactions/updated) and write what changed."""
+        """Re-read named transactions (transactions/updated) and write what changed. An id Pluggy
+        no longer returns is left alone: a deletion arrives as its own event."""
         counts, _ = self.write_pages(account, self.client.iter_transactions(account.pluggy_id, ids=list(ids)))
         return counts
+
+    def tombstone_ids(self, account: Account, ids: Iterable[str]) -> Counts:
+        """Mark named transactions deleted (transactions/deleted)."""
+        deleted = 0
+        for chunk in chunks(list(ids), 500):
+            deleted += self.session.execute(
+                sa.update(Transaction)
+                .where(
+                    Transaction.account_id == account.id,
+                    Transaction.pluggy_id.in_(chunk),
+                    Transaction.deleted_at.is_(None),
+                )
+                .values(deleted_at=utcnow(), updated_at=utcnow())
+            ).rowcount
+        self.session.commit()
+        return Counts(deleted=deleted)
 
     def reread_window(self, account: Account) -> tuple[Counts, datetime | None, set[str]]:
         since = self.today() - timedelta(days=self.settings.lookback_days)
@@ -220,14 +242,7 @@ class TransactionService:
             )
         )
         missing = [pluggy_id for pluggy_id in live if pluggy_id not in seen]
-        for chunk in chunks(missing, 500):
-            self.session.execute(
-                sa.update(Transaction)
-                .where(Transaction.account_id == account.id, Transaction.pluggy_id.in_(chunk))
-                .values(deleted_at=utcnow(), updated_at=utcnow())
-            )
-        self.session.commit()
-        return len(missing)
+        return self.tombstone_ids(account, missing).deleted
 
     def advance_watermark(self, account: Account, newest: datetime | None, started: datetime) -> None:
         ceiling = started - WATERMARK_OVERLAP

@@ -112,10 +112,11 @@ class Worker:
     def schedule_periodic_jobs(self) -> None:
         from api.extensions import db
 
-        from .scheduling import queue_prune
+        from .scheduling import queue_prune, queue_sweep
 
         with self.app.app_context():
             queue_prune(db.session)
+            queue_sweep(db.session)
             db.session.commit()
 
     def loop(self, worker_id: str, burst: bool) -> None:

@@ -1,1 +1,2 @@
-"""The /webhooks blueprint (verify, store, acknowledge) and the event handlers: not built yet."""
+"""Pluggy's webhooks: the receiver that stores them (receiver.py, inbox.py) and the handlers the
+worker runs for them (handlers.py)."""

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, utcnow
+
+
+class ConnectorStatus(Base):
+    """A connector's health as Pluggy last announced it (connector/status_updated)."""
+
+    __tablename__ = "connector_statuses"
+
+    connector_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(sa.String(32))
+    payload: Mapped[dict]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<ConnectorStatus {self.connector_id} {self.status}>"

@@ -1,0 +1,248 @@
+"""What the worker does with stored webhook events.
+
+Every handler re-reads the item from Pluggy instead of trusting a payload or its order, and is
+idempotent, so a repeated or reordered delivery changes nothing. One job drains all pending events
+of an item: however many item events arrived, the item is read and settled once.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from models import Account, Connection, ConnectorStatus, SyncRun, User, WebhookEvent
+from models.base import utcnow
+from pluggy_client import PluggyNotFound
+from sync import runs
+from sync.connections import BankConnectionService
+from sync.queue import dialect_insert
+from sync.transactions import Counts, TransactionService, timestamp
+from sync.worker import JobContext, describe, handles
+
+from .inbox import PROCESS_EVENTS
+
+log = logging.getLogger(__name__)
+
+ITEM_EVENTS = {
+    "item/created",
+    "item/updated",
+    "item/error",
+    "item/login_error",  # not in Pluggy's spec, accepted as an alias of item/error
+    "item/waiting_user_input",
+    "item/waiting_user_action",
+    "item/login_succeeded",
+    "item/deleted",
+}
+TRANSACTION_EVENTS = {"transactions/created", "transactions/updated", "transactions/deleted"}
+HANDLED = ITEM_EVENTS | TRANSACTION_EVENTS | {"connector/status_updated"}
+BATCH = 500
+
+
+@handles(PROCESS_EVENTS)
+def process_events(context: JobContext) -> None:
+    events = pending_events(context)
+    if not events:
+        return
+    try:
+        if "item_id" in context.job.payload:
+            ItemEvents(context, events).process()
+        else:
+            process_single(context, events[0])
+    except Exception as exc:
+        context.session.rollback()
+        record_failure(context, events, exc)
+        raise
+
+
+def pending_events(context: JobContext) -> list[WebhookEvent]:
+    payload = context.job.payload
+    statement = sa.select(WebhookEvent).where(WebhookEvent.status == "pending").order_by(WebhookEvent.id)
+    if "item_id" in payload:
+        statement = statement.where(WebhookEvent.item_id == payload["item_id"]).limit(BATCH)
+    else:
+        statement = statement.where(WebhookEvent.id == payload["event_row_id"])
+    return list(context.session.scalars(statement))
+
+
+def record_failure(context: JobContext, events: list[WebhookEvent], exc: Exception) -> None:
+    """Keep the error on each event; the last attempt leaves them failed, the others pending."""
+    last_attempt = context.job.attempts >= context.job.max_attempts
+    context.session.execute(
+        sa.update(WebhookEvent)
+        .where(WebhookEvent.id.in_([e.id for e in events]))
+        .values(
+            attempts=WebhookEvent.attempts + 1,
+            last_error=describe(exc),
+            status="failed" if last_attempt else "pending",
+        )
+    )
+    context.session.commit()
+
+
+def mark(events: list[WebhookEvent], status: str, *, run: SyncRun | None = None, note: str | None = None) -> None:
+    for event in events:
+        event.status = status
+        event.attempts += 1
+        event.processed_at = utcnow()
+        event.last_error = note
+        if run is not None:
+            event.sync_run_id = run.id
+
+
+def process_single(context: JobContext, event: WebhookEvent) -> None:
+    """An event about no item: a connector's health, or something this service does not handle."""
+    data = event.payload.get("data") if isinstance(event.payload.get("data"), dict) else {}
+    connector_id = event.payload.get("id")
+    if event.event == "connector/status_updated" and isinstance(connector_id, int) and data.get("status"):
+        record_connector_status(context.session, connector_id, data)
+        mark([event], "processed")
+    else:
+        mark([event], "ignored", note=f"not handled: {event.event}")
+    context.session.commit()
+
+
+def record_connector_status(session: Session, connector_id: int, data: dict) -> None:
+    insert = dialect_insert(session)(ConnectorStatus).values(
+        connector_id=connector_id, status=str(data["status"])[:32], payload=data, updated_at=utcnow()
+    )
+    session.execute(
+        insert.on_conflict_do_update(
+            index_elements=[ConnectorStatus.connector_id],
+            set_={"status": insert.excluded.status, "payload": insert.excluded.payload, "updated_at": insert.excluded.updated_at},
+        )
+    )
+
+
+class ItemEvents:
+    """The pending events of one item, processed together."""
+
+    def __init__(self, context: JobContext, events: list[WebhookEvent]) -> None:
+        self.context = context
+        self.session = context.session
+        self.item_id = context.job.payload["item_id"]
+        self.events = events
+        self.connections = BankConnectionService(context.session, context.client, context.settings)
+
+    def of(self, names: set[str]) -> list[WebhookEvent]:
+        return [e for e in self.events if e.event in names]
+
+    def process(self) -> None:
+        mark([e for e in self.events if e.event not in HANDLED], "ignored", note="not handled")
+        connection = self.connections.by_item_id(self.item_id)
+        if connection is not None and connection.deleted_at is not None:
+            mark(self.of(HANDLED), "ignored", note="the item was deleted")
+        elif self.of({"item/deleted"}):
+            self.item_deleted(connection)
+        elif connection is None:
+            self.unknown_item()
+        else:
+            self.known_item(connection)
+        self.session.commit()
+
+    def item_deleted(self, connection: Connection | None) -> None:
+        if connection is not None:
+            connection.deleted_at = utcnow()
+        mark(self.of({"item/deleted"}), "processed")
+        mark(self.of(HANDLED - {"item/deleted"}), "ignored", note="the item was deleted")
+
+    def unknown_item(self) -> None:
+        """An item we have not registered: adopt it if it names one of our users (clientUserId),
+        whichever event came first; its first sync then brings everything."""
+        try:
+            item = self.context.client.get_item(self.item_id)
+        except PluggyNotFound:
+            mark(self.of(HANDLED), "ignored", note="Pluggy does not know the item")
+            return
+        user = user_of(self.session, item.get("clientUserId"))
+        if user is None:
+            mark(self.of(HANDLED), "ignored", note="the item belongs to no user of this service")
+            return
+        self.connections.register(user, self.item_id)
+        mark(self.of(HANDLED), "processed", note="registered; first sync queued")
+
+    def known_item(self, connection: Connection) -> None:
+        fetched_run = None
+        item_events = self.of(ITEM_EVENTS)
+        if item_events:
+            try:
+                item = self.context.client.get_item(self.item_id)
+            except PluggyNotFound:
+                connection.deleted_at = utcnow()
+                mark(self.of(HANDLED), "processed", note="Pluggy no longer knows the item")
+                return
+            run = self.connections.settle(
+                connection, item, trigger="webhook", progress=self.context.progress, checkpoint=self.context.checkpoint
+            )
+            mark(item_events, "processed", run=run)
+            if run is not None and run.status in ("success", "partial"):
+                fetched_run = run
+        self.transaction_events(connection, fetched_run)
+
+    def transaction_events(self, connection: Connection, fetched_run: SyncRun | None) -> None:
+        events = self.of(TRANSACTION_EVENTS)
+        if not events:
+            return
+        run, opened = runs.find_open_run(self.session, connection.id), False
+        if run is None:
+            run, opened = runs.open_run(self.session, connection, "webhook"), True
+        service = TransactionService(
+            self.session, self.context.client, self.context.settings, checkpoint=self.context.checkpoint
+        )
+        for event in events:
+            if event.event == "transactions/created" and fetched_run is not None:
+                mark([event], "processed", run=fetched_run)  # the item's fetch just read it
+                continue
+            counts = self.transaction_event(service, connection, event)
+            if counts is None:
+                mark([event], "ignored", note="unknown account")
+                continue
+            run.created += counts.created
+            run.updated += counts.updated
+            run.deleted += counts.deleted
+            mark([event], "processed", run=run)
+            self.session.commit()
+        if opened:
+            runs.close_run(self.session, run, "success")
+
+    def transaction_event(self, service: TransactionService, connection: Connection, event: WebhookEvent) -> Counts | None:
+        account = self.account(service, connection, event.payload.get("accountId"))
+        if account is None:
+            return None
+        ids = [i for i in event.payload.get("transactionIds") or [] if isinstance(i, str)]
+        if event.event == "transactions/created":
+            # Where Pluggy says the new rows start; our watermark if the payload does not say.
+            since = moment(event.payload.get("transactionsCreatedAtFrom")) or account.transactions_watermark
+            return service.sync_created_since(account, since or utcnow())
+        if event.event == "transactions/updated":
+            return service.sync_ids(account, ids)
+        return service.tombstone_ids(account, ids)
+
+    def account(self, service: TransactionService, connection: Connection, pluggy_id) -> Account | None:
+        """The event's account; one we have not seen yet makes us read the item's accounts first."""
+        if not isinstance(pluggy_id, str):
+            return None
+        for refresh in (False, True):
+            if refresh:
+                service.refresh_accounts(connection)
+            account = self.session.scalars(
+                sa.select(Account).where(Account.connection_id == connection.id, Account.pluggy_id == pluggy_id)
+            ).one_or_none()
+            if account is not None:
+                return account
+        return None
+
+
+def user_of(session: Session, client_user_id) -> User | None:
+    """Connect tokens carry our user id as clientUserId, so an item names its owner."""
+    if not isinstance(client_user_id, str) or not client_user_id.isdigit():
+        return None
+    return session.get(User, int(client_user_id))
+
+
+def moment(value) -> datetime | None:
+    try:
+        return timestamp(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

@@ -1,0 +1,61 @@
+"""The inbox: a delivery is stored and its processing queued in one transaction."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from sqlalchemy.orm import Session
+
+from models import WebhookEvent
+from sync.queue import dialect_insert, enqueue
+
+PROCESS_EVENTS = "webhook_events"
+REDACTED = "[redacted]"
+SECRET_HEADERS = {"x-webhook-secret", "authorization", "cookie", "x-api-key"}
+MAX_EVENT_ID = 128
+
+
+def store(session: Session, raw: bytes, payload: dict, headers: Mapping[str, str]) -> tuple[bool, str]:
+    """Store a delivery and queue its processing, committed. Returns (new, event_id); a delivery
+    seen before (same eventId, or same body when Pluggy sent none) is not stored twice."""
+    event_id = delivery_id(raw, payload)
+    item_id = payload.get("itemId")
+    if not isinstance(item_id, str) or not 0 < len(item_id) <= 64:
+        item_id = None
+    insert = dialect_insert(session)(WebhookEvent).values(
+        event_id=event_id,
+        event=str(payload["event"])[:64],
+        item_id=item_id,
+        payload=payload,
+        headers=redacted(headers),
+        status="pending",
+    )
+    row_id = session.execute(
+        insert.on_conflict_do_nothing(index_elements=[WebhookEvent.event_id]).returning(WebhookEvent.id)
+    ).scalar_one_or_none()
+    if row_id is None:
+        session.rollback()
+        return False, event_id
+    queue_processing(session, row_id, item_id)
+    session.commit()
+    return True, event_id
+
+
+def delivery_id(raw: bytes, payload: dict) -> str:
+    event_id = payload.get("eventId")
+    if isinstance(event_id, str) and 0 < len(event_id) <= MAX_EVENT_ID:
+        return event_id
+    # Retries of one notification carry the same body, so its hash serves as the dedupe key.
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def redacted(headers: Mapping[str, str]) -> dict:
+    return {name: REDACTED if name.lower() in SECRET_HEADERS else value for name, value in headers.items()}
+
+
+def queue_processing(session: Session, row_id: int, item_id: str | None) -> None:
+    if item_id is None:
+        enqueue(session, PROCESS_EVENTS, {"event_row_id": row_id})
+    else:
+        # One job drains every pending event of the item, so a burst for one item is one job.
+        enqueue(session, PROCESS_EVENTS, {"item_id": item_id}, key=f"webhooks:{item_id}", item_id=item_id)

@@ -1,0 +1,72 @@
+"""POST /webhooks/pluggy[/<token>]: verify, store, acknowledge. Fetching happens in the worker."""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.errors import ApiError
+from api.extensions import db
+from sync.tokens import webhook_token_is_valid
+
+from . import handlers  # noqa: F401  (registers the worker's handler for stored events)
+from .inbox import store
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+MAX_BODY = 64 * 1024
+
+
+def secret_header_matches() -> bool:
+    """X-Webhook-Secret equals one of the configured secrets, compared in constant time, every one
+    of them compared so the time taken does not tell which matched."""
+    given = request.headers.get("X-Webhook-Secret", "").encode()
+    matched = False
+    for secret in current_app.config["PLUGGY_WEBHOOK_SECRETS"]:
+        matched |= hmac.compare_digest(given, secret.encode())
+    return matched and bool(given)
+
+
+def url_token_matches(token: str) -> bool:
+    return webhook_token_is_valid(current_app.config["SECRET_KEY"], token)
+
+
+def parse_event() -> tuple[bytes, dict]:
+    request.max_content_length = MAX_BODY  # a larger body is refused (413) before it is read
+    raw = request.get_data()
+    try:
+        payload = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("event"), str) or not payload["event"]:
+        raise ApiError(400, "invalid_event", "The body must be a JSON object with an 'event'.")
+    return raw, payload
+
+
+def accept(verified: bool):
+    if not verified:
+        raise ApiError(401, "unauthorized", "Unknown sender.")
+    raw, payload = parse_event()
+    try:
+        new, event_id = store(db.session, raw, payload, request.headers)
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.error("webhook not stored, Pluggy will retry: %s", type(exc).__name__)
+        raise ApiError(503, "unavailable", "The event could not be stored; try again.") from None
+    return jsonify(status="accepted" if new else "duplicate", event_id=event_id)
+
+
+@bp.post("/pluggy")
+def receive():
+    """Deliveries of the subscriptions made by `flask webhooks register`, with the secret header."""
+    return accept(secret_header_matches())
+
+
+@bp.post("/pluggy/<token>")
+def receive_with_token(token: str):
+    """Deliveries to the signed webhookUrl given in connect tokens (Pluggy sends no header there)."""
+    return accept(url_token_matches(token))
