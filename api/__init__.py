@@ -43,6 +43,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     from sync.cli import register_commands
 
     from webhooks import receiver
+    from webhooks.cli import webhooks_cli
 
     from . import banking, health
 
@@ -50,6 +51,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     app.register_blueprint(banking.bp)
     app.register_blueprint(receiver.bp)
     register_commands(app)
+    app.cli.add_command(webhooks_cli)
     return app
 
 

@@ -71,6 +71,7 @@ class FakePluggy:
         self.update_outcome: dict[str, Any] = {"status": "UPDATED", "executionStatus": "SUCCESS"}
         self.pending_outcomes: dict[str, dict] = {}
         self.gates: list[tuple[str, str, Gate]] = []
+        self.webhooks: dict[str, dict] = {}
         self.lock = threading.Lock()
 
     # Arranging -----------------------------------------------------------------------------
@@ -142,6 +143,8 @@ class FakePluggy:
             return 200, pf.page(self.accounts.get(query.get("itemId"), [])), {}
         if (method, path) == ("GET", "/v2/transactions"):
             return self.transactions_page(query)
+        if path.startswith("/webhooks"):
+            return self.webhook_route(method, path, body)
         match = re.fullmatch(r"/items/([^/]+)(/mfa)?", path)
         if match and match.group(1) in self.items:
             item = self.items[match.group(1)]
@@ -155,6 +158,23 @@ class FakePluggy:
                 del self.items[item["id"]]
                 return 200, pf.count_response(1), {}
         return 404, pf.error_body(404, "ITEM_NOT_FOUND", "not found"), {}
+
+    def webhook_route(self, method: str, path: str, body: Any) -> Answer:
+        if (method, path) == ("GET", "/webhooks"):
+            shown = [{k: v for k, v in w.items() if k != "headers"} for w in self.webhooks.values()]  # as Pluggy: no headers
+            return 200, pf.page(shown), {}
+        if (method, path) == ("POST", "/webhooks"):
+            webhook = pf.webhook(event=body["event"], url=body["url"], headers=body.get("headers"))
+            self.webhooks[webhook["id"]] = webhook
+            return 201, webhook, {}
+        webhook_id = path.rsplit("/", 1)[-1]
+        if webhook_id not in self.webhooks:
+            return 404, pf.error_body(404, "WEBHOOK_NOT_FOUND", "not found"), {}
+        if method == "PATCH":
+            self.webhooks[webhook_id].update(body)
+            return 200, self.webhooks[webhook_id], {}
+        del self.webhooks[webhook_id]
+        return 200, pf.count_response(1), {}
 
     def read_item(self, item: dict) -> dict:
         """The first read after an update began sees it running; the next sees its outcome."""

@@ -250,3 +250,9 @@ def count_response(count: int = 1) -> dict[str, Any]:
 
 def _base64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def webhook_event(event: str, **fields: Any) -> dict[str, Any]:
+    """A webhook delivery as Pluggy sends it (PLUGGY.md "Webhooks"); item events carry itemId."""
+    event_id = new_id()
+    return {"event": event, "eventId": event_id, "id": event_id, "triggeredBy": "SYNC", **fields}

@@ -212,9 +212,10 @@ class ItemEvents:
             return None
         ids = [i for i in event.payload.get("transactionIds") or [] if isinstance(i, str)]
         if event.event == "transactions/created":
-            # Where Pluggy says the new rows start; our watermark if the payload does not say.
-            since = moment(event.payload.get("transactionsCreatedAtFrom")) or account.transactions_watermark
-            return service.sync_created_since(account, since or utcnow())
+            since = moment(event.payload.get("transactionsCreatedAtFrom"))
+            if since is None:  # the payload does not say where the new rows start: the usual sync does
+                return service.sync_account(account)
+            return service.sync_created_since(account, since)
         if event.event == "transactions/updated":
             return service.sync_ids(account, ids)
         return service.tombstone_ids(account, ids)

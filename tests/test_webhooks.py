@@ -1,0 +1,518 @@
+"""Webhooks: the receiver (authenticated, durable, idempotent), the handlers, the sweep, register."""
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from models import Connection, ConnectorStatus, Job, SyncRun, Transaction, WebhookEvent
+from models.base import utcnow
+from sync import runs, scheduling
+from sync.connections import BankConnectionService, apply_item, sync_status
+from sync.tokens import issue_api_token, issue_webhook_token
+from sync.worker import Worker
+from tests import pluggy_fixtures as pf
+from tests.conftest import make_app
+
+SECRET = {"X-Webhook-Secret": "test-webhook-secret"}
+
+
+def post(client, payload, headers=SECRET, path="/webhooks/pluggy"):
+    data = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
+    return client.post(path, data=data, headers=headers, content_type="application/json")
+
+
+def count(session, model) -> int:
+    session.expire_all()
+    return session.scalar(sa.select(sa.func.count()).select_from(model))
+
+
+def events(session) -> list[WebhookEvent]:
+    session.expire_all()
+    return list(session.scalars(sa.select(WebhookEvent).order_by(WebhookEvent.id)))
+
+
+# Receiving ------------------------------------------------------------------------------------
+
+
+def test_an_event_is_stored_with_its_job_before_the_answer(client, session):
+    payload = pf.webhook_event("item/updated", itemId="item-1")
+
+    response = post(client, payload)
+
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "accepted", "event_id": payload["eventId"]}
+    (event,) = events(session)
+    assert (event.event_id, event.event, event.item_id, event.status) == (payload["eventId"], "item/updated", "item-1", "pending")
+    assert event.payload == payload
+    assert event.headers["X-Webhook-Secret"] == "[redacted]"
+    (job,) = session.scalars(sa.select(Job)).all()
+    assert (job.kind, job.payload, job.item_id) == ("webhook_events", {"item_id": "item-1"}, "item-1")
+
+
+def test_every_configured_secret_is_accepted_for_rotation(app, client, session):
+    app.config["PLUGGY_WEBHOOK_SECRETS"] = ("new-secret", "old-secret")
+    for secret in ("new-secret", "old-secret"):
+        assert post(client, pf.webhook_event("item/updated"), headers={"X-Webhook-Secret": secret}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"X-Webhook-Secret": ""}, {"X-Webhook-Secret": "wrong"}, {"X-Webhook-Secret": "test-webhook-secret "}],
+    ids=["missing", "empty", "wrong", "almost"],
+)
+def test_a_wrong_or_missing_secret_is_401_and_nothing_is_stored(client, session, headers):
+    response = post(client, b"{not even json", headers=headers)  # authenticated before parsed
+
+    assert (response.status_code, response.get_json()["error"]["code"]) == (401, "unauthorized")
+    assert count(session, WebhookEvent) == 0 and count(session, Job) == 0
+
+
+def test_without_a_configured_secret_the_header_route_accepts_nothing(app, client, session):
+    app.config["PLUGGY_WEBHOOK_SECRETS"] = ()
+    assert post(client, pf.webhook_event("item/updated"), headers={"X-Webhook-Secret": ""}).status_code == 401
+
+
+def test_the_signed_url_route_accepts_its_token_only(app, client, session, user):
+    good = issue_webhook_token(app.config["SECRET_KEY"])
+    api_token = issue_api_token(app.config["SECRET_KEY"], user)
+
+    assert post(client, pf.webhook_event("item/updated"), headers={}, path=f"/webhooks/pluggy/{good}").status_code == 200
+    for forged in (good[:-2] + "xx", api_token, "pluggy"):
+        assert post(client, pf.webhook_event("item/updated"), headers={}, path=f"/webhooks/pluggy/{forged}").status_code == 401
+    assert count(session, WebhookEvent) == 1
+
+
+def test_a_body_over_64_kib_is_413_and_not_stored(client, session):
+    payload = pf.webhook_event("item/updated", padding="x" * 64 * 1024)
+
+    response = post(client, payload)
+
+    assert (response.status_code, response.get_json()["error"]["code"]) == (413, "request_entity_too_large")
+    assert count(session, WebhookEvent) == 0
+
+
+@pytest.mark.parametrize(
+    "body", [b"{oops", b"[]", b'"item/updated"', b"{}", b'{"event": 7}', b'{"event": ""}', b'{"a": ' * 3000],
+    ids=["not json", "array", "string", "no event", "event not text", "empty event", "too deep"],
+)
+def test_a_body_that_is_not_an_event_is_400(client, session, body):
+    assert post(client, body).status_code == 400
+    assert count(session, WebhookEvent) == 0
+
+
+def test_a_repeated_delivery_is_a_duplicate_and_done_once(client, session):
+    payload = pf.webhook_event("item/updated", itemId="item-1")
+
+    first, second = post(client, payload), post(client, payload)
+
+    assert second.get_json() == {"status": "duplicate", "event_id": payload["eventId"]}
+    assert first.get_json()["status"] == "accepted"
+    assert count(session, WebhookEvent) == 1 and count(session, Job) == 1
+
+
+def test_without_an_event_id_the_body_itself_is_the_dedupe_key(client, session):
+    payload = {"event": "item/updated", "itemId": "item-1"}
+
+    first, second = post(client, payload), post(client, payload)
+
+    assert first.get_json()["event_id"].startswith("sha256:")
+    assert second.get_json()["status"] == "duplicate"
+    assert post(client, {**payload, "triggeredBy": "USER"}).get_json()["status"] == "accepted"
+
+
+def test_concurrent_duplicates_store_one_event(app, session):
+    payload = json.dumps(pf.webhook_event("item/updated", itemId="item-1"))
+    answers, barrier = [], threading.Barrier(6, timeout=10)
+
+    def deliver() -> None:
+        client = app.test_client()
+        barrier.wait()
+        answers.append(post(client, payload).get_json()["status"])
+
+    threads = [threading.Thread(target=deliver) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(answers) == ["accepted"] + ["duplicate"] * 5
+    assert count(session, WebhookEvent) == 1 and count(session, Job) == 1
+
+
+def test_when_the_database_cannot_store_it_the_answer_is_503(tmp_path):
+    app = make_app(f"sqlite:///{tmp_path / 'missing' / 'db.sqlite'}")
+
+    response = post(app.test_client(), pf.webhook_event("item/updated"))
+
+    assert (response.status_code, response.get_json()["error"]["code"]) == (503, "unavailable")
+
+
+def test_events_of_one_item_share_one_queued_job(client, session):
+    for name in ("item/updated", "transactions/created", "item/updated"):
+        post(client, pf.webhook_event(name, itemId="item-1"))
+    post(client, pf.webhook_event("item/updated", itemId="item-2"))
+
+    assert [job.item_id for job in session.scalars(sa.select(Job).order_by(Job.id))] == ["item-1", "item-2"]
+
+
+# Processing -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def worker(app, pluggy_api):
+    app.config["SYNC_WATCH_INTERVAL_S"] = 0
+    return Worker(app, pluggy_api)
+
+
+def deliver(client, worker, session, *payloads):
+    """Post the events through the receiver, then let the worker run everything due."""
+    for payload in payloads:
+        assert post(client, payload).status_code == 200
+    while worker.run_one(session, "test-worker"):
+        pass
+
+
+def runs_of(session, connection) -> list[SyncRun]:
+    session.expire_all()
+    return list(session.scalars(sa.select(SyncRun).where(SyncRun.connection_id == connection.id).order_by(SyncRun.id)))
+
+
+def test_item_updated_closes_the_waiting_manual_run_by_fetching(client, session, connection, fake_pluggy, worker, pluggy_api, settings):
+    account_id = fake_pluggy.accounts[connection.item_id][0]["id"]
+    fake_pluggy.add_transaction(account_id, date=f"{utcnow().date()}T03:00:00.000Z")
+    started = BankConnectionService(session, pluggy_api, settings).trigger_manual_sync(connection)
+    fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=pf.SYNCED_AT)
+
+    deliver(client, worker, session, pf.webhook_event("item/updated", itemId=connection.item_id))
+
+    (run,) = runs_of(session, connection)
+    assert (run.id, run.status, run.created) == (started.sync_run.id, "success", 1)
+    (event,) = events(session)
+    assert (event.status, event.sync_run_id, event.attempts) == ("processed", run.id, 1)
+
+
+def test_a_burst_of_item_events_reads_and_fetches_the_item_once(client, session, connection, fake_pluggy, worker):
+    burst = [pf.webhook_event("item/updated", itemId=connection.item_id) for _ in range(3)]
+
+    deliver(client, worker, session, *burst)
+
+    assert fake_pluggy.count("GET", f"/items/{connection.item_id}") == 1
+    (run,) = runs_of(session, connection)
+    assert (run.trigger, run.status) == ("webhook", "success")
+    assert {(e.status, e.sync_run_id) for e in events(session)} == {("processed", run.id)}
+
+
+@pytest.mark.parametrize("name", ["item/error", "item/login_error"])
+def test_a_login_error_needs_credentials_and_closes_the_run_so(client, session, connection, fake_pluggy, worker, pluggy_api, settings, name):
+    BankConnectionService(session, pluggy_api, settings).trigger_manual_sync(connection)
+    fake_pluggy.items[connection.item_id].update(status="LOGIN_ERROR", executionStatus="INVALID_CREDENTIALS", error=pf.item_error())
+
+    deliver(client, worker, session, pf.webhook_event(name, itemId=connection.item_id, error={"code": "INVALID_CREDENTIALS", "message": "x"}))
+
+    (run,) = runs_of(session, connection)
+    assert (run.status, run.error_code) == ("credentials_required", "INVALID_CREDENTIALS")
+    assert sync_status(connection) == "CREDENTIALS_REQUIRED"
+
+
+@pytest.mark.parametrize(
+    "name, item_fields, expected",
+    [
+        ("item/waiting_user_input", {"status": "WAITING_USER_INPUT", "parameter": pf.mfa_parameter()}, "MFA_REQUIRED"),
+        ("item/waiting_user_action", {"status": "WAITING_USER_ACTION", "userAction": {"instructions": "Abra o app"}}, "USER_ACTION_REQUIRED"),
+        ("item/login_succeeded", {"status": "UPDATING", "error": None}, "UPDATING"),
+    ],
+)
+def test_item_events_store_what_the_item_needs(client, session, connection, fake_pluggy, worker, name, item_fields, expected):
+    connection.error_code = "INVALID_CREDENTIALS"
+    session.commit()
+    fake_pluggy.items[connection.item_id].update(item_fields)
+
+    deliver(client, worker, session, pf.webhook_event(name, itemId=connection.item_id))
+
+    session.refresh(connection)
+    assert sync_status(connection) == expected
+    assert connection.error_code is None
+    if expected == "MFA_REQUIRED":
+        assert connection.mfa_parameter["name"] == "token"
+
+
+def test_the_payload_is_never_trusted_over_the_item(client, session, connection, fake_pluggy, worker):
+    # The event claims an error; Pluggy says the item is fine.
+    deliver(client, worker, session, pf.webhook_event("item/error", itemId=connection.item_id, error={"code": "INVALID_CREDENTIALS"}))
+
+    session.refresh(connection)
+    assert (connection.item_status, connection.error_code) == ("UPDATED", None)
+
+
+def test_item_deleted_marks_the_connection_and_later_events_are_ignored(client, session, connection, fake_pluggy, worker, app, user):
+    deliver(client, worker, session, pf.webhook_event("item/deleted", itemId=connection.item_id))
+    deliver(client, worker, session, pf.webhook_event("item/updated", itemId=connection.item_id))
+
+    session.refresh(connection)
+    assert connection.deleted_at is not None
+    assert [e.status for e in events(session)] == ["processed", "ignored"]
+    assert fake_pluggy.count("GET", f"/items/{connection.item_id}") == 0
+    token = issue_api_token(app.config["SECRET_KEY"], user)
+    listed = client.get("/api/banking/connections/", headers={"Authorization": f"Bearer {token}"}).get_json()
+    assert listed == {"connections": []}
+
+
+def test_item_created_links_an_item_to_its_user_by_client_user_id(client, session, user, fake_pluggy, worker):
+    item = fake_pluggy.add_item(clientUserId=str(user.id))
+    fake_pluggy.add_account(item["id"])
+
+    deliver(client, worker, session, pf.webhook_event("item/created", itemId=item["id"], clientUserId=str(user.id)))
+
+    connection = session.scalars(sa.select(Connection)).one()
+    assert (connection.user_id, connection.item_id) == (user.id, item["id"])
+    (run,) = runs_of(session, connection)
+    assert (run.trigger, run.status) == ("initial", "success")
+
+
+def test_an_item_of_nobody_here_is_ignored(client, session, fake_pluggy, worker):
+    item = fake_pluggy.add_item(clientUserId="someone-else")
+
+    deliver(client, worker, session, pf.webhook_event("item/created", itemId=item["id"]))
+
+    assert count(session, Connection) == 0
+    assert events(session)[0].status == "ignored"
+
+
+def test_item_updated_before_item_created_ends_the_same(client, session, user, fake_pluggy, worker):
+    item = fake_pluggy.add_item(clientUserId=str(user.id))
+    fake_pluggy.add_account(item["id"])
+
+    deliver(client, worker, session, pf.webhook_event("item/updated", itemId=item["id"]))
+    deliver(client, worker, session, pf.webhook_event("item/created", itemId=item["id"]))
+
+    connection = session.scalars(sa.select(Connection)).one()
+    assert [run.status for run in runs_of(session, connection)] == ["success", "success"]
+    assert {e.status for e in events(session)} == {"processed"}
+
+
+def transactions(session) -> dict[str, Transaction]:
+    session.expire_all()
+    return {t.pluggy_id: t for t in session.scalars(sa.select(Transaction))}
+
+
+@pytest.fixture
+def synced(session, connection, fake_pluggy, worker):
+    scheduling.queue_initial_sync(session, connection)
+    session.commit()
+    worker.run_one(session, "w")
+    return fake_pluggy.accounts[connection.item_id][0]["id"]
+
+
+def test_transactions_created_fetches_what_pluggy_ingested(client, session, connection, fake_pluggy, worker, synced):
+    new = fake_pluggy.add_transaction(synced, date=f"{utcnow().date()}T03:00:00.000Z")
+
+    deliver(client, worker, session, pf.webhook_event(
+        "transactions/created", itemId=connection.item_id, accountId=synced,
+        transactionsCreatedAtFrom=new["createdAt"], createdTransactionsLink="https://evil.example/steal"))
+
+    assert new["id"] in transactions(session)
+    (_, _, query, _), = [c for c in fake_pluggy.calls_to("GET", "/v2/transactions") if "createdAtFrom" in c[2]][-1:]
+    assert query["createdAtFrom"] == new["createdAt"]
+    event = events(session)[0]
+    assert event.status == "processed"
+    assert session.get(SyncRun, event.sync_run_id).created == 1
+
+
+def test_transactions_for_an_account_not_seen_yet_refresh_the_accounts(client, session, connection, fake_pluggy, worker, synced):
+    card = fake_pluggy.add_account(connection.item_id, type="CREDIT", name="Cartão")
+    row = fake_pluggy.add_transaction(card["id"], date=f"{utcnow().date()}T03:00:00.000Z")
+
+    deliver(client, worker, session, pf.webhook_event("transactions/created", itemId=connection.item_id, accountId=card["id"]))
+
+    assert row["id"] in transactions(session)
+
+
+def test_transactions_updated_rereads_them_by_id(client, session, connection, fake_pluggy, worker, synced):
+    row = fake_pluggy.add_transaction(synced, date=f"{utcnow().date()}T03:00:00.000Z", status="PENDING")
+    deliver(client, worker, session, pf.webhook_event("transactions/created", itemId=connection.item_id, accountId=synced))
+    row["status"] = "POSTED"
+
+    deliver(client, worker, session, pf.webhook_event("transactions/updated", itemId=connection.item_id, accountId=synced, transactionIds=[row["id"]]))
+
+    assert transactions(session)[row["id"]].status == "POSTED"
+    (_, _, query, _) = fake_pluggy.calls_to("GET", "/v2/transactions")[-1]
+    assert query["ids"] == row["id"]
+
+
+def test_transactions_deleted_tombstones_them(client, session, connection, fake_pluggy, worker, synced):
+    row = fake_pluggy.add_transaction(synced, date=f"{utcnow().date()}T03:00:00.000Z")
+    deliver(client, worker, session, pf.webhook_event("transactions/created", itemId=connection.item_id, accountId=synced))
+    fake_pluggy.remove_transaction(synced, row["id"])
+
+    deliver(client, worker, session, pf.webhook_event("transactions/deleted", itemId=connection.item_id, accountId=synced, transactionIds=[row["id"]]))
+
+    assert transactions(session)[row["id"]].deleted_at is not None
+
+
+def test_deleted_before_created_leaves_nothing_live(client, session, connection, fake_pluggy, worker, synced):
+    row = fake_pluggy.add_transaction(synced, date=f"{utcnow().date()}T03:00:00.000Z")
+    fake_pluggy.remove_transaction(synced, row["id"])  # created then deleted at Pluggy
+
+    deliver(
+        client, worker, session,
+        pf.webhook_event("transactions/deleted", itemId=connection.item_id, accountId=synced, transactionIds=[row["id"]]),
+        pf.webhook_event("transactions/created", itemId=connection.item_id, accountId=synced, transactionsCreatedAtFrom=row["createdAt"]),
+    )
+
+    assert row["id"] not in transactions(session)
+    assert {e.status for e in events(session)} == {"processed"}
+
+
+def test_connector_status_is_recorded(client, session, worker):
+    deliver(client, worker, session, {"event": "connector/status_updated", "eventId": "e1", "id": 201, "data": {"status": "UNSTABLE"}})
+
+    status = session.get(ConnectorStatus, 201)
+    assert status.status == "UNSTABLE"
+    assert events(session)[0].status == "processed"
+
+
+def test_unknown_events_are_stored_and_ignored(client, session, worker):
+    deliver(client, worker, session, pf.webhook_event("payment_intent/created", paymentIntentId="p1"))
+
+    (event,) = events(session)
+    assert (event.status, event.last_error) == ("ignored", "not handled: payment_intent/created")
+
+
+def test_pluggy_failing_during_processing_retries_then_the_events_fail(client, session, connection, fake_pluggy, worker):
+    post(client, pf.webhook_event("item/updated", itemId=connection.item_id))
+    job = session.scalars(sa.select(Job)).one()
+    job.max_attempts = 2
+    session.commit()
+    for _ in range(2 * 4):  # each attempt: the GET and its three retries
+        fake_pluggy.refuse_next("GET", f"/items/{connection.item_id}", 500)
+
+    worker.run_one(session, "w")
+    (event,) = events(session)
+    assert (event.status, event.attempts) == ("pending", 1) and "500" in event.last_error
+    session.execute(sa.update(Job).values(run_at=utcnow()))
+    session.commit()
+    worker.run_one(session, "w")
+
+    (event,) = events(session)
+    assert (event.status, event.attempts) == ("failed", 2)
+    assert session.scalars(sa.select(Job)).one().status == "dead"
+
+
+def test_pluggy_rate_limiting_a_job_delays_it_as_asked(client, session, connection, fake_pluggy, worker):
+    post(client, pf.webhook_event("item/updated", itemId=connection.item_id))
+    fake_pluggy.refuse_next("GET", f"/items/{connection.item_id}", 429, headers={"Retry-After": "120"})
+
+    worker.run_one(session, "w")
+
+    job = session.scalars(sa.select(Job).where(Job.kind == "webhook_events")).one()
+    assert job.status == "queued" and (job.run_at - utcnow()).total_seconds() > 110
+    assert events(session)[0].status == "pending"
+
+
+# The missed-webhook sweep ---------------------------------------------------------------------
+
+
+def age(session, connection, *, synced_hours_ago: float | None, created_hours_ago: float = 48) -> None:
+    connection.created_at = utcnow() - timedelta(hours=created_hours_ago)
+    connection.last_synced_at = None if synced_hours_ago is None else utcnow() - timedelta(hours=synced_hours_ago)
+    session.commit()
+
+
+def sweep(session, worker) -> None:
+    scheduling.queue_sweep(session)
+    session.commit()
+    while worker.run_one(session, "w"):
+        pass
+
+
+def test_the_sweep_fetches_items_updated_since_our_last_fetch(session, connection, fake_pluggy, worker):
+    age(session, connection, synced_hours_ago=12)
+    fake_pluggy.items[connection.item_id]["lastUpdatedAt"] = (utcnow() - timedelta(hours=1)).isoformat()
+
+    sweep(session, worker)
+
+    (run,) = runs_of(session, connection)
+    assert (run.trigger, run.status) == ("reconcile", "success")
+    assert fake_pluggy.count("PATCH", r"/items/.*") == 0
+
+
+def test_the_sweep_leaves_unchanged_items_and_looks_once_per_window(session, connection, fake_pluggy, worker):
+    age(session, connection, synced_hours_ago=12)
+    fake_pluggy.items[connection.item_id]["lastUpdatedAt"] = (utcnow() - timedelta(hours=13)).isoformat()
+
+    sweep(session, worker)
+    sweep(session, worker)
+
+    assert runs_of(session, connection) == []
+    assert fake_pluggy.count("GET", f"/items/{connection.item_id}") == 1
+    session.refresh(connection)
+    assert connection.last_checked_at is not None
+
+
+def test_the_sweep_skips_fresh_and_new_connections(session, connection, fake_pluggy, worker, user):
+    age(session, connection, synced_hours_ago=1)
+    item = fake_pluggy.add_item()
+    newcomer = Connection(user_id=user.id, item_id=item["id"])
+    apply_item(newcomer, item)
+    session.add(newcomer)
+    session.commit()
+
+    sweep(session, worker)
+
+    assert fake_pluggy.calls_to("GET", r"/items/.*") == []
+
+
+def test_the_sweep_marks_items_pluggy_forgot_as_deleted(session, connection, fake_pluggy, worker):
+    age(session, connection, synced_hours_ago=None)
+    del fake_pluggy.items[connection.item_id]
+
+    sweep(session, worker)
+
+    session.refresh(connection)
+    assert connection.deleted_at is not None
+
+
+def test_the_sweep_comes_back_on_its_own(session, worker, settings):
+    sweep(session, worker)
+
+    (queued,) = session.scalars(sa.select(Job).where(Job.kind == "sweep_items", Job.status == "queued")).all()
+    wait = (queued.run_at - utcnow()).total_seconds()
+    assert settings.sweep_interval_minutes * 60 - 5 < wait <= settings.sweep_interval_minutes * 60
+
+
+# flask webhooks register ----------------------------------------------------------------------
+
+
+def test_register_subscribes_every_handled_event_with_the_secret(runner, fake_pluggy):
+    result = runner.invoke(args=["webhooks", "register", "https://sync.example.com/webhooks/pluggy"])
+
+    assert result.exit_code == 0, result.output
+    subscribed = {(w["event"], w["url"]) for w in fake_pluggy.webhooks.values()}
+    assert len(subscribed) == 11
+    assert ("item/updated", "https://sync.example.com/webhooks/pluggy") in subscribed
+    assert all(w["headers"] == {"X-Webhook-Secret": "test-webhook-secret"} for w in fake_pluggy.webhooks.values())
+    assert "item/login_error" not in {w["event"] for w in fake_pluggy.webhooks.values()}
+
+
+def test_register_twice_changes_nothing_and_removes_duplicates(runner, fake_pluggy):
+    url = "https://sync.example.com/webhooks/pluggy"
+    runner.invoke(args=["webhooks", "register", url])
+    before = {w["id"]: dict(w) for w in fake_pluggy.webhooks.values()}
+    duplicate = pf.webhook(event="item/updated", url=url)
+    fake_pluggy.webhooks[duplicate["id"]] = duplicate
+
+    result = runner.invoke(args=["webhooks", "register", url])
+
+    assert result.exit_code == 0
+    assert not [line for line in result.output.splitlines() if line.endswith(" created")]
+    assert set(fake_pluggy.webhooks) == set(before)
+    assert all(fake_pluggy.webhooks[i]["headers"] == before[i]["headers"] for i in before)
+
+
+def test_register_needs_a_secret(app, runner, fake_pluggy):
+    app.config["PLUGGY_WEBHOOK_SECRETS"] = ()
+    result = runner.invoke(args=["webhooks", "register", "https://sync.example.com/webhooks/pluggy"])
+    assert result.exit_code == 1 and "PLUGGY_WEBHOOK_SECRET" in result.output
