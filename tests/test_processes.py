@@ -167,3 +167,68 @@ def test_sigterm_lets_the_worker_finish_the_job_in_hand(app, session, user, serv
     session.expire_all()
     assert session.get(Job, job_id).status == "done", output
     assert session.scalars(sa.select(SyncRun)).one().status == "success"
+
+
+def deliver_webhooks(app, payloads) -> None:
+    client = app.test_client()
+    for payload in payloads:
+        response = client.post("/webhooks/pluggy", json=payload, headers={"X-Webhook-Secret": "test-webhook-secret"})
+        assert response.status_code == 200
+
+
+def test_a_burst_of_webhooks_is_processed_exactly_once_by_several_workers(app, session, user, served_pluggy, database_url):
+    from models import WebhookEvent
+    from tests import pluggy_fixtures as pf
+
+    connections = [add_connection(session, user, served_pluggy) for _ in range(20)]
+    payloads = []
+    for connection in connections:
+        account_id = served_pluggy.accounts[connection.item_id][0]["id"]
+        payloads += [
+            pf.webhook_event("item/updated", itemId=connection.item_id),
+            pf.webhook_event("transactions/created", itemId=connection.item_id, accountId=account_id),
+            pf.webhook_event("item/updated", itemId=connection.item_id),
+        ]
+    deliver_webhooks(app, payloads + payloads[:10])  # ten of them delivered twice
+
+    workers = [flask(database_url, served_pluggy.base_url, "worker", "--burst", "--concurrency", "2") for _ in range(3)]
+    for worker in workers:
+        finish(worker)
+
+    session.expire_all()
+    events = session.scalars(sa.select(WebhookEvent)).all()
+    assert len(events) == 60
+    assert {(e.status, e.attempts) for e in events} == {("processed", 1)}
+    runs = session.scalars(sa.select(SyncRun)).all()
+    assert sorted(r.connection_id for r in runs) == sorted(c.id for c in connections)  # one fetch per item
+    assert session.scalar(sa.select(sa.func.count()).select_from(Transaction)) == 20 * 3
+
+
+def test_a_worker_killed_while_processing_a_webhook_loses_nothing(app, session, user, served_pluggy, database_url):
+    from models import WebhookEvent
+    from tests import pluggy_fixtures as pf
+
+    connection = add_connection(session, user, served_pluggy, transactions=4)
+    deliver_webhooks(app, [pf.webhook_event("item/updated", itemId=connection.item_id)])
+    gate = served_pluggy.hold("GET", "/v2/transactions")
+
+    with killed_on_exit(flask(database_url, served_pluggy.base_url, "worker", "--lease", "1")) as doomed:
+        assert gate.wait_for_arrivals(1)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait()
+    gate.open()
+
+    def lease_expired() -> bool:
+        session.expire_all()
+        job = session.scalars(sa.select(Job).where(Job.kind == "webhook_events")).one()
+        return job.locked_until is not None and job.locked_until < utcnow()
+
+    wait_until(lease_expired)
+    finish(flask(database_url, served_pluggy.base_url, "worker", "--burst"))
+
+    session.expire_all()
+    (event,) = session.scalars(sa.select(WebhookEvent)).all()
+    assert (event.status, event.attempts) == ("processed", 1)
+    (run,) = session.scalars(sa.select(SyncRun)).all()
+    assert (run.status, run.created) == ("success", 4)
+    assert session.scalar(sa.select(sa.func.count()).select_from(Transaction)) == 4

@@ -516,3 +516,15 @@ def test_register_needs_a_secret(app, runner, fake_pluggy):
     app.config["PLUGGY_WEBHOOK_SECRETS"] = ()
     result = runner.invoke(args=["webhooks", "register", "https://sync.example.com/webhooks/pluggy"])
     assert result.exit_code == 1 and "PLUGGY_WEBHOOK_SECRET" in result.output
+
+
+def test_transactions_created_beside_an_item_update_is_read_by_that_fetch(client, session, connection, fake_pluggy, worker, synced):
+    deliver(
+        client, worker, session,
+        pf.webhook_event("item/updated", itemId=connection.item_id),
+        pf.webhook_event("transactions/created", itemId=connection.item_id, accountId=synced),
+    )
+
+    initial, fetch = runs_of(session, connection)
+    assert fetch.trigger == "webhook"
+    assert {(e.status, e.sync_run_id) for e in events(session)} == {("processed", fetch.id)}

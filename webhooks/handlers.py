@@ -182,6 +182,10 @@ class ItemEvents:
 
     def transaction_events(self, connection: Connection, fetched_run: SyncRun | None) -> None:
         events = self.of(TRANSACTION_EVENTS)
+        if fetched_run is not None:
+            covered = [e for e in events if e.event == "transactions/created"]
+            mark(covered, "processed", run=fetched_run)  # the item's fetch just read them
+            events = [e for e in events if e not in covered]
         if not events:
             return
         run, opened = runs.find_open_run(self.session, connection.id), False
@@ -191,9 +195,6 @@ class ItemEvents:
             self.session, self.context.client, self.context.settings, checkpoint=self.context.checkpoint
         )
         for event in events:
-            if event.event == "transactions/created" and fetched_run is not None:
-                mark([event], "processed", run=fetched_run)  # the item's fetch just read it
-                continue
             counts = self.transaction_event(service, connection, event)
             if counts is None:
                 mark([event], "ignored", note="unknown account")
