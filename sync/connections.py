@@ -110,9 +110,11 @@ class BankConnectionService:
         """The user's connection for a Pluggy item, created (first sync queued) if new.
         Raises PluggyNotFound if Pluggy does not know the item, ItemOwnedByAnotherUser."""
         existing = self.by_item_id(item_id)
-        if existing is not None:
+        if existing is not None and existing.deleted_at is None:
             return self.owned(existing, user), False
         item = self.client.get_item(item_id)
+        if existing is not None:
+            return self.revive(self.owned(existing, user), item), True
         connection = Connection(user_id=user.id, item_id=item["id"])
         apply_item(connection, item)
         self.session.add(connection)
@@ -124,6 +126,14 @@ class BankConnectionService:
         scheduling.queue_initial_sync(self.session, connection)
         self.session.commit()
         return connection, True
+
+    def revive(self, connection: Connection, item: dict) -> Connection:
+        """A connection marked deleted whose item Pluggy knows again: a fresh start, history kept."""
+        connection.deleted_at = None
+        apply_item(connection, item)
+        scheduling.queue_initial_sync(self.session, connection)
+        self.session.commit()
+        return connection
 
     def by_item_id(self, item_id: str) -> Connection | None:
         return self.session.scalars(sa.select(Connection).where(Connection.item_id == item_id)).one_or_none()

@@ -85,6 +85,12 @@ def wait_until(condition, timeout: float = 30, interval: float = 0.05) -> None:
         time.sleep(interval)
 
 
+def lease_expired(session, job_id: int) -> bool:
+    session.expire_all()
+    job = session.get(Job, job_id)
+    return job.locked_until is not None and job.locked_until < utcnow()
+
+
 def test_manual_syncs_racing_in_separate_processes_send_one_patch(app, session, user, served_pluggy, database_url):
     connection = add_connection(session, user, served_pluggy)
     # Every process reads the item before any may go on: they all reach the decision together.
@@ -136,12 +142,7 @@ def test_a_killed_worker_loses_nothing_and_doubles_nothing(app, session, user, s
         doomed.wait()
     gate.open()
 
-    def lease_expired() -> bool:
-        session.expire_all()
-        job = session.get(Job, job_id)
-        return job.locked_until is not None and job.locked_until < utcnow()
-
-    wait_until(lease_expired)
+    wait_until(lambda: lease_expired(session, job_id))
     finish(flask(database_url, served_pluggy.base_url, "worker", "--burst"))
 
     session.expire_all()
@@ -218,12 +219,8 @@ def test_a_worker_killed_while_processing_a_webhook_loses_nothing(app, session, 
         doomed.wait()
     gate.open()
 
-    def lease_expired() -> bool:
-        session.expire_all()
-        job = session.scalars(sa.select(Job).where(Job.kind == "webhook_events")).one()
-        return job.locked_until is not None and job.locked_until < utcnow()
-
-    wait_until(lease_expired)
+    job_id = session.scalars(sa.select(Job.id).where(Job.kind == "webhook_events")).one()
+    wait_until(lambda: lease_expired(session, job_id))
     finish(flask(database_url, served_pluggy.base_url, "worker", "--burst"))
 
     session.expire_all()

@@ -343,3 +343,20 @@ def test_finished_jobs_are_pruned_by_a_periodic_job(session, worker):
     assert kinds == [("k", "done"), ("k", "dead"), ("prune_jobs", "done"), ("prune_jobs", "queued")]
     (next_prune,) = [job for job in jobs(session) if job.kind == "prune_jobs" and job.status == "queued"]
     assert next_prune.run_at > utcnow() + timedelta(minutes=59)
+
+
+def test_registering_a_deleted_item_again_asks_pluggy(session, user, connection, fake_pluggy, pluggy_api, settings):
+    service = BankConnectionService(session, pluggy_api, settings)
+    connection.deleted_at = utcnow()
+    session.commit()
+
+    again, created = service.register(user, connection.item_id)
+    assert (again.id, again.deleted_at, created) == (connection.id, None, True)
+
+    again.deleted_at = utcnow()
+    session.commit()
+    del fake_pluggy.items[connection.item_id]
+    from pluggy_client import PluggyNotFound
+
+    with pytest.raises(PluggyNotFound):
+        service.register(user, connection.item_id)
