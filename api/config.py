@@ -25,12 +25,10 @@ def config_from_env(environ: Mapping[str, str], instance_path: str) -> dict:
         "SYNC_MODE": choice("SYNC_MODE", environ.get("SYNC_MODE") or "webhook", SYNC_MODES),
         "SYNC_BACKFILL_DAYS": positive_int("SYNC_BACKFILL_DAYS", environ.get("SYNC_BACKFILL_DAYS", "365")),
         "SYNC_LOOKBACK_DAYS": positive_int("SYNC_LOOKBACK_DAYS", environ.get("SYNC_LOOKBACK_DAYS", "7")),
-        "SYNC_SWEEP_INTERVAL_MINUTES": positive_int(
-            "SYNC_SWEEP_INTERVAL_MINUTES", environ.get("SYNC_SWEEP_INTERVAL_MINUTES", "15"), unit="minutes"
+        "SYNC_SWEEP_INTERVAL_MINUTES": positive_number(
+            "SYNC_SWEEP_INTERVAL_MINUTES", environ.get("SYNC_SWEEP_INTERVAL_MINUTES", "15")
         ),
-        "SYNC_SWEEP_STALE_HOURS": positive_int(
-            "SYNC_SWEEP_STALE_HOURS", environ.get("SYNC_SWEEP_STALE_HOURS", "6"), unit="hours"
-        ),
+        "SYNC_SWEEP_STALE_HOURS": positive_number("SYNC_SWEEP_STALE_HOURS", environ.get("SYNC_SWEEP_STALE_HOURS", "6")),
         # No request this service accepts comes near this; anything larger is refused unread (413).
         "MAX_CONTENT_LENGTH": 1024 * 1024,
     }
@@ -57,13 +55,23 @@ def choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def positive_int(name: str, value: str, *, unit: str = "days") -> int:
+def positive_int(name: str, value: str) -> int:
     try:
         number = int(value)
     except ValueError:
         number = 0
     if number < 1:
-        raise ConfigError(f"{name} must be a whole number of {unit}, 1 or more; got {value!r}")
+        raise ConfigError(f"{name} must be a whole number of days, 1 or more; got {value!r}")
+    return number
+
+
+def positive_number(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not 0 < number < float("inf"):
+        raise ConfigError(f"{name} must be a number above 0; got {value!r}")
     return number
 
 

@@ -95,6 +95,13 @@ def users_create(email: str) -> None:
     click.echo(issue_api_token(current_app.config["SECRET_KEY"], user))
 
 
+@users_cli.command("token")
+@click.argument("email")
+def users_token(email: str) -> None:
+    """Print the user's current API token (the same until the token is rotated)."""
+    click.echo(issue_api_token(current_app.config["SECRET_KEY"], user_by_email(email)))
+
+
 @users_cli.command("rotate-token")
 @click.argument("email")
 def users_rotate_token(email: str) -> None:

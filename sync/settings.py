@@ -16,8 +16,8 @@ class SyncSettings:
     public_base_url: str | None = None
     watch_interval_s: float = 5.0
     watch_timeout_s: float = 30 * 60
-    sweep_interval_minutes: int = 15
-    sweep_stale_hours: int = 6
+    sweep_interval_minutes: float = 15
+    sweep_stale_hours: float = 6
     sweep_batch: int = 100
 
     @classmethod

@@ -102,3 +102,10 @@ def test_database_url_uses_psycopg_3(given, expected):
 def test_webhook_secrets_ignore_blanks():
     assert split_secrets(" a ,, b ,") == ("a", "b")
     assert split_secrets("") == ()
+
+
+def test_sweep_timing_takes_fractions_for_short_test_runs(tmp_path):
+    config = config_from_env({"SYNC_SWEEP_INTERVAL_MINUTES": "0.5", "SYNC_SWEEP_STALE_HOURS": "0.01"}, str(tmp_path))
+    assert (config["SYNC_SWEEP_INTERVAL_MINUTES"], config["SYNC_SWEEP_STALE_HOURS"]) == (0.5, 0.01)
+    with pytest.raises(ConfigError, match="SYNC_SWEEP_STALE_HOURS"):
+        config_from_env({"SYNC_SWEEP_STALE_HOURS": "-1"}, str(tmp_path))

@@ -142,3 +142,11 @@ def test_users_rotate_token_revokes_the_old_one(app, runner, session):
     client = app.test_client()
     assert client.get("/api/banking/connections/", headers={"Authorization": f"Bearer {old}"}).status_code == 401
     assert client.get("/api/banking/connections/", headers={"Authorization": f"Bearer {new}"}).status_code == 200
+
+
+def test_users_token_prints_the_current_token_without_revoking_it(app, runner, session):
+    created = invoke(runner, "users", "create", "ana@example.com").output.strip().splitlines()[-1]
+
+    shown = invoke(runner, "users", "token", "ana@example.com").output.strip()
+
+    assert shown == created
