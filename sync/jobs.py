@@ -46,8 +46,8 @@ def connections(context: JobContext) -> BankConnectionService:
 def initial_sync(context: JobContext) -> None:
     """Fetch everything Pluggy has for a newly registered item, once its own first update is over."""
     connection = live_connection(context)
-    if connection is None:
-        return
+    if connection is None or connection.last_synced_at is not None:
+        return  # gone, or already fetched another way (an item/updated webhook came first)
     item = connections(context).refresh_item(connection)
     if item.get("status") in ITEM_BUSY and not waited_too_long(context.job.created_at, context):
         raise RetryLater(context.settings.watch_interval_s, "item still updating")

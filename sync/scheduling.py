@@ -24,7 +24,7 @@ def queue_initial_sync(session: Session, connection: Connection) -> int:
         session,
         INITIAL_SYNC,
         {"connection_id": connection.id},
-        key=f"fetch:{connection.item_id}",
+        key=f"initial:{connection.item_id}",
         item_id=connection.item_id,
     )
 

@@ -360,3 +360,13 @@ def test_registering_a_deleted_item_again_asks_pluggy(session, user, connection,
 
     with pytest.raises(PluggyNotFound):
         service.register(user, connection.item_id)
+
+
+def test_a_first_sync_already_done_another_way_is_not_repeated(session, connection, fake_pluggy, worker):
+    connection.last_synced_at = utcnow()  # an item/updated webhook fetched it first
+    scheduling.queue_initial_sync(session, connection)
+    session.commit()
+
+    drain(worker, session)
+
+    assert runs_of(session, connection) == [] and fake_pluggy.calls == []

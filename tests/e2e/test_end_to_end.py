@@ -1,0 +1,287 @@
+"""End to end: the sandbox, the web service and the worker as separate processes on loopback.
+
+A user connects items the way the Connect widget does, and every path runs for real: webhooks
+delivered over HTTP, the worker fetching, manual syncs through MFA and a login error, a
+reconnection in update mode, restatements and deletions. At the end the service's data equals the
+sandbox's. One run drops and duplicates webhooks and is healed by redelivery and the sweep.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import TEST_SECRETS
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 10
+WEBHOOK_SECRET = "e2e-webhook-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition, timeout: float = 30, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
+        time.sleep(interval)
+
+
+class Stack:
+    """The three processes and the calls a test makes to them."""
+
+    def __init__(self, database_url: str, **settings: str) -> None:
+        self.web = f"http://127.0.0.1:{free_port()}"
+        self.sandbox = f"http://127.0.0.1:{free_port()}"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": TEST_SECRETS["SECRET_KEY"],
+            "PLUGGY_BASE_URL": self.sandbox,
+            "PLUGGY_CLIENT_ID": "sandbox-client-id",
+            "PLUGGY_CLIENT_SECRET": "sandbox-client-secret",
+            "PLUGGY_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "PUBLIC_BASE_URL": self.web,
+            "SYNC_BACKFILL_DAYS": "400",  # the sandbox generates a year of history
+            "FLASK_APP": "wsgi",
+            **settings,
+        }
+        self.env.pop("FLASK_DEBUG", None)
+        self.processes: list[subprocess.Popen] = []
+        self.token = ""
+
+    def start(self) -> None:
+        sandbox_port = self.sandbox.rsplit(":", 1)[1]
+        web_port = self.web.rsplit(":", 1)[1]
+        self.spawn("-m", "sandbox", "--port", sandbox_port, "--seed", "7", "--step-delay", "0.05")
+        self.spawn("-m", "flask", "run", "--no-reload", "--port", web_port)
+        self.spawn("-m", "flask", "worker", "--poll-interval", "0.1", "--concurrency", "2")
+        wait_until(lambda: self.up(f"{self.sandbox}/health") and self.up(f"{self.web}/health"), what="the stack up")
+        self.flask("webhooks", "register", f"{self.web}/webhooks/pluggy")
+        self.token = self.flask("users", "create", "ana@example.com")
+
+    def spawn(self, *args: str) -> None:
+        self.processes.append(
+            subprocess.Popen([sys.executable, *args], cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        )
+
+    def up(self, url: str) -> bool:
+        for process in self.processes:
+            assert process.poll() is None, process.stderr.read().decode()
+        try:
+            return requests.get(url, timeout=TIMEOUT).ok
+        except requests.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def flask(self, *args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "flask", *args], cwd=ROOT, env=self.env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    # The service's API -------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return requests.request(method, f"{self.web}/api/banking{path}", headers=headers, timeout=90, **kwargs)
+
+    def connection(self, connection_id: int) -> dict:
+        return self.api("GET", f"/connections/{connection_id}/").json()
+
+    def runs(self, connection_id: int) -> list[dict]:
+        return self.api("GET", f"/connections/{connection_id}/sync_runs/").json()["sync_runs"]
+
+    def transactions(self, connection_id: int) -> dict[str, dict]:
+        found, page = {}, 1
+        while True:
+            body = self.api("GET", f"/connections/{connection_id}/transactions/", params={"page": page, "page_size": 500}).json()
+            found.update({t["id"]: t for t in body["transactions"]})
+            if page * 500 >= body["total"]:
+                return found
+            page += 1
+
+    # The Connect widget and the sandbox's controls -------------------------------------------
+
+    def connect_item(self, connector_id: int = 0, user: str = "user-ok", password: str = "password-ok") -> str:
+        """What the Connect widget does with a token from the service: create the item at Pluggy."""
+        token = self.api("POST", "/connect_token/").json()["access_token"]
+        item = requests.post(
+            f"{self.sandbox}/items",
+            headers={"X-API-KEY": token},
+            json={"connectorId": connector_id, "parameters": {"user": user, "password": password}},
+            timeout=TIMEOUT,
+        )
+        assert item.status_code in (200, 201), item.text
+        return item.json()["id"]
+
+    def reconnect(self, item_id: str, connect_token: str, user: str, password: str) -> None:
+        """The widget in update mode: new credentials for an existing item."""
+        response = requests.patch(
+            f"{self.sandbox}/items/{item_id}",
+            headers={"X-API-KEY": connect_token},
+            json={"parameters": {"user": user, "password": password}},
+            timeout=TIMEOUT,
+        )
+        assert response.ok, response.text
+
+    def control(self, path: str, **body) -> dict:
+        response = requests.post(f"{self.sandbox}/sandbox/{path}", json=body, timeout=TIMEOUT)
+        assert response.ok, response.text
+        return response.json()
+
+    def idle(self) -> None:
+        requests.post(f"{self.sandbox}/sandbox/idle", params={"timeout": 30}, timeout=40).raise_for_status()
+
+    def sandbox_transactions(self, item_id: str) -> dict[str, dict]:
+        state = requests.get(f"{self.sandbox}/sandbox/state", timeout=TIMEOUT).json()
+        accounts = {a["id"] for a in state["accounts"] if a["itemId"] == item_id}
+        return {t["id"]: t for t in state["transactions"] if t["accountId"] in accounts}
+
+
+@contextmanager
+def running(database_url: str, **settings: str) -> Iterator[Stack]:
+    stack = Stack(database_url, **settings)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+def settled_run(stack: Stack, connection_id: int, count: int, timeout: float = 60) -> list[dict]:
+    """Wait for the connection to have `count` runs, the newest closed."""
+    def done():
+        runs = stack.runs(connection_id)
+        return runs if len(runs) >= count and runs[0]["status"] not in ("pending", "running") else None
+
+    return wait_until(done, timeout, what=f"{count} closed run(s)")
+
+
+def assert_same_data(stack: Stack, connection_id: int, item_id: str) -> None:
+    stack.idle()
+    ours = stack.transactions(connection_id)
+    theirs = stack.sandbox_transactions(item_id)
+    assert set(ours) == set(theirs)
+    for pluggy_id, row in theirs.items():
+        assert (ours[pluggy_id]["amount"], ours[pluggy_id]["status"], ours[pluggy_id]["description"]) == (
+            row["amount"], row["status"], row["description"])
+
+
+@pytest.fixture
+def stack(app, database_url):
+    """A clean database (the app fixture empties it) and the three processes on it."""
+    with running(database_url) as stack:
+        yield stack
+
+
+def test_the_whole_journey(stack):
+    # 1. Connect an item; the service learns of it by webhook and by the app registering it.
+    item_id = stack.connect_item()
+    registered = stack.api("POST", "/connections/", json={"item_id": item_id})
+    assert registered.status_code in (200, 201)
+    connection_id = registered.json()["id"]
+    first = settled_run(stack, connection_id, 1)
+    assert first[-1]["status"] == "success" and first[-1]["created"] > 0
+    assert_same_data(stack, connection_id, item_id)
+
+    # 2. New transactions at the bank reach us by webhook alone.
+    stack.control(f"items/{item_id}/add_transactions", count=3)
+    wait_until(lambda: len(stack.transactions(connection_id)) == len(stack.sandbox_transactions(item_id)), what="new rows")
+
+    # 3. A manual sync, followed until it ends.
+    synced = stack.api("POST", f"/connections/{connection_id}/sync_transactions/", params={"wait": 30})
+    assert (synced.status_code, synced.json()["status"]) == (200, "SUCCESS")
+    assert_same_data(stack, connection_id, item_id)
+
+    # 4. An item that asks for a one-time code, on its first sync and on a manual one.
+    mfa_item = stack.connect_item(connector_id=4)
+    mfa_connection = stack.api("POST", "/connections/", json={"item_id": mfa_item}).json()["id"]
+    wait_until(lambda: stack.connection(mfa_connection)["sync_status"] == "MFA_REQUIRED", what="MFA asked")
+    sent = stack.api("POST", f"/connections/{mfa_connection}/send_mfa/", json={"mfa_value": "123456"})
+    assert (sent.status_code, sent.json()["status"]) == (200, "MFA_SENT")
+    wait_until(lambda: stack.transactions(mfa_connection), what="the MFA item's first fetch")
+    asked = stack.api("POST", f"/connections/{mfa_connection}/sync_transactions/", params={"wait": 30})
+    assert (asked.status_code, asked.json()["status"]) == (409, "MFA_REQUIRED")
+    assert asked.json()["mfa"]["name"] == "token"
+    stack.api("POST", f"/connections/{mfa_connection}/send_mfa/", json={"mfa_value": "123456"})
+    wait_until(lambda: stack.runs(mfa_connection)[0]["status"] == "success", what="the MFA sync")
+    assert_same_data(stack, mfa_connection, mfa_item)
+
+    # 5. The bank refuses the stored credentials; the user reconnects in update mode.
+    update_token = stack.api("POST", "/connect_token/", json={"item_id": item_id}).json()["access_token"]
+    stack.reconnect(item_id, update_token, "user-ok", "wrong-password")
+    wait_until(lambda: stack.connection(connection_id)["sync_status"] == "CREDENTIALS_REQUIRED", what="login error")
+    refused = stack.api("POST", f"/connections/{connection_id}/sync_transactions/")
+    assert (refused.status_code, refused.json()["status"]) == (409, "CREDENTIALS_REQUIRED")
+    reconnect_token = refused.json()["connect_token"]
+    assert reconnect_token["item_id"] == item_id
+    stack.reconnect(item_id, reconnect_token["access_token"], "user-ok", "password-ok")
+    wait_until(lambda: stack.connection(connection_id)["sync_status"] == "UPDATED", what="reconnected")
+
+    # 6. Restated and posted transactions: old ids tombstoned, new ones live, pending ones posted.
+    before = stack.transactions(connection_id)
+    stack.control(f"items/{item_id}/restate", delete=2, post_pending=True)
+    stack.idle()
+    wait_until(lambda: set(stack.transactions(connection_id)) == set(stack.sandbox_transactions(item_id)), what="restated")
+    gone = set(before) - set(stack.transactions(connection_id))
+    assert len(gone) == 2
+    deleted = stack.api("GET", f"/connections/{connection_id}/transactions/", params={"include_deleted": "true", "page_size": 500}).json()
+    assert gone <= {t["id"] for t in deleted["transactions"] if t["deleted_at"]}
+
+    # 7. Status and history.
+    status = stack.api("GET", f"/connections/{connection_id}/check_status/").json()
+    assert (status["status"], status["item_status"]) == ("UPDATED", "UPDATED")
+    triggers = {run["trigger"] for run in stack.runs(connection_id)}
+    assert {"manual", "webhook"} <= triggers
+    assert_same_data(stack, connection_id, item_id)
+    assert_same_data(stack, mfa_connection, mfa_item)
+
+
+def test_lost_and_repeated_webhooks_are_healed(app, database_url):
+    settings = {"SYNC_SWEEP_INTERVAL_MINUTES": "0.01", "SYNC_SWEEP_STALE_HOURS": "0.0005"}
+    with running(database_url, **settings) as stack:
+        item_id = stack.connect_item()
+        connection_id = stack.api("POST", "/connections/", json={"item_id": item_id}).json()["id"]
+        settled_run(stack, connection_id, 1)
+
+        # Every delivery of the next update is lost: the sweep notices the item moved.
+        stack.control("faults", drop=100)
+        started = stack.api("POST", f"/connections/{connection_id}/sync_transactions/")
+        assert started.status_code == 202
+        stack.idle()
+        stack.control("faults", drop=0)
+        settled_run(stack, connection_id, 2, timeout=60)
+        assert_same_data(stack, connection_id, item_id)
+
+        # Then deliveries arrive twice and out of order: each is stored and handled once.
+        stack.control("faults", duplicate=100, reorder=True)
+        stack.control(f"items/{item_id}/add_transactions", count=3)
+        assert stack.api("POST", f"/connections/{connection_id}/sync_transactions/").status_code == 202
+        stack.idle()
+        settled_run(stack, connection_id, 3, timeout=60)
+        wait_until(lambda: set(stack.transactions(connection_id)) == set(stack.sandbox_transactions(item_id)),
+                   timeout=60, what="the duplicates handled")
+        assert_same_data(stack, connection_id, item_id)
