@@ -222,7 +222,9 @@ def test_the_whole_journey(stack):
     wait_until(lambda: stack.connection(mfa_connection)["sync_status"] == "MFA_REQUIRED", what="MFA asked")
     sent = stack.api("POST", f"/connections/{mfa_connection}/send_mfa/", json={"mfa_value": "123456"})
     assert (sent.status_code, sent.json()["status"]) == (200, "MFA_SENT")
-    wait_until(lambda: stack.transactions(mfa_connection), what="the MFA item's first fetch")
+    wait_until(lambda: stack.connection(mfa_connection)["sync_status"] == "UPDATED", what="the MFA item's first fetch")
+    stack.idle()
+    wait_until(lambda: stack.connection(mfa_connection)["sync_status"] == "UPDATED", what="every run closed")
     asked = stack.api("POST", f"/connections/{mfa_connection}/sync_transactions/", params={"wait": 30})
     assert (asked.status_code, asked.json()["status"]) == (409, "MFA_REQUIRED")
     assert asked.json()["mfa"]["name"] == "token"

@@ -1,0 +1,319 @@
+"""Pluggy's routes as the service uses them, over the in-memory world."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from . import data, events, execution, queries
+from .control import control
+from .data import Json
+from .errors import PluggyApiError, bad_request
+from .state import Token, World
+from .validation import body, optional_string, string_map
+
+WEBHOOK_EVENTS = {
+    "all",
+    "item/created",
+    "item/updated",
+    "item/error",
+    "item/deleted",
+    "item/waiting_user_input",
+    "item/waiting_user_action",
+    "item/login_succeeded",
+    "connector/status_updated",
+    "transactions/created",
+    "transactions/updated",
+    "transactions/deleted",
+}
+
+api = Blueprint("pluggy", __name__)
+
+
+def create_app(world: World) -> Flask:
+    app = Flask("sandbox")
+    app.extensions["sandbox"] = world
+    app.json.sort_keys = False
+    app.register_blueprint(api)
+    app.register_blueprint(control)
+    app.before_request(_scripted_failure)
+    app.register_error_handler(PluggyApiError, _pluggy_error)
+    app.register_error_handler(HTTPException, _http_error)
+    return app
+
+
+def world_of(app: Flask | None = None) -> World:
+    return (app or current_app).extensions["sandbox"]
+
+
+# Plumbing --------------------------------------------------------------------------------
+
+
+def _scripted_failure():
+    world = world_of()
+    if world.base_url is None:
+        world.base_url = request.host_url.rstrip("/")
+    if request.path.startswith("/sandbox/") or request.path == "/health":
+        return None
+    rule = world.take_failure(request.method, request.path)
+    if rule is None:
+        return None
+    headers = {}
+    if rule.status == 429:
+        headers["Retry-After"] = str(rule.retry_after if rule.retry_after is not None else 60)
+    code_description = rule.code_description or _code_for(rule.status)
+    message = f"Scripted failure {rule.status} {code_description}"
+    raise PluggyApiError(rule.status, message, code_description, rule.data, headers=headers)
+
+
+def _code_for(status: int) -> str:
+    return {429: "RATE_LIMIT_EXCEEDED", 500: "INTERNAL_SERVER_ERROR", 503: "SERVICE_UNAVAILABLE"}.get(
+        status, "SCRIPTED_FAILURE"
+    )
+
+
+def _pluggy_error(error: PluggyApiError):
+    response = jsonify(error.body())
+    response.status_code = error.status
+    response.headers.update(error.headers)
+    return response
+
+
+def _http_error(error: HTTPException):
+    response = jsonify({"code": error.code, "message": error.description or error.name})
+    response.status_code = error.code or 500
+    return response
+
+
+def caller(allow_connect: bool = False) -> Token:
+    return world_of().authenticate(request.headers.get("X-API-KEY"), allow_connect)
+
+
+def paged(results: list[Json], page_size: int) -> Json:
+    page_text = request.args.get("page", "1")
+    if not page_text.isdigit() or int(page_text) < 1:
+        raise bad_request("page must be a positive integer", "INVALID_PAGE")
+    number = int(page_text)
+    start = (number - 1) * page_size
+    return {
+        "page": number,
+        "total": len(results),
+        "totalPages": max(1, math.ceil(len(results) / page_size)),
+        "results": results[start : start + page_size],
+    }
+
+
+@api.get("/health")
+def health():
+    return jsonify(status="ok")
+
+
+# Authentication --------------------------------------------------------------------------
+
+
+@api.post("/auth")
+def auth():
+    credentials = body()
+    key = world_of().issue_api_key(credentials.get("clientId"), credentials.get("clientSecret"))
+    return jsonify(apiKey=key)
+
+
+@api.post("/connect_token")
+def connect_token():
+    caller()
+    payload = body()
+    options = payload.get("options") or {}
+    if not isinstance(options, dict):
+        raise bad_request("options must be an object", "INVALID_PARAMETERS")
+    for name in ("clientUserId", "webhookUrl", "oauthRedirectUri"):
+        optional_string(options, name)
+    token = world_of().issue_connect_token(optional_string(payload, "itemId"), dict(options))
+    return jsonify(accessToken=token)
+
+
+# Items -----------------------------------------------------------------------------------
+
+
+@api.post("/items")
+def create_item():
+    token = caller(allow_connect=True)
+    payload = body()
+    connector = data.CONNECTORS.get(payload.get("connectorId"))
+    if connector is None or isinstance(payload.get("connectorId"), bool):
+        raise bad_request("Connector not found", "INVALID_CONNECTOR")
+    parameters = _credentials(payload.get("parameters"))
+    for name in ("clientUserId", "webhookUrl"):
+        optional_string(payload, name)
+    world = world_of()
+    with world.lock:
+        record = world.new_item(connector, parameters, token, payload)
+        created = events.item_event(record.event_rng, "item/created", record.json, record.triggered_by)
+        world.publish(record, [created])
+        execution.start(world, record, token.triggered_by, "CREATING")
+        return jsonify(copy.deepcopy(record.json))
+
+
+def _credentials(parameters: Any) -> dict[str, str]:
+    if not isinstance(parameters, dict):
+        raise bad_request("parameters must be an object", "INVALID_PARAMETERS")
+    missing = [name for name in ("user", "password") if not isinstance(parameters.get(name), str)]
+    if missing:
+        errors = [{"code": "001", "message": f"{name} is required", "parameter": name} for name in missing]
+        raise bad_request("There are invalid parameters", "INVALID_PARAMETERS", errors=errors)
+    return string_map(parameters, "parameters")
+
+
+@api.get("/items/<item_id>")
+def get_item(item_id: str):
+    token = caller(allow_connect=True)
+    return jsonify(world_of().item_json(item_id, token))
+
+
+@api.patch("/items/<item_id>")
+def update_item(item_id: str):
+    token = caller(allow_connect=True)
+    payload = body()
+    parameters = payload.get("parameters")
+    if parameters is not None:
+        parameters = string_map(parameters, "parameters")
+    changes = {name: optional_string(payload, name) for name in ("webhookUrl", "clientUserId")}
+    changes.update({k: v for k, v in token.options.items() if k in changes and v is not None})
+    world = world_of()
+    with world.lock:
+        world.count_patch()
+        record = world.record_for(item_id, token)
+        execution.refuse_if_busy(record)
+        if parameters:
+            record.parameters.update(parameters)
+        world.touch(record, **{k: v for k, v in changes.items() if v is not None})
+        execution.start(world, record, token.triggered_by, "LOGIN_IN_PROGRESS")
+        return jsonify(copy.deepcopy(record.json))
+
+
+@api.post("/items/<item_id>/mfa")
+def send_mfa(item_id: str):
+    token = caller(allow_connect=True)
+    answer = body()
+    world = world_of()
+    with world.lock:
+        record = world.record_for(item_id, token)
+        execution.answer_mfa(world, record, answer)
+        return jsonify(copy.deepcopy(record.json))
+
+
+@api.delete("/items/<item_id>")
+def delete_item(item_id: str):
+    caller()
+    world_of().delete_item(item_id)
+    return jsonify(count=1)
+
+
+# Accounts and transactions ---------------------------------------------------------------
+
+
+@api.get("/accounts")
+def list_accounts():
+    caller()
+    item_id = request.args.get("itemId")
+    if not item_id:
+        raise bad_request("itemId is required", "MISSING_ITEM_ID")
+    account_type = request.args.get("type")
+    world = world_of()
+    with world.lock:
+        world.record_for(item_id)
+        accounts = [
+            copy.deepcopy(world.accounts[aid])
+            for aid in world.account_ids(item_id)
+            if account_type in (None, world.accounts[aid]["type"])
+        ]
+    return jsonify(paged(accounts, world.page_size))
+
+
+@api.get("/v2/transactions")
+def list_transactions():
+    caller()
+    world = world_of()
+    query = queries.parse(request.args.to_dict(), world.page_size)
+    return jsonify(queries.page(world, query))
+
+
+@api.get("/transactions/<transaction_id>")
+def get_transaction(transaction_id: str):
+    caller()
+    return jsonify(world_of().find_row(transaction_id))
+
+
+# Webhooks --------------------------------------------------------------------------------
+
+
+@api.post("/webhooks")
+def create_webhook():
+    caller()
+    payload = body()
+    headers = payload.get("headers")
+    if headers is not None:
+        headers = string_map(headers, "headers")
+    webhook = world_of().add_webhook(_event(payload.get("event")), _url(payload.get("url")), headers)
+    return jsonify(webhook), 201
+
+
+@api.get("/webhooks")
+def list_webhooks():
+    caller()
+    world = world_of()
+    with world.lock:
+        webhooks = [dict(webhook) for webhook in world.webhooks.values()]
+    return jsonify(paged(webhooks, world.page_size))
+
+
+@api.get("/webhooks/<webhook_id>")
+def get_webhook(webhook_id: str):
+    caller()
+    world = world_of()
+    with world.lock:
+        return jsonify(dict(world.webhook(webhook_id)))
+
+
+@api.patch("/webhooks/<webhook_id>")
+def update_webhook(webhook_id: str):
+    caller()
+    payload = body()
+    changes: Json = {}
+    if "url" in payload:
+        changes["url"] = _url(payload["url"])
+    if "event" in payload:
+        changes["event"] = _event(payload["event"])
+    if "headers" in payload:
+        changes["headers"] = None if payload["headers"] is None else string_map(payload["headers"], "headers")
+    if "enabled" in payload:
+        if not isinstance(payload["enabled"], bool):
+            raise bad_request("enabled must be a boolean", "INVALID_PARAMETERS")
+        changes["enabled"] = payload["enabled"]
+    return jsonify(world_of().change_webhook(webhook_id, changes))
+
+
+@api.delete("/webhooks/<webhook_id>")
+def delete_webhook(webhook_id: str):
+    caller()
+    world_of().remove_webhook(webhook_id)
+    return jsonify(count=1)
+
+
+def _event(value: Any) -> str:
+    if value not in WEBHOOK_EVENTS:
+        raise bad_request(f"event must be one of {sorted(WEBHOOK_EVENTS)}", "INVALID_EVENT")
+    return value
+
+
+def _url(value: Any) -> str:
+    # Unlike Pluggy, http:// and loopback hosts are accepted: the sandbox runs beside its receivers.
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise bad_request("url must be an http(s) URL", "INVALID_URL")
+    return value
+

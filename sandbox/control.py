@@ -1,0 +1,151 @@
+"""Routes under /sandbox/ that tests and demos use to steer the sandbox; no authentication."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+
+from . import execution, ingest
+from .errors import bad_request
+from .state import FailRule, World
+from .validation import body
+
+DEFAULT_IDLE_TIMEOUT_S = 10.0
+MAX_IDLE_TIMEOUT_S = 120.0
+CONNECTOR_STATUSES = {"ONLINE", "OFFLINE", "UNSTABLE"}
+
+control = Blueprint("sandbox_control", __name__, url_prefix="/sandbox")
+
+
+def _world() -> World:
+    return current_app.extensions["sandbox"]
+
+
+def _count(payload: dict[str, Any], name: str, default: int) -> int:
+    value = payload.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise bad_request(f"{name} must be a non-negative integer", "INVALID_PARAMETERS")
+    return value
+
+
+def _faults_json(world: World) -> dict[str, Any]:
+    return {**world.deliverer.current_faults(), "fail": world.fail_rules()}
+
+
+@control.get("/faults")
+def get_faults():
+    return jsonify(_faults_json(_world()))
+
+
+@control.post("/faults")
+def set_faults():
+    payload = body()
+    world = _world()
+    changes: dict[str, Any] = {}
+    for name in ("drop", "duplicate"):
+        if name in payload:
+            changes[name] = _count(payload, name, 0)
+    if "reorder" in payload:
+        if not isinstance(payload["reorder"], bool):
+            raise bad_request("reorder must be a boolean", "INVALID_PARAMETERS")
+        changes["reorder"] = payload["reorder"]
+    if "delay_s" in payload:
+        delay = payload["delay_s"]
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            raise bad_request("delay_s must be a non-negative number", "INVALID_PARAMETERS")
+        changes["delay_s"] = float(delay)
+    rules = [_fail_rule(rule) for rule in payload.get("fail", [])] if "fail" in payload else None
+    world.deliverer.set_faults(**changes)
+    if rules is not None:
+        world.set_fail_rules(rules)
+    return jsonify(_faults_json(world))
+
+
+def _fail_rule(rule: Any) -> FailRule:
+    if not isinstance(rule, dict) or not isinstance(rule.get("path"), str):
+        raise bad_request("each fail rule needs method, path, status and count", "INVALID_PARAMETERS")
+    status = rule.get("status")
+    if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+        raise bad_request("fail status must be an HTTP error status", "INVALID_PARAMETERS")
+    retry_after = rule.get("retry_after")
+    if retry_after is not None:
+        retry_after = _count(rule, "retry_after", 0)
+    code_description, data = rule.get("codeDescription"), rule.get("data")
+    if code_description is not None and not isinstance(code_description, str):
+        raise bad_request("codeDescription must be a string", "INVALID_PARAMETERS")
+    if data is not None and not isinstance(data, dict):
+        raise bad_request("data must be an object", "INVALID_PARAMETERS")
+    return FailRule(
+        method=str(rule.get("method", "GET")).upper(),
+        path=rule["path"],
+        status=status,
+        count=_count(rule, "count", 1),
+        retry_after=retry_after,
+        code_description=code_description,
+        data=data,
+    )
+
+
+@control.post("/items/<item_id>/restate")
+def restate(item_id: str):
+    payload = body()
+    delete = _count(payload, "delete", 1)
+    post_pending = payload.get("post_pending", False)
+    if not isinstance(post_pending, bool):
+        raise bad_request("post_pending must be a boolean", "INVALID_PARAMETERS")
+    world = _world()
+    with world.lock:
+        record = world.record_for(item_id)
+        return jsonify(ingest.restate(world, record, delete, post_pending))
+
+
+@control.post("/items/<item_id>/add_transactions")
+def add_transactions(item_id: str):
+    payload = body()
+    count = _count(payload, "count", 1)
+    account_id = payload.get("accountId")
+    world = _world()
+    with world.lock:
+        record = world.record_for(item_id)
+        return jsonify(ingest.add_transactions(world, record, count, account_id))
+
+
+@control.post("/items/<item_id>/auto_sync")
+def auto_sync(item_id: str):
+    """An execution started by Pluggy's own scheduler (triggeredBy SYNC; not rate-limited)."""
+    world = _world()
+    with world.lock:
+        record = world.record_for(item_id)
+        execution.refuse_if_busy(record)
+        execution.start(world, record, "SYNC", "LOGIN_IN_PROGRESS")
+        return jsonify(copy.deepcopy(record.json))
+
+
+@control.post("/connectors/<int:connector_id>/status")
+def connector_status(connector_id: int):
+    status = body().get("status")
+    if status not in CONNECTOR_STATUSES:
+        raise bad_request(f"status must be one of {sorted(CONNECTOR_STATUSES)}", "INVALID_PARAMETERS")
+    return jsonify(_world().set_connector_status(connector_id, status))
+
+
+@control.get("/state")
+def state():
+    return jsonify(_world().snapshot())
+
+
+@control.get("/deliveries")
+def deliveries():
+    return jsonify(deliveries=_world().deliverer.log())
+
+
+@control.post("/idle")
+def idle():
+    try:
+        timeout = float(request.args.get("timeout", DEFAULT_IDLE_TIMEOUT_S))
+    except ValueError:
+        raise bad_request("timeout must be a number of seconds", "INVALID_PARAMETERS") from None
+    timeout = min(max(timeout, 0.0), MAX_IDLE_TIMEOUT_S)
+    return jsonify(idle=_world().wait_idle(timeout))

@@ -1,0 +1,459 @@
+"""Deterministic world data: connectors, credential outcomes, accounts and transactions.
+
+Everything random comes from a ``random.Random`` handed in by the caller, so the same seed and the
+same sequence of calls give the same ids and rows.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+Json = dict[str, Any]
+
+MFA_VALUE = "123456"
+GOOD_USER = "user-ok"
+GOOD_PASSWORD = "password-ok"
+PERF_USER_PREFIX = "user-ok-perf-"
+HISTORY_DAYS = 365
+HISTORY_PER_ACCOUNT = 60
+PENDING_DAYS_AGO = (0, 1, 3)
+NEW_PER_SYNC = (1, 3)
+PRODUCTS = ["ACCOUNTS", "CREDIT_CARDS", "TRANSACTIONS", "IDENTITY"]
+OWNER = "John Doe"
+OWNER_CPF = "416.799.495-00"
+
+
+def iso(moment: datetime) -> str:
+    """Pluggy's timestamp form: UTC, milliseconds, ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def day_timestamp(day: date) -> str:
+    return f"{day.isoformat()}T00:00:00.000Z"
+
+
+def new_uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+# Connectors ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Connector:
+    id: int
+    name: str
+    mfa_steps: tuple[str, ...] = ()
+
+
+CONNECTORS = {
+    0: Connector(0, "Pluggy Bank"),
+    2: Connector(2, "Pluggy Bank Personal"),
+    4: Connector(4, "Pluggy Bank MFA", ("token",)),
+    5: Connector(5, "Pluggy Bank MFA 2-step", ("token", "token2")),
+}
+MFA_LABELS = {"token": "Token", "token2": "Second token"}
+
+
+def connector_json(connector: Connector, health: str = "ONLINE") -> Json:
+    credentials = [
+        {"name": "user", "label": "User", "type": "text", "placeholder": GOOD_USER},
+        {"name": "password", "label": "Password", "type": "password", "placeholder": GOOD_PASSWORD},
+    ]
+    return {
+        "id": connector.id,
+        "name": connector.name,
+        "institutionUrl": "https://pluggy.ai",
+        "imageUrl": "https://cdn.pluggy.ai/assets/connector-icons/sandbox.svg",
+        "primaryColor": "ef294b",
+        "type": "PERSONAL_BANK",
+        "country": "BR",
+        "credentials": credentials,
+        "hasMFA": bool(connector.mfa_steps),
+        "oauth": False,
+        "health": {"status": health, "stage": None},
+        "isSandbox": True,
+        "isOpenFinance": False,
+        "supportsPaymentInitiation": False,
+        "products": PRODUCTS,
+        "createdAt": "2020-09-07T23:55:10.355Z",
+        "updatedAt": "2024-04-22T18:21:03.909Z",
+    }
+
+
+def mfa_parameter(name: str, expires_at: datetime) -> Json:
+    return {
+        "name": name,
+        "label": MFA_LABELS.get(name, name),
+        "type": "number",
+        "placeholder": MFA_VALUE,
+        "assistiveText": "Digite o token de 6 dígitos enviado por SMS",
+        "validation": "^\\d{6}$",
+        "validationMessage": "O token deve ter 6 dígitos",
+        "mfa": True,
+        "expiresAt": iso(expires_at),
+    }
+
+
+# Credential outcomes ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an execution ends for a set of credentials."""
+
+    status: str
+    execution_status: str
+    error_code: str | None = None
+    perf: int = 1
+
+    @property
+    def login_ok(self) -> bool:
+        return self.status != "LOGIN_ERROR"
+
+    @property
+    def succeeds(self) -> bool:
+        return self.status == "UPDATED"
+
+
+SUCCESS = Outcome("UPDATED", "SUCCESS")
+INVALID_CREDENTIALS = Outcome("LOGIN_ERROR", "INVALID_CREDENTIALS", "INVALID_CREDENTIALS")
+SPECIAL_USERS = {
+    GOOD_USER: SUCCESS,
+    "user-locked": Outcome("LOGIN_ERROR", "ACCOUNT_LOCKED", "ACCOUNT_LOCKED"),
+    "user-error": Outcome("OUTDATED", "UNEXPECTED_ERROR", "UNEXPECTED_ERROR"),
+    "user-unavailable": Outcome("OUTDATED", "SITE_NOT_AVAILABLE", "SITE_NOT_AVAILABLE"),
+    "user-connection-error": Outcome("OUTDATED", "CONNECTION_ERROR", "CONNECTION_ERROR"),
+    "user-ok-account-error": Outcome("UPDATED", "PARTIAL_SUCCESS"),
+}
+ERROR_MESSAGES = {
+    "INVALID_CREDENTIALS": "Credenciais inválidas",
+    "ACCOUNT_LOCKED": "A conta está bloqueada na instituição",
+    "UNEXPECTED_ERROR": "Ocorreu um erro inesperado ao sincronizar",
+    "SITE_NOT_AVAILABLE": "O site da instituição não está disponível",
+    "CONNECTION_ERROR": "Erro de conexão com a instituição",
+    "INVALID_CREDENTIALS_MFA": "O token informado é inválido",
+    "USER_INPUT_TIMEOUT": "O token não foi informado a tempo",
+}
+
+
+def outcome_for(parameters: Json) -> Outcome:
+    user, password = parameters.get("user"), parameters.get("password")
+    if password != GOOD_PASSWORD or not isinstance(user, str):
+        return INVALID_CREDENTIALS
+    if user in SPECIAL_USERS:
+        return SPECIAL_USERS[user]
+    multiplier = user.removeprefix(PERF_USER_PREFIX)
+    if user.startswith(PERF_USER_PREFIX) and multiplier.isdigit() and int(multiplier) > 0:
+        return Outcome("UPDATED", "SUCCESS", perf=int(multiplier))
+    return INVALID_CREDENTIALS
+
+
+def item_error(code: str) -> Json:
+    return {"code": code, "message": ERROR_MESSAGES.get(code, code), "providerMessage": None}
+
+
+def partial_status_detail(now: datetime) -> Json:
+    updated = {"isUpdated": True, "lastUpdatedAt": iso(now)}
+    failed = {
+        "isUpdated": False,
+        "lastUpdatedAt": None,
+        "warnings": [{"code": "001", "message": "Credit cards could not be collected"}],
+    }
+    return {"accounts": updated, "creditCards": failed, "transactions": updated}
+
+
+# Accounts -----------------------------------------------------------------------------------
+
+
+def bank_account(rng: random.Random, item_id: str, now: datetime) -> Json:
+    number = f"0001/{rng.randint(10000, 99999)}-{rng.randint(0, 9)}"
+    return {
+        "id": new_uuid(rng),
+        "itemId": item_id,
+        "type": "BANK",
+        "subtype": "CHECKING_ACCOUNT",
+        "number": number,
+        "name": "Conta Corrente",
+        "marketingName": "GOLD Conta Corrente",
+        "balance": 0.0,
+        "currencyCode": "BRL",
+        "owner": OWNER,
+        "taxNumber": OWNER_CPF,
+        "bankData": {
+            "transferNumber": number,
+            "closingBalance": 0.0,
+            "automaticallyInvestedBalance": 0,
+            "overdraftContractedLimit": 1000,
+            "overdraftUsedLimit": 0,
+            "unarrangedOverdraftAmount": 0,
+        },
+        "creditData": None,
+        "createdAt": iso(now),
+        "updatedAt": iso(now),
+    }
+
+
+def credit_card_account(rng: random.Random, item_id: str, now: datetime) -> Json:
+    close_day = (now + timedelta(days=rng.randint(3, 20))).date()
+    return {
+        "id": new_uuid(rng),
+        "itemId": item_id,
+        "type": "CREDIT",
+        "subtype": "CREDIT_CARD",
+        "number": f"xxxx{rng.randint(1000, 9999)}",
+        "name": "Mastercard Black",
+        "marketingName": "PLUGGY UNICLASS MASTERCARD BLACK",
+        "balance": 0.0,
+        "currencyCode": "BRL",
+        "owner": OWNER,
+        "taxNumber": OWNER_CPF,
+        "bankData": None,
+        "creditData": {
+            "level": "BLACK",
+            "brand": "MASTERCARD",
+            "balanceCloseDate": day_timestamp(close_day),
+            "balanceDueDate": day_timestamp(close_day + timedelta(days=9)),
+            "availableCreditLimit": 10000.0,
+            "creditLimit": 10000,
+            "minimumPayment": 0.0,
+            "isLimitFlexible": False,
+            "status": "ACTIVE",
+            "holderType": "MAIN",
+        },
+        "createdAt": iso(now),
+        "updatedAt": iso(now),
+    }
+
+
+def refresh_balance(account: Json, transactions: list[Json], now: datetime) -> None:
+    """Balances follow the rows: bank = opening + sum; card = what is owed (sum of debits)."""
+    total = round(sum(t["amount"] for t in transactions), 2)
+    if account["type"] == "BANK":
+        account["balance"] = round(OPENING_BALANCE + total, 2)
+        account["bankData"]["closingBalance"] = account["balance"]
+    else:
+        owed = round(max(0.0, -total), 2)
+        account["balance"] = owed
+        credit = account["creditData"]
+        credit["availableCreditLimit"] = round(credit["creditLimit"] - owed, 2)
+        credit["minimumPayment"] = round(owed * 0.15, 2)
+    account["updatedAt"] = iso(now)
+
+
+OPENING_BALANCE = 2500.0
+
+
+# Transactions -------------------------------------------------------------------------------
+
+PEOPLE = ["Maria Silva", "João Souza", "Ana Oliveira", "Carlos Pereira", "Fernanda Lima", "Rafael Costa"]
+BILLERS = ["Enel Distribuição", "Sabesp", "Vivo Fibra", "Condomínio Ed. Aurora", "Porto Seguro"]
+MERCHANTS = [
+    ("iFood", "IFOOD *RESTAURANTE SABOR", "Food delivery", "11020000", "5812"),
+    ("Uber", "UBER *TRIP HELP.UBER.COM", "Taxi and ride-hailing", "19050000", "4121"),
+    ("Netflix", "NETFLIX.COM", "Video streaming", "15030000", "4899"),
+    ("Mercado Livre", "MERCADOLIVRE*VENDEDOR", "Online shopping", "08010000", "5999"),
+    ("Posto Shell", "POSTO SHELL AV PAULISTA", "Gas stations", "19010000", "5541"),
+    ("Drogasil", "DROGASIL 1234", "Pharmacy", "14020000", "5912"),
+    ("Pão de Açúcar", "PAO DE ACUCAR 0123", "Groceries", "11010000", "5411"),
+    ("Amazon", "AMAZON BR MARKETPLACE", "Online shopping", "08010000", "5942"),
+]
+
+
+def _pix_out(rng: random.Random) -> Json:
+    name = rng.choice(PEOPLE)
+    return {
+        "description": f"Pix enviado {name}",
+        "descriptionRaw": f"PIX ENVIADO {name.upper()}",
+        "amount": -_money(rng, 10, 600),
+        "category": "Transfer - PIX",
+        "categoryId": "05070000",
+        "paymentData": _payment(OWNER, name, "PIX"),
+    }
+
+
+def _pix_in(rng: random.Random) -> Json:
+    name = rng.choice(PEOPLE)
+    return {
+        "description": f"Pix recebido {name}",
+        "descriptionRaw": f"PIX RECEBIDO {name.upper()}",
+        "amount": _money(rng, 20, 800),
+        "category": "Transfer - PIX",
+        "categoryId": "05070000",
+        "paymentData": _payment(name, OWNER, "PIX"),
+    }
+
+
+def _salary(rng: random.Random) -> Json:
+    return {
+        "description": "Salário Acme Ltda",
+        "descriptionRaw": "CRED SALARIO ACME LTDA",
+        "amount": _money(rng, 2500, 4000),
+        "category": "Salary",
+        "categoryId": "01010000",
+        "paymentData": _payment("Acme Ltda", OWNER, "TED"),
+    }
+
+
+def _boleto(rng: random.Random) -> Json:
+    biller = rng.choice(BILLERS)
+    return {
+        "description": f"Pagamento de boleto {biller}",
+        "descriptionRaw": f"PAG BOLETO {biller.upper()}",
+        "amount": -_money(rng, 100, 1200),
+        "category": "Bills and utilities",
+        "categoryId": "09000000",
+        "paymentData": _payment(OWNER, biller, "BOLETO"),
+    }
+
+
+def _bank_fee(rng: random.Random) -> Json:
+    return {
+        "description": "Tarifa pacote de serviços",
+        "descriptionRaw": "TAR PACOTE SERVICOS",
+        "amount": -_money(rng, 25, 55),
+        "category": "Bank fees",
+        "categoryId": "16010000",
+        "paymentData": None,
+    }
+
+
+BANK_KINDS = [(_pix_out, 8), (_pix_in, 2), (_boleto, 3), (_bank_fee, 1), (_salary, 1)]
+
+
+def _card_purchase(rng: random.Random) -> Json:
+    name, raw, category, category_id, mcc = rng.choice(MERCHANTS)
+    amount = _money(rng, 12, 600)
+    installments = rng.choice([1, 1, 1, 1, 3, 6, 10])
+    metadata = {
+        "installmentNumber": rng.randint(1, installments),
+        "totalInstallments": installments,
+        "totalAmount": round(amount * installments, 2),
+        "payeeMCC": mcc,
+        "cardNumber": None,
+    }
+    description = name
+    if installments > 1:
+        description = f"{name} {metadata['installmentNumber']}/{installments}"
+    return {
+        "description": description,
+        "descriptionRaw": raw,
+        "amount": -amount,
+        "category": category,
+        "categoryId": category_id,
+        "paymentData": None,
+        "creditCardMetadata": metadata,
+        "merchant": {"name": name, "businessName": f"{name} Ltda", "cnpj": _cnpj(rng), "cnae": None},
+    }
+
+
+def _card_payment(rng: random.Random) -> Json:
+    return {
+        "description": "Pagamento de fatura",
+        "descriptionRaw": "PAGAMENTO RECEBIDO",
+        "amount": _money(rng, 300, 2500),
+        "category": "Credit card payment",
+        "categoryId": "05100000",
+        "paymentData": None,
+    }
+
+
+CARD_KINDS = [(_card_purchase, 5), (_card_payment, 1)]
+
+
+def _money(rng: random.Random, low: float, high: float) -> float:
+    return round(rng.uniform(low, high), 2)
+
+
+def _cnpj(rng: random.Random) -> str:
+    digits = f"{rng.randint(10**13, 10**14 - 1)}"
+    return f"{digits[:2]}.{digits[2:5]}.{digits[5:8]}/{digits[8:12]}-{digits[12:]}"
+
+
+def _payment(payer: str, receiver: str, method: str) -> Json:
+    return {
+        "payer": {"name": payer, "documentNumber": None},
+        "receiver": {"name": receiver, "documentNumber": None},
+        "paymentMethod": method,
+        "referenceNumber": None,
+        "reason": None,
+    }
+
+
+def new_transaction(
+    rng: random.Random, account: Json, day: date, status: str, now: datetime
+) -> Json:
+    kinds = BANK_KINDS if account["type"] == "BANK" else CARD_KINDS
+    make = rng.choices([kind for kind, _ in kinds], weights=[weight for _, weight in kinds])[0]
+    fields = make(rng)
+    amount = fields["amount"]
+    return {
+        "id": new_uuid(rng),
+        "accountId": account["id"],
+        "date": day_timestamp(day),
+        "description": fields["description"],
+        "descriptionRaw": fields["descriptionRaw"],
+        "currencyCode": "BRL",
+        "amount": amount,
+        "amountInAccountCurrency": None,
+        "balance": None,
+        "type": "DEBIT" if amount < 0 else "CREDIT",
+        "status": status,
+        "category": fields["category"],
+        "categoryId": fields["categoryId"],
+        "providerCode": str(rng.randint(100000, 999999)),
+        "providerId": None,
+        "operationType": None,
+        "paymentData": fields.get("paymentData"),
+        "creditCardMetadata": fields.get("creditCardMetadata"),
+        "merchant": fields.get("merchant"),
+        "createdAt": iso(now),
+        "updatedAt": iso(now),
+    }
+
+
+def history(rng: random.Random, account: Json, count: int, now: datetime) -> list[Json]:
+    """About a year of rows; the first few are recent and still PENDING."""
+    today = now.date()
+    rows = []
+    for index in range(count):
+        if index < len(PENDING_DAYS_AGO):
+            days_ago, status = PENDING_DAYS_AGO[index], "PENDING"
+        else:
+            days_ago, status = rng.randint(2, HISTORY_DAYS - 1), "POSTED"
+        rows.append(new_transaction(rng, account, today - timedelta(days=days_ago), status, now))
+    return rows
+
+
+def fresh_rows(rng: random.Random, account: Json, count: int, now: datetime) -> list[Json]:
+    """Rows a later sync finds, dated today; card purchases start PENDING."""
+    status = "POSTED" if account["type"] == "BANK" else "PENDING"
+    return [new_transaction(rng, account, now.date(), status, now) for _ in range(count)]
+
+
+def restated(rng: random.Random, row: Json, now: datetime) -> Json:
+    """The same movement as the bank now reports it: new id, slightly different description."""
+    return {
+        **row,
+        "id": new_uuid(rng),
+        "description": f"{row['description']} *",
+        "descriptionRaw": f"{row['descriptionRaw']} REF",
+        "createdAt": iso(now),
+        "updatedAt": iso(now),
+    }
+
+
+def sort_key(row: Json) -> tuple[str, str]:
+    return (row["date"], row["id"])
+
+
+def fill_running_balances(rows: list[Json]) -> None:
+    """Bank rows carry the balance after each posted movement, in (date, id) order."""
+    balance = OPENING_BALANCE
+    for row in sorted(rows, key=sort_key):
+        balance = round(balance + row["amount"], 2)
+        row["balance"] = balance if row["status"] == "POSTED" else None

@@ -1,0 +1,444 @@
+"""The sandbox's in-memory world. Every read and write holds ``World.lock``."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import fnmatch
+import json
+import random
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from . import data, events
+from .data import Json
+from .delivery import Deliverer, Delivery
+from .errors import FORBIDDEN, PluggyApiError, not_found
+
+API_KEY_LIFETIME = timedelta(hours=2)
+CONNECT_TOKEN_LIFETIME = timedelta(minutes=30)
+PATCH_LIMIT = 20
+PATCH_WINDOW_S = 60.0
+WEBHOOKS_PER_EVENT = 5
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class Token:
+    kind: str  # "api" or "connect"
+    expires_at: datetime
+    item_id: str | None = None
+    options: Json = field(default_factory=dict)
+    created_items: set[str] = field(default_factory=set)
+
+    @property
+    def triggered_by(self) -> str:
+        return "USER" if self.kind == "connect" else "CLIENT"
+
+    def may_act_on(self, item_id: str) -> bool:
+        return self.kind == "api" or item_id == self.item_id or item_id in self.created_items
+
+
+@dataclass
+class ItemRecord:
+    json: Json
+    parameters: Json
+    data_rng: random.Random
+    event_rng: random.Random
+    generation: int = 0
+    stage: str = "idle"  # login | collect | waiting | idle
+    mfa_answered: int = 0
+    triggered_by: str = "CLIENT"
+    mfa_timer: threading.Timer | None = None
+
+    @property
+    def id(self) -> str:
+        return self.json["id"]
+
+
+@dataclass
+class FailRule:
+    method: str
+    path: str
+    status: int
+    count: int
+    retry_after: int | None = None
+    code_description: str | None = None
+    data: Json | None = None
+
+    def as_json(self) -> Json:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "count": self.count,
+            "retry_after": self.retry_after,
+            "codeDescription": self.code_description,
+            "data": self.data,
+        }
+
+
+class World:
+    def __init__(
+        self,
+        *,
+        seed: int,
+        client_id: str,
+        client_secret: str,
+        step_delay: float,
+        page_size: int,
+        clock: Clock,
+        retry_backoff: tuple[float, ...],
+        mfa_timeout_s: float,
+        base_url: str | None,
+    ) -> None:
+        self.seed = seed
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.step_delay = step_delay
+        self.page_size = page_size
+        self.clock = clock
+        self.mfa_timeout_s = mfa_timeout_s
+        self.base_url = base_url
+        self.lock = threading.RLock()
+        self.executions_changed = threading.Condition(self.lock)
+        self.running_executions = 0
+        self.stopping = threading.Event()
+        self.deliverer = Deliverer(random.Random(f"{seed}:deliveries"), retry_backoff)
+        self._ids = random.Random(f"{seed}:world")
+        self._connector_events = random.Random(f"{seed}:connectors")
+        self._tokens: dict[str, Token] = {}
+        self.items: dict[str, ItemRecord] = {}
+        self._items_created = 0
+        self.accounts: dict[str, Json] = {}
+        self.rows: dict[str, dict[str, Json]] = {}  # account id -> transaction id -> row
+        self._sorted_rows: dict[str, list[Json]] = {}  # cache, dropped whenever rows come or go
+        self.deleted_transaction_ids: list[str] = []
+        self.webhooks: dict[str, Json] = {}
+        self.webhook_headers: dict[str, dict[str, str]] = {}
+        self.connector_health: dict[int, str] = {cid: "ONLINE" for cid in data.CONNECTORS}
+        self._patch_times: deque[float] = deque()
+        self._fail_rules: list[FailRule] = []
+
+    def now(self) -> datetime:
+        return self.clock().astimezone(UTC)
+
+    def close(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            for record in self.items.values():
+                cancel_timer(record)
+        self.deliverer.close()
+
+    # Authentication ----------------------------------------------------------------------
+
+    def issue_api_key(self, client_id: Any, client_secret: Any) -> str:
+        valid_id = secrets.compare_digest(str(client_id).encode(), self.client_id.encode())
+        valid_secret = secrets.compare_digest(str(client_secret).encode(), self.client_secret.encode())
+        if not (valid_id and valid_secret):
+            raise PluggyApiError(401, "Invalid credentials", "INVALID_CREDENTIALS")
+        return self._issue(Token("api", self.now() + API_KEY_LIFETIME))
+
+    def issue_connect_token(self, item_id: str | None, options: Json) -> str:
+        with self.lock:
+            if item_id is not None and item_id not in self.items:
+                raise not_found("item")
+        return self._issue(Token("connect", self.now() + CONNECT_TOKEN_LIFETIME, item_id, options))
+
+    def _issue(self, token: Token) -> str:
+        claims = {
+            "clientId": self.client_id,
+            "iat": int(self.now().timestamp()),
+            "exp": int(token.expires_at.timestamp()),
+            "jti": secrets.token_hex(8),
+        }
+        if token.item_id:
+            claims["itemId"] = token.item_id
+        key = ".".join(
+            [
+                _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()),
+                _b64url(json.dumps(claims).encode()),
+                _b64url(secrets.token_bytes(32)),
+            ]
+        )
+        with self.lock:
+            now = self.now()
+            self._tokens = {k: t for k, t in self._tokens.items() if t.expires_at > now}
+            self._tokens[key] = token
+        return key
+
+    def authenticate(self, key: str | None, allow_connect: bool) -> Token:
+        with self.lock:
+            token = self._tokens.get(key or "")
+        usable = token is not None and token.expires_at > self.now()
+        if not usable or (token.kind == "connect" and not allow_connect):
+            raise PluggyApiError(403, FORBIDDEN)
+        return token
+
+    # Items -------------------------------------------------------------------------------
+
+    def new_item(self, connector: data.Connector, parameters: Json, token: Token, body: Json) -> ItemRecord:
+        """A new item, not yet running; the caller starts its first execution."""
+        index = self._items_created
+        self._items_created += 1
+        now = data.iso(self.now())
+        # The connect token's options win: the widget's request comes from the end user's browser.
+        options = {**_item_options(body), **_item_options(token.options)}
+        item_json = {
+            "id": data.new_uuid(self._ids),
+            "connector": data.connector_json(connector, self.connector_health[connector.id]),
+            "status": "UPDATING",
+            "executionStatus": "CREATING",
+            "error": None,
+            "statusDetail": None,
+            "parameter": None,
+            "userAction": None,
+            "clientUserId": options.get("clientUserId"),
+            "webhookUrl": options.get("webhookUrl"),
+            "products": data.PRODUCTS,
+            "createdAt": now,
+            "updatedAt": now,
+            "lastUpdatedAt": None,
+            "nextAutoSyncAt": None,
+            "consecutiveFailedLoginAttempts": 0,
+            "consentExpiresAt": None,
+        }
+        record = ItemRecord(
+            json=item_json,
+            parameters=dict(parameters),
+            data_rng=random.Random(f"{self.seed}:item:{index}:data"),
+            event_rng=random.Random(f"{self.seed}:item:{index}:events"),
+            triggered_by=token.triggered_by,
+        )
+        self.items[record.id] = record
+        token.created_items.add(record.id)
+        return record
+
+    def record_for(self, item_id: str, token: Token | None = None) -> ItemRecord:
+        record = self.items.get(item_id)
+        if record is None:
+            raise not_found("item")
+        if token is not None and not token.may_act_on(item_id):
+            raise PluggyApiError(403, FORBIDDEN)
+        return record
+
+    def item_json(self, item_id: str, token: Token | None = None) -> Json:
+        with self.lock:
+            return copy.deepcopy(self.record_for(item_id, token).json)
+
+    def touch(self, record: ItemRecord, **fields: Any) -> None:
+        record.json.update(fields, updatedAt=data.iso(self.now()))
+
+    def count_patch(self) -> None:
+        """Pluggy's 20 PATCH /items per minute; every PATCH that gets an answer counts."""
+        now = time.monotonic()
+        while self._patch_times and now - self._patch_times[0] >= PATCH_WINDOW_S:
+            self._patch_times.popleft()
+        if len(self._patch_times) >= PATCH_LIMIT:
+            raise PluggyApiError(
+                429,
+                "Too many requests: item updates are limited to 20 per minute",
+                "RATE_LIMIT_EXCEEDED",
+                headers={"Retry-After": str(int(PATCH_WINDOW_S))},
+            )
+        self._patch_times.append(now)
+
+    def delete_item(self, item_id: str) -> None:
+        with self.lock:
+            record = self.record_for(item_id)
+            cancel_timer(record)
+            record.generation += 1
+            self.publish(record, [events.item_event(record.event_rng, "item/deleted", record.json, "CLIENT")])
+            del self.items[item_id]
+            for account_id in self.account_ids(item_id):
+                del self.accounts[account_id]
+                del self.rows[account_id]
+                self._sorted_rows.pop(account_id, None)
+
+    def set_connector_status(self, connector_id: int, status: str) -> Json:
+        with self.lock:
+            if connector_id not in self.connector_health:
+                raise not_found("connector")
+            self.connector_health[connector_id] = status
+            for record in self.items.values():
+                if record.json["connector"]["id"] == connector_id:
+                    record.json["connector"]["health"]["status"] = status
+            payload = events.connector_status(self._connector_events, connector_id, status)
+            self.deliverer.enqueue(self._deliveries(payload, None))
+            return payload
+
+    # Accounts and transactions -----------------------------------------------------------
+
+    def account_ids(self, item_id: str) -> list[str]:
+        return [aid for aid, account in self.accounts.items() if account["itemId"] == item_id]
+
+    def add_account(self, account: Json) -> None:
+        self.accounts[account["id"]] = account
+        self.rows[account["id"]] = {}
+
+    def add_rows(self, rows: list[Json]) -> None:
+        for row in rows:
+            self.rows[row["accountId"]][row["id"]] = row
+            self._sorted_rows.pop(row["accountId"], None)
+
+    def delete_row(self, row: Json) -> None:
+        del self.rows[row["accountId"]][row["id"]]
+        self._sorted_rows.pop(row["accountId"], None)
+        self.deleted_transaction_ids.append(row["id"])
+
+    def sorted_rows(self, account_id: str) -> list[Json]:
+        """The account's live rows in (date, id) order; KeyError for an unknown account."""
+        if account_id not in self._sorted_rows:
+            self._sorted_rows[account_id] = sorted(self.rows[account_id].values(), key=data.sort_key)
+        return self._sorted_rows[account_id]
+
+    def refresh_balances(self, account_ids: list[str]) -> None:
+        now = self.now()
+        for account_id in account_ids:
+            data.refresh_balance(self.accounts[account_id], list(self.rows[account_id].values()), now)
+
+    def find_row(self, transaction_id: str) -> Json:
+        with self.lock:
+            for rows in self.rows.values():
+                if transaction_id in rows:
+                    return copy.deepcopy(rows[transaction_id])
+        raise not_found("transaction")
+
+    # Webhooks ------------------------------------------------------------------------------
+
+    def add_webhook(self, event: str, url: str, headers: dict[str, str] | None) -> Json:
+        with self.lock:
+            same_event = [w for w in self.webhooks.values() if w["event"] == event]
+            if len(same_event) >= WEBHOOKS_PER_EVENT:
+                raise PluggyApiError(
+                    400, f"At most {WEBHOOKS_PER_EVENT} webhooks per event", "WEBHOOK_LIMIT_REACHED"
+                )
+            now = data.iso(self.now())
+            webhook = {
+                "id": data.new_uuid(self._ids),
+                "event": event,
+                "url": url,
+                "disabledAt": None,
+                "createdAt": now,
+                "updatedAt": now,
+            }
+            self.webhooks[webhook["id"]] = webhook
+            self.webhook_headers[webhook["id"]] = dict(headers or {})
+            return dict(webhook)
+
+    def webhook(self, webhook_id: str) -> Json:
+        webhook = self.webhooks.get(webhook_id)
+        if webhook is None:
+            raise not_found("webhook")
+        return webhook
+
+    def change_webhook(self, webhook_id: str, changes: Json) -> Json:
+        with self.lock:
+            webhook = self.webhook(webhook_id)
+            for name in ("url", "event"):
+                if name in changes:
+                    webhook[name] = changes[name]
+            if "headers" in changes:
+                self.webhook_headers[webhook_id] = dict(changes["headers"] or {})
+            if "enabled" in changes:
+                webhook["disabledAt"] = None if changes["enabled"] else data.iso(self.now())
+            webhook["updatedAt"] = data.iso(self.now())
+            return dict(webhook)
+
+    def remove_webhook(self, webhook_id: str) -> None:
+        with self.lock:
+            self.webhook(webhook_id)
+            del self.webhooks[webhook_id]
+            del self.webhook_headers[webhook_id]
+
+    # Deliveries ----------------------------------------------------------------------------
+
+    def publish(self, record: ItemRecord, payloads: list[Json]) -> None:
+        """Queue the payloads as one burst, to the subscribed webhooks and the item's webhookUrl."""
+        deliveries = []
+        for payload in payloads:
+            deliveries += self._deliveries(payload, record.json.get("webhookUrl"))
+        self.deliverer.enqueue(deliveries)
+
+    def _deliveries(self, payload: Json, item_webhook_url: str | None) -> list[Delivery]:
+        deliveries = [
+            Delivery(webhook["url"], payload, dict(self.webhook_headers[webhook_id]))
+            for webhook_id, webhook in self.webhooks.items()
+            if webhook["disabledAt"] is None and webhook["event"] in (payload["event"], "all")
+        ]
+        if item_webhook_url:
+            deliveries.append(Delivery(item_webhook_url, payload))
+        return deliveries
+
+    def link_base(self) -> str:
+        return self.base_url or "http://127.0.0.1"
+
+    # Faults and waiting --------------------------------------------------------------------
+
+    def set_fail_rules(self, rules: list[FailRule]) -> None:
+        with self.lock:
+            self._fail_rules = rules
+
+    def fail_rules(self) -> list[Json]:
+        with self.lock:
+            return [rule.as_json() for rule in self._fail_rules]
+
+    def take_failure(self, method: str, path: str) -> FailRule | None:
+        with self.lock:
+            for rule in self._fail_rules:
+                if rule.count > 0 and rule.method == method and fnmatch.fnmatchcase(path, rule.path):
+                    rule.count -= 1
+                    return rule
+        return None
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once no execution runs and no delivery waits, False if ``timeout`` passes first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.executions_changed:
+                settled = self.executions_changed.wait_for(
+                    lambda: self.running_executions == 0, timeout=max(0.0, deadline - time.monotonic())
+                )
+            if not settled or not self.deliverer.wait_idle(deadline):
+                return False
+            with self.lock:
+                # Deliveries are queued before an execution ends, so both quiet at once means idle.
+                if self.running_executions == 0 and self.deliverer.is_idle():
+                    return True
+
+    def snapshot(self) -> Json:
+        with self.lock:
+            rows = [row for account_id in self.accounts for row in self.sorted_rows(account_id)]
+            webhooks = [
+                {**webhook, "headers": self.webhook_headers[webhook_id]}
+                for webhook_id, webhook in self.webhooks.items()
+            ]
+            return copy.deepcopy(
+                {
+                    "items": [record.json for record in self.items.values()],
+                    "accounts": list(self.accounts.values()),
+                    "transactions": rows,
+                    "deleted_transaction_ids": self.deleted_transaction_ids,
+                    "webhooks": webhooks,
+                }
+            )
+
+
+def cancel_timer(record: ItemRecord) -> None:
+    if record.mfa_timer is not None:
+        record.mfa_timer.cancel()
+        record.mfa_timer = None
+
+
+def _item_options(values: Json) -> Json:
+    return {name: values[name] for name in ("clientUserId", "webhookUrl") if values.get(name) is not None}
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
