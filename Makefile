@@ -3,8 +3,8 @@
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-HOST ?= 127.0.0.1
 PORT ?= 5000
+SANDBOX_PORT ?= 8700
 
 .PHONY: run test clean
 
@@ -13,10 +13,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	touch $(STAMP)
 
-# The service on SQLite in the instance folder, in debug mode (a SECRET_KEY is generated there).
+# The whole service on SQLite in the instance folder, with the local Pluggy stand-in: the web
+# service, the worker and the stand-in together, a demo user and item. Ctrl-C stops them all.
 run: $(STAMP)
 	FLASK_DEBUG=1 $(BIN)/flask db upgrade
-	FLASK_DEBUG=1 $(BIN)/flask run --host $(HOST) --port $(PORT)
+	PORT=$(PORT) SANDBOX_PORT=$(SANDBOX_PORT) $(BIN)/python -m sandbox.demo
 
 # The whole suite; set TEST_DATABASE_URL to run it against PostgreSQL instead of SQLite.
 test: $(STAMP)
