@@ -56,13 +56,9 @@ def choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
 
 
 def positive_int(name: str, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
+    if not value.strip().isdigit() or int(value) < 1:
         raise ConfigError(f"{name} must be a whole number of days, 1 or more; got {value!r}")
-    return number
+    return int(value)
 
 
 def positive_number(name: str, value: str) -> float:
