@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 ITEM_BUSY = ("UPDATING", "MERGING")
 DEFAULT_RETRY_AFTER = 60.0
+# An item reported UPDATED but not re-synced since our PATCH has probably not started that update;
+# after this long, its state is taken as the outcome all the same.
+START_GRACE = timedelta(minutes=2)
 
 # A settled item's status -> how its open run ends (UPDATED ends by fetching).
 RUN_OUTCOME = {
@@ -75,6 +78,18 @@ def sync_status(connection: Connection, open_run: SyncRun | None = None) -> str:
         "WAITING_USER_ACTION": "USER_ACTION_REQUIRED",
         "LOGIN_ERROR": "CREDENTIALS_REQUIRED",
     }.get(status, "ERROR")
+
+
+def answers(item: dict, run: SyncRun) -> bool:
+    """Does the item's state tell the outcome of this run? Not while Pluggy is busy, and not when an
+    UPDATED item has not synced since we asked it to: that is the previous update's result."""
+    if item.get("status") in ITEM_BUSY:
+        return False
+    requested = run.item_update_requested_at
+    if item.get("status") != "UPDATED" or requested is None:
+        return True
+    last_updated = timestamp(item.get("lastUpdatedAt"))
+    return (last_updated is not None and last_updated >= requested) or utcnow() - requested > START_GRACE
 
 
 def apply_item(connection: Connection, item: dict) -> None:
@@ -322,9 +337,9 @@ class BankConnectionService:
         apply_item(connection, item)
         self.session.commit()
         status = item.get("status")
-        if status in ITEM_BUSY:
-            return None
         run = runs.find_open_run(self.session, connection.id)
+        if status in ITEM_BUSY or (run is not None and not answers(item, run)):
+            return None
         if status in RUN_OUTCOME:
             if run is None:
                 return None

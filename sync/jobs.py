@@ -10,7 +10,7 @@ from models.base import utcnow
 from pluggy_client import PluggyNotFound
 
 from . import runs
-from .connections import ITEM_BUSY, BankConnectionService, apply_item
+from .connections import ITEM_BUSY, BankConnectionService, answers, apply_item
 from .scheduling import (
     FETCH_ITEM,
     INITIAL_SYNC,
@@ -25,9 +25,6 @@ from .scheduling import (
 from .transactions import TransactionService, timestamp
 from .worker import JobContext, RetryLater, handles
 
-# An item reported UPDATED but not yet re-synced right after our PATCH has probably not started;
-# after this long, its answer is taken as the outcome.
-START_GRACE = timedelta(minutes=2)
 KEEP_FINISHED_JOBS = timedelta(days=7)
 
 
@@ -103,7 +100,7 @@ def watch_item(context: JobContext) -> None:
         return
     connection = run.connection
     item = context.client.get_item(connection.item_id)
-    if not has_settled(item, run):
+    if not answers(item, run):
         if waited_too_long(run.started_at, context):
             runs.close_run(
                 context.session, run, "error", error_code="timeout", error="Pluggy did not finish the update in time"
@@ -163,17 +160,6 @@ def updated_since_our_fetch(item: dict, connection: Connection) -> bool:
     if item.get("status") in ITEM_BUSY or last_updated is None:
         return False
     return connection.last_synced_at is None or last_updated > connection.last_synced_at
-
-
-def has_settled(item: dict, run: SyncRun) -> bool:
-    if item.get("status") in ITEM_BUSY:
-        return False
-    requested = run.item_update_requested_at
-    if item.get("status") != "UPDATED" or requested is None:
-        return True
-    last_updated = item.get("lastUpdatedAt")
-    started_since = last_updated is not None and datetime.fromisoformat(last_updated) >= requested
-    return started_since or utcnow() - requested > START_GRACE
 
 
 def waited_too_long(since: datetime, context: JobContext) -> bool:

@@ -16,6 +16,7 @@ from sync.tokens import issue_api_token, issue_webhook_token
 from sync.worker import Worker
 from tests import pluggy_fixtures as pf
 from tests.conftest import make_app
+from tests.fake_pluggy import now_iso
 
 SECRET = {"X-Webhook-Secret": "test-webhook-secret"}
 
@@ -184,7 +185,7 @@ def test_item_updated_closes_the_waiting_manual_run_by_fetching(client, session,
     account_id = fake_pluggy.accounts[connection.item_id][0]["id"]
     fake_pluggy.add_transaction(account_id, date=f"{utcnow().date()}T03:00:00.000Z")
     started = BankConnectionService(session, pluggy_api, settings).trigger_manual_sync(connection)
-    fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=pf.SYNCED_AT)
+    fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=now_iso())
 
     deliver(client, worker, session, pf.webhook_event("item/updated", itemId=connection.item_id))
 
@@ -192,6 +193,17 @@ def test_item_updated_closes_the_waiting_manual_run_by_fetching(client, session,
     assert (run.id, run.status, run.created) == (started.sync_run.id, "success", 1)
     (event,) = events(session)
     assert (event.status, event.sync_run_id, event.attempts) == ("processed", run.id, 1)
+
+
+def test_a_late_item_updated_of_the_previous_update_leaves_our_run_waiting(client, session, connection, fake_pluggy, worker, pluggy_api, settings):
+    started = BankConnectionService(session, pluggy_api, settings).trigger_manual_sync(connection)
+    fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=pf.SYNCED_AT)  # before our PATCH
+
+    deliver(client, worker, session, pf.webhook_event("item/updated", itemId=connection.item_id))
+
+    (run,) = runs_of(session, connection)
+    assert (run.id, run.status) == (started.sync_run.id, "pending")
+    assert fake_pluggy.count("GET", "/v2/transactions") == 0
 
 
 def test_a_burst_of_item_events_reads_and_fetches_the_item_once(client, session, connection, fake_pluggy, worker):

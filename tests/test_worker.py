@@ -17,7 +17,7 @@ from sync import queue, scheduling, worker as worker_module
 from sync.connections import BankConnectionService, MfaNotRequired, MfaValueRequired
 from sync.worker import Worker
 from tests import pluggy_fixtures as pf
-from tests.fake_pluggy import MFA_VALUE
+from tests.fake_pluggy import MFA_VALUE, now_iso
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ def test_mfa_is_refused_when_pluggy_is_not_waiting_for_it(connection, poll_servi
 
 def test_a_fetch_after_an_item_update_closes_the_waiting_run(session, connection, fake_pluggy, worker, pluggy_api, settings):
     result = BankConnectionService(session, pluggy_api, settings).trigger_manual_sync(connection)
-    fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=pf.SYNCED_AT)
+    fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=now_iso())
     scheduling.queue_fetch(session, connection, "webhook")
     session.commit()
 

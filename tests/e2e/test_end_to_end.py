@@ -180,6 +180,21 @@ def settled_run(stack: Stack, connection_id: int, count: int, timeout: float = 6
     return wait_until(done, timeout, what=f"{count} closed run(s)")
 
 
+def quiet(stack: Stack, connection_id: int) -> None:
+    """Wait until the sandbox has delivered everything and the service, synced at least once,
+    has no sync open."""
+    stack.idle()
+    wait_until(
+        lambda: stack.connection(connection_id)["last_synced_at"]
+        and all(run["status"] not in ("pending", "running") for run in stack.runs(connection_id)),
+        what="no open run",
+    )
+
+
+def run_status(stack: Stack, connection_id: int, run_id: int) -> str:
+    return next(run["status"] for run in stack.runs(connection_id) if run["id"] == run_id)
+
+
 def assert_same_data(stack: Stack, connection_id: int, item_id: str) -> None:
     stack.idle()
     ours = stack.transactions(connection_id)
@@ -212,6 +227,7 @@ def test_the_whole_journey(stack):
     wait_until(lambda: len(stack.transactions(connection_id)) == len(stack.sandbox_transactions(item_id)), what="new rows")
 
     # 3. A manual sync, followed until it ends.
+    quiet(stack, connection_id)
     synced = stack.api("POST", f"/connections/{connection_id}/sync_transactions/", params={"wait": 30})
     assert (synced.status_code, synced.json()["status"]) == (200, "SUCCESS")
     assert_same_data(stack, connection_id, item_id)
@@ -223,8 +239,7 @@ def test_the_whole_journey(stack):
     sent = stack.api("POST", f"/connections/{mfa_connection}/send_mfa/", json={"mfa_value": "123456"})
     assert (sent.status_code, sent.json()["status"]) == (200, "MFA_SENT")
     wait_until(lambda: stack.connection(mfa_connection)["sync_status"] == "UPDATED", what="the MFA item's first fetch")
-    stack.idle()
-    wait_until(lambda: stack.connection(mfa_connection)["sync_status"] == "UPDATED", what="every run closed")
+    quiet(stack, mfa_connection)
     asked = stack.api("POST", f"/connections/{mfa_connection}/sync_transactions/", params={"wait": 30})
     assert (asked.status_code, asked.json()["status"]) == (409, "MFA_REQUIRED")
     assert asked.json()["mfa"]["name"] == "token"
@@ -236,6 +251,7 @@ def test_the_whole_journey(stack):
     update_token = stack.api("POST", "/connect_token/", json={"item_id": item_id}).json()["access_token"]
     stack.reconnect(item_id, update_token, "user-ok", "wrong-password")
     wait_until(lambda: stack.connection(connection_id)["sync_status"] == "CREDENTIALS_REQUIRED", what="login error")
+    quiet(stack, connection_id)
     refused = stack.api("POST", f"/connections/{connection_id}/sync_transactions/")
     assert (refused.status_code, refused.json()["status"]) == (409, "CREDENTIALS_REQUIRED")
     reconnect_token = refused.json()["connect_token"]
@@ -267,7 +283,7 @@ def test_lost_and_repeated_webhooks_are_healed(app, database_url):
     with running(database_url, **settings) as stack:
         item_id = stack.connect_item()
         connection_id = stack.api("POST", "/connections/", json={"item_id": item_id}).json()["id"]
-        settled_run(stack, connection_id, 1)
+        quiet(stack, connection_id)
 
         # Every delivery of the next update is lost: the sweep notices the item moved.
         stack.control("faults", drop=100)
@@ -275,15 +291,16 @@ def test_lost_and_repeated_webhooks_are_healed(app, database_url):
         assert started.status_code == 202
         stack.idle()
         stack.control("faults", drop=0)
-        settled_run(stack, connection_id, 2, timeout=60)
+        run_id = started.json()["sync_run_id"]
+        wait_until(lambda: run_status(stack, connection_id, run_id) == "success", timeout=60, what="the sweep")
         assert_same_data(stack, connection_id, item_id)
 
         # Then deliveries arrive twice and out of order: each is stored and handled once.
         stack.control("faults", duplicate=100, reorder=True)
         stack.control(f"items/{item_id}/add_transactions", count=3)
+        quiet(stack, connection_id)
         assert stack.api("POST", f"/connections/{connection_id}/sync_transactions/").status_code == 202
-        stack.idle()
-        settled_run(stack, connection_id, 3, timeout=60)
+        quiet(stack, connection_id)
         wait_until(lambda: set(stack.transactions(connection_id)) == set(stack.sandbox_transactions(item_id)),
                    timeout=60, what="the duplicates handled")
         assert_same_data(stack, connection_id, item_id)
