@@ -9,6 +9,17 @@ import threading
 from werkzeug.serving import make_server
 
 from . import create_sandbox, world_of
+from .delivery import DEFAULT_BACKOFF
+
+
+def backoff(text: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated seconds: {text!r}") from None
+    if any(delay < 0 for delay in delays):
+        raise argparse.ArgumentTypeError("delays cannot be negative")
+    return delays
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,6 +31,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--page-size", type=int, default=500)
     parser.add_argument("--client-id", default="sandbox-client-id")
     parser.add_argument("--client-secret", default="sandbox-client-secret")
+    parser.add_argument(
+        "--retry-backoff",
+        type=backoff,
+        default=DEFAULT_BACKOFF,
+        help="seconds before each redelivery of a failed webhook, comma-separated (default 0.2,0.5,1)",
+    )
     args = parser.parse_args(argv)
 
     app = create_sandbox(
@@ -28,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         client_secret=args.client_secret,
         step_delay=args.step_delay,
         page_size=args.page_size,
+        retry_backoff=args.retry_backoff,
     )
     server = make_server(args.host, args.port, app, threaded=True)
     world_of(app).base_url = f"http://{args.host}:{server.port}"

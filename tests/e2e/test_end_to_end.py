@@ -62,26 +62,33 @@ class Stack:
             **settings,
         }
         self.env.pop("FLASK_DEBUG", None)
-        self.processes: list[subprocess.Popen] = []
+        self.processes: dict[str, subprocess.Popen] = {}
         self.token = ""
 
     def start(self) -> None:
-        sandbox_port = self.sandbox.rsplit(":", 1)[1]
-        web_port = self.web.rsplit(":", 1)[1]
-        self.spawn("-m", "sandbox", "--port", sandbox_port, "--seed", "7", "--step-delay", "0.05")
-        self.spawn("-m", "flask", "run", "--no-reload", "--port", web_port)
-        self.spawn("-m", "flask", "worker", "--poll-interval", "0.1", "--concurrency", "2")
+        self.spawn("sandbox", "-m", "sandbox", "--port", self.sandbox.rsplit(":", 1)[1], "--seed", "7",
+                   "--step-delay", "0.05", "--retry-backoff", "1,2,4,8")
+        self.start_web()
+        self.spawn("worker", "-m", "flask", "worker", "--poll-interval", "0.1", "--concurrency", "2")
         wait_until(lambda: self.up(f"{self.sandbox}/health") and self.up(f"{self.web}/health"), what="the stack up")
         self.flask("webhooks", "register", f"{self.web}/webhooks/pluggy")
         self.token = self.flask("users", "create", "ana@example.com")
 
-    def spawn(self, *args: str) -> None:
-        self.processes.append(
-            subprocess.Popen([sys.executable, *args], cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def start_web(self) -> None:
+        self.spawn("web", "-m", "flask", "run", "--no-reload", "--port", self.web.rsplit(":", 1)[1])
+
+    def stop_web(self) -> None:
+        web = self.processes.pop("web")
+        web.terminate()
+        web.wait(timeout=15)
+
+    def spawn(self, name: str, *args: str) -> None:
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
 
     def up(self, url: str) -> bool:
-        for process in self.processes:
+        for process in self.processes.values():
             assert process.poll() is None, process.stderr.read().decode()
         try:
             return requests.get(url, timeout=TIMEOUT).ok
@@ -89,9 +96,9 @@ class Stack:
             return False
 
     def stop(self) -> None:
-        for process in self.processes:
+        for process in self.processes.values():
             process.terminate()
-        for process in self.processes:
+        for process in self.processes.values():
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -181,14 +188,21 @@ def settled_run(stack: Stack, connection_id: int, count: int, timeout: float = 6
 
 
 def quiet(stack: Stack, connection_id: int) -> None:
-    """Wait until the sandbox has delivered everything and the service, synced at least once,
-    has no sync open."""
+    """Wait until the sandbox has delivered everything, the service's queue has nothing to do,
+    and the connection, synced at least once, has no sync open."""
     stack.idle()
-    wait_until(
-        lambda: stack.connection(connection_id)["last_synced_at"]
-        and all(run["status"] not in ("pending", "running") for run in stack.runs(connection_id)),
-        what="no open run",
-    )
+
+    def settled() -> bool:
+        queue = requests.get(f"{stack.web}/health", timeout=TIMEOUT).json()["queue"]
+        runs = stack.runs(connection_id)
+        return (
+            queue["due"] == 0
+            and queue["running"] == 0
+            and stack.connection(connection_id)["last_synced_at"] is not None
+            and all(run["status"] not in ("pending", "running") for run in runs)
+        )
+
+    wait_until(settled, what="nothing left to do")
 
 
 def run_status(stack: Stack, connection_id: int, run_id: int) -> str:
@@ -199,7 +213,8 @@ def assert_same_data(stack: Stack, connection_id: int, item_id: str) -> None:
     stack.idle()
     ours = stack.transactions(connection_id)
     theirs = stack.sandbox_transactions(item_id)
-    assert set(ours) == set(theirs)
+    missing = [{k: theirs[i][k] for k in ("date", "createdAt", "status")} for i in set(theirs) - set(ours)]
+    assert set(ours) == set(theirs), {"missing": missing, "extra": set(ours) - set(theirs), "runs": stack.runs(connection_id)}
     for pluggy_id, row in theirs.items():
         assert (ours[pluggy_id]["amount"], ours[pluggy_id]["status"], ours[pluggy_id]["description"]) == (
             row["amount"], row["status"], row["description"])
@@ -241,7 +256,7 @@ def test_the_whole_journey(stack):
     wait_until(lambda: stack.connection(mfa_connection)["sync_status"] == "UPDATED", what="the MFA item's first fetch")
     quiet(stack, mfa_connection)
     asked = stack.api("POST", f"/connections/{mfa_connection}/sync_transactions/", params={"wait": 30})
-    assert (asked.status_code, asked.json()["status"]) == (409, "MFA_REQUIRED")
+    assert (asked.status_code, asked.json()["status"]) == (409, "MFA_REQUIRED"), (asked.json(), stack.runs(mfa_connection))
     assert asked.json()["mfa"]["name"] == "token"
     stack.api("POST", f"/connections/{mfa_connection}/send_mfa/", json={"mfa_value": "123456"})
     wait_until(lambda: stack.runs(mfa_connection)[0]["status"] == "success", what="the MFA sync")
@@ -271,7 +286,7 @@ def test_the_whole_journey(stack):
 
     # 7. Status and history.
     status = stack.api("GET", f"/connections/{connection_id}/check_status/").json()
-    assert (status["status"], status["item_status"]) == ("UPDATED", "UPDATED")
+    assert (status["status"], status["item_status"]) == ("UPDATED", "UPDATED"), stack.runs(connection_id)
     triggers = {run["trigger"] for run in stack.runs(connection_id)}
     assert {"manual", "webhook"} <= triggers
     assert_same_data(stack, connection_id, item_id)
@@ -294,6 +309,16 @@ def test_lost_and_repeated_webhooks_are_healed(app, database_url):
         run_id = started.json()["sync_run_id"]
         wait_until(lambda: run_status(stack, connection_id, run_id) == "success", timeout=60, what="the sweep")
         assert_same_data(stack, connection_id, item_id)
+
+        # The service is down while Pluggy delivers: Pluggy's redeliveries reach it once it is back.
+        quiet(stack, connection_id)
+        stack.stop_web()
+        created = stack.control(f"items/{item_id}/add_transactions", count=2)["created"]
+        stack.start_web()
+        wait_until(lambda: stack.up(f"{stack.web}/health"), what="the web service back")
+        wait_until(lambda: set(created) <= set(stack.transactions(connection_id)), timeout=60, what="the redelivery")
+        deliveries = requests.get(f"{stack.sandbox}/sandbox/deliveries", timeout=TIMEOUT).json()["deliveries"]
+        assert any(d["status"] == "error" for d in deliveries) and any(d["attempt"] > 1 for d in deliveries)
 
         # Then deliveries arrive twice and out of order: each is stored and handled once.
         stack.control("faults", duplicate=100, reorder=True)
