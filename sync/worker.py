@@ -19,10 +19,12 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy.orm import Session
 
+from api.extensions import db
 from pluggy_client import PluggyClient, PluggyRateLimited
 
 from . import queue
 from .queue import ClaimedJob
+from .scheduling import queue_prune, queue_sweep
 from .settings import SyncSettings
 
 log = logging.getLogger(__name__)
@@ -110,18 +112,12 @@ class Worker:
             restore()
 
     def schedule_periodic_jobs(self) -> None:
-        from api.extensions import db
-
-        from .scheduling import queue_prune, queue_sweep
-
         with self.app.app_context():
             queue_prune(db.session)
             queue_sweep(db.session)
             db.session.commit()
 
     def loop(self, worker_id: str, burst: bool) -> None:
-        from api.extensions import db
-
         with self.app.app_context():
             while not self.stopping.is_set():
                 if not self.run_one(db.session, worker_id):
@@ -171,8 +167,6 @@ class Worker:
 
     def checkpoint_for(self, job: ClaimedJob) -> Callable[[], None]:
         """Called by long handlers between committed steps: keeps the lease, honours a hard stop."""
-        from api.extensions import db
-
         last_extended = time.monotonic()
 
         def checkpoint() -> None:
