@@ -162,6 +162,7 @@ class BankConnectionService:
     # Manual sync ---------------------------------------------------------------------------
 
     def trigger_manual_sync(self, connection: Connection, *, trigger: str = "manual") -> ManualSyncResult:
+        runs.let_go_of_stale_run(self.session, connection, self.settings.watch_timeout_s)
         open_run = runs.find_open_run(self.session, connection.id)
         if open_run is not None:
             return ManualSyncResult(ALREADY_SYNCING, connection, sync_run=open_run)

@@ -97,6 +97,15 @@ def throttle_retry_after(session: Session, now: datetime) -> float:
     return max(1.0, (oldest + THROTTLE_WINDOW - now).total_seconds())
 
 
+def let_go_of_stale_run(session: Session, connection: Connection, timeout_s: float) -> None:
+    """Close a run still waiting for Pluggy's outcome long after it began: none is coming (Pluggy
+    had nothing to do, or every signal was lost), and it would block every later sync. A running
+    fetch is never given up here: a dead worker's job takes it over."""
+    run = find_open_run(session, connection.id)
+    if run is not None and run.status == "pending" and (utcnow() - run.started_at).total_seconds() > timeout_s:
+        close_run(session, run, "error", error_code="timeout", error="Pluggy's outcome never arrived")
+
+
 def wait_until_closed(session: Session, run: SyncRun, timeout_s: float, *, interval_s: float = 0.25) -> SyncRun:
     """Re-read the run until another process (the worker) closes it, or the time is up."""
     deadline = time.monotonic() + timeout_s

@@ -83,6 +83,7 @@ class TransactionService:
             from .connections import BankConnectionService  # it builds this service in turn
 
             return BankConnectionService(self.session, self.client, self.settings).trigger_manual_sync(connection)
+        runs.let_go_of_stale_run(self.session, connection, self.settings.watch_timeout_s)
         try:
             run = runs.open_run(self.session, connection, "manual")
         except runs.AlreadySyncing as exc:

@@ -251,3 +251,16 @@ def test_check_status_reads_pluggy_and_stores_it(service, connection, fake_plugg
 def test_sync_status_in_the_words_of_the_api(connection, item_status, expected):
     connection.item_status = item_status
     assert c.sync_status(connection) == expected
+
+
+def test_a_run_whose_outcome_never_came_is_let_go(service, connection, fake_pluggy, session, settings):
+    stuck = service.trigger_manual_sync(connection).sync_run
+    stuck.started_at = utcnow() - timedelta(seconds=settings.watch_timeout_s + 1)
+    session.commit()
+    fake_pluggy.items[connection.item_id]["status"] = "UPDATED"
+
+    result = service.trigger_manual_sync(connection)
+
+    assert result.status == c.SYNC_STARTED
+    session.refresh(stuck)
+    assert (stuck.status, stuck.error_code) == ("error", "timeout")
