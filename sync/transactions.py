@@ -219,17 +219,10 @@ class TransactionService:
             return Counts(), None
         now = utcnow()
         rows = list({row["pluggy_id"]: row for row in (transaction_row(t, account.id, now) for t in page)}.values())
-        insert = dialect_insert(self.session)(Transaction).values(rows)
-        changed = sa.or_(
-            Transaction.raw.is_distinct_from(insert.excluded.raw),
-            Transaction.deleted_at.is_not(None),
-            Transaction.account_id != insert.excluded.account_id,
-        )
-        statement = insert.on_conflict_do_update(
-            index_elements=[Transaction.pluggy_id], set_=updatable(insert, Transaction), where=changed
-        ).returning(Transaction.created_at)
+        statement = transaction_upsert(dialect_insert(self.session))
         # created_at is set only on insert, so a row stamped with this page's time is new.
-        written = self.session.execute(statement).scalars().all()
+        # One statement, many rows: compiled once and cached, sent in multi-row batches.
+        written = self.session.connection().execute(statement, rows).scalars().all()
         created = sum(1 for stamp in written if stamp == now)
         newest = max((row["pluggy_created_at"] for row in rows if row["pluggy_created_at"]), default=None)
         return Counts(created=created, updated=len(written) - created), newest
@@ -251,6 +244,21 @@ class TransactionService:
         account.transactions_watermark = max_or_none(account.transactions_watermark, candidate)
         account.last_synced_at = utcnow()
         self.session.commit()
+
+
+def transaction_upsert(insert_for_dialect):
+    """INSERT ... ON CONFLICT (pluggy_id) DO UPDATE, only where the row changed, answering each
+    written row's created_at."""
+    table = Transaction.__table__
+    insert = insert_for_dialect(table)
+    changed = sa.or_(
+        table.c.raw.is_distinct_from(insert.excluded.raw),
+        table.c.deleted_at.is_not(None),
+        table.c.account_id != insert.excluded.account_id,
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[table.c.pluggy_id], set_=updatable(insert, Transaction), where=changed
+    ).returning(table.c.created_at)
 
 
 def remember_ids(pages: Iterable[list[dict]], seen: set[str]) -> Iterator[list[dict]]:

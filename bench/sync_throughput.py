@@ -1,0 +1,177 @@
+"""Sync throughput: a first sync of N transactions over HTTP from the local stand-in, measured
+side by side in one run against
+- the floor: only downloading and parsing the same pages (no database at all), and
+- a naive per-row ORM upsert (select, then insert or update, per transaction).
+
+    python -m bench.sync_throughput [--transactions 100000] [--database-url URL] [--json PATH]
+
+Goal (issue 7): ours at most 1.5x the floor, and at least 10x faster than the naive upsert.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+import sqlalchemy as sa
+from flask_migrate import upgrade
+from werkzeug.serving import make_server
+
+from api import create_app
+from api.extensions import db
+from models import Account, Transaction, User
+from sandbox import create_sandbox, world_of
+from sync import runs
+from sync.connections import BankConnectionService
+from sync.runtime import pluggy_client, sync_settings
+from sync.transactions import TransactionService, transaction_row
+
+PER_ACCOUNT_AT_PERF_1 = 60  # the stand-in's history per account for a perf multiplier of 1
+ACCOUNTS = 2
+
+
+@contextmanager
+def serving_sandbox():
+    app = create_sandbox(step_delay=0)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        world_of(app).close()
+
+
+def create_item(sandbox: str, transactions: int) -> str:
+    perf = max(1, round(transactions / (PER_ACCOUNT_AT_PERF_1 * ACCOUNTS)))
+    key = requests.post(
+        f"{sandbox}/auth", json={"clientId": "sandbox-client-id", "clientSecret": "sandbox-client-secret"}, timeout=10
+    ).json()["apiKey"]
+    item = requests.post(
+        f"{sandbox}/items",
+        headers={"X-API-KEY": key},
+        json={"connectorId": 0, "parameters": {"user": f"user-ok-perf-{perf}", "password": "password-ok"}},
+        timeout=10,
+    ).json()
+    requests.post(f"{sandbox}/sandbox/idle", params={"timeout": 120}, timeout=130).raise_for_status()
+    return item["id"]
+
+
+def empty_tables() -> None:
+    with db.engine.begin() as conn:
+        for table in reversed(db.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+def fresh_connection(item_id: str):
+    empty_tables()
+    user = User(email="bench@example.com")
+    db.session.add(user)
+    db.session.commit()
+    connection, _ = BankConnectionService(db.session, pluggy_client(), sync_settings()).register(user, item_id)
+    return connection
+
+
+def timed(work) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = work()
+    return time.perf_counter() - started, result
+
+
+def floor(connection) -> int:
+    """Download and parse every page, as the fetch does, and keep nothing."""
+    client = pluggy_client()
+    rows = 0
+    since = TransactionService(db.session, client, sync_settings()).today()
+    for account in client.list_accounts(connection.item_id):
+        for page in client.iter_transactions(account["id"], date_from=since.replace(year=since.year - 2)):
+            rows += len(page)
+    return rows
+
+
+def ours(connection) -> int:
+    service = TransactionService(db.session, pluggy_client(), sync_settings())
+    run = service.fetch(connection, runs.open_run(db.session, connection, "initial"))
+    return run.created
+
+
+def naive(connection) -> int:
+    """What a hand-written sync often does: look each row up, then insert or update it."""
+    client = pluggy_client()
+    service = TransactionService(db.session, client, sync_settings())
+    written = 0
+    for account in service.refresh_accounts(connection):
+        for page in client.iter_transactions(account.pluggy_id, date_from="2000-01-01"):
+            for data in page:
+                values = transaction_row(data, account.id, time_now())
+                row = db.session.scalars(sa.select(Transaction).where(Transaction.pluggy_id == data["id"])).one_or_none()
+                if row is None:
+                    db.session.add(Transaction(**values))
+                else:
+                    for name, value in values.items():
+                        setattr(row, name, value)
+                written += 1
+            db.session.commit()
+    return written
+
+
+def time_now():
+    from models.base import utcnow
+
+    return utcnow()
+
+
+def run(transactions: int, database_url: str) -> dict:
+    with serving_sandbox() as sandbox:
+        item_id = create_item(sandbox, transactions)
+        app = create_app(
+            {
+                "TESTING": True,
+                "SQLALCHEMY_DATABASE_URI": database_url,
+                "PLUGGY_BASE_URL": sandbox,
+                "PLUGGY_CLIENT_ID": "sandbox-client-id",
+                "PLUGGY_CLIENT_SECRET": "sandbox-client-secret",
+                "SYNC_BACKFILL_DAYS": 800,
+            }
+        )
+        with app.app_context():
+            upgrade()
+            results = {}
+            for name, work in (("floor", floor), ("ours", ours), ("naive", naive)):
+                connection = fresh_connection(item_id)
+                seconds, rows = timed(lambda: work(connection))
+                results[name] = {"seconds": round(seconds, 3), "rows": rows}
+            db.engine.dispose()
+    return {
+        "benchmark": "sync_throughput",
+        "engine": sa.make_url(database_url).get_backend_name(),
+        "transactions": results["ours"]["rows"],
+        "results": results,
+        "ours_over_floor": round(results["ours"]["seconds"] / results["floor"]["seconds"], 2),
+        "naive_over_ours": round(results["naive"]["seconds"] / results["ours"]["seconds"], 1),
+        "goals": {"ours_over_floor_at_most": 1.5, "naive_over_ours_at_least": 10},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transactions", type=int, default=100_000)
+    parser.add_argument("--database-url", help="default: a fresh SQLite file")
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        url = args.database_url or f"sqlite:///{Path(scratch) / 'bench.db'}"
+        result = run(args.transactions, url)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
