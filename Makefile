@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 SANDBOX_PORT ?= 8700
 
-.PHONY: run test clean
+.PHONY: run test bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -22,6 +22,11 @@ run: $(STAMP)
 # The whole suite; set TEST_DATABASE_URL to run it against PostgreSQL instead of SQLite.
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Benchmarks (BENCHMARKS.md); BENCH_DATABASE_URL=postgresql+psycopg://... to measure PostgreSQL.
+bench: $(STAMP)
+	mkdir -p bench/results
+	$(BIN)/python -m bench.sync_throughput $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL)) --json bench/results/sync_throughput.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache
