@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ from models.base import utcnow
 from sync import scheduling
 from sync.connections import apply_item
 from tests.conftest import TEST_SECRETS
+from tests.waiting import wait_until
 from tests.fake_pluggy import FakePluggy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,13 +76,6 @@ def add_connection(session, user, fake: FakePluggy, transactions: int = 3) -> Co
     session.add(connection)
     session.commit()
     return connection
-
-
-def wait_until(condition, timeout: float = 30, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(interval)
 
 
 def lease_expired(session, job_id: int) -> bool:
