@@ -24,7 +24,8 @@ from werkzeug.serving import make_server
 
 from api import create_app
 from api.extensions import db
-from models import Account, Transaction, User
+from models import Transaction, User
+from models.base import utcnow
 from sandbox import create_sandbox, world_of
 from sync import runs
 from sync.connections import BankConnectionService
@@ -33,6 +34,7 @@ from sync.transactions import TransactionService, transaction_row
 
 PER_ACCOUNT_AT_PERF_1 = 60  # the stand-in's history per account for a perf multiplier of 1
 ACCOUNTS = 2
+SINCE = "2000-01-01"  # before the stand-in's oldest row: every pass reads the whole history
 
 
 @contextmanager
@@ -88,9 +90,8 @@ def floor(connection) -> int:
     """Download and parse every page, as the fetch does, and keep nothing."""
     client = pluggy_client()
     rows = 0
-    since = TransactionService(db.session, client, sync_settings()).today()
     for account in client.list_accounts(connection.item_id):
-        for page in client.iter_transactions(account["id"], date_from=since.replace(year=since.year - 2)):
+        for page in client.iter_transactions(account["id"], date_from=SINCE):
             rows += len(page)
     return rows
 
@@ -107,9 +108,9 @@ def naive(connection) -> int:
     service = TransactionService(db.session, client, sync_settings())
     written = 0
     for account in service.refresh_accounts(connection):
-        for page in client.iter_transactions(account.pluggy_id, date_from="2000-01-01"):
+        for page in client.iter_transactions(account.pluggy_id, date_from=SINCE):
             for data in page:
-                values = transaction_row(data, account.id, time_now())
+                values = transaction_row(data, account.id, utcnow())
                 row = db.session.scalars(sa.select(Transaction).where(Transaction.pluggy_id == data["id"])).one_or_none()
                 if row is None:
                     db.session.add(Transaction(**values))
@@ -119,12 +120,6 @@ def naive(connection) -> int:
                 written += 1
             db.session.commit()
     return written
-
-
-def time_now():
-    from models.base import utcnow
-
-    return utcnow()
 
 
 def run(transactions: int, database_url: str) -> dict:

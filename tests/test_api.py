@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from models import Account, Connection, Job, SyncRun, Transaction
+from models import Account, Connection, Job, SyncRun
 from models.base import utcnow
 from sync import runs, scheduling
 from sync.connections import apply_item

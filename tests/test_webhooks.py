@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from models import Connection, ConnectorStatus, Job, SyncRun, Transaction, WebhookEvent
 from models.base import utcnow
-from sync import runs, scheduling
+from sync import scheduling
 from sync.connections import BankConnectionService, apply_item, sync_status
 from sync.tokens import issue_api_token, issue_webhook_token
 from sync.worker import Worker

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from api.extensions import db
-from models import Account, Connection, Job, SyncRun, Transaction
+from models import Job, SyncRun
 from models.base import utcnow
 from pluggy_client import PluggyRateLimited
 from sync import connections as c
