@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import Connection, SyncRun, User
+from models import Account, Connection, SyncRun, User
 from models.base import utcnow
 from pluggy_client import ConnectToken, PluggyClient, PluggyError, PluggyNotFound, PluggyRateLimited
 
@@ -351,9 +351,17 @@ class BankConnectionService:
             run = runs.open_run(self.session, connection, trigger)
         return self.fetch(connection, run, progress=progress, checkpoint=checkpoint)
 
-    def fetch(self, connection: Connection, run: SyncRun, *, progress: Progress = ignore, checkpoint=ignore) -> SyncRun:
+    def fetch(
+        self,
+        connection: Connection,
+        run: SyncRun,
+        *,
+        only_account: Account | None = None,
+        progress: Progress = ignore,
+        checkpoint=ignore,
+    ) -> SyncRun:
         service = TransactionService(self.session, self.client, self.settings, progress=progress, checkpoint=checkpoint)
-        return service.fetch(connection, run)
+        return service.fetch(connection, run, only_account=only_account)
 
 
 def run_status_for(result_status: str) -> str:

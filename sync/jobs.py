@@ -5,11 +5,11 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from models import Account, Connection, Job, SyncRun
+from models import Connection, Job, SyncRun
 from models.base import utcnow
 from pluggy_client import PluggyNotFound
 
-from . import runs
+from . import listing, runs
 from .connections import ITEM_BUSY, BankConnectionService, answers, apply_item
 from .scheduling import (
     FETCH_ITEM,
@@ -22,7 +22,7 @@ from .scheduling import (
     queue_prune,
     queue_sweep,
 )
-from .transactions import TransactionService, timestamp
+from .transactions import timestamp
 from .worker import JobContext, RetryLater, handles
 
 KEEP_FINISHED_JOBS = timedelta(days=7)
@@ -79,18 +79,11 @@ def fetch_item(context: JobContext) -> None:
 
 def reread(context: JobContext, connection: Connection) -> None:
     run = runs.find_open_run(context.session, connection.id) or runs.open_run(context.session, connection, "manual")
-    only_account = None
-    if context.job.payload.get("account_id"):
-        only_account = context.session.scalars(
-            sa.select(Account).where(
-                Account.connection_id == connection.id, Account.pluggy_id == context.job.payload["account_id"]
-            )
-        ).one_or_none()
-    service = TransactionService(
-        context.session, context.client, context.settings, progress=context.progress, checkpoint=context.checkpoint
+    account_id = context.job.payload.get("account_id")
+    only_account = listing.account_by_pluggy_id(context.session, connection, account_id) if account_id else None
+    connections(context).fetch(
+        connection, run, only_account=only_account, progress=context.progress, checkpoint=context.checkpoint
     )
-    service.fetch(connection, run, only_account=only_account)
-
 
 @handles(WATCH_ITEM)
 def watch_item(context: JobContext) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from models import Account, Connection, ConnectorStatus, SyncRun, User, WebhookEvent
 from models.base import utcnow
 from pluggy_client import PluggyNotFound
-from sync import runs
+from sync import listing, runs
 from sync.connections import BankConnectionService
 from sync.queue import dialect_insert
 from sync.transactions import Counts, TransactionService, timestamp
@@ -228,9 +228,7 @@ class ItemEvents:
         for refresh in (False, True):
             if refresh:
                 service.refresh_accounts(connection)
-            account = self.session.scalars(
-                sa.select(Account).where(Account.connection_id == connection.id, Account.pluggy_id == pluggy_id)
-            ).one_or_none()
+            account = listing.account_by_pluggy_id(self.session, connection, pluggy_id)
             if account is not None:
                 return account
         return None
