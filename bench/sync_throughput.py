@@ -10,65 +10,22 @@ Goal (issue 7): ours at most 1.5x the floor, and at least 10x faster than the na
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
-import requests
 import sqlalchemy as sa
-from flask_migrate import upgrade
-from werkzeug.serving import make_server
 
-from api import create_app
 from api.extensions import db
 from models import Transaction, User
 from models.base import utcnow
-from sandbox import create_sandbox, world_of
 from sync import runs
 from sync.connections import BankConnectionService
 from sync.runtime import pluggy_client, sync_settings
 from sync.transactions import TransactionService, transaction_row
 
-PER_ACCOUNT_AT_PERF_1 = 60  # the stand-in's history per account for a perf multiplier of 1
-ACCOUNTS = 2
+from .common import create_item, empty_tables, engine_name, sandbox_process, service_app, timed, write_json
+
 SINCE = "2000-01-01"  # before the stand-in's oldest row: every pass reads the whole history
-
-
-@contextmanager
-def serving_sandbox():
-    app = create_sandbox(step_delay=0)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        world_of(app).close()
-
-
-def create_item(sandbox: str, transactions: int) -> str:
-    perf = max(1, round(transactions / (PER_ACCOUNT_AT_PERF_1 * ACCOUNTS)))
-    key = requests.post(
-        f"{sandbox}/auth", json={"clientId": "sandbox-client-id", "clientSecret": "sandbox-client-secret"}, timeout=10
-    ).json()["apiKey"]
-    item = requests.post(
-        f"{sandbox}/items",
-        headers={"X-API-KEY": key},
-        json={"connectorId": 0, "parameters": {"user": f"user-ok-perf-{perf}", "password": "password-ok"}},
-        timeout=10,
-    ).json()
-    requests.post(f"{sandbox}/sandbox/idle", params={"timeout": 120}, timeout=130).raise_for_status()
-    return item["id"]
-
-
-def empty_tables() -> None:
-    with db.engine.begin() as conn:
-        for table in reversed(db.metadata.sorted_tables):
-            conn.execute(table.delete())
 
 
 def fresh_connection(item_id: str):
@@ -78,12 +35,6 @@ def fresh_connection(item_id: str):
     db.session.commit()
     connection, _ = BankConnectionService(db.session, pluggy_client(), sync_settings()).register(user, item_id)
     return connection
-
-
-def timed(work) -> tuple[float, object]:
-    started = time.perf_counter()
-    result = work()
-    return time.perf_counter() - started, result
 
 
 def floor(connection) -> int:
@@ -123,20 +74,10 @@ def naive(connection) -> int:
 
 
 def run(transactions: int, database_url: str) -> dict:
-    with serving_sandbox() as sandbox:
+    with sandbox_process() as sandbox:
         item_id = create_item(sandbox, transactions)
-        app = create_app(
-            {
-                "TESTING": True,
-                "SQLALCHEMY_DATABASE_URI": database_url,
-                "PLUGGY_BASE_URL": sandbox,
-                "PLUGGY_CLIENT_ID": "sandbox-client-id",
-                "PLUGGY_CLIENT_SECRET": "sandbox-client-secret",
-                "SYNC_BACKFILL_DAYS": 800,
-            }
-        )
+        app = service_app(database_url, sandbox)
         with app.app_context():
-            upgrade()
             results = {}
             for name, work in (("floor", floor), ("ours", ours), ("naive", naive)):
                 connection = fresh_connection(item_id)
@@ -145,7 +86,7 @@ def run(transactions: int, database_url: str) -> dict:
             db.engine.dispose()
     return {
         "benchmark": "sync_throughput",
-        "engine": sa.make_url(database_url).get_backend_name(),
+        "engine": engine_name(database_url),
         "transactions": results["ours"]["rows"],
         "results": results,
         "ours_over_floor": round(results["ours"]["seconds"] / results["floor"]["seconds"], 2),
@@ -163,9 +104,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         url = args.database_url or f"sqlite:///{Path(scratch) / 'bench.db'}"
         result = run(args.transactions, url)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    write_json(result, args.json)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ re-read that changes nothing writes nothing. The watermark moves only after the 
 """
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -22,6 +24,7 @@ from models.base import utcnow
 from pluggy_client import PluggyClient
 
 from . import runs, scheduling
+from .bulk import updatable, upsert_transactions
 from .queue import dialect_insert
 from .results import ALREADY_SYNCING, SYNC_STARTED, ManualSyncResult
 from .settings import SyncSettings
@@ -29,8 +32,7 @@ from .settings import SyncSettings
 # Rows Pluggy ingests while we page may carry a createdAt just before the newest we saw;
 # starting the next read this much earlier catches them (re-reading costs nothing: upserts).
 WATERMARK_OVERLAP = timedelta(hours=1)
-# Columns an upsert never overwrites: identity, first-seen time, and our own sync state.
-KEEP_ON_UPDATE = {"id", "pluggy_id", "created_at", "transactions_watermark", "last_synced_at"}
+READ_AHEAD = 1  # pages fetched while the one before is written
 
 Progress = Callable[[str], None]
 
@@ -136,7 +138,7 @@ class TransactionService:
             insert = dialect_insert(self.session)(Account).values(rows)
             self.session.execute(
                 insert.on_conflict_do_update(
-                    index_elements=[Account.pluggy_id], set_=updatable(insert, Account)
+                    index_elements=[Account.pluggy_id], set_=updatable(insert, Account.__table__)
                 )
             )
             self.session.commit()
@@ -206,7 +208,7 @@ class TransactionService:
 
     def write_pages(self, account: Account, pages: Iterable[list[dict]]) -> tuple[Counts, datetime | None]:
         counts, newest = Counts(), None
-        for page in pages:
+        for page in read_ahead(pages):
             page_counts, page_newest = self.upsert_page(account, page)
             self.session.commit()
             counts += page_counts
@@ -219,13 +221,10 @@ class TransactionService:
             return Counts(), None
         now = utcnow()
         rows = list({row["pluggy_id"]: row for row in (transaction_row(t, account.id, now) for t in page)}.values())
-        statement = transaction_upsert(dialect_insert(self.session))
-        # created_at is set only on insert, so a row stamped with this page's time is new.
-        # One statement, many rows: compiled once and cached, sent in multi-row batches.
-        written = self.session.connection().execute(statement, rows).scalars().all()
-        created = sum(1 for stamp in written if stamp == now)
+        known, written = upsert_transactions(self.session.connection(), rows)
+        created = len(rows) - known
         newest = max((row["pluggy_created_at"] for row in rows if row["pluggy_created_at"]), default=None)
-        return Counts(created=created, updated=len(written) - created), newest
+        return Counts(created=created, updated=written - created), newest
 
     def tombstone_missing(self, account: Account, floor: datetime, seen: set[str]) -> int:
         live = self.session.scalars(
@@ -246,34 +245,24 @@ class TransactionService:
         self.session.commit()
 
 
-def transaction_upsert(insert_for_dialect):
-    """INSERT ... ON CONFLICT (pluggy_id) DO UPDATE, only where the row changed, answering each
-    written row's created_at."""
-    table = Transaction.__table__
-    insert = insert_for_dialect(table)
-    changed = sa.or_(
-        table.c.raw.is_distinct_from(insert.excluded.raw),
-        table.c.deleted_at.is_not(None),
-        table.c.account_id != insert.excluded.account_id,
-    )
-    return insert.on_conflict_do_update(
-        index_elements=[table.c.pluggy_id], set_=updatable(insert, Transaction), where=changed
-    ).returning(table.c.created_at)
+def read_ahead(pages: Iterable[list[dict]], depth: int = READ_AHEAD) -> Iterator[list[dict]]:
+    """Yield pages while the next ones are already being fetched, so that downloading overlaps
+    the database writes. One thread reads the pages, one at a time and in order."""
+    iterator = iter(pages)
+    fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
+    try:
+        upcoming = deque(fetcher.submit(next, iterator, None) for _ in range(depth))
+        while (page := upcoming.popleft().result()) is not None:
+            upcoming.append(fetcher.submit(next, iterator, None))
+            yield page
+    finally:
+        fetcher.shutdown(cancel_futures=True)
 
 
 def remember_ids(pages: Iterable[list[dict]], seen: set[str]) -> Iterator[list[dict]]:
     for page in pages:
         seen.update(t["id"] for t in page)
         yield page
-
-
-def updatable(insert, model) -> dict:
-    """What an upsert takes from the incoming row: everything Pluggy says, nothing of ours."""
-    return {
-        column.name: insert.excluded[column.name]
-        for column in model.__table__.columns
-        if column.name not in KEEP_ON_UPDATE
-    }
 
 
 def account_row(data: dict, connection_id: int) -> dict:

@@ -1,0 +1,76 @@
+"""Upserting a page of transaction rows: insert the new ones, update the changed ones, in one
+statement.
+
+SQLite executes one cached `INSERT ... ON CONFLICT DO UPDATE` over the rows. PostgreSQL first COPYs
+the rows into a temporary table and upserts from it: psycopg takes longer to parse a statement with
+thousands of placeholders than the server takes to run it, and a prepared statement per row costs
+the server an executor start-up per row.
+"""
+from __future__ import annotations
+
+import orjson
+import sqlalchemy as sa
+from psycopg.types.json import Jsonb
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from models import Transaction
+
+TABLE = Transaction.__table__
+# Columns an upsert never overwrites: identity, first-seen time, and our own sync state.
+KEEP_ON_UPDATE = {"id", "pluggy_id", "created_at", "transactions_watermark", "last_synced_at"}
+STAGING = "incoming_transactions"
+
+
+def upsert_transactions(connection: Connection, rows: list[dict]) -> tuple[int, int]:
+    """Write rows that share one set of keys (no two with the same pluggy_id). Answers how many
+    were already stored, and how many were inserted or changed."""
+    if connection.dialect.name == "postgresql":
+        return upsert_through_staging(connection, rows)
+    known = connection.scalar(
+        sa.select(sa.func.count()).where(TABLE.c.pluggy_id.in_([row["pluggy_id"] for row in rows]))
+    )
+    written = connection.execute(upsert(sqlite.insert(TABLE)), rows).rowcount
+    return known, written
+
+
+def upsert_through_staging(connection: Connection, rows: list[dict]) -> tuple[int, int]:
+    names = list(rows[0])
+    staging = copy_to_staging(connection, names, rows)
+    known = connection.scalar(
+        sa.select(sa.func.count()).select_from(staging.join(TABLE, TABLE.c.pluggy_id == staging.c.pluggy_id))
+    )
+    insert = postgresql.insert(TABLE).from_select(names, sa.select(*(staging.c[name] for name in names)))
+    written = connection.execution_options(preserve_rowcount=True).execute(upsert(insert)).rowcount
+    return known, written
+
+
+def copy_to_staging(connection: Connection, names: list[str], rows: list[dict]) -> sa.TableClause:
+    cursor = connection.connection.driver_connection.cursor()
+    # Per connection, emptied at each commit; IF NOT EXISTS because a rollback also undoes its creation.
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING} (LIKE {TABLE.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    with cursor.copy(f"COPY {STAGING} ({', '.join(names)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([Jsonb(value, dumps=json_text) if name == "raw" else value for name, value in row.items()])
+    return sa.table(STAGING, *(sa.column(name) for name in names))
+
+
+def upsert(insert):
+    """ON CONFLICT (pluggy_id) DO UPDATE, only where the row changed: a re-read writes nothing."""
+    changed = sa.or_(
+        TABLE.c.raw.is_distinct_from(insert.excluded.raw),
+        TABLE.c.deleted_at.is_not(None),
+        TABLE.c.account_id != insert.excluded.account_id,
+    )
+    return insert.on_conflict_do_update(index_elements=[TABLE.c.pluggy_id], set_=updatable(insert, TABLE), where=changed)
+
+
+def updatable(insert, table: sa.Table) -> dict:
+    """What an upsert takes from the incoming row: everything Pluggy says, nothing of ours."""
+    return {column.name: insert.excluded[column.name] for column in table.columns if column.name not in KEEP_ON_UPDATE}
+
+
+def json_text(value) -> str:
+    return orjson.dumps(value).decode()
