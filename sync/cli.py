@@ -42,12 +42,15 @@ def connection_service() -> BankConnectionService:
 @click.option("--burst", is_flag=True, help="Exit once no job is due.")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 32), help="Jobs run at once.")
 @click.option("--poll-interval", default=1.0, show_default=True, type=click.FloatRange(0.05, 60), help="Seconds between looks at an empty queue.")
+@click.option("--wake/--no-wake", default=True, show_default=True, help="Wake at once when a job is queued (LISTEN/NOTIFY on PostgreSQL; off behind a transaction-mode pooler).")
 @click.option("--lease", default=300, show_default=True, type=click.IntRange(1, 3600), help="Seconds a claimed job stays ours without a sign of life.")
 @with_appcontext
-def worker_command(burst: bool, concurrency: int, poll_interval: float, lease: int) -> None:
+def worker_command(burst: bool, concurrency: int, poll_interval: float, wake: bool, lease: int) -> None:
     """Run the job worker."""
     app = current_app._get_current_object()
-    worker = Worker(app, pluggy(), concurrency=concurrency, poll_interval=poll_interval, lease=timedelta(seconds=lease))
+    worker = Worker(
+        app, pluggy(), concurrency=concurrency, poll_interval=poll_interval, wake=wake, lease=timedelta(seconds=lease)
+    )
     worker.run(burst=burst)
 
 

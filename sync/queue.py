@@ -21,6 +21,8 @@ from models import Job
 from models.job import QUEUED_ONLY
 from models.base import utcnow
 
+from . import wakeup
+
 DEFAULT_LEASE = timedelta(minutes=5)
 BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_CAP_SECONDS = 3600.0
@@ -72,7 +74,10 @@ def enqueue(
             index_where=sa.text(QUEUED_ONLY),
             set_={"run_at": earlier},
         )
-    return session.execute(insert.returning(Job.id)).scalar_one()
+    job_id = session.execute(insert.returning(Job.id)).scalar_one()
+    if values["run_at"] <= utcnow():
+        wakeup.notify(session)
+    return job_id
 
 
 def dialect_insert(session: Session):
@@ -235,6 +240,7 @@ def retry_now(session: Session, job_id: int) -> bool:
     )
     try:
         updated = session.execute(statement).rowcount == 1
+        wakeup.notify(session)
         session.commit()
     except IntegrityError:
         session.rollback()

@@ -26,6 +26,7 @@ from . import queue
 from .queue import ClaimedJob
 from .scheduling import queue_prune, queue_sweep
 from .settings import SyncSettings
+from .wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class Worker:
         *,
         concurrency: int = 1,
         poll_interval: float = 1.0,
+        wake: bool = True,
         lease: timedelta = queue.DEFAULT_LEASE,
         progress: Callable[[str], None] | None = None,
     ) -> None:
@@ -84,11 +86,13 @@ class Worker:
         self.client = client
         self.concurrency = concurrency
         self.poll_interval = poll_interval
+        self.wake = wake
         self.lease = lease
         self.progress = progress or (lambda message: log.info("%s", message))
         self.settings = SyncSettings.from_config(app.config)
         self.stopping = threading.Event()
         self.releasing = threading.Event()
+        self.wakeup: Wakeup | None = None
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         from . import jobs  # noqa: F401  (registers the handlers)
 
@@ -97,6 +101,8 @@ class Worker:
     def run(self, *, burst: bool = False) -> None:
         """Work until stopped (or, with burst, until nothing is due)."""
         self.schedule_periodic_jobs()
+        if self.wake and not burst:
+            self.wakeup = self.start_wakeup()
         restore = self.install_signal_handlers()
         threads = [
             threading.Thread(target=self.loop, args=(f"{self.name}:{n}", burst), name=f"worker-{n}")
@@ -109,7 +115,15 @@ class Worker:
                 while thread.is_alive():
                     thread.join(timeout=0.5)  # wake up for signals
         finally:
+            if self.wakeup is not None:
+                self.wakeup.stop()
             restore()
+
+    def start_wakeup(self) -> Wakeup:
+        with self.app.app_context():
+            wakeup = Wakeup(db.engine)
+        wakeup.start()
+        return wakeup
 
     def schedule_periodic_jobs(self) -> None:
         with self.app.app_context():
@@ -123,7 +137,14 @@ class Worker:
                 if not self.run_one(db.session, worker_id):
                     if burst:
                         return
-                    self.stopping.wait(self.poll_interval)
+                    self.idle()
+
+    def idle(self) -> None:
+        """Wait for a job: until woken, or the poll interval passes, or a stop is asked for."""
+        if self.wakeup is None:
+            self.stopping.wait(self.poll_interval)
+        else:
+            self.wakeup.wait(self.poll_interval)
 
     def run_one(self, session: Session, worker_id: str, *, item_id: str | None = None) -> bool:
         """Claim and run one job. False when no job was due."""
@@ -191,6 +212,8 @@ class Worker:
         else:
             log.info("stopping: finishing the jobs in hand (signal again to release them)")
             self.stopping.set()
+            if self.wakeup is not None:
+                self.wakeup.ring()
 
     def install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():

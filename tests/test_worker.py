@@ -5,6 +5,7 @@ import threading
 from dataclasses import replace
 from datetime import timedelta
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -15,9 +16,11 @@ from pluggy_client import PluggyRateLimited
 from sync import connections as c
 from sync import queue, scheduling, worker as worker_module
 from sync.connections import BankConnectionService, MfaNotRequired, MfaValueRequired
+from sync.wakeup import CHANNEL, Wakeup
 from sync.worker import Worker
 from tests import pluggy_fixtures as pf
 from tests.fake_pluggy import MFA_VALUE, now_iso
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -370,3 +373,71 @@ def test_a_first_sync_already_done_another_way_is_not_repeated(session, connecti
     drain(worker, session)
 
     assert runs_of(session, connection) == [] and fake_pluggy.calls == []
+
+
+def test_an_idle_worker_wakes_when_a_job_is_queued_not_at_its_next_poll(app, session, pluggy_api, monkeypatch):
+    ran = threading.Event()
+    monkeypatch.setitem(worker_module.HANDLERS, "ping", lambda context: ran.set())
+    idle = Worker(app, pluggy_api, poll_interval=60)
+    thread = run_in_thread(idle)
+    try:
+        wait_until(lambda: idle.wakeup is not None and listening(idle.wakeup), what="the worker listening")
+        queue.enqueue(session, "ping")
+        session.commit()
+        assert ran.wait(10), "the job waited for the poll interval"
+    finally:
+        idle.request_stop()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_notifications_go_out_when_a_due_job_is_committed_only(session):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite has no NOTIFY (its workers watch data_version instead)")
+    conninfo = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as listener:
+        listener.execute(f"LISTEN {CHANNEL}")
+        queue.enqueue(session, "ping")
+        session.rollback()
+        queue.enqueue(session, "later", run_at=utcnow() + timedelta(hours=1))
+        session.commit()
+        queue.enqueue(session, "ping")
+        session.commit()
+        session.execute(sa.select(sa.func.pg_notify(CHANNEL, "end")))
+        session.commit()
+        # Notifications arrive in commit order, so everything before "end" is all there was.
+        received = []
+        for notification in listener.notifies(timeout=10):
+            if notification.payload == "end":
+                break
+            received.append(notification.payload)
+    assert received == [""]
+
+
+def test_the_sqlite_watcher_rings_when_another_connection_commits(session):
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL workers LISTEN instead")
+    wakeup = Wakeup(db.engine)
+    wakeup.start()
+    try:
+        queue.enqueue(session, "ping")
+        session.commit()
+        assert wakeup.bell.wait(10)
+    finally:
+        wakeup.stop()
+
+
+def test_a_worker_started_without_wake_only_polls(app, pluggy_api):
+    quiet = Worker(app, pluggy_api, poll_interval=0.05, wake=False)
+    quiet.stopping.set()
+    quiet.run()
+    assert quiet.wakeup is None
+
+
+def listening(wakeup: Wakeup) -> bool:
+    """True once the listener is in place: PostgreSQL lists our LISTEN; SQLite's watcher rings
+    on the first change it sees, so it only needs to be running."""
+    if db.engine.dialect.name != "postgresql":
+        return wakeup.thread.is_alive()
+    with db.engine.connect() as connection:
+        return connection.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE query = :q"), {"q": f"LISTEN {CHANNEL}"}) > 0
