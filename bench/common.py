@@ -63,7 +63,7 @@ def wait_for_sandbox(sandbox: str) -> None:
     requests.post(f"{sandbox}/sandbox/idle", params={"timeout": 600}, timeout=610).raise_for_status()
 
 
-def service_app(database_url: str, sandbox: str, **config) -> Flask:
+def service_app(database_url: str, sandbox: str = "http://sandbox.invalid", **config) -> Flask:
     """The service's app on `database_url`, migrated to the latest schema."""
     app = create_app(
         {
@@ -82,6 +82,7 @@ def service_app(database_url: str, sandbox: str, **config) -> Flask:
 
 
 def empty_tables() -> None:
+    db.session.close()  # TRUNCATE waits for every open transaction on the tables, ours included
     with db.engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             names = ", ".join(table.name for table in db.metadata.sorted_tables)

@@ -14,6 +14,9 @@ QUEUED_ONLY = "status = 'queued'"
 RUNNING_ONLY = "status = 'running'"
 
 
+DEFAULT_MAX_ATTEMPTS = 8
+
+
 class Job(Base):
     """A unit of work in the queue that lives in the database itself."""
 
@@ -38,7 +41,7 @@ class Job(Base):
     key: Mapped[str | None] = mapped_column(sa.String(255))
     item_id: Mapped[str | None] = mapped_column(sa.String(64))
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
-    max_attempts: Mapped[int] = mapped_column(default=8, server_default="8")
+    max_attempts: Mapped[int] = mapped_column(default=DEFAULT_MAX_ATTEMPTS, server_default=str(DEFAULT_MAX_ATTEMPTS))
     run_at: Mapped[datetime] = mapped_column(default=utcnow)
     locked_by: Mapped[str | None] = mapped_column(sa.String(255))
     locked_until: Mapped[datetime | None]

@@ -23,26 +23,25 @@ STAGING = "incoming_transactions"
 
 
 def upsert_transactions(connection: Connection, rows: list[dict]) -> tuple[int, int]:
-    """Write rows that share one set of keys (no two with the same pluggy_id). Answers how many
-    were already stored, and how many were inserted or changed."""
+    """Write rows stamped with one `created_at`, no two with the same pluggy_id. Answers how many
+    were inserted and how many updated (rows that did not change are not written)."""
     if connection.dialect.name == "postgresql":
         return upsert_through_staging(connection, rows)
     known = connection.scalar(
         sa.select(sa.func.count()).where(TABLE.c.pluggy_id.in_([row["pluggy_id"] for row in rows]))
     )
     written = connection.execute(upsert(sqlite.insert(TABLE)), rows).rowcount
-    return known, written
+    return len(rows) - known, written - (len(rows) - known)
 
 
 def upsert_through_staging(connection: Connection, rows: list[dict]) -> tuple[int, int]:
     names = list(rows[0])
     staging = copy_to_staging(connection, names, rows)
-    known = connection.scalar(
-        sa.select(sa.func.count()).select_from(staging.join(TABLE, TABLE.c.pluggy_id == staging.c.pluggy_id))
-    )
     insert = postgresql.insert(TABLE).from_select(names, sa.select(*(staging.c[name] for name in names)))
-    written = connection.execution_options(preserve_rowcount=True).execute(upsert(insert)).rowcount
-    return known, written
+    # created_at is never overwritten, so a written row that carries this page's stamp is new.
+    stamps = connection.execute(upsert(insert).returning(TABLE.c.created_at)).scalars().all()
+    created = sum(1 for stamp in stamps if stamp == rows[0]["created_at"])
+    return created, len(stamps) - created
 
 
 def copy_to_staging(connection: Connection, names: list[str], rows: list[dict]) -> sa.TableClause:

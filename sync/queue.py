@@ -8,6 +8,7 @@ until the job is dead.
 """
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from models import Job
-from models.job import QUEUED_ONLY
+from models.job import DEFAULT_MAX_ATTEMPTS, QUEUED_ONLY
 from models.base import utcnow
 
 from . import wakeup
@@ -63,25 +64,34 @@ def enqueue(
         "item_id": item_id,
         "run_at": run_at or utcnow(),
         "created_at": utcnow(),
+        "max_attempts": DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts,
     }
-    if max_attempts is not None:
-        values["max_attempts"] = max_attempts
-    insert = dialect_insert(session)(Job).values(**values)
-    if key is not None:
-        earlier = sa.case((insert.excluded.run_at < Job.run_at, insert.excluded.run_at), else_=Job.run_at)
-        insert = insert.on_conflict_do_update(
-            index_elements=[Job.key],
-            index_where=sa.text(QUEUED_ONLY),
-            set_={"run_at": earlier},
-        )
-    job_id = session.execute(insert.returning(Job.id)).scalar_one()
+    statement = job_insert(session.get_bind().dialect.name, coalesce=key is not None)
+    job_id = session.execute(statement, values).scalar_one()
     if values["run_at"] <= utcnow():
         wakeup.notify(session)
     return job_id
 
 
+@functools.cache
+def job_insert(dialect_name: str, *, coalesce: bool):
+    """The INSERT that queues a job, built once: the webhook intake runs it on every delivery. With
+    `coalesce`, a job already queued under the same key is joined and keeps the earlier run_at."""
+    table = Job.__table__
+    insert = INSERTS[dialect_name](table)
+    if coalesce:
+        earlier = sa.case((insert.excluded.run_at < table.c.run_at, insert.excluded.run_at), else_=table.c.run_at)
+        insert = insert.on_conflict_do_update(
+            index_elements=[table.c.key], index_where=sa.text(QUEUED_ONLY), set_={"run_at": earlier}
+        )
+    return insert.returning(table.c.id)
+
+
+INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
 def dialect_insert(session: Session):
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return INSERTS[session.get_bind().dialect.name]
 
 
 def claim(

@@ -221,10 +221,9 @@ class TransactionService:
             return Counts(), None
         now = utcnow()
         rows = list({row["pluggy_id"]: row for row in (transaction_row(t, account.id, now) for t in page)}.values())
-        known, written = upsert_transactions(self.session.connection(), rows)
-        created = len(rows) - known
+        created, updated = upsert_transactions(self.session.connection(), rows)
         newest = max((row["pluggy_created_at"] for row in rows if row["pluggy_created_at"]), default=None)
-        return Counts(created=created, updated=written - created), newest
+        return Counts(created=created, updated=updated), newest
 
     def tombstone_missing(self, account: Account, floor: datetime, seen: set[str]) -> int:
         live = self.session.scalars(

@@ -1,13 +1,14 @@
 """The inbox: a delivery is stored and its processing queued in one transaction."""
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 
 from sqlalchemy.orm import Session
 
 from models import WebhookEvent
-from sync.queue import dialect_insert, enqueue
+from sync.queue import INSERTS, enqueue
 
 PROCESS_EVENTS = "webhook_events"
 REDACTED = "[redacted]"
@@ -22,23 +23,29 @@ def store(session: Session, raw: bytes, payload: dict, headers: Mapping[str, str
     item_id = payload.get("itemId")
     if not isinstance(item_id, str) or not 0 < len(item_id) <= 64:
         item_id = None
-    insert = dialect_insert(session)(WebhookEvent).values(
-        event_id=event_id,
-        event=str(payload["event"])[:64],
-        item_id=item_id,
-        payload=payload,
-        headers=redacted(headers),
-        status="pending",
-    )
-    row_id = session.execute(
-        insert.on_conflict_do_nothing(index_elements=[WebhookEvent.event_id]).returning(WebhookEvent.id)
-    ).scalar_one_or_none()
+    values = {
+        "event_id": event_id,
+        "event": str(payload["event"])[:64],
+        "item_id": item_id,
+        "payload": payload,
+        "headers": redacted(headers),
+        "status": "pending",
+    }
+    row_id = session.execute(event_insert(session.get_bind().dialect.name), values).scalar_one_or_none()
     if row_id is None:
         session.rollback()
         return False, event_id
     queue_processing(session, row_id, item_id)
     session.commit()
     return True, event_id
+
+
+@functools.cache
+def event_insert(dialect_name: str):
+    """The INSERT that stores a delivery unless its event_id is known, built once for every delivery."""
+    table = WebhookEvent.__table__
+    insert = INSERTS[dialect_name](table).on_conflict_do_nothing(index_elements=[table.c.event_id])
+    return insert.returning(table.c.id)
 
 
 def delivery_id(raw: bytes, payload: dict) -> str:
