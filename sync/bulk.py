@@ -1,14 +1,15 @@
-"""Upserting a page of transaction rows: insert the new ones, update the changed ones, in one
-statement.
+"""Upserting a page of transaction rows: insert the new ones, update the changed ones.
 
-SQLite executes one cached `INSERT ... ON CONFLICT DO UPDATE` over the rows. PostgreSQL first COPYs
-the rows into a temporary table and upserts from it: psycopg takes longer to parse a statement with
-thousands of placeholders than the server takes to run it, and a prepared statement per row costs
-the server an executor start-up per row.
+SQLite executes one cached `INSERT ... ON CONFLICT DO UPDATE` over the rows. PostgreSQL COPYs the
+rows it does not hold yet straight into the table, and the others into a temporary table to upsert
+from in one statement: psycopg takes longer to parse a statement with thousands of placeholders
+than the server takes to run it, a prepared statement per row costs the server an executor start
+per row, and COPY costs the server least of all.
 """
 from __future__ import annotations
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 from psycopg.types.json import Jsonb
 from sqlalchemy.dialects import postgresql, sqlite
@@ -35,8 +36,18 @@ def upsert_transactions(connection: Connection, rows: list[dict]) -> tuple[int, 
 
 
 def upsert_through_staging(connection: Connection, rows: list[dict]) -> tuple[int, int]:
+    stored = stored_ids(connection, [row["pluggy_id"] for row in rows])
+    new = [row for row in rows if row["pluggy_id"] not in stored]
+    known = [row for row in rows if row["pluggy_id"] in stored]
+    if new and not copy_new_rows(connection, new):
+        return upsert_staged(connection, rows)  # someone else stored some of them meanwhile
+    created, updated = upsert_staged(connection, known) if known else (0, 0)
+    return len(new) + created, updated
+
+
+def upsert_staged(connection: Connection, rows: list[dict]) -> tuple[int, int]:
     names = list(rows[0])
-    staging = copy_to_staging(connection, names, rows)
+    staging = copy_rows(connection, STAGING, rows)
     insert = postgresql.insert(TABLE).from_select(names, sa.select(*(staging.c[name] for name in names)))
     # created_at is never overwritten, so a written row that carries this page's stamp is new.
     stamps = connection.execute(upsert(insert).returning(TABLE.c.created_at)).scalars().all()
@@ -44,16 +55,33 @@ def upsert_through_staging(connection: Connection, rows: list[dict]) -> tuple[in
     return created, len(stamps) - created
 
 
-def copy_to_staging(connection: Connection, names: list[str], rows: list[dict]) -> sa.TableClause:
+def stored_ids(connection: Connection, ids: list[str]) -> set[str]:
+    wanted = sa.bindparam("ids", ids, type_=postgresql.ARRAY(sa.String))
+    return set(connection.scalars(sa.select(TABLE.c.pluggy_id).where(TABLE.c.pluggy_id == sa.any_(wanted))))
+
+
+def copy_new_rows(connection: Connection, rows: list[dict]) -> bool:
+    """COPY rows straight into the table. False, with nothing written, if one was there already."""
+    try:
+        with connection.begin_nested():
+            copy_rows(connection, TABLE.name, rows)
+    except psycopg.errors.UniqueViolation:
+        return False
+    return True
+
+
+def copy_rows(connection: Connection, table_name: str, rows: list[dict]) -> sa.TableClause:
+    names = list(rows[0])
     cursor = connection.connection.driver_connection.cursor()
-    # Per connection, emptied at each commit; IF NOT EXISTS because a rollback also undoes its creation.
-    cursor.execute(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING} (LIKE {TABLE.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-    )
-    with cursor.copy(f"COPY {STAGING} ({', '.join(names)}) FROM STDIN") as copy:
+    if table_name == STAGING:
+        # Per connection, emptied at each commit; IF NOT EXISTS as a rollback also undoes its creation.
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING} (LIKE {TABLE.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+    with cursor.copy(f"COPY {table_name} ({', '.join(names)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([Jsonb(value, dumps=json_text) if name == "raw" else value for name, value in row.items()])
-    return sa.table(STAGING, *(sa.column(name) for name in names))
+    return sa.table(table_name, *(sa.column(name) for name in names))
 
 
 def upsert(insert):

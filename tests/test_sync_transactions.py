@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from api.extensions import db
 from models import Account, SyncRun, Transaction
-from sync import runs
+from sync import bulk, runs
 from sync.transactions import TransactionService
 
 TODAY = date(2026, 11, 29)
@@ -164,7 +164,9 @@ def test_the_watermark_does_not_move_when_the_fetch_fails(session, service, conn
     assert session.get(Account, account.id).transactions_watermark == watermark
 
 
-def test_a_large_sync_writes_a_handful_of_statements_per_page(app, session, service, connection, fake_pluggy, account_id):
+def test_a_large_sync_writes_a_handful_of_statements_per_page(
+    app, session, service, connection, fake_pluggy, account_id, monkeypatch
+):
     fake_pluggy.page_size = 500
     for n in range(3000):
         fake_pluggy.add_transaction(account_id, date=day(n % 300), amount=-(n + 1) / 100)
@@ -173,6 +175,14 @@ def test_a_large_sync_writes_a_handful_of_statements_per_page(app, session, serv
     def count(conn, cursor, statement, parameters, context, executemany):
         statements.append(statement)
 
+    copy_rows = bulk.copy_rows
+
+    def counted_copy(connection, table_name, rows):
+        # COPY goes through psycopg's own cursor, which SQLAlchemy's events do not see.
+        statements.append(f"COPY {table_name}")
+        return copy_rows(connection, table_name, rows)
+
+    monkeypatch.setattr(bulk, "copy_rows", counted_copy)
     sa.event.listen(db.engine, "before_cursor_execute", count)
     try:
         run = sync(session, service, connection)
@@ -180,9 +190,26 @@ def test_a_large_sync_writes_a_handful_of_statements_per_page(app, session, serv
         sa.event.remove(db.engine, "before_cursor_execute", count)
 
     assert run.created == 3000
-    writes = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO TRANSACTIONS")]
+    writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT INTO TRANSACTIONS", "COPY TRANSACTIONS"))]
     assert len(writes) == 6  # one per page of 500
-    assert len(statements) < 40, statements
+    assert len(statements) <= 15 + 6 * 6, statements  # the run and accounts, then a few per page
+
+
+def test_rows_stored_by_someone_else_meanwhile_are_updated_not_doubled(
+    session, service, connection, fake_pluggy, account_id, monkeypatch
+):
+    first = fake_pluggy.add_transaction(account_id, date=day(2), status="PENDING", amount=-1.0)
+    sync(session, service, connection)
+    second = fake_pluggy.add_transaction(account_id, date=day(1), amount=-2.0)
+    first.update(status="POSTED")
+    # As if the first row appeared between our look at what is stored and our write.
+    monkeypatch.setattr(bulk, "stored_ids", lambda connection, ids: set())
+
+    run = sync(session, service, connection)
+
+    assert (run.created, run.updated) == (1, 1)
+    rows = live(session)
+    assert set(rows) == {first["id"], second["id"]} and rows[first["id"]].status == "POSTED"
 
 
 def test_one_account_only(session, service, connection, fake_pluggy, account_id):
