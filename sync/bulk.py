@@ -11,7 +11,6 @@ from __future__ import annotations
 import orjson
 import psycopg
 import sqlalchemy as sa
-from psycopg.types.json import Jsonb
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -80,7 +79,8 @@ def copy_rows(connection: Connection, table_name: str, rows: list[dict]) -> sa.T
         )
     with cursor.copy(f"COPY {table_name} ({', '.join(names)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([Jsonb(value, dumps=json_text) if name == "raw" else value for name, value in row.items()])
+            # The JSON as text: the server parses it into the jsonb column, no client-side adapter needed.
+            copy.write_row([json_text(value) if name == "raw" else value for name, value in row.items()])
     return sa.table(table_name, *(sa.column(name) for name in names))
 
 

@@ -208,19 +208,19 @@ class TransactionService:
 
     def write_pages(self, account: Account, pages: Iterable[list[dict]]) -> tuple[Counts, datetime | None]:
         counts, newest = Counts(), None
-        for page in read_ahead(pages):
-            page_counts, page_newest = self.upsert_page(account, page)
+        account_id = account.id
+        # Rows are made from each page on the read-ahead thread too, while the page before is written.
+        for rows in read_ahead(page_rows(page, account_id) for page in pages):
+            page_counts, page_newest = self.write_rows(rows)
             self.session.commit()
             counts += page_counts
             newest = max_or_none(newest, page_newest)
             self.checkpoint()
         return counts, newest
 
-    def upsert_page(self, account: Account, page: list[dict]) -> tuple[Counts, datetime | None]:
-        if not page:
+    def write_rows(self, rows: list[dict]) -> tuple[Counts, datetime | None]:
+        if not rows:
             return Counts(), None
-        now = utcnow()
-        rows = list({row["pluggy_id"]: row for row in (transaction_row(t, account.id, now) for t in page)}.values())
         created, updated = upsert_transactions(self.session.connection(), rows)
         newest = max((row["pluggy_created_at"] for row in rows if row["pluggy_created_at"]), default=None)
         return Counts(created=created, updated=updated), newest
@@ -280,6 +280,12 @@ def account_row(data: dict, connection_id: int) -> dict:
         "created_at": utcnow(),
         "updated_at": utcnow(),
     }
+
+
+def page_rows(page: list[dict], account_id: int) -> list[dict]:
+    """A page as table rows stamped with one time, once each (a page may repeat an id)."""
+    now = utcnow()
+    return list({row["pluggy_id"]: row for row in (transaction_row(t, account_id, now) for t in page)}.values())
 
 
 def transaction_row(data: dict, account_id: int, now: datetime) -> dict:
