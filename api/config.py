@@ -6,6 +6,8 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
+from models.base import dump_json
+
 SYNC_MODES = ("webhook", "poll")
 
 
@@ -100,7 +102,8 @@ def instance_secret_key(path: Path) -> str:
 
 
 def engine_options(database_uri: str) -> dict:
+    options = {"json_serializer": dump_json}
     if database_uri.startswith("postgresql"):
         # Every outbound call has a timeout, the database included; pre-ping survives server restarts.
-        return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
-    return {}
+        options.update(pool_pre_ping=True, connect_args={"connect_timeout": 5})
+    return options

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, registry
@@ -52,6 +53,12 @@ Money = sa.Numeric(18, 4, asdecimal=True)
 
 # JSONB on PostgreSQL (indexable, compact), plain JSON text elsewhere.
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def dump_json(value) -> str:
+    """How JSON columns are written (the engine's json_serializer): orjson, several times faster
+    than json.dumps on the raw payload of every transaction."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def partial_index(name: str, *columns: str, where: str, unique: bool = False) -> sa.Index:

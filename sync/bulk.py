@@ -8,13 +8,13 @@ per row, and COPY costs the server least of all.
 """
 from __future__ import annotations
 
-import orjson
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from models import Transaction
+from models.base import dump_json
 
 TABLE = Transaction.__table__
 # Columns an upsert never overwrites: identity, first-seen time, and our own sync state.
@@ -80,7 +80,7 @@ def copy_rows(connection: Connection, table_name: str, rows: list[dict]) -> sa.T
     with cursor.copy(f"COPY {table_name} ({', '.join(names)}) FROM STDIN") as copy:
         for row in rows:
             # The JSON as text: the server parses it into the jsonb column, no client-side adapter needed.
-            copy.write_row([json_text(value) if name == "raw" else value for name, value in row.items()])
+            copy.write_row([dump_json(value) if name == "raw" else value for name, value in row.items()])
     return sa.table(table_name, *(sa.column(name) for name in names))
 
 
@@ -98,6 +98,3 @@ def updatable(insert, table: sa.Table) -> dict:
     """What an upsert takes from the incoming row: everything Pluggy says, nothing of ours."""
     return {column.name: insert.excluded[column.name] for column in table.columns if column.name not in KEEP_ON_UPDATE}
 
-
-def json_text(value) -> str:
-    return orjson.dumps(value).decode()
