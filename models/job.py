@@ -23,9 +23,9 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         sa.CheckConstraint(one_of("status", JOB_STATUSES), name="status"),
-        sa.Index("ix_jobs_status", "status"),
-        # The claim query reads queued jobs in run_at order; done jobs never bloat it.
-        partial_index("ix_jobs_queued_run_at", "run_at", where=QUEUED_ONLY),
+        # The claim reads queued jobs in (run_at, id) order and stops at the first free one;
+        # done jobs never bloat it.
+        partial_index("ix_jobs_queued_run_at_id", "run_at", "id", where=QUEUED_ONLY),
         # While a job with a key is queued, a new request with that key joins it.
         partial_index("uq_jobs_queued_key", "key", where=QUEUED_ONLY, unique=True),
         # Two jobs of one item never run at once, whichever workers claim them.

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from models import Job
-from models.job import DEFAULT_MAX_ATTEMPTS, QUEUED_ONLY
+from models.job import DEFAULT_MAX_ATTEMPTS, QUEUED_ONLY, RUNNING_ONLY
 from models.base import utcnow
 
 from . import wakeup
@@ -102,11 +102,30 @@ def claim(
     item_id: str | None = None,
     now: datetime | None = None,
 ) -> ClaimedJob | None:
-    """Take the next due job, or one whose lease expired, and commit the lease. None if nothing is due.
+    """Take the next due job, or else one whose lease expired, and commit the lease. None if
+    nothing is due.
 
     A job whose item already has a running job waits, so one item's jobs never overlap.
     `item_id` limits the claim to that item's jobs (the CLI's --wait runs only its own)."""
     now = now or utcnow()
+    # The status tests are literal SQL so that SQLite sees they match its partial indexes.
+    due = sa.text(QUEUED_ONLY) & (Job.run_at <= now)
+    abandoned = sa.text(RUNNING_ONLY) & (Job.locked_until < now)
+    try:
+        # Two looks rather than one `due OR abandoned`: each walks its own partial index in order
+        # and stops at the first free job, however long the queue.
+        job = take(session, worker_id, due, (Job.run_at, Job.id), lease, item_id, now) or take(
+            session, worker_id, abandoned, (Job.locked_until, Job.id), lease, item_id, now
+        )
+        session.commit()
+    except IntegrityError:
+        # Another worker started a job of the same item a moment ago; this one waits its turn.
+        session.rollback()
+        return None
+    return job
+
+
+def take(session: Session, worker_id: str, condition, order, lease: timedelta, item_id: str | None, now: datetime):
     running = aliased(Job)
     item_busy = sa.exists().where(
         running.item_id == Job.item_id,
@@ -114,38 +133,19 @@ def claim(
         running.locked_until >= now,
         running.id != Job.id,
     )
-    due = (Job.status == "queued") & (Job.run_at <= now)
-    abandoned = (Job.status == "running") & (Job.locked_until < now)
-    candidates = sa.select(Job.id).where(due | abandoned, ~item_busy)
+    candidates = sa.select(Job.id).where(condition, ~item_busy)
     if item_id is not None:
         candidates = candidates.where(Job.item_id == item_id)
-    next_id = (
-        candidates.order_by(Job.run_at, Job.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
+    next_id = candidates.order_by(*order).limit(1).with_for_update(skip_locked=True).scalar_subquery()
     statement = (
         sa.update(Job)
         .where(Job.id == next_id)
-        .values(
-            status="running",
-            locked_by=worker_id,
-            locked_until=now + lease,
-            attempts=Job.attempts + 1,
-        )
+        .values(status="running", locked_by=worker_id, locked_until=now + lease, attempts=Job.attempts + 1)
         .returning(Job)
         .execution_options(synchronize_session=False)
     )
-    try:
-        job = session.scalars(statement).one_or_none()
-        claimed = None if job is None else claimed_job(job, worker_id)
-        session.commit()
-    except IntegrityError:
-        # Another worker started a job of the same item a moment ago; this one waits its turn.
-        session.rollback()
-        return None
-    return claimed
+    job = session.scalars(statement).one_or_none()
+    return None if job is None else claimed_job(job, worker_id)
 
 
 def claimed_job(job: Job, worker_id: str) -> ClaimedJob:
