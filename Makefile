@@ -23,10 +23,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Benchmarks (BENCHMARKS.md); BENCH_DATABASE_URL=postgresql+psycopg://... to measure PostgreSQL.
+# Benchmarks (BENCHMARKS.md): SQLite, or BENCH_DATABASE_URL=postgresql+psycopg://... (a database of
+# their own: they empty its tables). Prints a table; JSON in bench/results/.
 bench: $(STAMP)
-	mkdir -p bench/results
-	$(BIN)/python -m bench.sync_throughput $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL)) --json bench/results/sync_throughput.json
+	$(BIN)/python -m bench $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL))
 
 clean:
 	rm -rf $(VENV) .pytest_cache
