@@ -3,6 +3,7 @@ service's app on a database, and a place for the results."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,6 +22,8 @@ from api.extensions import db
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_ID = "sandbox-client-id"
 CLIENT_SECRET = "sandbox-client-secret"
+SECRET_KEY = "bench-secret-key-0123456789abcdef"
+WEBHOOK_SECRET = "bench-webhook-secret"
 PER_ACCOUNT_AT_PERF_1 = 60  # the stand-in's history per account for a perf multiplier of 1
 ACCOUNTS = 2
 TIMEOUT = 30
@@ -38,6 +41,23 @@ def sandbox_process(*args: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def service_env(database_url: str, sandbox: str, **settings: str) -> dict[str, str]:
+    """The environment a deployed web or worker process runs with (API.md), for `sandbox`."""
+    env = {
+        **os.environ,
+        "FLASK_APP": "wsgi",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": SECRET_KEY,
+        "PLUGGY_BASE_URL": sandbox,
+        "PLUGGY_CLIENT_ID": CLIENT_ID,
+        "PLUGGY_CLIENT_SECRET": CLIENT_SECRET,
+        "PLUGGY_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        **settings,
+    }
+    env.pop("FLASK_DEBUG", None)  # production settings: no generated key, no debugger
+    return env
 
 
 def api_key(sandbox: str) -> str:

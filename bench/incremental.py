@@ -79,6 +79,7 @@ from .common import (
     timed,
     wait_for_sandbox,
     write_json,
+    WEBHOOK_SECRET,
 )
 
 DEFAULT_HISTORY = {"sqlite": 100_000, "postgresql": 1_000_000}
@@ -88,7 +89,6 @@ GOAL_RATIO = 2.0
 ITEM_TRANSACTIONS = 120  # the stand-in's smallest item: its own rows are re-read on every update
 HISTORY_YEARS = 5
 HISTORY_BATCH = 10_000
-WEBHOOK_SECRET = "bench-webhook-secret"
 WORKER_ID = "bench-incremental"
 SEED = 7
 TOUCHES_TRANSACTIONS = re.compile(r"\btransactions\b", re.IGNORECASE)  # not incoming_transactions

@@ -13,7 +13,6 @@ both are stamped by the service on one clock. The worker is idle before each tri
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import socket
 import statistics
@@ -31,12 +30,9 @@ from api.extensions import db
 from models import Connection, SyncRun, WebhookEvent
 
 from .common import (
-    CLIENT_ID, CLIENT_SECRET, ROOT, TIMEOUT, empty_tables, engine_name, sandbox_process, service_app, wait_for_sandbox,
-    write_json,
+    ROOT, TIMEOUT, empty_tables, engine_name, sandbox_process, service_app, service_env, wait_for_sandbox, write_json,
 )
 
-WEBHOOK_SECRET = "bench-webhook-secret"
-SECRET_KEY = "bench-secret-key-0123456789abcdef"
 POLL_INTERVAL_S = 1.0  # the worker's default
 
 
@@ -62,19 +58,7 @@ class Service:
 
     def __init__(self, database_url: str, sandbox: str) -> None:
         self.web = f"http://127.0.0.1:{free_port()}"
-        self.env = {
-            **os.environ,
-            "FLASK_APP": "wsgi",
-            "DATABASE_URL": database_url,
-            "SECRET_KEY": SECRET_KEY,
-            "PLUGGY_BASE_URL": sandbox,
-            "PLUGGY_CLIENT_ID": CLIENT_ID,
-            "PLUGGY_CLIENT_SECRET": CLIENT_SECRET,
-            "PLUGGY_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "PUBLIC_BASE_URL": self.web,
-            "SYNC_BACKFILL_DAYS": "400",
-        }
-        self.env.pop("FLASK_DEBUG", None)
+        self.env = service_env(database_url, sandbox, PUBLIC_BASE_URL=self.web, SYNC_BACKFILL_DAYS="400")
         self.token = ""
 
     def spawn(self, *args: str) -> subprocess.Popen:

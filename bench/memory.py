@@ -23,11 +23,10 @@ in the size of the history: the large item's peak within 1.2x the small one's, p
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -40,8 +39,6 @@ from sync.runtime import pluggy_client, sync_settings
 from sync.scheduling import INITIAL_SYNC
 
 from .common import (
-    CLIENT_ID,
-    CLIENT_SECRET,
     ROOT,
     create_item,
     empty_tables,
@@ -49,6 +46,7 @@ from .common import (
     sandbox_process,
     service_app,
     timed,
+    service_env,
     write_json,
 )
 
@@ -63,41 +61,38 @@ SINCE = "2000-01-01"  # before the stand-in's oldest row
 
 def worker_env(database_url: str, sandbox: str) -> dict[str, str]:
     """The worker configured from the environment, as it is deployed."""
-    env = {
-        **os.environ,
-        "FLASK_APP": "wsgi",
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": "bench-memory-secret-key",
-        "PLUGGY_BASE_URL": sandbox,
-        "PLUGGY_CLIENT_ID": CLIENT_ID,
-        "PLUGGY_CLIENT_SECRET": CLIENT_SECRET,
-        "SYNC_BACKFILL_DAYS": str(BACKFILL_DAYS),
-    }
-    env.pop("FLASK_DEBUG", None)
-    return env
+    return service_env(database_url, sandbox, SYNC_BACKFILL_DAYS=str(BACKFILL_DAYS))
+
+
+# A small process that starts the worker and reports its peak RSS. The worker must not be a direct
+# child of this benchmark: a child forked from a large process starts with that process's pages
+# resident, and ru_maxrss keeps them across exec.
+MEASURE = """
+import json, os, subprocess, sys, threading
+deadline, command = float(sys.argv[1]), sys.argv[2:]
+worker = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+watchdog = threading.Timer(deadline, worker.kill)
+watchdog.start()
+_, status, usage = os.wait4(worker.pid, 0)
+watchdog.cancel()
+print(json.dumps({"exit": os.waitstatus_to_exitcode(status), "maxrss_kb": usage.ru_maxrss}))
+"""
 
 
 def run_worker(env: dict[str, str]) -> dict:
     """`flask worker --burst` in a process of its own until the queue is empty: its peak RSS and
     how long it took. A worker still running at the deadline is killed and the bench fails."""
-    with tempfile.TemporaryFile() as stderr:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "worker", "--burst"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
-        )
-        watchdog = threading.Timer(WORKER_DEADLINE_S, process.kill)
-        watchdog.start()
-        try:
-            _, status, usage = os.wait4(process.pid, 0)
-        finally:
-            watchdog.cancel()
-        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        seconds = time.perf_counter() - started
-        if process.returncode != 0:
-            stderr.seek(0)
-            raise RuntimeError(f"the worker exited with {process.returncode}:\n{stderr.read().decode()[-4000:]}")
-    return {"peak_rss_mb": round(usage.ru_maxrss * 1024 / 1e6, 1), "seconds": round(seconds, 1)}
+    command = [sys.executable, "-m", "flask", "worker", "--burst"]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(WORKER_DEADLINE_S), *command],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+    seconds = time.perf_counter() - started
+    measured = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {"exit": done.returncode}
+    if measured["exit"] != 0:
+        raise RuntimeError(f"the worker exited with {measured['exit']}:\n{done.stderr[-4000:]}")
+    return {"peak_rss_mb": round(measured["maxrss_kb"] * 1024 / 1e6, 1), "seconds": round(seconds, 1)}
 
 
 def register(item_id: str) -> int:

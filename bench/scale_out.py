@@ -41,7 +41,6 @@ import argparse
 import json
 import os
 import resource
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -77,12 +76,13 @@ from .common import (
     sandbox_process,
     service_app,
     wait_for_sandbox,
+    service_env,
     write_json,
+    WEBHOOK_SECRET,
 )
 
 NOOP = "bench_noop"
 WORKER_APP_NAME = "bench-scale-out-worker"  # PostgreSQL's application_name of the workers' sessions
-WEBHOOK_SECRET = "bench-webhook-secret"
 NEW_TRANSACTIONS_PER_ITEM = 5
 POLL_INTERVAL = "0.05"
 START_TIMEOUT_S = 120.0
@@ -242,19 +242,8 @@ def worker_sessions(waiting_on_a_lock: bool = False) -> int:
 
 def worker_env(database_url: str, sandbox: str) -> dict[str, str]:
     """The environment a deployed worker runs with, as the end-to-end tests' Stack builds it."""
-    env = {
-        **os.environ,
-        "FLASK_APP": "wsgi",
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": secrets.token_hex(32),
-        "PLUGGY_BASE_URL": sandbox,
-        "PLUGGY_CLIENT_ID": CLIENT_ID,
-        "PLUGGY_CLIENT_SECRET": CLIENT_SECRET,
-        "PLUGGY_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "PGAPPNAME": WORKER_APP_NAME,  # libpq's default application_name: finds their sessions
-    }
-    env.pop("FLASK_DEBUG", None)
-    return env
+    # PGAPPNAME is libpq's default application_name: it finds the workers' sessions.
+    return service_env(database_url, sandbox, PGAPPNAME=WORKER_APP_NAME)
 
 
 def service_worker_command() -> list[str]:
