@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import incremental, lag, memory, scale_out, sync_throughput, webhook_intake
+from . import incremental, lag, memory, queue_depth, scale_out, sync_throughput, webhook_intake
 from .common import ROOT, engine_name
 
 BENCHMARKS: dict[str, Callable[[str], dict]] = {
@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, Callable[[str], dict]] = {
     "incremental": incremental.run,
     "memory": memory.run,
     "lag": lag.run,
+    "queue_depth": queue_depth.run,
     "scale_out": scale_out.run,
 }
 POSTGRESQL_ONLY = {"scale_out"}

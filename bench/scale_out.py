@@ -194,13 +194,24 @@ def cpu_sample(worker_pids: list[int], stand_in_pid: int) -> CpuSample:
     )
 
 
-def only_child_pid() -> int:
-    """The stand-in: bench.common starts it as this process's only child and does not expose it."""
-    children = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
-                if (stat := proc_stat(pid)) is not None and stat.ppid == os.getpid()]
+def find_stand_in() -> int:
+    """The stand-in: the child of this process that runs `-m sandbox` (bench.common starts it and
+    does not expose it; `make bench` may have left other children, such as multiprocessing's)."""
+    children = [
+        pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+        if (stat := proc_stat(pid)) is not None and stat.ppid == os.getpid() and is_stand_in(pid)
+    ]
     if len(children) != 1:
-        raise BenchmarkError(f"expected the stand-in as the only child process, found {children}")
+        raise BenchmarkError(f"expected one stand-in among this process's children, found {children}")
     return children[0]
+
+
+def is_stand_in(pid: int) -> bool:
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"sandbox" in arguments
 
 
 # PostgreSQL's own counters ----------------------------------------------------------------------
@@ -568,7 +579,7 @@ def require_postgresql(database_url: str) -> None:
 def run(database_url: str, items: int = 200, noop_jobs: int = 5000, workers: tuple[int, ...] = (1, 2, 4)) -> dict:
     require_postgresql(database_url)
     with sandbox_process() as sandbox:
-        stand_in_pid = only_child_pid()
+        stand_in_pid = find_stand_in()
         item_ids = create_small_items(sandbox, items)
         app = service_app(database_url, sandbox)
         env = worker_env(database_url, sandbox)
