@@ -1,8 +1,8 @@
 """Upserting a page of transaction rows: insert the new ones, update the changed ones.
 
-SQLite steps one `INSERT ... ON CONFLICT DO UPDATE`, compiled once, over the rows. PostgreSQL COPYs the
-rows it does not hold yet straight into the table, and the others into a temporary table to upsert
-from in one statement: psycopg takes longer to parse a statement with thousands of placeholders
+SQLite steps one `INSERT ... ON CONFLICT DO UPDATE`, compiled once, over the rows. PostgreSQL
+COPYs the rows it does not hold yet straight into the table, and the others into a temporary table
+to upsert from in one statement: psycopg takes longer to parse a statement with thousands of placeholders
 than the server takes to run it, a prepared statement per row costs the server an executor start
 per row, and COPY costs the server least of all (binary COPY, which also spares both sides the
 text conversions).
@@ -12,8 +12,8 @@ from __future__ import annotations
 import functools
 
 import psycopg
-from psycopg.types.json import set_json_dumps
 import sqlalchemy as sa
+from psycopg.types.json import set_json_dumps
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -47,7 +47,8 @@ def upsert_in_sqlite(connection: Connection, rows: list[dict]) -> tuple[int, int
         written = cursor.rowcount
     finally:
         cursor.close()
-    return len(rows) - known, written - (len(rows) - known)
+    created = len(rows) - known
+    return created, written - created
 
 
 @functools.cache

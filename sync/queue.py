@@ -27,6 +27,7 @@ from . import wakeup
 DEFAULT_LEASE = timedelta(minutes=5)
 BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_CAP_SECONDS = 3600.0
+INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,6 @@ def job_insert(dialect_name: str, *, coalesce: bool):
     return insert.returning(table.c.id)
 
 
-INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-
-
 def dialect_insert(session: Session):
     return INSERTS[session.get_bind().dialect.name]
 
@@ -126,6 +124,7 @@ def claim(
 
 
 def take(session: Session, worker_id: str, condition, order, lease: timedelta, item_id: str | None, now: datetime):
+    """Lease the first job matching `condition` in `order` whose item is not busy, or None."""
     running = aliased(Job)
     item_busy = sa.exists().where(
         running.item_id == Job.item_id,

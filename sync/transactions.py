@@ -4,12 +4,12 @@ First sync of an account: everything dated inside the backfill window. Later syn
 ingested since the watermark (`createdAtFrom`, backdated rows included), then the lookback window
 Pluggy re-collects, which refreshes rows in place (PENDING -> POSTED) and reveals deletions: a live
 row dated inside that fully read window that Pluggy no longer returns is tombstoned. Pages are
-written as they arrive, one `INSERT ... ON CONFLICT DO UPDATE` per page, so memory stays flat and a
-re-read that changes nothing writes nothing. The watermark moves only after the rows are committed.
+written as they arrive, one upsert per page (`bulk.py`) committed on its own while the next page is
+already being fetched, so memory stays flat and a re-read that changes nothing writes nothing. The
+watermark moves only after the rows are committed.
 """
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,7 +32,6 @@ from .settings import SyncSettings
 # Rows Pluggy ingests while we page may carry a createdAt just before the newest we saw;
 # starting the next read this much earlier catches them (re-reading costs nothing: upserts).
 WATERMARK_OVERLAP = timedelta(hours=1)
-READ_AHEAD = 1  # pages fetched while the one before is written
 
 Progress = Callable[[str], None]
 
@@ -244,15 +243,15 @@ class TransactionService:
         self.session.commit()
 
 
-def read_ahead(pages: Iterable[list[dict]], depth: int = READ_AHEAD) -> Iterator[list[dict]]:
-    """Yield pages while the next ones are already being fetched, so that downloading overlaps
+def read_ahead(pages: Iterable[list[dict]]) -> Iterator[list[dict]]:
+    """Yield each page while the next one is already being fetched, so that downloading overlaps
     the database writes. One thread reads the pages, one at a time and in order."""
     iterator = iter(pages)
     fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
     try:
-        upcoming = deque(fetcher.submit(next, iterator, None) for _ in range(depth))
-        while (page := upcoming.popleft().result()) is not None:
-            upcoming.append(fetcher.submit(next, iterator, None))
+        upcoming = fetcher.submit(next, iterator, None)
+        while (page := upcoming.result()) is not None:
+            upcoming = fetcher.submit(next, iterator, None)
             yield page
     finally:
         fetcher.shutdown(cancel_futures=True)

@@ -290,3 +290,29 @@ def test_sync_transactions_while_a_run_is_open_is_already_syncing(session, servi
     result = service.sync_transactions(connection, trigger_update=False)
 
     assert (result.status, result.sync_run.id) == ("ALREADY_SYNCING", open_run.id)
+
+
+def test_read_ahead_yields_every_page_in_order_and_fetches_at_most_one_ahead():
+    fetched = []
+
+    def pages():
+        for n in range(5):
+            fetched.append(n)
+            yield [{"n": n}]
+
+    reader = transactions.read_ahead(pages())
+    assert next(reader) == [{"n": 0}]
+    reader.close()  # the consumer stops after the first page (a stop request, a failed write)
+    assert fetched in ([0], [0, 1])  # the next page may or may not have started when it stopped
+    assert list(transactions.read_ahead(pages())) == [[{"n": n}] for n in range(5)]
+
+
+def test_read_ahead_passes_on_a_failed_fetch():
+    def pages():
+        yield [{"n": 0}]
+        raise ConnectionError("Pluggy went away")
+
+    reader = transactions.read_ahead(pages())
+    assert next(reader) == [{"n": 0}]
+    with pytest.raises(ConnectionError, match="went away"):
+        next(reader)

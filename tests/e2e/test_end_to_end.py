@@ -168,15 +168,6 @@ def running(database_url: str, **settings: str) -> Iterator[Stack]:
         stack.stop()
 
 
-def settled_run(stack: Stack, connection_id: int, count: int, timeout: float = 60) -> list[dict]:
-    """Wait for the connection to have `count` runs, the newest closed."""
-    def done():
-        runs = stack.runs(connection_id)
-        return runs if len(runs) >= count and runs[0]["status"] not in ("pending", "running") else None
-
-    return wait_until(done, timeout, what=f"{count} closed run(s)")
-
-
 def quiet(stack: Stack, connection_id: int) -> None:
     """Wait until the sandbox has delivered everything, the service's queue has nothing to do,
     and the connection, synced at least once, has no sync open."""
@@ -223,7 +214,9 @@ def test_the_whole_journey(stack):
     registered = stack.api("POST", "/connections/", json={"item_id": item_id})
     assert registered.status_code in (200, 201)
     connection_id = registered.json()["id"]
-    first = settled_run(stack, connection_id, 1)
+    # Not just the first run closed: the item's creation brings several webhooks, each with its run.
+    quiet(stack, connection_id)
+    first = stack.runs(connection_id)
     assert first[-1]["status"] == "success" and first[-1]["created"] > 0
     assert_same_data(stack, connection_id, item_id)
 
@@ -235,6 +228,7 @@ def test_the_whole_journey(stack):
     quiet(stack, connection_id)
     synced = stack.api("POST", f"/connections/{connection_id}/sync_transactions/", params={"wait": 30})
     assert (synced.status_code, synced.json()["status"]) == (200, "SUCCESS")
+    quiet(stack, connection_id)
     assert_same_data(stack, connection_id, item_id)
 
     # 4. An item that asks for a one-time code, on its first sync and on a manual one.
@@ -250,6 +244,7 @@ def test_the_whole_journey(stack):
     assert asked.json()["mfa"]["name"] == "token"
     stack.api("POST", f"/connections/{mfa_connection}/send_mfa/", json={"mfa_value": "123456"})
     wait_until(lambda: stack.runs(mfa_connection)[0]["status"] == "success", what="the MFA sync")
+    quiet(stack, mfa_connection)  # rows posted by that update may still be on their way by webhook
     assert_same_data(stack, mfa_connection, mfa_item)
 
     # 5. The bank refuses the stored credentials; the user reconnects in update mode.
