@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -39,8 +40,23 @@ def sandbox_process(*args: str) -> Iterator[str]:
     try:
         yield process.stdout.readline().split()[-1]  # "sandbox listening on http://127.0.0.1:PORT"
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
+
+
+def stop(process: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM (servers finish what is in flight, workers the job in hand), then SIGKILL."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def service_env(database_url: str, sandbox: str, **settings: str) -> dict[str, str]:

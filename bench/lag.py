@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,16 +29,11 @@ from api.extensions import db
 from models import Connection, SyncRun, WebhookEvent
 
 from .common import (
-    ROOT, TIMEOUT, empty_tables, engine_name, sandbox_process, service_app, service_env, wait_for_sandbox, write_json,
+    ROOT, TIMEOUT, empty_tables, engine_name, free_port, sandbox_process, service_app, service_env, stop,
+    wait_for_sandbox, write_json,
 )
 
 POLL_INTERVAL_S = 1.0  # the worker's default
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(condition, seconds: float = 60, what: str = "condition"):
@@ -101,14 +95,6 @@ class Service:
         response = requests.request(method, f"{self.web}/api/banking{path}", headers=headers, timeout=TIMEOUT, **kwargs)
         response.raise_for_status()
         return response
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def connect_item(service: Service, sandbox: str) -> str:

@@ -79,7 +79,7 @@ from api.extensions import db
 from models import WebhookEvent
 from models.base import JSONType, UTCDateTime, utcnow
 
-from .common import ROOT, empty_tables, engine_name, service_app, write_json
+from .common import ROOT, empty_tables, engine_name, service_app, stop, write_json
 
 APPS = ("ours", "bare")
 SLOT_ORDER = ("ours", "bare", "bare", "ours")  # ABBA: a linear drift in background load cancels out
@@ -343,7 +343,7 @@ def gunicorn_server(app_spec: str, environ: dict, settings: Settings, log_path: 
         wait_until_healthy(process, port, log_path)
         yield port
     finally:
-        stop(process)
+        stop(process, STOP_TIMEOUT)  # gunicorn finishes the answers in flight
 
 
 def wait_until_healthy(process: subprocess.Popen, port: int, log_path: Path) -> None:
@@ -365,15 +365,6 @@ def health_ok(port: int) -> bool:
         return False
     finally:
         connection.close()
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()  # gunicorn's graceful stop: answers in flight are finished
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def log_problems(log_path: Path) -> list[str]:
