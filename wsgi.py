@@ -1,4 +1,8 @@
 """Entry point: `gunicorn wsgi:app`, and `flask` finds `app` here on its own."""
-from api import create_app
+import os
 
+from api import create_app
+from observability.logs import configure_logging
+
+configure_logging(os.environ)
 app = create_app()

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from .config import config_from_env, engine_options, ensure_secret_key
 from .errors import register_error_handlers
 from .extensions import db, migrate
+from .requestlog import init_request_logging
 
 
 class IdConverter(IntegerConverter):
@@ -24,7 +25,7 @@ class IdConverter(IntegerConverter):
 
 def create_app(config: Mapping | None = None) -> Flask:
     """Build the app from the environment; `config` overrides it (tests pass theirs here)."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     app.config.update(config_from_env(os.environ, app.instance_path))
     if config:
         app.config.update(config)
@@ -39,15 +40,18 @@ def create_app(config: Mapping | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(app.root_path, os.pardir, "migrations"))
     register_error_handlers(app)
+    init_request_logging(app)
 
     from sync.cli import register_commands
 
     from webhooks import receiver
     from webhooks.cli import webhooks_cli
 
-    from . import banking, health
+    from . import banking, health, metrics, openapi
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(banking.bp)
     app.register_blueprint(receiver.bp)
     register_commands(app)

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
+from sync.monitoring import DEFAULT_MAX_DUE_AGE_S
+
 from .validation import Body, Query
 
 PluggyId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -55,3 +57,8 @@ class SyncRunsQuery(Query):
 
 class ConnectTokenRequest(Body):
     item_id: PluggyId | None = None
+
+
+class ReadyQuery(Query):
+    max_due_age: float = Field(DEFAULT_MAX_DUE_AGE_S, ge=0, allow_inf_nan=False, description="seconds the oldest due job may wait")
+    max_dead: int | None = Field(None, ge=0, description="dead jobs allowed; unset, they are only reported")

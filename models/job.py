@@ -12,6 +12,7 @@ JOB_STATUSES = ("queued", "running", "done", "dead")
 # Written out, not bound: PostgreSQL matches an ON CONFLICT target to a partial index by its text.
 QUEUED_ONLY = "status = 'queued'"
 RUNNING_ONLY = "status = 'running'"
+DEAD_ONLY = "status = 'dead'"
 
 
 DEFAULT_MAX_ATTEMPTS = 8
@@ -32,6 +33,8 @@ class Job(Base):
         partial_index("uq_jobs_running_item_id", "item_id", where=RUNNING_ONLY, unique=True),
         # A claim also takes back running jobs whose lease ran out (their worker died).
         partial_index("ix_jobs_running_locked_until", "locked_until", where=RUNNING_ONLY),
+        # Health checks and metrics count dead jobs without reading the done ones.
+        partial_index("ix_jobs_dead_id", "id", where=DEAD_ONLY),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -17,6 +17,8 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from observability import logs, metrics
+
 from .errors import PluggyError, PluggyUnavailable, error_from_response
 from .retry import PluggyRetry
 
@@ -255,11 +257,10 @@ class PluggyClient:
                 timeout=self._timeout,
             )
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            logger.debug("%s %s failed: %s", method, path, type(exc).__name__)
+            record_call(method, path, None, time.monotonic() - started, error=type(exc).__name__)
             message = f"{method} {path} got no answer ({type(exc).__name__})"
             raise PluggyUnavailable(None, None, message) from exc
-        elapsed_ms = (time.monotonic() - started) * 1000
-        logger.debug("%s %s -> %s in %.0f ms", method, path, response.status_code, elapsed_ms)
+        record_call(method, path, response.status_code, time.monotonic() - started, retried=earlier_statuses(response))
         return response
 
     @staticmethod
@@ -272,6 +273,11 @@ class PluggyClient:
             return response.json()
         except ValueError:
             raise PluggyError(response.status_code, None, "answer is not JSON") from None
+
+    def ensure_api_key(self) -> None:
+        """Make sure an API key can be had: free while the cached one is fresh, else one /auth call.
+        Raises PluggyError (PluggyAuthError when the keys are refused)."""
+        self._current_api_key()
 
     def _current_api_key(self) -> str:
         # One lock around check and fetch: threads arriving together wait for a single /auth call.
@@ -340,3 +346,26 @@ def _cursor_from(next_link: str) -> str:
     if not cursors:
         raise PluggyError(200, None, "Pluggy's next link carries no 'after' cursor")
     return cursors[0]
+
+
+def earlier_statuses(response: requests.Response) -> list[int | None]:
+    """Statuses of the attempts urllib3 retried before this answer (a 429 waited out, a 503...)."""
+    retries = getattr(response.raw, "retries", None)
+    return [attempt.status for attempt in getattr(retries, "history", ())]
+
+
+def record_call(
+    method: str, path: str, status: int | None, seconds: float, *, retried: list[int | None] = (), error: str | None = None
+) -> None:
+    """One log line and the metrics of one call, its retried attempts counted under their own status."""
+    endpoint = metrics.endpoint_label(path)
+    for earlier in retried:
+        metrics.PLUGGY_REQUESTS.labels(method, endpoint, str(earlier or "none")).inc()
+    metrics.PLUGGY_REQUESTS.labels(method, endpoint, str(status or "none")).inc()
+    metrics.PLUGGY_DURATION.labels(method, endpoint).observe(seconds)
+    fields = {"method": method, "path": path, "endpoint": endpoint, "status": status, "duration_ms": round(seconds * 1000, 1)}
+    if retried:
+        fields["retried"] = retried
+    if error:
+        fields["error"] = error
+    logs.event(logger, "pluggy call", logging.WARNING if status is None or status >= 500 else logging.INFO, **fields)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from models import Job
-from models.job import DEFAULT_MAX_ATTEMPTS, QUEUED_ONLY, RUNNING_ONLY
+from models.job import DEAD_ONLY, DEFAULT_MAX_ATTEMPTS, QUEUED_ONLY, RUNNING_ONLY
 from models.base import utcnow
 
 from . import wakeup
@@ -175,12 +175,14 @@ def complete(session: Session, job: ClaimedJob) -> None:
     finish(session, job, status="done")
 
 
-def fail(session: Session, job: ClaimedJob, error: str, *, retry_after: float | None = None) -> None:
-    """Record a failed attempt: retry later with backoff, or give up once attempts are spent."""
+def fail(session: Session, job: ClaimedJob, error: str, *, retry_after: float | None = None) -> str:
+    """Record a failed attempt: retry later with backoff, or give up once attempts are spent.
+    Returns the outcome: "failed" (to be retried) or "dead"."""
     if job.attempts >= job.max_attempts:
         finish(session, job, status="dead", error=error)
-    else:
-        requeue(session, job, after_seconds=max(backoff_seconds(job.attempts), retry_after or 0), error=error)
+        return "dead"
+    requeue(session, job, after_seconds=max(backoff_seconds(job.attempts), retry_after or 0), error=error)
+    return "failed"
 
 
 def postpone(session: Session, job: ClaimedJob, after_seconds: float, reason: str = "") -> None:
@@ -264,22 +266,30 @@ def retry_dead(session: Session) -> int:
 
 
 def queue_stats(session: Session, now: datetime | None = None) -> dict:
-    """What an operator watches: due, running and dead jobs, and how long the oldest due job waited."""
+    """What an operator watches: due, scheduled, running and dead jobs, and how long the oldest due
+    job has waited. Each figure is read along its own partial index, never the done jobs."""
     now = now or utcnow()
-    is_due = (Job.status == "queued") & (Job.run_at <= now)
-    due, running, dead, oldest_due = session.execute(
+    queued, running, dead = sa.text(QUEUED_ONLY), sa.text(RUNNING_ONLY), sa.text(DEAD_ONLY)
+
+    def count(condition):
+        return sa.select(sa.func.count()).select_from(Job).where(condition).scalar_subquery()
+
+    oldest_due = sa.select(sa.func.min(Job.run_at)).where(queued & (Job.run_at <= now)).scalar_subquery()
+    due, scheduled, running_now, dead_now, oldest = session.execute(
         sa.select(
-            sa.func.count().filter(is_due),
-            sa.func.count().filter(Job.status == "running"),
-            sa.func.count().filter(Job.status == "dead"),
-            sa.func.min(Job.run_at).filter(is_due),
+            count(queued & (Job.run_at <= now)),
+            count(queued & (Job.run_at > now)),
+            count(running),
+            count(dead),
+            oldest_due,
         )
     ).one()
     return {
         "due": due,
-        "running": running,
-        "dead": dead,
-        "oldest_due_age_s": round(age_seconds(oldest_due, now), 3),
+        "scheduled": scheduled,
+        "running": running_now,
+        "dead": dead_now,
+        "oldest_due_age_s": round(age_seconds(oldest, now), 3),
     }
 
 

@@ -2,6 +2,7 @@
 an item update under the PATCH throttle, and closing a run with its outcome."""
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime, timedelta
 
@@ -11,6 +12,9 @@ from sqlalchemy.orm import Session
 
 from models import OPEN_SYNC_STATUSES, Connection, SyncRun
 from models.base import UTCDateTime, utcnow
+from observability import logs, metrics
+
+log = logging.getLogger(__name__)
 
 THROTTLE_WINDOW = timedelta(seconds=60)
 # Any constant shared by every process: it names the PostgreSQL advisory lock of the throttle.
@@ -119,10 +123,27 @@ def wait_until_closed(session: Session, run: SyncRun, timeout_s: float, *, inter
 def close_run(
     session: Session, run: SyncRun, status: str, *, error_code: str | None = None, error: str | None = None
 ) -> SyncRun:
+    """Record a run's outcome, committed; counted and logged with what it wrote."""
     run.status = status
     run.error_code = error_code
     run.error = error
     run.finished_at = utcnow()
     session.commit()
+    metrics.SYNC_RUNS.labels(run.trigger, status).inc()
+    logs.event(
+        log,
+        "sync run closed",
+        logging.WARNING if status == "error" else logging.INFO,
+        run_id=run.id,
+        connection_id=run.connection_id,
+        trigger=run.trigger,
+        status=status,
+        accounts=run.accounts,
+        created=run.created,
+        updated=run.updated,
+        deleted=run.deleted,
+        error_code=error_code,
+        duration_ms=round((run.finished_at - run.started_at).total_seconds() * 1000, 1) if run.started_at else None,
+    )
     return run
 

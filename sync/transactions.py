@@ -10,6 +10,7 @@ watermark moves only after the rows are committed.
 """
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from models import Account, Connection, SyncRun, Transaction
 from models.base import utcnow
+from observability import metrics
 from pluggy_client import PluggyClient
 
 from . import runs, scheduling
@@ -126,10 +128,7 @@ class TransactionService:
             )
         if only_account is None:
             connection.last_synced_at = utcnow()
-        run.status = "partial" if connection.execution_status == "PARTIAL_SUCCESS" else "success"
-        run.finished_at = utcnow()
-        self.session.commit()
-        return run
+        return runs.close_run(self.session, run, "partial" if connection.execution_status == "PARTIAL_SUCCESS" else "success")
 
     def refresh_accounts(self, connection: Connection) -> list[Account]:
         rows = [account_row(data, connection.id) for data in self.client.list_accounts(connection.item_id)]
@@ -190,6 +189,7 @@ class TransactionService:
                 .values(deleted_at=utcnow(), updated_at=utcnow())
             ).rowcount
         self.session.commit()
+        metrics.count_transactions(deleted=deleted)
         return Counts(deleted=deleted)
 
     def reread_window(self, account: Account) -> tuple[Counts, datetime | None, set[str]]:
@@ -221,6 +221,7 @@ class TransactionService:
         if not rows:
             return Counts(), None
         created, updated = upsert_transactions(self.session.connection(), rows)
+        metrics.count_transactions(created=created, updated=updated)
         newest = max((row["pluggy_created_at"] for row in rows if row["pluggy_created_at"]), default=None)
         return Counts(created=created, updated=updated), newest
 
@@ -248,10 +249,12 @@ def read_ahead(pages: Iterable[list[dict]]) -> Iterator[list[dict]]:
     the database writes. One thread reads the pages, one at a time and in order."""
     iterator = iter(pages)
     fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
+    # The fetching thread logs its Pluggy calls under the same job and event ids as this one.
+    context = contextvars.copy_context()
     try:
-        upcoming = fetcher.submit(next, iterator, None)
+        upcoming = fetcher.submit(context.run, next, iterator, None)
         while (page := upcoming.result()) is not None:
-            upcoming = fetcher.submit(next, iterator, None)
+            upcoming = fetcher.submit(context.run, next, iterator, None)
             yield page
     finally:
         fetcher.shutdown(cancel_futures=True)

@@ -20,6 +20,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from api.extensions import db
+from observability import logs, metrics
 from pluggy_client import PluggyClient, PluggyRateLimited
 
 from . import queue
@@ -152,39 +153,55 @@ class Worker:
         if job is None:
             return False
         if job.attempts > job.max_attempts:
-            queue.finish(session, job, status="dead", error="gave up: its worker kept disappearing")
+            with logs.scope(job_id=job.id, job_kind=job.kind, item_id=job.item_id):
+                queue.finish(session, job, status="dead", error="gave up: its worker kept disappearing")
+                logs.event(log, "job", logging.WARNING, outcome="dead", attempt=job.attempts, error="its worker kept disappearing")
             return True
         self.execute(session, job)
         return True
 
     def execute(self, session: Session, job: ClaimedJob) -> None:
+        """Run one claimed job to an outcome, under its ids in every log line it causes, and
+        finish with one line and one duration sample for it."""
+        started = time.monotonic()
+        with logs.scope(job_id=job.id, job_kind=job.kind, item_id=job.item_id):
+            outcome, error = self.outcome_of(session, job)
+            seconds = time.monotonic() - started
+            metrics.JOB_DURATION.labels(job.kind, outcome).observe(seconds)
+            level = logging.WARNING if outcome in ("failed", "dead", "lease_lost") else logging.INFO
+            logs.event(
+                log, "job", level, outcome=outcome, attempt=job.attempts, duration_ms=round(seconds * 1000, 1), error=error
+            )
+
+    def outcome_of(self, session: Session, job: ClaimedJob) -> tuple[str, str | None]:
         handler = HANDLERS.get(job.kind)
         if handler is None:
-            queue.finish(session, job, status="dead", error=f"no handler for job kind {job.kind!r}")
-            return
+            error = f"no handler for job kind {job.kind!r}"
+            queue.finish(session, job, status="dead", error=error)
+            return "dead", error
         context = JobContext(job, session, self.client, self.settings, self.progress, self.checkpoint_for(job))
-        started = time.monotonic()
         try:
             handler(context)
         except RetryLater as wait:
             session.rollback()
             queue.postpone(session, job, wait.after_seconds, wait.reason)
+            return "retry", None
         except Released:
             session.rollback()
             queue.postpone(session, job, 0, "released by a stopping worker")
+            return "released", None
         except LeaseLost:
             session.rollback()
-            log.warning("job %s: lease lost to another worker", job.id)
+            return "lease_lost", "another worker took the job over"
         except PluggyRateLimited as exc:
             session.rollback()
-            queue.fail(session, job, describe(exc), retry_after=exc.retry_after)
+            return queue.fail(session, job, describe(exc), retry_after=exc.retry_after), describe(exc)
         except Exception as exc:
             session.rollback()
             log.exception("job %s (%s) failed", job.id, job.kind)
-            queue.fail(session, job, describe(exc))
-        else:
-            queue.complete(session, job)
-            log.info("job %s (%s) done in %.2f s", job.id, job.kind, time.monotonic() - started)
+            return queue.fail(session, job, describe(exc)), describe(exc)
+        queue.complete(session, job)
+        return "done", None
 
     def checkpoint_for(self, job: ClaimedJob) -> Callable[[], None]:
         """Called by long handlers between committed steps: keeps the lease, honours a hard stop."""

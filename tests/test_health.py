@@ -12,7 +12,7 @@ def test_health_with_an_empty_queue(client):
     assert response.get_json() == {
         "status": "ok",
         "database": "ok",
-        "queue": {"due": 0, "running": 0, "dead": 0, "oldest_due_age_s": 0.0},
+        "queue": {"due": 0, "scheduled": 0, "running": 0, "dead": 0, "oldest_due_age_s": 0.0},
     }
 
 
@@ -31,7 +31,7 @@ def test_health_counts_the_queue(app, client):
         )
         db.session.commit()
     queue = client.get("/health").get_json()["queue"]
-    assert (queue["due"], queue["running"], queue["dead"]) == (2, 1, 1)
+    assert (queue["due"], queue["scheduled"], queue["running"], queue["dead"]) == (2, 1, 1, 1)
     assert 90 <= queue["oldest_due_age_s"] < 120
 
 

@@ -15,6 +15,7 @@ import responses
 from responses import matchers
 from responses.registries import OrderedRegistry
 
+from observability.logs import JsonFormatter
 from pluggy_client import (
     ConnectToken,
     PluggyAuthError,
@@ -761,9 +762,10 @@ def test_no_secret_reaches_logs_or_errors(api_client, pluggy, caplog):
             call()
         errors.append(raised.value)
 
-    visible = [caplog.text, repr(api_client), repr(token), str(token)]
+    logged = "\n".join(JsonFormatter().format(record) for record in caplog.records)
+    visible = [logged, repr(api_client), repr(token), str(token)]
     visible += [text for error in errors for text in (str(error), repr(error))]
     secrets = [CLIENT_SECRET, API_KEY, "ct-secret-token", credentials["password"], mfa_code, hook_secret]
     leaks = [secret for secret in secrets if any(secret in text for text in visible)]
     assert leaks == []
-    assert "PATCH /items/" in caplog.text  # the debug lines are there, just without secrets
+    assert '"method":"PATCH","path":"/items/' in logged  # the call lines are there, just without secrets

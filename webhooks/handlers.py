@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from models import Account, Connection, ConnectorStatus, SyncRun, User, WebhookEvent
 from models.base import utcnow
+from observability import logs, metrics
 from pluggy_client import PluggyNotFound
 from sync import listing, runs
 from sync.connections import BankConnectionService
@@ -45,6 +46,8 @@ def process_events(context: JobContext) -> None:
     events = pending_events(context)
     if not events:
         return
+    ids = [e.id for e in events]
+    logs.bind(event_ids=[e.event_id for e in events])
     try:
         if "item_id" in context.job.payload:
             ItemEvents(context, events).process()
@@ -54,6 +57,27 @@ def process_events(context: JobContext) -> None:
         context.session.rollback()
         record_failure(context, events, exc)
         raise
+    report_outcomes(context.session, ids)
+
+
+def report_outcomes(session: Session, ids: list[int]) -> None:
+    """One line naming each event's outcome and the run that wrote its rows, and each event's lag
+    from arrival to now."""
+    rows = session.execute(
+        sa.select(
+            WebhookEvent.event_id, WebhookEvent.event, WebhookEvent.status, WebhookEvent.sync_run_id, WebhookEvent.received_at
+        ).where(WebhookEvent.id.in_(ids))
+    ).all()
+    session.commit()
+    metrics.observe_webhook_lag(((row.event, row.received_at) for row in rows), utcnow())
+    logs.event(
+        log,
+        "webhook events handled",
+        events=[
+            {"event_id": row.event_id, "event": row.event, "status": row.status, "run_id": row.sync_run_id}
+            for row in rows
+        ],
+    )
 
 
 def pending_events(context: JobContext) -> list[WebhookEvent]:

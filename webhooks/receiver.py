@@ -7,9 +7,12 @@ import logging
 
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.errors import ApiError
 from api.extensions import db
+from observability import logs
+from observability.metrics import WEBHOOKS_RECEIVED, event_label
 from sync.tokens import webhook_token_is_valid
 
 from . import handlers  # noqa: F401  (registers the worker's handler for stored events)
@@ -49,15 +52,28 @@ def parse_event() -> tuple[bytes, dict]:
 
 def accept(verified: bool):
     if not verified:
+        received(None, "unauthorized")
         raise ApiError(401, "unauthorized", "Unknown sender.")
-    raw, payload = parse_event()
+    try:
+        raw, payload = parse_event()
+    except (ApiError, RequestEntityTooLarge):
+        received(None, "invalid")
+        raise
     try:
         new, event_id = store(db.session, raw, payload, request.headers)
     except SQLAlchemyError as exc:
         db.session.rollback()
+        received(payload["event"], "unavailable")
         log.error("webhook not stored, Pluggy will retry: %s", type(exc).__name__)
         raise ApiError(503, "unavailable", "The event could not be stored; try again.") from None
-    return jsonify(status="accepted" if new else "duplicate", event_id=event_id)
+    outcome = "accepted" if new else "duplicate"
+    received(payload["event"], outcome)
+    logs.bind(event_id=event_id, event=payload["event"][:64])
+    return jsonify(status=outcome, event_id=event_id)
+
+
+def received(event: str | None, outcome: str) -> None:
+    WEBHOOKS_RECEIVED.labels(event_label(event), outcome).inc()
 
 
 @bp.post("/pluggy")

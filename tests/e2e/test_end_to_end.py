@@ -7,7 +7,9 @@ sandbox's. One run drops and duplicates webhooks and is healed by redelivery and
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -35,7 +37,8 @@ def free_port() -> int:
 class Stack:
     """The three processes and the calls a test makes to them."""
 
-    def __init__(self, database_url: str, **settings: str) -> None:
+    def __init__(self, database_url: str, logs: Path, **settings: str) -> None:
+        self.logs = logs
         self.web = f"http://127.0.0.1:{free_port()}"
         self.sandbox = f"http://127.0.0.1:{free_port()}"
         self.env = {
@@ -73,13 +76,21 @@ class Stack:
         web.wait(timeout=15)
 
     def spawn(self, name: str, *args: str) -> None:
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        # Logs go to files: a pipe nobody reads would fill and stall the process.
+        with open(self.log_file(name), "a") as log:
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, *args], cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=log
+            )
+
+    def log_file(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def log_lines(self, name: str) -> list[str]:
+        return self.log_file(name).read_text().splitlines()
 
     def up(self, url: str) -> bool:
-        for process in self.processes.values():
-            assert process.poll() is None, process.stderr.read().decode()
+        for name, process in self.processes.items():
+            assert process.poll() is None, self.log_file(name).read_text()[-5000:]
         try:
             return requests.get(url, timeout=TIMEOUT).ok
         except requests.ConnectionError:
@@ -96,6 +107,8 @@ class Stack:
 
     def flask(self, *args: str) -> str:
         done = subprocess.run([sys.executable, "-m", "flask", *args], cwd=ROOT, env=self.env, capture_output=True, text=True)
+        with open(self.log_file("cli"), "a") as log:
+            log.write(done.stderr)
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout.strip().splitlines()[-1]
 
@@ -159,8 +172,8 @@ class Stack:
 
 
 @contextmanager
-def running(database_url: str, **settings: str) -> Iterator[Stack]:
-    stack = Stack(database_url, **settings)
+def running(database_url: str, logs: Path, **settings: str) -> Iterator[Stack]:
+    stack = Stack(database_url, logs, **settings)
     try:
         stack.start()
         yield stack
@@ -202,9 +215,9 @@ def assert_same_data(stack: Stack, connection_id: int, item_id: str) -> None:
 
 
 @pytest.fixture
-def stack(app, database_url):
+def stack(app, database_url, tmp_path):
     """A clean database (the app fixture empties it) and the three processes on it."""
-    with running(database_url) as stack:
+    with running(database_url, tmp_path) as stack:
         yield stack
 
 
@@ -277,10 +290,59 @@ def test_the_whole_journey(stack):
     assert_same_data(stack, connection_id, item_id)
     assert_same_data(stack, mfa_connection, mfa_item)
 
+    # 8. The logs: JSON lines that never hold a secret, and one webhook followed to what it wrote.
+    assert_no_secret_in_logs(stack, [update_token, reconnect_token["access_token"]])
+    assert_a_webhook_can_be_followed(stack)
 
-def test_lost_and_repeated_webhooks_are_healed(app, database_url):
+
+# The sandbox's API keys and connect tokens are JWTs: whichever the service held, none is logged.
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ")
+# The sandbox's one-time code, as a number of its own (not a part of a longer one).
+MFA_CODE = re.compile(r"(?<![0-9])123456(?![0-9])")
+
+
+def assert_no_secret_in_logs(stack: Stack, tokens: list[str]) -> None:
+    items = requests.get(f"{stack.sandbox}/sandbox/state", timeout=TIMEOUT).json()["items"]
+    url_tokens = [item["webhookUrl"].rsplit("/", 1)[1] for item in items if item.get("webhookUrl")]
+    assert url_tokens, "the service gave the sandbox signed webhook URLs"
+    secrets = [
+        TEST_SECRETS["SECRET_KEY"], "sandbox-client-secret", WEBHOOK_SECRET, stack.token, *tokens, *url_tokens,
+    ]
+    lines = {name: stack.log_lines(name) for name in ("web", "worker", "cli")}
+    assert len(lines["web"]) > 20 and len(lines["worker"]) > 20
+    for name, found in lines.items():
+        for line in found:
+            json.loads(line)  # JSON when not on a terminal, every line of it
+            leaked = [s for s in secrets if s in line]
+            assert not leaked and not JWT.search(line) and not MFA_CODE.search(line), (name, line)
+
+
+def assert_a_webhook_can_be_followed(stack: Stack) -> None:
+    """From a delivery's request line, by its event id, to the job that handled it and the run
+    that wrote its rows."""
+    web = [json.loads(line) for line in stack.log_lines("web")]
+    worker = [json.loads(line) for line in stack.log_lines("worker")]
+    handled = {
+        event["event_id"]: (line["job_id"], event["run_id"])
+        for line in worker
+        if line["message"] == "webhook events handled"
+        for event in line["events"]
+        if event["run_id"] is not None
+    }
+    deliveries = [line for line in web if line["message"] == "request" and line.get("event_id") in handled]
+    assert deliveries, "a delivery's request line names an event the worker handled"
+    delivery = deliveries[0]
+    assert delivery["route"].startswith("/webhooks/pluggy") and delivery["request_id"]
+    job_id, run_id = handled[delivery["event_id"]]
+    job = [line for line in worker if line["message"] == "job" and line.get("job_id") == job_id]
+    assert any(delivery["event_id"] in line.get("event_ids", ()) for line in job)
+    closed = [line for line in web + worker if line["message"] == "sync run closed" and line["run_id"] == run_id]
+    assert closed and {"created", "updated", "deleted"} <= set(closed[0])
+
+
+def test_lost_and_repeated_webhooks_are_healed(app, database_url, tmp_path):
     settings = {"SYNC_SWEEP_INTERVAL_MINUTES": "0.01", "SYNC_SWEEP_STALE_HOURS": "0.0005"}
-    with running(database_url, **settings) as stack:
+    with running(database_url, tmp_path, **settings) as stack:
         item_id = stack.connect_item()
         connection_id = stack.api("POST", "/connections/", json={"item_id": item_id}).json()["id"]
         quiet(stack, connection_id)

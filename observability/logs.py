@@ -1,0 +1,126 @@
+"""Structured logs: one line per event, JSON when stderr is not a terminal.
+
+Every line carries the ids of what is in progress (request_id in a request; job_id, event_ids and
+item_id in a job), so one webhook can be followed from its delivery through its job to the sync
+run that wrote its rows. Lines never carry secrets: callers log ids, counts and statuses, never
+headers, bodies or parameters.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from datetime import datetime, timezone
+
+import orjson
+
+FIELDS = "fields"
+LOG_FORMATS = ("json", "text")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+_context: ContextVar[dict] = ContextVar("log_context", default={})
+
+
+def event(logger: logging.Logger, message: str, /, level: int = logging.INFO, **fields) -> None:
+    """Log `message` with `fields` as structured data (JSON keys, or key=value in text)."""
+    if logger.isEnabledFor(level):
+        logger.log(level, message, extra={FIELDS: fields})
+
+
+def bind(**fields) -> None:
+    """Add ids to every line logged from here to the end of the current scope."""
+    _context.set({**_context.get(), **fields})
+
+
+def start_scope(**fields) -> Token:
+    """A fresh set of ids for the lines logged until `end_scope`; `bind` adds to it."""
+    return _context.set(dict(fields))
+
+
+def end_scope(token: Token) -> None:
+    _context.reset(token)
+
+
+@contextmanager
+def scope(**fields) -> Iterator[None]:
+    """A fresh set of ids for the lines logged inside (a job); `bind` adds to it."""
+    token = start_scope(**fields)
+    try:
+        yield
+    finally:
+        end_scope(token)
+
+
+def current() -> dict:
+    return dict(_context.get())
+
+
+def entry(record: logging.LogRecord) -> dict:
+    fields = {
+        "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "message": record.getMessage(),
+        **getattr(record, "context", {}),
+        **getattr(record, FIELDS, {}),
+    }
+    return fields
+
+
+class ContextFilter(logging.Filter):
+    """Puts the ids in scope onto each record as it reaches the handler, whatever logger made it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.context = _context.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = entry(record)
+        if record.exc_info:
+            fields["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(fields, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = entry(record)
+        head = f"{fields.pop('ts')} {fields.pop('level').upper():7} {fields.pop('logger')}: {fields.pop('message')}"
+        line = " ".join([head, *(f"{key}={value}" for key, value in fields.items())])
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class WithoutDevServerAccessLines(logging.Filter):
+    """The development server's access lines show raw paths, a webhook URL's signed token among
+    them; the service logs its own request line with the route instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "werkzeug" and '"%s" %s %s' in str(record.msg))
+
+
+def configure_logging(environ: Mapping[str, str], stream=None) -> logging.Handler:
+    """One handler on the root logger, for this process's every logger. Called by the entry point
+    (wsgi.py), not by the app factory, so tests and embedding apps keep their own logging."""
+    stream = stream or sys.stderr
+    log_format = (environ.get("LOG_FORMAT") or ("text" if stream.isatty() else "json")).lower()
+    level = (environ.get("LOG_LEVEL") or "INFO").upper()
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}; got {log_format!r}")
+    if level not in LEVELS:
+        raise ValueError(f"LOG_LEVEL must be one of {', '.join(LEVELS)}; got {level!r}")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler.addFilter(ContextFilter())
+    handler.addFilter(WithoutDevServerAccessLines())
+    root = logging.getLogger()
+    for previous in [h for h in root.handlers if getattr(h, "pluggy_sync", False)]:
+        root.removeHandler(previous)
+    handler.pluggy_sync = True
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler

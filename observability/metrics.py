@@ -1,0 +1,168 @@
+"""Prometheus metrics (prometheus-client).
+
+Counters and histograms are kept by the process that does the work: the web processes count
+requests and webhooks, the workers count jobs, Pluggy calls, sync runs and rows written. With
+PROMETHEUS_MULTIPROC_DIR set (prometheus-client's own convention) every process on a machine
+writes its values there and any one of them reports them all. What lives in the database (the
+queue, the connections' staleness) is read from it at scrape time, so every process reports the
+same figures whichever is scraped.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from datetime import datetime
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+PREFIX = "pluggy_sync"
+# Seconds, from a fast loopback answer to a long backfill.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+LAG_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600)
+
+HTTP_REQUESTS = Histogram(
+    f"{PREFIX}_http_request_duration_seconds",
+    "Requests this service answered, by route and status.",
+    ["method", "route", "status"],
+    buckets=DURATION_BUCKETS,
+)
+WEBHOOKS_RECEIVED = Counter(
+    f"{PREFIX}_webhooks_received",
+    "Webhook deliveries, by event and outcome (accepted, duplicate, unauthorized, invalid, unavailable).",
+    ["event", "outcome"],
+)
+WEBHOOK_LAG = Histogram(
+    f"{PREFIX}_webhook_processing_lag_seconds",
+    "From a webhook's arrival to the worker finishing with it.",
+    ["event"],
+    buckets=LAG_BUCKETS,
+)
+JOB_DURATION = Histogram(
+    f"{PREFIX}_job_duration_seconds",
+    "Jobs the workers ran, by kind and outcome (done, retry, failed, dead, released, lease_lost).",
+    ["kind", "outcome"],
+    buckets=DURATION_BUCKETS,
+)
+PLUGGY_REQUESTS = Counter(
+    f"{PREFIX}_pluggy_requests",
+    "Answers from Pluggy (every attempt, retried ones included), by endpoint and HTTP status; "
+    "status 'none' when no answer came.",
+    ["method", "endpoint", "status"],
+)
+PLUGGY_DURATION = Histogram(
+    f"{PREFIX}_pluggy_request_duration_seconds",
+    "Calls to Pluggy, retries included, by endpoint.",
+    ["method", "endpoint"],
+    buckets=DURATION_BUCKETS,
+)
+SYNC_RUNS = Counter(
+    f"{PREFIX}_sync_runs",
+    "Sync runs closed, by trigger and status.",
+    ["trigger", "status"],
+)
+TRANSACTIONS_WRITTEN = Counter(
+    f"{PREFIX}_transactions_written",
+    "Transactions written to the database, by change (created, updated, deleted).",
+    ["change"],
+)
+
+# Event names come from the senders' bodies: anything unexpected shares one label value, so a
+# sender cannot grow the number of series.
+KNOWN_EVENTS = frozenset(
+    {
+        "item/created",
+        "item/updated",
+        "item/error",
+        "item/login_error",
+        "item/deleted",
+        "item/waiting_user_input",
+        "item/waiting_user_action",
+        "item/login_succeeded",
+        "connector/status_updated",
+        "transactions/created",
+        "transactions/updated",
+        "transactions/deleted",
+    }
+)
+PATH_WORD = re.compile(r"^[a-z][a-z_-]{0,29}$")
+
+
+def event_label(event: object) -> str:
+    return event if isinstance(event, str) and event in KNOWN_EVENTS else "other"
+
+
+def endpoint_label(path: str) -> str:
+    """A Pluggy path with its ids taken out: /items/3f1c.../mfa -> /items/{id}/mfa."""
+    return "/".join(part if not part or PATH_WORD.match(part) else "{id}" for part in path.split("/"))
+
+
+def count_transactions(created: int = 0, updated: int = 0, deleted: int = 0) -> None:
+    for change, number in (("created", created), ("updated", updated), ("deleted", deleted)):
+        if number:
+            TRANSACTIONS_WRITTEN.labels(change).inc(number)
+
+
+def observe_webhook_lag(events: Iterable[tuple[str, datetime]], now: datetime) -> None:
+    for event, received_at in events:
+        WEBHOOK_LAG.labels(event_label(event)).observe(max(0.0, (now - received_at).total_seconds()))
+
+
+# Read from the database at scrape time -----------------------------------------------------
+
+
+class SharedFigures:
+    """The state every process sees alike, read from the database for this scrape: the queue and
+    the staleness of the least recently synced connection. None when the database did not answer."""
+
+    def __init__(self, queue: dict | None, oldest_connection_staleness_s: float | None) -> None:
+        self.queue = queue
+        self.staleness = oldest_connection_staleness_s
+
+    def collect(self):
+        up = GaugeMetricFamily(f"{PREFIX}_database_up", "Whether the database answered this scrape.")
+        up.add_metric([], 0 if self.queue is None else 1)
+        yield up
+        if self.queue is None:
+            return
+        jobs = GaugeMetricFamily(f"{PREFIX}_jobs", "Jobs in the queue, by state.", labels=["state"])
+        for state in ("due", "scheduled", "running", "dead"):
+            jobs.add_metric([state], self.queue[state])
+        yield jobs
+        oldest = GaugeMetricFamily(
+            f"{PREFIX}_oldest_due_job_age_seconds", "How long the oldest due job has waited for a worker."
+        )
+        oldest.add_metric([], self.queue["oldest_due_age_s"])
+        yield oldest
+        stale = GaugeMetricFamily(
+            f"{PREFIX}_oldest_connection_staleness_seconds",
+            "Time since the least recently synced live connection was last synced (since it was "
+            "registered, if never); 0 with no connection.",
+        )
+        stale.add_metric([], self.staleness or 0.0)
+        yield stale
+
+
+def exposition(shared: SharedFigures | None = None) -> tuple[bytes, str]:
+    """This process's metrics (every process's on this machine, in multiprocess mode), then the
+    figures read from the database."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    body = generate_latest(registry)
+    if shared is not None:
+        database = CollectorRegistry()
+        database.register(shared)
+        body += generate_latest(database)
+    return body, CONTENT_TYPE_LATEST
