@@ -22,6 +22,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
 
@@ -152,17 +153,25 @@ class SharedFigures:
         yield stale
 
 
+def process_registry() -> CollectorRegistry:
+    """This process's metrics, or every process's on this machine in multiprocess mode."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
 def exposition(shared: SharedFigures | None = None) -> tuple[bytes, str]:
-    """This process's metrics (every process's on this machine, in multiprocess mode), then the
-    figures read from the database."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry = REGISTRY
-    body = generate_latest(registry)
+    """The process's metrics, then the figures read from the database."""
+    body = generate_latest(process_registry())
     if shared is not None:
         database = CollectorRegistry()
         database.register(shared)
         body += generate_latest(database)
     return body, CONTENT_TYPE_LATEST
+
+
+def serve(port: int, host: str) -> None:
+    """Expose this process's metrics over HTTP on a thread of its own (for worker processes)."""
+    start_http_server(port, addr=host, registry=process_registry())

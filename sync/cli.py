@@ -11,6 +11,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from api.extensions import db
 from models import Connection, Job, SyncRun, User
+from observability import metrics
 from api.config import ConfigError
 from pluggy_client import PluggyClient, PluggyError
 
@@ -44,14 +45,27 @@ def connection_service() -> BankConnectionService:
 @click.option("--poll-interval", default=1.0, show_default=True, type=click.FloatRange(0.05, 60), help="Seconds between looks at an empty queue.")
 @click.option("--wake/--no-wake", default=True, show_default=True, help="Wake at once when a job is queued (LISTEN/NOTIFY on PostgreSQL; off behind a transaction-mode pooler).")
 @click.option("--lease", default=300, show_default=True, type=click.IntRange(1, 3600), help="Seconds a claimed job stays ours without a sign of life.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve this worker's Prometheus metrics on this port.")
+@click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Address the metrics port listens on.")
 @with_appcontext
-def worker_command(burst: bool, concurrency: int, poll_interval: float, wake: bool, lease: int) -> None:
+def worker_command(
+    burst: bool, concurrency: int, poll_interval: float, wake: bool, lease: int, metrics_port: int | None, metrics_host: str
+) -> None:
     """Run the job worker."""
     app = current_app._get_current_object()
+    if metrics_port is not None:
+        serve_metrics(metrics_port, metrics_host)
     worker = Worker(
         app, pluggy(), concurrency=concurrency, poll_interval=poll_interval, wake=wake, lease=timedelta(seconds=lease)
     )
     worker.run(burst=burst)
+
+
+def serve_metrics(port: int, host: str) -> None:
+    try:
+        metrics.serve(port, host)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
 
 
 @jobs_cli.command("list")
