@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import current_app, g, request
 
 from models import User
-from sync.tokens import read_api_token
+from sync.tokens import accepted_keys, read_api_token
 
 from .errors import ApiError
 from .extensions import db
@@ -20,7 +20,7 @@ def authenticate() -> None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized("Send the API token as 'Authorization: Bearer <token>'.")
-    claims = read_api_token(current_app.config["SECRET_KEY"], token.strip())
+    claims = read_api_token(accepted_keys(current_app.config), token.strip())
     user = db.session.get(User, claims[0]) if claims else None
     if user is None or user.token_version != claims[1]:
         raise unauthorized("The API token is not valid.")

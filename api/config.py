@@ -19,6 +19,8 @@ def config_from_env(environ: Mapping[str, str], instance_path: str) -> dict:
     return {
         "SQLALCHEMY_DATABASE_URI": database_url(environ.get("DATABASE_URL"), instance_path),
         "SECRET_KEY": environ.get("SECRET_KEY") or None,
+        # Keys being retired: tokens they signed are still accepted (Flask's own name for this).
+        "SECRET_KEY_FALLBACKS": split_secrets(environ.get("SECRET_KEY_FALLBACKS", "")),
         "PLUGGY_BASE_URL": environ.get("PLUGGY_BASE_URL") or "https://api.pluggy.ai",
         "PLUGGY_CLIENT_ID": environ.get("PLUGGY_CLIENT_ID") or None,
         "PLUGGY_CLIENT_SECRET": environ.get("PLUGGY_CLIENT_SECRET") or None,

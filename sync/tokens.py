@@ -2,8 +2,12 @@
 
 Both are itsdangerous signatures with SECRET_KEY, a salt per purpose so one can never pass for the
 other. An API token carries the user's token version, so bumping it revokes every older token.
+Tokens are always signed with SECRET_KEY and also accepted when signed with one of
+SECRET_KEY_FALLBACKS, so the key can be rotated without downtime.
 """
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
@@ -13,14 +17,20 @@ API_TOKEN_SALT = "pluggy-sync.api-token"
 WEBHOOK_TOKEN_SALT = "pluggy-sync.webhook-url"
 
 
+def accepted_keys(config: Mapping) -> list[str]:
+    """The keys a token may be signed with: the ones being retired, then SECRET_KEY (itsdangerous
+    takes the newest last)."""
+    return [*config.get("SECRET_KEY_FALLBACKS", ()), config["SECRET_KEY"]]
+
+
 def issue_api_token(secret_key: str, user: User) -> str:
     return URLSafeSerializer(secret_key, salt=API_TOKEN_SALT).dumps([user.id, user.token_version])
 
 
-def read_api_token(secret_key: str, token: str) -> tuple[int, int] | None:
+def read_api_token(keys: list[str], token: str) -> tuple[int, int] | None:
     """(user id, token version) from a genuine token, else None. The caller checks the version."""
     try:
-        user_id, version = URLSafeSerializer(secret_key, salt=API_TOKEN_SALT).loads(token)
+        user_id, version = URLSafeSerializer(keys, salt=API_TOKEN_SALT).loads(token)
     except (BadSignature, TypeError, ValueError):
         return None
     if not isinstance(user_id, int) or not isinstance(version, int):
@@ -32,9 +42,9 @@ def issue_webhook_token(secret_key: str) -> str:
     return URLSafeSerializer(secret_key, salt=WEBHOOK_TOKEN_SALT).dumps("pluggy")
 
 
-def webhook_token_is_valid(secret_key: str, token: str) -> bool:
+def webhook_token_is_valid(keys: list[str], token: str) -> bool:
     try:
-        return URLSafeSerializer(secret_key, salt=WEBHOOK_TOKEN_SALT).loads(token) == "pluggy"
+        return URLSafeSerializer(keys, salt=WEBHOOK_TOKEN_SALT).loads(token) == "pluggy"
     except BadSignature:
         return False
 

@@ -13,7 +13,7 @@ from api.errors import ApiError
 from api.extensions import db
 from observability import logs
 from observability.metrics import WEBHOOKS_RECEIVED, event_label
-from sync.tokens import webhook_token_is_valid
+from sync.tokens import accepted_keys, webhook_token_is_valid
 
 from . import handlers  # noqa: F401  (registers the worker's handler for stored events)
 from .inbox import store
@@ -35,7 +35,7 @@ def secret_header_matches() -> bool:
 
 
 def url_token_matches(token: str) -> bool:
-    return webhook_token_is_valid(current_app.config["SECRET_KEY"], token)
+    return webhook_token_is_valid(accepted_keys(current_app.config), token)
 
 
 def parse_event() -> tuple[bytes, dict]:
