@@ -95,7 +95,8 @@ KNOWN_EVENTS = frozenset(
         "transactions/deleted",
     }
 )
-PATH_WORD = re.compile(r"^[a-z][a-z_-]{0,29}$")
+# A path segment that names something (items, mfa, v2) rather than identifies it.
+PATH_WORD = re.compile(r"^(v[0-9]{1,2}|[a-z][a-z_-]{0,29})$")
 
 
 def event_label(event: object) -> str:

@@ -7,6 +7,7 @@ all three.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,8 @@ WEB = f"http://{HOST}:{WEB_PORT}"
 SANDBOX = f"http://{HOST}:{SANDBOX_PORT}"
 DEMO_EMAIL = "demo@example.com"
 TIMEOUT = 5
+# The web service and the worker share their metrics through this folder, so /metrics shows both.
+METRICS_DIR = ROOT / "instance" / "prometheus"
 
 
 def environment() -> dict[str, str]:
@@ -34,6 +37,7 @@ def environment() -> dict[str, str]:
         "PLUGGY_CLIENT_SECRET": "sandbox-client-secret",
         "PLUGGY_WEBHOOK_SECRET": "demo-webhook-secret",
         "PUBLIC_BASE_URL": WEB,
+        "PROMETHEUS_MULTIPROC_DIR": str(METRICS_DIR),
         **os.environ,
     }
 
@@ -98,6 +102,9 @@ API token of {DEMO_EMAIL}:
 
 Try:
   curl -s {WEB}/health
+  curl -s {WEB}/health/ready
+  curl -s {WEB}/metrics | grep ^pluggy_sync
+  curl -s {WEB}/openapi.json
   curl -s {auth} {WEB}/api/banking/connections/
   curl -s -X POST {auth} '{WEB}/api/banking/connections/1/sync_transactions/?wait=30'
   curl -s {auth} '{WEB}/api/banking/connections/1/transactions/?page_size=5'
@@ -119,8 +126,16 @@ def interrupt(*_) -> None:
     raise KeyboardInterrupt
 
 
+def fresh_metrics_dir(env: dict[str, str]) -> None:
+    """Values left by processes of an earlier run would be added to this run's."""
+    folder = Path(env["PROMETHEUS_MULTIPROC_DIR"])
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+
+
 def main() -> None:
     env = environment()
+    fresh_metrics_dir(env)
     processes = [start("the Pluggy stand-in", "-m", "sandbox", "--host", HOST, "--port", str(SANDBOX_PORT), env=env)]
     try:
         wait_for(f"{SANDBOX}/health", processes)
