@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Mapping
 
 from flask import Flask
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import BaseConverter
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -15,12 +15,23 @@ from .errors import register_error_handlers
 from .extensions import db, migrate
 from .requestlog import init_request_logging
 
+MAX_ID = 2**31 - 1  # the id columns are 32-bit on PostgreSQL
 
-class IdConverter(IntegerConverter):
-    """A database id in a URL: a positive integer that fits the column, else 404 like any unknown id."""
 
-    def __init__(self, url_map) -> None:
-        super().__init__(url_map, min=1, max=2**31 - 1)
+class IdConverter(BaseConverter):
+    """A database id in a URL. Digits too large for the column are read as 0, an id no row has, so
+    the view answers 404 like any unknown id. (Refusing them in the converter instead makes
+    werkzeug answer 405 when another method's rule has the same path.)"""
+
+    regex = r"[0-9]{1,20}"
+    weight = 50
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        return number if number <= MAX_ID else 0
+
+    def to_url(self, value: int) -> str:
+        return str(int(value))
 
 
 def create_app(config: Mapping | None = None) -> Flask:

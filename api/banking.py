@@ -72,8 +72,9 @@ def sync_response(result: ManualSyncResult):
     body = {"status": result.status, "connection": render_connection(result.connection), **result_fields(result)}
     http_status = HTTP_STATUS[result.status]
     if http_status >= 400:
-        error = body.get("error") or {"code": snake_case(result.status), "message": MESSAGES[result.status]}
-        body["error"] = error
+        error = body.get("error") or {"code": result.status, "message": MESSAGES[result.status]}
+        # Pluggy's own codes (CONNECTOR_UNDER_MAINTENANCE) take the one shape of every error code here.
+        body["error"] = {**error, "code": snake_case(error["code"])}
     response = jsonify(body)
     response.status_code = http_status
     if "retry_after" in body:

@@ -10,7 +10,10 @@ from sync.monitoring import DEFAULT_MAX_DUE_AGE_S
 
 from .validation import Body, Query
 
-PluggyId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+# Pluggy's ids are printable; a control character (PostgreSQL refuses NUL outright) is a bad request.
+PluggyId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
 Secret = Annotated[str, StringConstraints(max_length=4096)]
 
 

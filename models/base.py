@@ -1,6 +1,7 @@
 """Declarative base, shared column types and helpers for every model."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -59,6 +60,20 @@ def dump_json(value) -> str:
     """How JSON columns are written (the engine's json_serializer): orjson, several times faster
     than json.dumps on the raw payload of every transaction."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+# A NUL character in a JSON string, as orjson writes it: an escaped backslash before it does not count.
+ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def json_storable(value) -> bool:
+    """Whether a JSON column can hold `value` on every engine: orjson refuses lone surrogates and
+    integers beyond 64 bits, and PostgreSQL's jsonb refuses NUL characters."""
+    try:
+        written = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return False
+    return ESCAPED_NUL.search(written) is None
 
 
 def partial_index(name: str, *columns: str, where: str, unique: bool = False) -> sa.Index:

@@ -84,7 +84,7 @@ def transactions_page(
         statement = statement.where(Transaction.account_id == filters.account.id)
     if filters.date_from is not None:
         statement = statement.where(Transaction.date >= start_of(filters.date_from))
-    if filters.date_to is not None:
+    if filters.date_to is not None and filters.date_to < date.max:  # the last day has no day after
         statement = statement.where(Transaction.date < start_of(filters.date_to + timedelta(days=1)))
     if filters.status is not None:
         statement = statement.where(Transaction.status == filters.status)

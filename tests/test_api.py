@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from models import Account, Connection, Job, SyncRun
+from models import Account, Connection, Job, SyncRun, WebhookEvent
 from models.base import utcnow
 from sync import runs, scheduling
 from sync.connections import apply_item
@@ -603,3 +603,27 @@ def test_malformed_requests_never_get_a_500(client, headers, connection, fake_pl
 def test_a_body_over_a_mebibyte_is_refused_unread(client, headers):
     response = client.post(f"{API}/connections/", headers=headers, data=b"x" * (1024 * 1024 + 1), content_type="application/json")
     assert (response.status_code, error_code(response)) == (413, "request_entity_too_large")
+
+
+# Values no database column can hold are refused as bad requests, on either engine (PostgreSQL
+# refuses a NUL character outright; answering 500 or 503 would be wrong). ----------------------
+
+
+@pytest.mark.parametrize("path", ["/connections/", "/connect_token/"])
+def test_an_item_id_with_a_control_character_is_400(client, headers, fake_pluggy, path):
+    response = client.post(f"{API}{path}", json={"item_id": "item\u0000one"}, headers=headers)
+    assert (response.status_code, error_code(response)) == (400, "invalid_request")
+
+
+def test_an_account_id_with_a_control_character_is_400(client, headers, connection):
+    response = client.get(url(connection, "transactions"), query_string={"account_id": "a\u0000b"}, headers=headers)
+    assert (response.status_code, error_code(response)) == (400, "invalid_request")
+
+
+def test_a_webhook_with_a_nul_character_is_400_and_not_stored(client, session):
+    body = b'{"event": "item/updated", "itemId": "x", "note": "a\\u0000b"}'
+    response = client.post(
+        "/webhooks/pluggy", data=body, content_type="application/json", headers={"X-Webhook-Secret": "test-webhook-secret"}
+    )
+    assert (response.status_code, error_code(response)) == (400, "invalid_json")
+    assert session.scalar(sa.select(sa.func.count()).select_from(WebhookEvent)) == 0

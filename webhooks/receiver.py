@@ -11,6 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.errors import ApiError
 from api.extensions import db
+from models.base import json_storable
 from observability import logs
 from observability.metrics import WEBHOOKS_RECEIVED, event_label
 from sync.tokens import accepted_keys, webhook_token_is_valid
@@ -47,6 +48,9 @@ def parse_event() -> tuple[bytes, dict]:
         raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("event"), str) or not payload["event"]:
         raise ApiError(400, "invalid_event", "The body must be a JSON object with an 'event'.")
+    if not json_storable(payload):
+        # Refused now, not answered 503 when the insert fails: Pluggy would retry it forever.
+        raise ApiError(400, "invalid_json", "The body holds values no JSON column can store.")
     return raw, payload
 
 
