@@ -89,10 +89,19 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = entry(record)
         head = f"{fields.pop('ts')} {fields.pop('level').upper():7} {fields.pop('logger')}: {fields.pop('message')}"
-        line = " ".join([head, *(f"{key}={value}" for key, value in fields.items())])
+        line = " ".join([head, *(f"{key}={text_value(value)}" for key, value in fields.items())])
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
+
+
+def text_value(value) -> str:
+    """A field as one word: quoted as JSON when it has spaces or anything that could break the line."""
+    if isinstance(value, str) and value and value.isprintable() and not any(c in value for c in ' "='):
+        return value
+    if isinstance(value, (int, float, type(None))):
+        return str(value)
+    return orjson.dumps(value, default=str).decode()
 
 
 class WithoutDevServerAccessLines(logging.Filter):

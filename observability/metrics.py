@@ -56,8 +56,8 @@ JOB_DURATION = Histogram(
 )
 PLUGGY_REQUESTS = Counter(
     f"{PREFIX}_pluggy_requests",
-    "Answers from Pluggy (every attempt, retried ones included), by endpoint and HTTP status; "
-    "status 'none' when no answer came.",
+    "Answers from Pluggy (those urllib3 retried included), by endpoint and HTTP status; "
+    "status 'none' for a call that got no answer at all.",
     ["method", "endpoint", "status"],
 )
 PLUGGY_DURATION = Histogram(

@@ -114,9 +114,12 @@ class PluggyClient:
         self, item_id: str | None, options: dict[str, Any], now: float
     ) -> ConnectToken:
         body = _without_none(itemId=item_id, options=options or None)
-        response = self._request("POST", "/connect_token", body=body)
+        # The webhookUrl carries this service's signed token: a refusal quoting it must not pass it on.
+        webhook_url = options.get("webhookUrl")
+        secrets = [webhook_url, webhook_url.rsplit("/", 1)[-1]] if webhook_url else []
+        response = self._request("POST", "/connect_token", body=body, secrets=secrets)
         expires_at = datetime.fromtimestamp(now, UTC) + CONNECT_TOKEN_LIFETIME
-        return ConnectToken(response["accessToken"], item_id, expires_at)
+        return ConnectToken(_field(response, "accessToken", "/connect_token"), item_id, expires_at)
 
     def get_item(self, item_id: str) -> Json:
         return self._request("GET", f"/items/{_segment(item_id)}")
@@ -298,7 +301,15 @@ class PluggyClient:
     def _fetch_api_key(self) -> str:
         credentials = {"clientId": self.client_id, "clientSecret": self._client_secret}
         response = self._send("POST", "/auth", None, None, credentials)
-        return self._parse(response, [self._client_secret])["apiKey"]
+        return _field(self._parse(response, [self._client_secret]), "apiKey", "/auth")
+
+
+def _field(answer: Json, name: str, path: str) -> str:
+    """A token field of a successful answer; a PluggyError (never a KeyError) when it is missing."""
+    value = answer.get(name) if isinstance(answer, dict) else None
+    if not isinstance(value, str) or not value:
+        raise PluggyError(200, None, f"the answer of {path} has no {name}")
+    return value
 
 
 def _expiry_of(api_key: str, now: float) -> float:
