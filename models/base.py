@@ -73,7 +73,7 @@ def json_storable(value) -> bool:
         written = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError:
         return False
-    return ESCAPED_NUL.search(written) is None
+    return b"\\u0000" not in written or ESCAPED_NUL.search(written) is None
 
 
 def partial_index(name: str, *columns: str, where: str, unique: bool = False) -> sa.Index:
