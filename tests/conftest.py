@@ -172,3 +172,20 @@ def connection(session, user, fake_pluggy):
     session.add(connection)
     session.commit()
     return connection
+
+
+@pytest.fixture
+def worker(app, pluggy_api):
+    """A worker in this process whose watchers look again at once instead of in 5 s."""
+    from sync.worker import Worker
+
+    app.config["SYNC_WATCH_INTERVAL_S"] = 0
+    return Worker(app, pluggy_api)
+
+
+def drain(worker, session, limit: int = 50) -> int:
+    """Run jobs until none is due; returns how many ran."""
+    for ran in range(limit):
+        if not worker.run_one(session, "test-worker"):
+            return ran
+    raise AssertionError("the queue never drained")

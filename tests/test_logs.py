@@ -31,6 +31,7 @@ from sync.transactions import read_ahead
 from sync.users import create_user
 from sync.worker import Worker
 from tests import pluggy_fixtures as pf
+from tests.conftest import drain
 from tests.fake_pluggy import FakePluggy, now_iso
 
 API = "/api/banking"
@@ -476,19 +477,6 @@ def test_an_unhandled_error_is_logged_under_the_request_id(app, captured):
 
 
 # The job line, and the Pluggy calls made inside a job -------------------------------------------
-
-
-@pytest.fixture
-def worker(app, pluggy_api):
-    app.config["SYNC_WATCH_INTERVAL_S"] = 0
-    return Worker(app, pluggy_api)
-
-
-def drain(worker, session) -> int:
-    for ran in range(50):
-        if not worker.run_one(session, "test-worker"):
-            return ran
-    raise AssertionError("the queue never drained")
 
 
 def test_a_job_line_and_every_pluggy_call_of_the_job_carry_its_id(session, connection, fake_pluggy, worker, captured):

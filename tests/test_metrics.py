@@ -29,15 +29,15 @@ from api.extensions import db
 from models import Connection, Job
 from models.base import utcnow
 from observability import metrics as metrics_module
-from observability.metrics import endpoint_label, event_label
+from observability.metrics import endpoint_label
+from webhooks.handlers import event_label
 from pluggy_client import PluggyClient, PluggyNotFound, PluggyUnavailable
 from pluggy_client.client import record_call
 from sync import scheduling
 from sync.connections import BankConnectionService, apply_item
 from sync.tokens import issue_webhook_token
-from sync.worker import Worker
 from tests import pluggy_fixtures as pf
-from tests.conftest import TEST_SECRETS, make_app
+from tests.conftest import TEST_SECRETS, drain, make_app
 from tests.fake_pluggy import now_iso
 from tests.test_pluggy_client_http import AUTH_OK, ITEM_ID, ITEM_OK, ScriptedPluggy
 
@@ -436,19 +436,6 @@ def test_record_call_counts_the_retried_statuses_of_one_call():
 
 
 # The worker: jobs, sync runs, transactions, webhook lag -----------------------------------------
-
-
-@pytest.fixture
-def worker(app, pluggy_api):
-    app.config["SYNC_WATCH_INTERVAL_S"] = 0
-    return Worker(app, pluggy_api)
-
-
-def drain(worker, session) -> int:
-    for ran in range(50):
-        if not worker.run_one(session, "test-worker"):
-            return ran
-    raise AssertionError("the queue never drained")
 
 
 def test_a_first_sync_counts_its_job_run_and_rows(session, user, fake_pluggy, pluggy_api, settings, worker):

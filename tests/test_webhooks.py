@@ -13,7 +13,6 @@ from models.base import utcnow
 from sync import scheduling
 from sync.connections import BankConnectionService, apply_item, sync_status
 from sync.tokens import issue_api_token, issue_webhook_token
-from sync.worker import Worker
 from tests import pluggy_fixtures as pf
 from tests.conftest import make_app
 from tests.fake_pluggy import now_iso
@@ -160,12 +159,6 @@ def test_events_of_one_item_share_one_queued_job(client, session):
 
 
 # Processing -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def worker(app, pluggy_api):
-    app.config["SYNC_WATCH_INTERVAL_S"] = 0
-    return Worker(app, pluggy_api)
 
 
 def deliver(client, worker, session, *payloads):

@@ -19,6 +19,7 @@ from sync.connections import BankConnectionService, MfaNotRequired, MfaValueRequ
 from sync.wakeup import CHANNEL, Wakeup
 from sync.worker import Worker
 from tests import pluggy_fixtures as pf
+from tests.conftest import drain
 from tests.fake_pluggy import MFA_VALUE, now_iso
 from tests.waiting import wait_until
 
@@ -32,14 +33,6 @@ def worker(app, pluggy_api):
 @pytest.fixture
 def poll_service(session, pluggy_api, worker):
     return BankConnectionService(session, pluggy_api, replace(worker.settings, sync_mode="poll"))
-
-
-def drain(worker, session, limit: int = 50) -> int:
-    """Run jobs until none is due; returns how many ran."""
-    for ran in range(limit):
-        if not worker.run_one(session, "test-worker"):
-            return ran
-    raise AssertionError("the queue never drained")
 
 
 def runs_of(session, connection) -> list[SyncRun]:

@@ -13,10 +13,10 @@ from api.errors import ApiError
 from api.extensions import db
 from models.base import json_storable
 from observability import logs
-from observability.metrics import WEBHOOKS_RECEIVED, event_label
+from observability.metrics import WEBHOOKS_RECEIVED
 from sync.tokens import accepted_keys, webhook_token_is_valid
 
-from . import handlers  # noqa: F401  (registers the worker's handler for stored events)
+from .handlers import event_label  # also registers the worker's handler for stored events
 from .inbox import store
 
 log = logging.getLogger(__name__)
