@@ -58,7 +58,8 @@ def current() -> dict:
 
 
 def entry(record: logging.LogRecord) -> dict:
-    fields = {
+    """A record as fields: when, how bad, where from, what, then the ids in scope and its own."""
+    return {
         "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
         "level": record.levelname.lower(),
         "logger": record.name,
@@ -66,7 +67,6 @@ def entry(record: logging.LogRecord) -> dict:
         **getattr(record, "context", {}),
         **getattr(record, FIELDS, {}),
     }
-    return fields
 
 
 class ContextFilter(logging.Filter):

@@ -38,13 +38,13 @@ ITEM_EVENTS = {
 }
 TRANSACTION_EVENTS = {"transactions/created", "transactions/updated", "transactions/deleted"}
 HANDLED = ITEM_EVENTS | TRANSACTION_EVENTS | {"connector/status_updated"}
+BATCH = 500
 
 
 def event_label(event: object) -> str:
     """An event's name as a metric label. Names come from the senders' bodies: any other shares
     one value, so a sender cannot grow the number of series."""
     return event if isinstance(event, str) and event in HANDLED else "other"
-BATCH = 500
 
 
 @handles(PROCESS_EVENTS)
