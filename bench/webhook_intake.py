@@ -368,8 +368,9 @@ def health_ok(port: int) -> bool:
 
 
 def log_problems(log_path: Path) -> list[str]:
-    """Worker crashes, timeouts and tracebacks the server logged: they count against the run too."""
-    markers = ("Traceback", "[ERROR]", "[CRITICAL]")
+    """Worker crashes, timeouts and tracebacks the server logged: they count against the run too.
+    gunicorn's own lines are text ([ERROR]); the app's are JSON ("level":"error")."""
+    markers = ("Traceback", "[ERROR]", "[CRITICAL]", '"level":"error"', '"level":"critical"')
     lines = log_path.read_text(errors="replace").splitlines()
     return [line for line in lines if any(marker in line for marker in markers)][:20]
 
