@@ -8,6 +8,7 @@ headers, bodies or parameters.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -115,21 +116,34 @@ class WithoutDevServerAccessLines(logging.Filter):
 def configure_logging(environ: Mapping[str, str], stream=None) -> logging.Handler:
     """One handler on the root logger, for this process's every logger. Called by the entry point
     (wsgi.py), not by the app factory, so tests and embedding apps keep their own logging."""
+    handler = make_handler(environ, stream)
+    # alembic announces each of its plugins at INFO whenever the app loads.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    root = logging.getLogger()
+    for previous in [h for h in root.handlers if getattr(h, "pluggy_sync", False)]:
+        root.removeHandler(previous)
+    root.addHandler(handler)
+    root.setLevel(level_of(environ))
+    return handler
+
+
+def make_handler(environ: Mapping[str, str] = os.environ, stream=None) -> logging.Handler:
+    """The service's handler: JSON or text as LOG_FORMAT (or the stream) says, with the ids in scope."""
     stream = stream or sys.stderr
     log_format = (environ.get("LOG_FORMAT") or ("text" if stream.isatty() else "json")).lower()
-    level = (environ.get("LOG_LEVEL") or "INFO").upper()
     if log_format not in LOG_FORMATS:
         raise ValueError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}; got {log_format!r}")
-    if level not in LEVELS:
-        raise ValueError(f"LOG_LEVEL must be one of {', '.join(LEVELS)}; got {level!r}")
+    level_of(environ)  # a bad LOG_LEVEL stops the process before anything runs
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
     handler.addFilter(WithoutDevServerAccessLines())
-    root = logging.getLogger()
-    for previous in [h for h in root.handlers if getattr(h, "pluggy_sync", False)]:
-        root.removeHandler(previous)
     handler.pluggy_sync = True
-    root.addHandler(handler)
-    root.setLevel(level)
     return handler
+
+
+def level_of(environ: Mapping[str, str]) -> str:
+    level = (environ.get("LOG_LEVEL") or "INFO").upper()
+    if level not in LEVELS:
+        raise ValueError(f"LOG_LEVEL must be one of {', '.join(LEVELS)}; got {level!r}")
+    return level

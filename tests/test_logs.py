@@ -7,9 +7,15 @@ import contextvars
 import io
 import json
 import logging
+import os
 import re
+import socket
+import subprocess
+import sys
 import threading
+import urllib.error
 import urllib.request
+from pathlib import Path
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -31,8 +37,11 @@ from sync.transactions import read_ahead
 from sync.users import create_user
 from sync.worker import Worker
 from tests import pluggy_fixtures as pf
-from tests.conftest import drain
+from tests.conftest import TEST_SECRETS, drain
 from tests.fake_pluggy import FakePluggy, now_iso
+from tests.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
 
 API = "/api/banking"
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -381,6 +390,48 @@ def test_behind_the_dev_server_the_token_in_a_webhook_url_reaches_no_log_line(ap
     lines = [json.loads(line) for line in written.splitlines()]
     (request_line,) = [line for line in lines if line["message"] == "request"]
     assert (request_line["route"], request_line["status"]) == ("/webhooks/pluggy/<token>", 200)
+
+
+def test_under_gunicorn_every_line_is_the_services_and_no_access_line_shows_a_token(tmp_path):
+    """gunicorn.conf.py's logger class: gunicorn's own lines in the service's format, none of its
+    access lines (they would show the raw path)."""
+    token = issue_webhook_token(TEST_SECRETS["SECRET_KEY"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}", "SECRET_KEY": TEST_SECRETS["SECRET_KEY"]}
+    env.pop("LOG_FORMAT", None)
+    with open(tmp_path / "gunicorn.log", "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        def answers() -> bool:
+            assert server.poll() is None, (tmp_path / "gunicorn.log").read_text()
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+            except urllib.error.HTTPError:
+                return True  # the database is not migrated here: a 503 is an answer
+            except OSError:
+                return False
+            return True
+
+        wait_until(answers, what="gunicorn up")
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/webhooks/pluggy/{token}", data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError):  # an empty event: 400, and logged
+            urllib.request.urlopen(request, timeout=5)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    written = (tmp_path / "gunicorn.log").read_text()
+    assert token not in written
+    lines = [json.loads(line) for line in written.splitlines()]  # every line, gunicorn's included
+    assert any(line["logger"] == "gunicorn.error" and line["message"].startswith("Booting worker") for line in lines)
+    assert not [line for line in lines if line["logger"] == "gunicorn.access"]
+    (webhook,) = [line for line in lines if line["message"] == "request" and line["route"].startswith("/webhooks")]
+    assert (webhook["route"], webhook["status"]) == ("/webhooks/pluggy/<token>", 400)
 
 
 # The request line ---------------------------------------------------------------------------------
