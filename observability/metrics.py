@@ -105,7 +105,7 @@ class SharedFigures:
     """The state every process sees alike, read from the database for this scrape: the queue and
     the staleness of the least recently synced connection. None when the database did not answer."""
 
-    def __init__(self, queue: dict | None, oldest_connection_staleness_s: float | None) -> None:
+    def __init__(self, queue: dict | None, oldest_connection_staleness_s: dict[bool, float] | None) -> None:
         self.queue = queue
         self.staleness = oldest_connection_staleness_s
 
@@ -127,9 +127,12 @@ class SharedFigures:
         stale = GaugeMetricFamily(
             f"{PREFIX}_oldest_connection_staleness_seconds",
             "Time since the least recently synced live connection was last synced (since it was "
-            "registered, if never); 0 with no connection.",
+            "registered, if never), apart for connections waiting for their user (an MFA code, an "
+            "action, new credentials); 0 with no such connection.",
+            labels=["waiting_for_user"],
         )
-        stale.add_metric([], self.staleness or 0.0)
+        for waiting, seconds in sorted(self.staleness.items()):
+            stale.add_metric([str(waiting).lower()], seconds)
         yield stale
 
 

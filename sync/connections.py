@@ -41,6 +41,8 @@ DEFAULT_RETRY_AFTER = 60.0
 # after this long, its state is taken as the outcome all the same.
 START_GRACE = timedelta(minutes=2)
 
+# Item statuses that only the user can move on (a code, an action, new credentials).
+WAITING_FOR_USER = ("WAITING_USER_INPUT", "WAITING_USER_ACTION", "LOGIN_ERROR")
 # A settled item's status -> how its open run ends (UPDATED ends by fetching).
 RUN_OUTCOME = {
     "WAITING_USER_INPUT": "mfa_required",

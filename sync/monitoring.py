@@ -13,6 +13,7 @@ from models import Connection
 from models.base import utcnow
 from pluggy_client import PluggyClient, PluggyError
 
+from .connections import WAITING_FOR_USER
 from .queue import age_seconds
 
 DEFAULT_MAX_DUE_AGE_S = 300.0
@@ -20,16 +21,21 @@ DEFAULT_MAX_DUE_AGE_S = 300.0
 PLUGGY_FAILURE_REMEMBERED_S = 30.0
 
 
-def oldest_connection_staleness(session: Session, now: datetime | None = None) -> float | None:
+def oldest_connection_staleness(session: Session, now: datetime | None = None) -> dict[bool, float]:
     """Seconds since the least recently synced live connection was synced (or registered, if it
-    never was); None with no live connection."""
+    never was), apart for the connections waiting for their user (True) and the others (False),
+    which this service should be keeping fresh; 0 where there is none."""
     now = now or utcnow()
-    oldest = session.scalar(
-        sa.select(sa.func.min(sa.func.coalesce(Connection.last_synced_at, Connection.created_at))).where(
-            Connection.deleted_at.is_(None)
-        )
+    waiting = Connection.item_status.in_(WAITING_FOR_USER)
+    rows = session.execute(
+        sa.select(waiting, sa.func.min(sa.func.coalesce(Connection.last_synced_at, Connection.created_at)))
+        .where(Connection.deleted_at.is_(None))
+        .group_by(waiting)
     )
-    return None if oldest is None else round(age_seconds(oldest, now), 3)
+    staleness = {False: 0.0, True: 0.0}
+    for waits, oldest in rows:
+        staleness[bool(waits)] = round(age_seconds(oldest, now), 3)
+    return staleness
 
 
 @dataclass(frozen=True)

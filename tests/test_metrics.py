@@ -146,7 +146,8 @@ def test_an_empty_database_gives_zero_figures(client):
     for state in ("due", "scheduled", "running", "dead"):
         assert found[("pluggy_sync_jobs", (("state", state),))] == 0
     assert found[("pluggy_sync_oldest_due_job_age_seconds", ())] == 0
-    assert found[("pluggy_sync_oldest_connection_staleness_seconds", ())] == 0
+    for waiting in ("false", "true"):
+        assert found[("pluggy_sync_oldest_connection_staleness_seconds", (("waiting_for_user", waiting),))] == 0
 
 
 def test_queue_gauges_count_the_rows(app, client):
@@ -174,6 +175,9 @@ def test_queue_gauges_count_the_rows(app, client):
     assert 90 <= found[("pluggy_sync_oldest_due_job_age_seconds", ())] < 120
 
 
+STALE = ("pluggy_sync_oldest_connection_staleness_seconds", (("waiting_for_user", "false"),))
+
+
 def add_connection(session, user, item_id: str, **fields) -> Connection:
     connection = Connection(user_id=user.id, item_id=item_id)
     apply_item(connection, pf.item(id=item_id))
@@ -193,7 +197,7 @@ def test_staleness_is_the_least_recently_synced_live_connection(client, session,
 
     _, found = scrape(client)
 
-    assert 7200 <= found[("pluggy_sync_oldest_connection_staleness_seconds", ())] < 7300
+    assert 7200 <= found[STALE] < 7300
 
 
 def test_a_connection_never_synced_is_as_stale_as_its_age(client, session, user):
@@ -202,7 +206,18 @@ def test_a_connection_never_synced_is_as_stale_as_its_age(client, session, user)
 
     _, found = scrape(client)
 
-    assert 3 * 3600 <= found[("pluggy_sync_oldest_connection_staleness_seconds", ())] < 3 * 3600 + 100
+    assert 3 * 3600 <= found[STALE] < 3 * 3600 + 100
+
+
+@pytest.mark.parametrize("item_status", ["WAITING_USER_INPUT", "WAITING_USER_ACTION", "LOGIN_ERROR"])
+def test_connections_waiting_for_their_user_are_counted_apart(client, session, user, item_status):
+    add_connection(session, user, "waits", item_status=item_status, last_synced_at=utcnow() - timedelta(days=3))
+    add_connection(session, user, "fresh", last_synced_at=utcnow() - timedelta(minutes=10))
+
+    _, found = scrape(client)
+
+    assert 600 <= found[STALE] < 700
+    assert 3 * 86400 <= found[("pluggy_sync_oldest_connection_staleness_seconds", (("waiting_for_user", "true"),))] < 3 * 86400 + 100
 
 
 @pytest.mark.parametrize(
