@@ -53,6 +53,10 @@ class SyncRun(Base):
     finished_at: Mapped[datetime | None]
     # When this run asked Pluggy to update the item: counted to stay under Pluggy's PATCH limit.
     item_update_requested_at: Mapped[datetime | None] = mapped_column(index=True)
+    # When Pluggy answered that PATCH: a run requested long ago but never accepted never reached Pluggy.
+    item_update_accepted_at: Mapped[datetime | None]
+    # Pluggy's lastUpdatedAt of the item this run fetched: which of the item's updates it brought in.
+    item_last_updated_at: Mapped[datetime | None]
     accounts: Mapped[int] = mapped_column(default=0, server_default="0")
     created: Mapped[int] = mapped_column(default=0, server_default="0")
     updated: Mapped[int] = mapped_column(default=0, server_default="0")
