@@ -33,6 +33,8 @@ def config_from_env(environ: Mapping[str, str], instance_path: str) -> dict:
             "SYNC_SWEEP_INTERVAL_MINUTES", environ.get("SYNC_SWEEP_INTERVAL_MINUTES", "15")
         ),
         "SYNC_SWEEP_STALE_HOURS": positive_number("SYNC_SWEEP_STALE_HOURS", environ.get("SYNC_SWEEP_STALE_HOURS", "6")),
+        # How long a started sync may wait for Pluggy's outcome before it is given up.
+        "SYNC_WATCH_TIMEOUT_S": positive_number("SYNC_WATCH_TIMEOUT_S", environ.get("SYNC_WATCH_TIMEOUT_S", "1800")),
         # No request this service accepts comes near this; anything larger is refused unread (413).
         "MAX_CONTENT_LENGTH": 1024 * 1024,
     }

@@ -4,7 +4,7 @@ from .base import Base
 from .connection import Connection
 from .connector_status import ConnectorStatus
 from .job import JOB_STATUSES, Job
-from .sync_run import OPEN_SYNC_STATUSES, SYNC_STATUSES, SYNC_TRIGGERS, SyncRun
+from .sync_run import FETCHED_SYNC_STATUSES, OPEN_SYNC_STATUSES, SYNC_STATUSES, SYNC_TRIGGERS, SyncRun
 from .transaction import Transaction
 from .user import User
 from .webhook_event import WEBHOOK_EVENT_STATUSES, WebhookEvent
@@ -16,6 +16,7 @@ __all__ = [
     "ConnectorStatus",
     "JOB_STATUSES",
     "Job",
+    "FETCHED_SYNC_STATUSES",
     "OPEN_SYNC_STATUSES",
     "SYNC_STATUSES",
     "SYNC_TRIGGERS",

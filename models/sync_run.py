@@ -23,6 +23,8 @@ SYNC_STATUSES = (
     "error",
 )
 OPEN_SYNC_STATUSES = ("pending", "running")
+# A run that ended by fetching what Pluggy had.
+FETCHED_SYNC_STATUSES = ("success", "partial")
 
 
 class SyncRun(Base):

@@ -27,6 +27,8 @@ from .results import (
     SUCCESS,
     SYNC_STARTED,
     USER_ACTION_REQUIRED,
+    WATCHER,
+    WEBHOOK,
     ManualSyncResult,
 )
 from .settings import SyncSettings
@@ -90,8 +92,18 @@ def answers(item: dict, run: SyncRun) -> bool:
     requested = run.item_update_requested_at
     if item.get("status") != "UPDATED" or requested is None:
         return True
+    return updated_since(item, requested) or utcnow() - requested > START_GRACE
+
+
+def updated_since(item: dict, moment: datetime) -> bool:
     last_updated = timestamp(item.get("lastUpdatedAt"))
-    return (last_updated is not None and last_updated >= requested) or utcnow() - requested > START_GRACE
+    return last_updated is not None and last_updated >= moment
+
+
+def has_collected(connection: Connection) -> bool:
+    """Has Pluggy anything to give? Not for an item that never finished an update: a new item still
+    waiting for its user's code, or whose first login failed."""
+    return connection.item_status == "UPDATED" or connection.last_updated_at is not None
 
 
 def apply_item(connection: Connection, item: dict) -> None:
@@ -166,12 +178,17 @@ class BankConnectionService:
     def trigger_manual_sync(self, connection: Connection, *, trigger: str = "manual") -> ManualSyncResult:
         runs.let_go_of_stale_run(self.session, connection, self.settings.watch_timeout_s)
         open_run = runs.find_open_run(self.session, connection.id)
-        if open_run is not None:
-            return ManualSyncResult(ALREADY_SYNCING, connection, sync_run=open_run)
+        if open_run is not None and open_run.status == "running":
+            return ManualSyncResult(ALREADY_SYNCING, connection, sync_run=open_run)  # the worker is fetching
         try:
             item = self.refresh_item(connection)
         except PluggyError as exc:
+            if open_run is not None:
+                return ManualSyncResult(ALREADY_SYNCING, connection, sync_run=open_run)
             return self.refused(connection, exc)
+        open_run = self.close_settled_run(connection, item)
+        if open_run is not None:
+            return ManualSyncResult(ALREADY_SYNCING, connection, sync_run=open_run)
 
         status = item.get("status")
         if status in ITEM_BUSY:
@@ -183,6 +200,36 @@ class BankConnectionService:
         if status == "LOGIN_ERROR":
             return self.credentials_required(connection)
         return self.update_item(connection, trigger)
+
+    def close_settled_run(self, connection: Connection, item: dict) -> SyncRun | None:
+        """The connection's open run, unless the item just read from Pluggy shows that the update it
+        waits for is over, or never began: such a run is closed from the item (None is returned), or,
+        when the update ended well but its webhook never came, its fetch is queued (the run is
+        returned: the fetch closes it)."""
+        run = runs.find_open_run(self.session, connection.id)
+        if run is None or run.status != "pending" or run.item_update_requested_at is None:
+            return run  # a fetch under way, or a run whose job is queued: it closes on its own
+        status = item.get("status")
+        if status in ITEM_BUSY:
+            return run
+        if run.item_update_accepted_at is None:
+            # The PATCH is on its way (the item still shows the state before it), or it never left.
+            if runs.update_never_reached_pluggy(run) and not updated_since(item, run.item_update_requested_at):
+                runs.close_run(
+                    self.session, run, "error", error_code="item_update_not_sent", error="The item update never reached Pluggy."
+                )
+                return None
+            return run
+        if not answers(item, run):
+            return run
+        if status in RUN_OUTCOME:
+            runs.close_run(
+                self.session, run, RUN_OUTCOME[status], error_code=connection.error_code, error=connection.error_message
+            )
+            return None
+        scheduling.queue_fetch(self.session, connection, run.trigger)
+        self.session.commit()
+        return run
 
     def update_item(self, connection: Connection, trigger: str) -> ManualSyncResult:
         """PATCH the item (once, whatever the concurrency) and leave a run waiting for the outcome."""
@@ -199,17 +246,23 @@ class BankConnectionService:
             item = self.client.trigger_item_update(connection.item_id)
         except PluggyError as exc:
             result = self.refused(connection, exc, run=run)
-            if result.status != ALREADY_SYNCING:
+            if result.status == ALREADY_SYNCING:
+                runs.accept_item_update(run)  # Pluggy is on an update already: its outcome is the run's
+                self.session.commit()
+            else:
                 runs.close_run(
                     self.session, run, run_status_for(result.status), error_code=exc.code_description, error=str(exc)
                 )
                 result.sync_run = None
             return result
         apply_item(connection, item)
+        runs.accept_item_update(run)
+        closed_by = WEBHOOK
         if self.settings.sync_mode == "poll":
             scheduling.queue_watch(self.session, run, connection, after_s=self.settings.watch_interval_s)
+            closed_by = WATCHER
         self.session.commit()
-        return ManualSyncResult(SYNC_STARTED, connection, sync_run=run)
+        return ManualSyncResult(SYNC_STARTED, connection, sync_run=run, closed_by=closed_by)
 
     def refused(self, connection: Connection, exc: PluggyError, *, run: SyncRun | None = None) -> ManualSyncResult:
         """What a refusal or failure from Pluggy means for the caller."""
@@ -252,7 +305,10 @@ class BankConnectionService:
             self.session.commit()
         run = runs.wait_until_closed(self.session, run, wait_s)
         self.session.refresh(connection)
-        return self.outcome_of(connection, run)
+        result = self.outcome_of(connection, run)
+        if result.status == SYNC_STARTED:
+            result.closed_by = WATCHER
+        return result
 
     def outcome_of(self, connection: Connection, run: SyncRun) -> ManualSyncResult:
         """A finished (or still open) run, told as a manual sync result."""
@@ -307,7 +363,8 @@ class BankConnectionService:
             self.session.commit()
 
     def check_status(self, connection: Connection) -> Connection:
-        self.refresh_item(connection)
+        """The item read fresh from Pluggy, which also closes a run whose outcome it shows."""
+        self.close_settled_run(connection, self.refresh_item(connection))
         return connection
 
     def refresh_item(self, connection: Connection) -> dict:
@@ -350,6 +407,9 @@ class BankConnectionService:
                 self.session, run, RUN_OUTCOME[status], error_code=connection.error_code, error=connection.error_message
             )
         if run is None:
+            fetched = runs.run_of_update(self.session, connection)
+            if fetched is not None:
+                return fetched  # this update is in already: a late or repeated signal of it
             run = runs.open_run(self.session, connection, trigger)
         return self.fetch(connection, run, progress=progress, checkpoint=checkpoint)
 
@@ -362,6 +422,16 @@ class BankConnectionService:
         progress: Progress = ignore,
         checkpoint=ignore,
     ) -> SyncRun:
+        """Fetch into the run, or, when Pluggy has nothing yet, close it with what the item needs: a
+        run succeeds only by fetching."""
+        if not has_collected(connection):
+            return runs.close_run(
+                self.session,
+                run,
+                RUN_OUTCOME.get(connection.item_status or "", "error"),
+                error_code=connection.error_code,
+                error=connection.error_message or "Pluggy has not finished an update of this item yet.",
+            )
         service = TransactionService(self.session, self.client, self.settings, progress=progress, checkpoint=checkpoint)
         return service.fetch(connection, run, only_account=only_account)
 

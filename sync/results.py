@@ -16,6 +16,11 @@ CREDENTIALS_REQUIRED = "CREDENTIALS_REQUIRED"
 RATE_LIMITED = "RATE_LIMITED"
 ERROR = "ERROR"
 
+# What closes a started sync's run: Pluggy's item webhook (and, should none reach the service, the
+# next manual sync or status check that reads the item), or the worker watching the item.
+WEBHOOK = "webhook"
+WATCHER = "watcher"
+
 
 @dataclass
 class ManualSyncResult:
@@ -25,6 +30,7 @@ class ManualSyncResult:
     retry_after: float | None = None
     connect_token: ConnectToken | None = None
     error: dict | None = None
+    closed_by: str | None = None
 
     @property
     def mfa(self) -> dict | None:

@@ -10,13 +10,16 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import OPEN_SYNC_STATUSES, Connection, SyncRun
+from models import FETCHED_SYNC_STATUSES, OPEN_SYNC_STATUSES, Connection, SyncRun
 from models.base import UTCDateTime, utcnow
 from observability import logs, metrics
 
 log = logging.getLogger(__name__)
 
 THROTTLE_WINDOW = timedelta(seconds=60)
+# The client gives a PATCH 33 s (connect and read timeouts) and never retries it: a run that asked
+# for an item update this long ago without Pluggy's answer never reached Pluggy.
+UNANSWERED_PATCH = timedelta(seconds=60)
 # Any constant shared by every process: it names the PostgreSQL advisory lock of the throttle.
 ITEM_UPDATE_LOCK_ID = 0x706C7567
 
@@ -38,6 +41,23 @@ def find_open_run(session: Session, connection_id: int) -> SyncRun | None:
         sa.select(SyncRun).where(
             SyncRun.connection_id == connection_id, SyncRun.status.in_(OPEN_SYNC_STATUSES)
         )
+    ).one_or_none()
+
+
+def run_of_update(session: Session, connection: Connection) -> SyncRun | None:
+    """The run that fetched the item's current update (Pluggy's lastUpdatedAt), if one did: later
+    webhooks about that update join it instead of opening another run."""
+    if connection.last_updated_at is None:
+        return None
+    return session.scalars(
+        sa.select(SyncRun)
+        .where(
+            SyncRun.connection_id == connection.id,
+            SyncRun.status.in_(FETCHED_SYNC_STATUSES),
+            SyncRun.item_last_updated_at == connection.last_updated_at,
+        )
+        .order_by(SyncRun.id.desc())
+        .limit(1)
     ).one_or_none()
 
 
@@ -99,6 +119,23 @@ def throttle_retry_after(session: Session, now: datetime) -> float:
     if isinstance(oldest, str):  # SQLite returns aggregates untyped
         oldest = UTCDateTime().process_result_value(datetime.fromisoformat(oldest), None)
     return max(1.0, (oldest + THROTTLE_WINDOW - now).total_seconds())
+
+
+def accept_item_update(run: SyncRun) -> None:
+    """Pluggy answered the run's PATCH (the caller commits)."""
+    run.item_update_accepted_at = utcnow()
+
+
+def update_never_reached_pluggy(run: SyncRun, now: datetime | None = None) -> bool:
+    """A run that asked for an item update that Pluggy never answered: the process sending it died
+    (or the request failed without a word) between reserving the update and hearing back."""
+    requested = run.item_update_requested_at
+    return (
+        run.status == "pending"
+        and requested is not None
+        and run.item_update_accepted_at is None
+        and (now or utcnow()) - requested > UNANSWERED_PATCH
+    )
 
 
 def let_go_of_stale_run(session: Session, connection: Connection, timeout_s: float) -> None:

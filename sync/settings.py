@@ -30,7 +30,7 @@ class SyncSettings:
             secret_key=config["SECRET_KEY"],
             public_base_url=config.get("PUBLIC_BASE_URL"),
             watch_interval_s=config.get("SYNC_WATCH_INTERVAL_S", 5.0),
-            watch_timeout_s=config.get("SYNC_WATCH_TIMEOUT_S", 30 * 60),
+            watch_timeout_s=config["SYNC_WATCH_TIMEOUT_S"],
             sweep_interval_minutes=config["SYNC_SWEEP_INTERVAL_MINUTES"],
             sweep_stale_hours=config["SYNC_SWEEP_STALE_HOURS"],
         )

@@ -67,6 +67,7 @@ class TransactionService:
         progress: Progress = ignore,
         checkpoint: Callable[[], None] = ignore,
         today: Callable[[], date] | None = None,
+        run: SyncRun | None = None,
     ) -> None:
         self.session = session
         self.client = client
@@ -74,6 +75,9 @@ class TransactionService:
         self.progress = progress
         self.checkpoint = checkpoint  # called between committed pages: lease upkeep, stop requests
         self.today = today or (lambda: utcnow().date())
+        # Every write is counted into the run (this one, or the one being fetched) in the same commit
+        # as its rows, so a run's counts are what it stored, whichever attempt wrote them.
+        self.run = run
 
     def sync_transactions(
         self, connection: Connection, account: Account | None = None, trigger_update: bool = True
@@ -100,17 +104,13 @@ class TransactionService:
         return self.sync_transactions(connection, None, trigger_update)
 
     def fetch(self, connection: Connection, run: SyncRun, *, only_account: Account | None = None) -> SyncRun:
-        """Run `run` to the end: accounts with balances, then each account's transactions.
-        A failure closes the run as an error (what was committed stays) and is raised."""
-        try:
-            return self.fetch_into(connection, run, only_account)
-        except Exception as exc:
-            self.session.rollback()
-            runs.close_run(self.session, run, "error", error_code=getattr(exc, "code_description", None), error=str(exc))
-            raise
-
-    def fetch_into(self, connection: Connection, run: SyncRun, only_account: Account | None) -> SyncRun:
+        """Run `run` to the end, counting into it: accounts with balances, then each account's
+        transactions. A failed attempt leaves the run open with what it committed: the job's retry
+        resumes it from there, and a job that gives up closes it."""
+        self.run = run
         run.status = "running"
+        run.item_last_updated_at = connection.last_updated_at
+        run.accounts = 0  # an attempt reads every account again, from where each one got to
         self.session.commit()
         accounts = self.refresh_accounts(connection)
         if only_account is not None:
@@ -118,9 +118,6 @@ class TransactionService:
         for account in accounts:
             counts = self.sync_account(account)
             run.accounts += 1
-            run.created += counts.created
-            run.updated += counts.updated
-            run.deleted += counts.deleted
             self.session.commit()
             self.progress(
                 f"  {account.name} ({account.type}): {counts.created} new, {counts.updated} updated, "
@@ -188,9 +185,17 @@ class TransactionService:
                 )
                 .values(deleted_at=utcnow(), updated_at=utcnow())
             ).rowcount
+        counts = Counts(deleted=deleted)
+        self.count_into_run(counts)
         self.session.commit()
         metrics.count_transactions(deleted=deleted)
-        return Counts(deleted=deleted)
+        return counts
+
+    def count_into_run(self, counts: Counts) -> None:
+        if self.run is not None:
+            self.run.created += counts.created
+            self.run.updated += counts.updated
+            self.run.deleted += counts.deleted
 
     def reread_window(self, account: Account) -> tuple[Counts, datetime | None, set[str]]:
         since = self.today() - timedelta(days=self.settings.lookback_days)
@@ -211,6 +216,7 @@ class TransactionService:
         # Rows are made from each page on the read-ahead thread too, while the page before is written.
         for rows in read_ahead(page_rows(page, account_id) for page in pages):
             page_counts, page_newest = self.write_rows(rows)
+            self.count_into_run(page_counts)
             self.session.commit()
             counts += page_counts
             newest = max_or_none(newest, page_newest)

@@ -15,7 +15,7 @@ from sync.tokens import issue_api_token, issue_webhook_token, webhook_token_is_v
 from sync.users import create_user, rotate_token
 from sync.worker import Worker
 from tests import pluggy_fixtures as pf
-from tests.fake_pluggy import MFA_VALUE
+from tests.fake_pluggy import MFA_VALUE, now_iso
 
 API = "/api/banking"
 
@@ -440,6 +440,7 @@ def synced(app, session, connection, fake_pluggy, pluggy_api):
     worker = Worker(app, pluggy_api)
     worker.run_one(session, "w")
     fake_pluggy.remove_transaction(card["id"], gone["id"])
+    fake_pluggy.items[connection.item_id]["lastUpdatedAt"] = now_iso()  # Pluggy's next update found it gone
     scheduling.queue_fetch(session, connection, "webhook")
     session.commit()
     worker.run_one(session, "w")

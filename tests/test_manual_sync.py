@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from models import Connection, Job, SyncRun
 from models.base import utcnow
 from sync import connections as c
+from sync import runs
 from sync.connections import BankConnectionService
 from tests import pluggy_fixtures as pf
 
@@ -51,13 +52,24 @@ def test_a_busy_item_is_already_syncing(service, connection, fake_pluggy, status
     assert fake_pluggy.count("PATCH", PATCH) == 0
 
 
-def test_our_own_open_run_answers_without_asking_pluggy(service, connection, fake_pluggy):
+def test_our_own_open_run_answers_after_reading_the_item_and_never_patches_again(service, connection, fake_pluggy):
     first = service.trigger_manual_sync(connection)
     fake_pluggy.calls.clear()
 
     second = service.trigger_manual_sync(connection)
 
     assert (second.status, second.sync_run.id) == (c.ALREADY_SYNCING, first.sync_run.id)
+    assert [(method, path) for method, path, *_ in fake_pluggy.calls] == [("GET", f"/items/{connection.item_id}")]
+
+
+def test_a_run_the_worker_is_fetching_answers_without_asking_pluggy(session, service, connection, fake_pluggy):
+    run = runs.open_run(session, connection, "webhook")
+    run.status = "running"
+    session.commit()
+
+    result = service.trigger_manual_sync(connection)
+
+    assert (result.status, result.sync_run.id) == (c.ALREADY_SYNCING, run.id)
     assert fake_pluggy.calls == []
 
 

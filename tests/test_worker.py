@@ -195,7 +195,7 @@ def test_jobs_of_a_deleted_connection_do_nothing(session, connection, worker, fa
     assert runs_of(session, connection) == [] and fake_pluggy.calls == []
 
 
-def test_a_failing_fetch_closes_its_run_and_the_job_retries(session, connection, fake_pluggy, worker):
+def test_a_failing_fetch_keeps_its_run_open_and_the_retry_finishes_that_run(session, connection, fake_pluggy, worker):
     scheduling.queue_fetch(session, connection, "webhook")
     session.commit()
     fake_pluggy.refuse_next("GET", "/accounts", 400, "INVALID_PARAMETERS")
@@ -204,9 +204,15 @@ def test_a_failing_fetch_closes_its_run_and_the_job_retries(session, connection,
 
     (run,) = runs_of(session, connection)
     (job,) = jobs(session)
-    assert (run.status, run.error_code) == ("error", "INVALID_PARAMETERS")
+    assert run.status == "running"
     assert (job.status, job.attempts) == ("queued", 1)
     assert "INVALID_PARAMETERS" in job.last_error
+
+    queue.retry_now(session, job.id)
+    worker.run_one(session, "w")
+
+    (same_run,) = runs_of(session, connection)
+    assert (same_run.id, same_run.status, same_run.accounts) == (run.id, "success", 1)
 
 
 def test_a_rate_limited_job_waits_as_long_as_pluggy_says(session, worker, monkeypatch):

@@ -12,7 +12,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from models import Account, Connection, ConnectorStatus, SyncRun, User, WebhookEvent
+from models import FETCHED_SYNC_STATUSES, Account, Connection, ConnectorStatus, SyncRun, User, WebhookEvent
 from models.base import utcnow
 from observability import logs, metrics
 from pluggy_client import PluggyNotFound
@@ -49,9 +49,16 @@ def event_label(event: object) -> str:
 
 @handles(PROCESS_EVENTS)
 def process_events(context: JobContext) -> None:
-    events = pending_events(context)
-    if not events:
-        return
+    """Handle the events the job was queued for, a batch at a time: for an item, every event of it
+    pending when the job began (later ones have a job of their own queued)."""
+    last_id, after_id = newest_pending_id(context), 0
+    while events := pending_events(context, after_id=after_id, up_to=last_id):
+        process_batch(context, events)
+        after_id = events[-1].id
+        context.checkpoint()
+
+
+def process_batch(context: JobContext, events: list[WebhookEvent]) -> None:
     ids = [e.id for e in events]
     logs.bind(event_ids=[e.event_id for e in events])
     try:
@@ -86,14 +93,24 @@ def report_outcomes(session: Session, ids: list[int]) -> None:
     )
 
 
-def pending_events(context: JobContext) -> list[WebhookEvent]:
-    payload = context.job.payload
-    statement = sa.select(WebhookEvent).where(WebhookEvent.status == "pending").order_by(WebhookEvent.id)
+def pending_events(context: JobContext, *, after_id: int, up_to: int | None) -> list[WebhookEvent]:
+    if up_to is None:
+        return []
+    statement = pending_of_job(context.job.payload, sa.select(WebhookEvent)).where(
+        WebhookEvent.id > after_id, WebhookEvent.id <= up_to
+    )
+    return list(context.session.scalars(statement.order_by(WebhookEvent.id).limit(BATCH)))
+
+
+def newest_pending_id(context: JobContext) -> int | None:
+    return context.session.scalar(pending_of_job(context.job.payload, sa.select(sa.func.max(WebhookEvent.id))))
+
+
+def pending_of_job(payload: dict, statement: sa.Select) -> sa.Select:
+    statement = statement.where(WebhookEvent.status == "pending")
     if "item_id" in payload:
-        statement = statement.where(WebhookEvent.item_id == payload["item_id"]).limit(BATCH)
-    else:
-        statement = statement.where(WebhookEvent.id == payload["event_row_id"])
-    return list(context.session.scalars(statement))
+        return statement.where(WebhookEvent.item_id == payload["item_id"])
+    return statement.where(WebhookEvent.id == payload["event_row_id"])
 
 
 def record_failure(context: JobContext, events: list[WebhookEvent], exc: Exception) -> None:
@@ -159,7 +176,7 @@ class ItemEvents:
         return [e for e in self.events if e.event in names]
 
     def process(self) -> None:
-        mark([e for e in self.events if e.event not in HANDLED], "ignored", note="not handled")
+        mark([e for e in self.events if e.event not in ITEM_EVENTS | TRANSACTION_EVENTS], "ignored", note="not handled for an item")
         connection = self.connections.by_item_id(self.item_id)
         if connection is not None and connection.deleted_at is not None:
             mark(self.of(HANDLED), "ignored", note="the item was deleted")
@@ -193,46 +210,45 @@ class ItemEvents:
         mark(self.of(HANDLED), "processed", note="registered; first sync queued")
 
     def known_item(self, connection: Connection) -> None:
-        fetched_run = None
-        item_events = self.of(ITEM_EVENTS)
-        if item_events:
-            try:
-                item = self.context.client.get_item(self.item_id)
-            except PluggyNotFound:
-                connection.deleted_at = utcnow()
-                mark(self.of(HANDLED), "processed", note="Pluggy no longer knows the item")
-                return
-            run = self.connections.settle(
-                connection, item, trigger="webhook", progress=self.context.progress, checkpoint=self.context.checkpoint
-            )
-            mark(item_events, "processed", run=run)
-            if run is not None and run.status in ("success", "partial"):
-                fetched_run = run
-        self.transaction_events(connection, fetched_run)
+        """Read the item and settle it once for the whole batch (fetching when Pluggy has a new
+        update), then apply the transaction events into the run of that update."""
+        try:
+            item = self.context.client.get_item(self.item_id)
+        except PluggyNotFound:
+            connection.deleted_at = utcnow()
+            mark(self.of(HANDLED), "processed", note="Pluggy no longer knows the item")
+            return
+        settling_began = utcnow()
+        run = self.connections.settle(
+            connection, item, trigger="webhook", progress=self.context.progress, checkpoint=self.context.checkpoint
+        )
+        mark(self.of(ITEM_EVENTS), "processed", run=run)
+        fetched = run if run is not None and run.status in FETCHED_SYNC_STATUSES else None
+        # A run that closed just now fetched after every event of the batch had arrived.
+        fetched_now = fetched is not None and fetched.finished_at is not None and fetched.finished_at >= settling_began
+        self.transaction_events(connection, fetched, fetched_now=fetched_now)
 
-    def transaction_events(self, connection: Connection, fetched_run: SyncRun | None) -> None:
+    def transaction_events(self, connection: Connection, fetched_run: SyncRun | None, *, fetched_now: bool) -> None:
+        """Transaction events join the run of the item's update (one update of an item is one run);
+        new rows a fetch begun after their event arrived has read already need nothing more."""
         events = self.of(TRANSACTION_EVENTS)
-        if fetched_run is not None:
+        if fetched_now:
             covered = [e for e in events if e.event == "transactions/created"]
-            mark(covered, "processed", run=fetched_run)  # the item's fetch just read them
+            mark(covered, "processed", run=fetched_run)
             events = [e for e in events if e not in covered]
         if not events:
             return
-        run, opened = runs.find_open_run(self.session, connection.id), False
+        run, opened = runs.find_open_run(self.session, connection.id) or fetched_run, False
         if run is None:
             run, opened = runs.open_run(self.session, connection, "webhook"), True
         service = TransactionService(
-            self.session, self.context.client, self.context.settings, checkpoint=self.context.checkpoint
+            self.session, self.context.client, self.context.settings, checkpoint=self.context.checkpoint, run=run
         )
         for event in events:
-            counts = self.transaction_event(service, connection, event)
-            if counts is None:
+            if self.transaction_event(service, connection, event) is None:
                 mark([event], "ignored", note="unknown account")
-                continue
-            run.created += counts.created
-            run.updated += counts.updated
-            run.deleted += counts.deleted
-            mark([event], "processed", run=run)
+            else:
+                mark([event], "processed", run=run)
             self.session.commit()
         if opened:
             runs.close_run(self.session, run, "success")

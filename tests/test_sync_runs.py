@@ -1,0 +1,246 @@
+"""Sync runs a client relies on: one update of an item is one run, its counts are what it stored,
+a run never waits on an outcome that cannot come, and a run succeeds only by fetching."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from api.config import config_from_env
+from models import Job, SyncRun, Transaction, WebhookEvent
+from models.base import utcnow
+from sync import connections as c
+from sync import runs, scheduling
+from sync.connections import BankConnectionService
+from sync.settings import SyncSettings
+from tests import pluggy_fixtures as pf
+from tests.conftest import drain
+from tests.fake_pluggy import MFA_VALUE, now_iso
+from webhooks import inbox
+
+PATCH = r"/items/[^/]+"
+
+
+@pytest.fixture
+def service(session, pluggy_api, settings):
+    return BankConnectionService(session, pluggy_api, settings)
+
+
+def runs_of(session, connection) -> list[SyncRun]:
+    session.expire_all()
+    return list(session.scalars(sa.select(SyncRun).where(SyncRun.connection_id == connection.id).order_by(SyncRun.id)))
+
+
+def receive(session, *payloads: dict) -> None:
+    """Store deliveries as the receiver does (the same inbox, without HTTP)."""
+    for payload in payloads:
+        assert inbox.store(session, json.dumps(payload).encode(), payload, {})[0]
+
+
+def pending_events(session) -> int:
+    return session.scalar(sa.select(sa.func.count()).select_from(WebhookEvent).where(WebhookEvent.status == "pending"))
+
+
+def new_update_at_pluggy(fake_pluggy, connection, **fields) -> None:
+    fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=now_iso(), **fields)
+
+
+def add_transactions(fake_pluggy, account_id: str, count: int) -> None:
+    for n in range(count):
+        fake_pluggy.add_transaction(account_id, date=f"{utcnow().date() - timedelta(days=n % 30)}T03:00:00.000Z")
+
+
+# A job drains what it was queued for ----------------------------------------------------------
+
+
+def test_more_pending_events_of_an_item_than_a_batch_are_all_processed(session, connection, fake_pluggy, worker):
+    new_update_at_pluggy(fake_pluggy, connection)
+    receive(session, *(pf.webhook_event("item/updated", itemId=connection.item_id) for _ in range(1200)))
+
+    drain(worker, session)
+
+    assert pending_events(session) == 0
+    statuses = set(session.scalars(sa.select(WebhookEvent.status)))
+    assert statuses == {"processed"}
+    # However many signals of the update, it is fetched once, into one run.
+    (run,) = runs_of(session, connection)
+    assert run.status == "success"
+    assert fake_pluggy.count("GET", "/accounts") == 1
+
+
+# Counts after a retry ---------------------------------------------------------------------------
+
+
+def fail_transactions_page(fake_pluggy, number: int) -> None:
+    """The `number`th call for a page of transactions is refused, once (a 400: the client retries no 4xx)."""
+    answer = fake_pluggy.transactions_page
+    calls = {"n": 0}
+
+    def failing(query):
+        calls["n"] += 1
+        if calls["n"] == number:
+            return 400, pf.error_body(400, "INVALID_PARAMETERS", "refused"), {}
+        return answer(query)
+
+    fake_pluggy.transactions_page = failing
+
+
+def test_a_retried_fetch_resumes_its_run_and_counts_what_it_stored(session, connection, fake_pluggy, worker):
+    fake_pluggy.page_size = 10
+    account_id = fake_pluggy.accounts[connection.item_id][0]["id"]
+    add_transactions(fake_pluggy, account_id, 35)
+    fail_transactions_page(fake_pluggy, 3)  # pages 1 and 2 are committed, then the bank fails
+    scheduling.queue_initial_sync(session, connection)
+    session.commit()
+
+    worker.run_one(session, "w")
+
+    (run,) = runs_of(session, connection)
+    stored = session.scalar(sa.select(sa.func.count()).select_from(Transaction))
+    assert (run.status, run.created, stored) == ("running", 20, 20)
+
+    job = session.scalars(sa.select(Job).where(Job.kind == scheduling.INITIAL_SYNC)).one()
+    job.run_at = utcnow()
+    session.commit()
+    drain(worker, session)
+
+    (same,) = runs_of(session, connection)
+    assert (same.id, same.status) == (run.id, "success")
+    assert (same.accounts, same.created, same.updated) == (1, 35, 0)
+
+
+# A run whose outcome cannot come ------------------------------------------------------------------
+
+
+def test_an_item_update_that_never_reached_pluggy_stops_blocking_after_a_minute(session, service, connection, fake_pluggy):
+    # The web process died between reserving the update and sending the PATCH.
+    lost = runs.reserve_item_update(session, connection, "manual", per_minute=20)
+    lost.item_update_requested_at = utcnow() - timedelta(seconds=61)
+    lost.started_at = lost.item_update_requested_at
+    session.commit()
+
+    result = service.trigger_manual_sync(connection)
+
+    assert result.status == c.SYNC_STARTED
+    session.refresh(lost)
+    assert (lost.status, lost.error_code) == ("error", "item_update_not_sent")
+    assert fake_pluggy.count("PATCH", PATCH) == 1
+
+
+@pytest.mark.parametrize("status", ["UPDATED", "OUTDATED"])
+def test_an_update_pluggy_is_still_answering_keeps_its_run(session, service, connection, fake_pluggy, status):
+    fake_pluggy.items[connection.item_id]["status"] = status  # what the item shows until the PATCH lands
+    waiting = runs.reserve_item_update(session, connection, "manual", per_minute=20)  # just sent
+
+    result = service.trigger_manual_sync(connection)
+
+    assert (result.status, result.sync_run.id) == (c.ALREADY_SYNCING, waiting.id)
+    assert fake_pluggy.count("PATCH", PATCH) == 0
+
+
+def test_an_update_whose_webhook_never_came_is_fetched_by_the_next_sync(session, service, connection, fake_pluggy, worker):
+    started = service.trigger_manual_sync(connection)
+    assert started.status == c.SYNC_STARTED
+    fake_pluggy.pending_outcomes.clear()
+    new_update_at_pluggy(fake_pluggy, connection)  # Pluggy finished; no webhook reaches the service
+
+    again = service.trigger_manual_sync(connection)
+
+    assert (again.status, again.sync_run.id) == (c.ALREADY_SYNCING, started.sync_run.id)
+    drain(worker, session)
+    (run,) = runs_of(session, connection)
+    assert (run.id, run.status, run.accounts) == (started.sync_run.id, "success", 1)
+    assert service.trigger_manual_sync(connection).status == c.SYNC_STARTED
+    assert fake_pluggy.count("PATCH", PATCH) == 2
+    assert started.closed_by == "webhook"  # the answer said what would close its run
+
+
+def test_an_update_that_ended_waiting_for_a_code_closes_its_run_on_the_next_sync(session, service, connection, fake_pluggy):
+    started = service.trigger_manual_sync(connection)
+    fake_pluggy.pending_outcomes.clear()
+    fake_pluggy.items[connection.item_id].update(status="WAITING_USER_INPUT", parameter=pf.mfa_parameter())
+
+    again = service.trigger_manual_sync(connection)
+
+    assert again.status == c.MFA_REQUIRED
+    (run,) = runs_of(session, connection)
+    assert (run.id, run.status) == (started.sync_run.id, "mfa_required")
+
+
+def test_check_status_closes_a_run_the_item_shows_is_over(session, service, connection, fake_pluggy):
+    service.trigger_manual_sync(connection)
+    fake_pluggy.pending_outcomes.clear()
+    fake_pluggy.items[connection.item_id].update(status="LOGIN_ERROR", error=pf.item_error("INVALID_CREDENTIALS"))
+
+    service.check_status(connection)
+
+    (run,) = runs_of(session, connection)
+    assert run.status == "credentials_required"
+
+
+def test_the_watch_timeout_is_a_setting(app):
+    config = config_from_env({"SYNC_WATCH_TIMEOUT_S": "90"}, app.instance_path)
+    assert SyncSettings.from_config({**app.config, **config}).watch_timeout_s == 90
+
+
+# One update of an item is one run ----------------------------------------------------------------
+
+
+def test_the_webhook_of_an_update_the_watcher_fetched_joins_its_run(session, service, connection, fake_pluggy, worker):
+    started = service.trigger_manual_sync(connection)
+    scheduling.queue_watch(session, started.sync_run, connection)  # as `?wait=` and poll mode do
+    session.commit()
+    drain(worker, session)
+    (run,) = runs_of(session, connection)
+    assert run.status == "success"
+
+    receive(session, pf.webhook_event("item/updated", itemId=connection.item_id))
+    drain(worker, session)
+
+    (same,) = runs_of(session, connection)
+    assert same.id == run.id
+    event = session.scalars(sa.select(WebhookEvent)).one()
+    assert (event.status, event.sync_run_id) == ("processed", run.id)
+
+
+def test_after_a_code_the_update_arrives_as_one_run_whatever_the_order_of_its_webhooks(session, service, user, fake_pluggy, worker):
+    item = fake_pluggy.add_item(
+        status="WAITING_USER_INPUT", parameter=pf.mfa_parameter(), lastUpdatedAt=None, clientUserId=str(user.id)
+    )
+    account = fake_pluggy.add_account(item["id"])
+    add_transactions(fake_pluggy, account["id"], 3)
+    connection, _ = service.register(user, item["id"])
+    drain(worker, session)
+    service.send_mfa(connection, value=MFA_VALUE)
+    fake_pluggy.items[item["id"]].update(fake_pluggy.pending_outcomes.pop(item["id"]))
+
+    receive(session, pf.webhook_event("item/login_succeeded", itemId=item["id"]))
+    drain(worker, session)
+    receive(session, pf.webhook_event("transactions/created", itemId=item["id"], accountId=account["id"]))
+    drain(worker, session)
+    receive(session, pf.webhook_event("item/updated", itemId=item["id"]))
+    drain(worker, session)
+
+    initial, update = runs_of(session, connection)
+    assert (initial.trigger, initial.status) == ("initial", "mfa_required")
+    assert (update.status, update.created) == ("success", 3)
+    assert set(session.scalars(sa.select(WebhookEvent.status))) == {"processed"}
+
+
+# A run succeeds only by fetching -------------------------------------------------------------------
+
+
+def test_a_first_sync_of_an_item_waiting_for_its_code_fetches_nothing_and_says_so(session, service, user, fake_pluggy, worker):
+    item = fake_pluggy.add_item(status="WAITING_USER_INPUT", parameter=pf.mfa_parameter(), lastUpdatedAt=None)
+    fake_pluggy.add_account(item["id"])
+
+    connection, _ = service.register(user, item["id"])
+    drain(worker, session)
+
+    (run,) = runs_of(session, connection)
+    assert (run.trigger, run.status, run.accounts) == ("initial", "mfa_required", 0)
+    session.refresh(connection)
+    assert connection.last_synced_at is None  # never fetched: the connection says so
+    assert fake_pluggy.count("GET", "/accounts") == 0
