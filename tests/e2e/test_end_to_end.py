@@ -227,10 +227,10 @@ def test_the_whole_journey(stack):
     registered = stack.api("POST", "/connections/", json={"item_id": item_id})
     assert registered.status_code in (200, 201)
     connection_id = registered.json()["id"]
-    # Not just the first run closed: the item's creation brings several webhooks, each with its run.
+    # The item's creation brings several webhooks; one update of an item is one run all the same.
     quiet(stack, connection_id)
-    first = stack.runs(connection_id)
-    assert first[-1]["status"] == "success" and first[-1]["created"] > 0
+    (first,) = stack.runs(connection_id)
+    assert (first["trigger"], first["status"]) == ("initial", "success") and first["created"] > 0
     assert_same_data(stack, connection_id, item_id)
 
     # 2. New transactions at the bank reach us by webhook alone.
@@ -242,6 +242,7 @@ def test_the_whole_journey(stack):
     synced = stack.api("POST", f"/connections/{connection_id}/sync_transactions/", params={"wait": 30})
     assert (synced.status_code, synced.json()["status"]) == (200, "SUCCESS")
     quiet(stack, connection_id)
+    assert [run["trigger"] for run in stack.runs(connection_id)] == ["manual", "initial"]  # no echo of it
     assert_same_data(stack, connection_id, item_id)
 
     # 4. An item that asks for a one-time code, on its first sync and on a manual one.
@@ -252,6 +253,9 @@ def test_the_whole_journey(stack):
     assert (sent.status_code, sent.json()["status"]) == (200, "MFA_SENT")
     wait_until(lambda: stack.connection(mfa_connection)["sync_status"] == "UPDATED", what="the MFA item's first fetch")
     quiet(stack, mfa_connection)
+    # The first sync found nothing to fetch yet; the update after the code is one run.
+    runs_after_code = [(run["trigger"], run["status"]) for run in stack.runs(mfa_connection)]
+    assert runs_after_code == [("webhook", "success"), ("initial", "mfa_required")], runs_after_code
     asked = stack.api("POST", f"/connections/{mfa_connection}/sync_transactions/", params={"wait": 30})
     assert (asked.status_code, asked.json()["status"]) == (409, "MFA_REQUIRED"), (asked.json(), stack.runs(mfa_connection))
     assert asked.json()["mfa"]["name"] == "token"
