@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import FETCHED_SYNC_STATUSES, OPEN_SYNC_STATUSES, Connection, SyncRun
+from models import FETCHED_SYNC_STATUSES, OPEN_SYNC_STATUSES, Connection, Job, SyncRun
 from models.base import UTCDateTime, utcnow
 from observability import logs, metrics
 
@@ -138,6 +138,14 @@ def update_never_reached_pluggy(run: SyncRun, now: datetime | None = None) -> bo
     )
 
 
+def orphaned(session: Session, run: SyncRun) -> bool:
+    """A fetch left running with no job of its item left to resume it (its job gave up)."""
+    live_job = sa.select(Job.id).where(
+        Job.item_id == run.connection.item_id, Job.status.in_(("queued", "running"))
+    ).exists()
+    return run.status == "running" and not session.scalar(sa.select(live_job))
+
+
 def let_go_of_stale_run(session: Session, connection: Connection, timeout_s: float) -> None:
     """Close a run still waiting for Pluggy's outcome long after it began: none is coming (Pluggy
     had nothing to do, or every signal was lost), and it would block every later sync. A running
@@ -145,6 +153,8 @@ def let_go_of_stale_run(session: Session, connection: Connection, timeout_s: flo
     run = find_open_run(session, connection.id)
     if run is not None and run.status == "pending" and (utcnow() - run.started_at).total_seconds() > timeout_s:
         close_run(session, run, "error", error_code="timeout", error="Pluggy's outcome never arrived")
+    elif run is not None and orphaned(session, run):
+        close_run(session, run, "error", error_code="fetch_failed", error="The fetch failed and was given up.")
 
 
 def wait_until_closed(session: Session, run: SyncRun, timeout_s: float, *, interval_s: float = 0.25) -> SyncRun:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from models import Connection, Job, SyncRun
 from models.base import utcnow
 from sync import connections as c
-from sync import runs
+from sync import runs, scheduling
 from sync.connections import BankConnectionService
 from tests import pluggy_fixtures as pf
 
@@ -65,6 +65,8 @@ def test_our_own_open_run_answers_after_reading_the_item_and_never_patches_again
 def test_a_run_the_worker_is_fetching_answers_without_asking_pluggy(session, service, connection, fake_pluggy):
     run = runs.open_run(session, connection, "webhook")
     run.status = "running"
+    job = session.get(Job, scheduling.queue_fetch(session, connection, "webhook"))
+    job.status = "running"  # the worker's job doing that fetch
     session.commit()
 
     result = service.trigger_manual_sync(connection)

@@ -244,3 +244,19 @@ def test_a_first_sync_of_an_item_waiting_for_its_code_fetches_nothing_and_says_s
     session.refresh(connection)
     assert connection.last_synced_at is None  # never fetched: the connection says so
     assert fake_pluggy.count("GET", "/accounts") == 0
+
+
+def test_a_fetch_whose_job_gave_up_no_longer_blocks_manual_syncs(session, service, connection, fake_pluggy, worker):
+    scheduling.queue_fetch(session, connection, "webhook")
+    session.commit()
+    fake_pluggy.refuse_next("GET", "/accounts", 400, "INVALID_PARAMETERS")
+    worker.run_one(session, "w")
+    job = session.scalars(sa.select(Job)).one()
+    job.status = "dead"  # every attempt spent
+    session.commit()
+
+    result = service.trigger_manual_sync(connection)
+
+    assert result.status == c.SYNC_STARTED
+    failed, started = runs_of(session, connection)
+    assert (failed.status, failed.error_code) == ("error", "fetch_failed")
