@@ -77,7 +77,7 @@ class TransactionService:
         self.today = today or (lambda: utcnow().date())
         # Every write is counted into the run (this one, or the one being fetched) in the same commit
         # as its rows, so a run's counts are what it stored, whichever attempt wrote them.
-        self.run = run
+        self.run_id = run.id if run is not None else None
 
     def sync_transactions(
         self, connection: Connection, account: Account | None = None, trigger_update: bool = True
@@ -107,7 +107,7 @@ class TransactionService:
         """Run `run` to the end, counting into it: accounts with balances, then each account's
         transactions. A failed attempt leaves the run open with what it committed: the job's retry
         resumes it from there, and a job that gives up closes it."""
-        self.run = run
+        self.run_id = run.id
         run.status = "running"
         run.item_last_updated_at = connection.last_updated_at
         run.accounts = 0  # an attempt reads every account again, from where each one got to
@@ -192,10 +192,19 @@ class TransactionService:
         return counts
 
     def count_into_run(self, counts: Counts) -> None:
-        if self.run is not None:
-            self.run.created += counts.created
-            self.run.updated += counts.updated
-            self.run.deleted += counts.deleted
+        # One UPDATE, and none for a page that changed nothing: no reload of the run per page.
+        if self.run_id is None or not (counts.created or counts.updated or counts.deleted):
+            return
+        self.session.execute(
+            sa.update(SyncRun)
+            .where(SyncRun.id == self.run_id)
+            .values(
+                created=SyncRun.created + counts.created,
+                updated=SyncRun.updated + counts.updated,
+                deleted=SyncRun.deleted + counts.deleted,
+            )
+            .execution_options(synchronize_session=False)
+        )
 
     def reread_window(self, account: Account) -> tuple[Counts, datetime | None, set[str]]:
         since = self.today() - timedelta(days=self.settings.lookback_days)

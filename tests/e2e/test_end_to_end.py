@@ -229,8 +229,8 @@ def test_the_whole_journey(stack):
     connection_id = registered.json()["id"]
     # The item's creation brings several webhooks; one update of an item is one run all the same.
     quiet(stack, connection_id)
-    (first,) = stack.runs(connection_id)
-    assert (first["trigger"], first["status"]) == ("initial", "success") and first["created"] > 0
+    (first,) = stack.runs(connection_id)  # the first sync, or the webhook that adopted the item first
+    assert first["status"] == "success" and first["created"] > 0, first
     assert_same_data(stack, connection_id, item_id)
 
     # 2. New transactions at the bank reach us by webhook alone.
