@@ -76,6 +76,12 @@ TRANSACTIONS_WRITTEN = Counter(
     "Transactions written to the database, by change (created, updated, deleted).",
     ["change"],
 )
+ROWS_REFUSED = Counter(
+    f"{PREFIX}_rows_refused",
+    "Rows Pluggy sent that were not written because their Pluggy id is stored under another "
+    "connection (accounts) or account (transactions), by kind (account, transaction).",
+    ["kind"],
+)
 
 # A path segment that names something (items, mfa, v2) rather than identifies it.
 PATH_WORD = re.compile(r"^(v[0-9]{1,2}|[a-z][a-z_-]{0,29})$")
@@ -90,6 +96,11 @@ def count_transactions(created: int = 0, updated: int = 0, deleted: int = 0) -> 
     for change, number in (("created", created), ("updated", updated), ("deleted", deleted)):
         if number:
             TRANSACTIONS_WRITTEN.labels(change).inc(number)
+
+
+def count_refused(kind: str, number: int) -> None:
+    if number:
+        ROWS_REFUSED.labels(kind).inc(number)
 
 
 def observe_webhook_lag(events: Iterable[tuple[str, datetime]], now: datetime) -> None:

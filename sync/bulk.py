@@ -6,10 +6,14 @@ to upsert from in one statement: psycopg takes longer to parse a statement with 
 than the server takes to run it, a prepared statement per row costs the server an executor start
 per row, and COPY costs the server least of all (binary COPY, which also spares both sides the
 text conversions).
+
+A row never changes owner: a stored row of another account with the same Pluggy id (ids that
+collide across items) is refused, neither written nor counted as created or updated.
 """
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import psycopg
 import sqlalchemy as sa
@@ -21,25 +25,37 @@ from models import Transaction
 from models.base import dump_json
 
 TABLE = Transaction.__table__
-# Columns an upsert never overwrites: identity, first-seen time, and our own sync state.
-KEEP_ON_UPDATE = {"id", "pluggy_id", "created_at", "transactions_watermark", "last_synced_at"}
+# Columns an upsert never overwrites: identity, owner, first-seen time, and our own sync state.
+KEEP_ON_UPDATE = {
+    "id", "pluggy_id", "connection_id", "account_id", "created_at", "transactions_watermark", "last_synced_at"
+}
 STAGING = "incoming_transactions"
 
 
-def upsert_transactions(connection: Connection, rows: list[dict]) -> tuple[int, int]:
-    """Write rows stamped with one `created_at`, no two with the same pluggy_id. Answers how many
-    were inserted and how many updated (rows that did not change are not written)."""
+class Written(NamedTuple):
+    created: int
+    updated: int
+    refused: int  # stored under another account: left as they are
+
+
+def upsert_transactions(connection: Connection, rows: list[dict]) -> Written:
+    """Write rows of one account stamped with one `created_at`, no two with the same pluggy_id.
+    Answers how many were inserted, how many updated (rows that did not change are not written)
+    and how many refused."""
     if connection.dialect.name == "postgresql":
         return upsert_through_staging(connection, rows)
     return upsert_in_sqlite(connection, rows)
 
 
-def upsert_in_sqlite(connection: Connection, rows: list[dict]) -> tuple[int, int]:
+def upsert_in_sqlite(connection: Connection, rows: list[dict]) -> Written:
     # One JSON array parameter instead of hundreds of placeholders.
-    known = connection.scalar(
-        sa.text(f"SELECT count(*) FROM {TABLE.name} WHERE pluggy_id IN (SELECT value FROM json_each(:ids))"),
-        {"ids": dump_json([row["pluggy_id"] for row in rows])},
-    )
+    known, foreign = connection.execute(
+        sa.text(
+            f"SELECT count(*), count(*) FILTER (WHERE account_id != :account_id) FROM {TABLE.name} "
+            "WHERE pluggy_id IN (SELECT value FROM json_each(:ids))"
+        ),
+        {"ids": dump_json([row["pluggy_id"] for row in rows]), "account_id": rows[0]["account_id"]},
+    ).one()
     sql, columns = sqlite_upsert(tuple(rows[0]), connection.dialect)
     cursor = connection.connection.driver_connection.cursor()
     try:
@@ -48,7 +64,7 @@ def upsert_in_sqlite(connection: Connection, rows: list[dict]) -> tuple[int, int
     finally:
         cursor.close()
     created = len(rows) - known
-    return created, written - created
+    return Written(created, written - created, foreign)
 
 
 @functools.cache
@@ -62,14 +78,22 @@ def sqlite_upsert(names: tuple[str, ...], dialect) -> tuple[str, list]:
     return str(compiled), columns
 
 
-def upsert_through_staging(connection: Connection, rows: list[dict]) -> tuple[int, int]:
-    stored = stored_ids(connection, [row["pluggy_id"] for row in rows])
-    new = [row for row in rows if row["pluggy_id"] not in stored]
-    known = [row for row in rows if row["pluggy_id"] in stored]
+def upsert_through_staging(connection: Connection, rows: list[dict]) -> Written:
+    ids = [row["pluggy_id"] for row in rows]
+    owners = stored_owners(connection, ids)
+    new = [row for row in rows if row["pluggy_id"] not in owners]
     if new and not copy_new_rows(connection, new):
-        return upsert_staged(connection, rows)  # someone else stored some of them meanwhile
-    created, updated = upsert_staged(connection, known) if known else (0, 0)
-    return len(new) + created, updated
+        # Someone else stored some of them meanwhile: look again, and upsert the lot.
+        return upsert_ours(connection, rows, stored_owners(connection, ids))
+    written = upsert_ours(connection, [row for row in rows if row["pluggy_id"] in owners], owners)
+    return written._replace(created=written.created + len(new))
+
+
+def upsert_ours(connection: Connection, rows: list[dict], owners: dict[str, int]) -> Written:
+    """Upsert the rows that are not stored under another account, and refuse the others."""
+    ours = [row for row in rows if owners.get(row["pluggy_id"], row["account_id"]) == row["account_id"]]
+    created, updated = upsert_staged(connection, ours) if ours else (0, 0)
+    return Written(created, updated, len(rows) - len(ours))
 
 
 def upsert_staged(connection: Connection, rows: list[dict]) -> tuple[int, int]:
@@ -82,9 +106,11 @@ def upsert_staged(connection: Connection, rows: list[dict]) -> tuple[int, int]:
     return created, len(stamps) - created
 
 
-def stored_ids(connection: Connection, ids: list[str]) -> set[str]:
+def stored_owners(connection: Connection, ids: list[str]) -> dict[str, int]:
+    """The account of each of these Pluggy ids that is stored."""
     wanted = sa.bindparam("ids", ids, type_=postgresql.ARRAY(sa.String))
-    return set(connection.scalars(sa.select(TABLE.c.pluggy_id).where(TABLE.c.pluggy_id == sa.any_(wanted))))
+    owners = sa.select(TABLE.c.pluggy_id, TABLE.c.account_id).where(TABLE.c.pluggy_id == sa.any_(wanted))
+    return dict(connection.execute(owners).all())
 
 
 def copy_new_rows(connection: Connection, rows: list[dict]) -> bool:
@@ -122,11 +148,11 @@ def column_types(names: tuple[str, ...]) -> list[str]:
 
 
 def upsert(insert):
-    """ON CONFLICT (pluggy_id) DO UPDATE, only where the row changed: a re-read writes nothing."""
-    changed = sa.or_(
-        TABLE.c.raw.is_distinct_from(insert.excluded.raw),
-        TABLE.c.deleted_at.is_not(None),
-        TABLE.c.account_id != insert.excluded.account_id,
+    """ON CONFLICT (pluggy_id) DO UPDATE, only where the row changed (a re-read writes nothing) and
+    is stored under the same account (whatever raced the look at who owns what)."""
+    changed = sa.and_(
+        TABLE.c.account_id == insert.excluded.account_id,
+        sa.or_(TABLE.c.raw.is_distinct_from(insert.excluded.raw), TABLE.c.deleted_at.is_not(None)),
     )
     return insert.on_conflict_do_update(index_elements=[TABLE.c.pluggy_id], set_=updatable(insert, TABLE), where=changed)
 

@@ -11,6 +11,7 @@ watermark moves only after the rows are committed.
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from models import Account, Connection, SyncRun, Transaction
 from models.base import utcnow
-from observability import metrics
+from observability import logs, metrics
 from pluggy_client import PluggyClient
 
 from . import runs, scheduling
@@ -34,6 +35,8 @@ from .settings import SyncSettings
 # Rows Pluggy ingests while we page may carry a createdAt just before the newest we saw;
 # starting the next read this much earlier catches them (re-reading costs nothing: upserts).
 WATERMARK_OVERLAP = timedelta(hours=1)
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 
@@ -128,21 +131,30 @@ class TransactionService:
         return runs.close_run(self.session, run, "partial" if connection.execution_status == "PARTIAL_SUCCESS" else "success")
 
     def refresh_accounts(self, connection: Connection) -> list[Account]:
+        """Write the item's accounts and answer the connection's own. An account whose Pluggy id is
+        stored under another connection is refused: it stays as it is, with its owner."""
         rows = [account_row(data, connection.id) for data in self.client.list_accounts(connection.item_id)]
         if rows:
             insert = dialect_insert(self.session)(Account).values(rows)
             self.session.execute(
                 insert.on_conflict_do_update(
-                    index_elements=[Account.pluggy_id], set_=updatable(insert, Account.__table__)
+                    index_elements=[Account.pluggy_id],
+                    set_=updatable(insert, Account.__table__),
+                    where=Account.connection_id == insert.excluded.connection_id,
                 )
             )
             self.session.commit()
-        pluggy_ids = [row["pluggy_id"] for row in rows]
-        return list(
+        pluggy_ids = {row["pluggy_id"] for row in rows}
+        accounts = list(
             self.session.scalars(
-                sa.select(Account).where(Account.pluggy_id.in_(pluggy_ids)).order_by(Account.id)
+                sa.select(Account)
+                .where(Account.connection_id == connection.id, Account.pluggy_id.in_(pluggy_ids))
+                .order_by(Account.id)
             )
         )
+        if refused := len(pluggy_ids) - len(accounts):
+            report_refused("account", refused, connection_id=connection.id)
+        return accounts
 
     def sync_account(self, account: Account) -> Counts:
         started = utcnow()
@@ -235,10 +247,13 @@ class TransactionService:
     def write_rows(self, rows: list[dict]) -> tuple[Counts, datetime | None]:
         if not rows:
             return Counts(), None
-        created, updated = upsert_transactions(self.session.connection(), rows)
-        metrics.count_transactions(created=created, updated=updated)
+        written = upsert_transactions(self.session.connection(), rows)
+        if written.refused:
+            account = self.session.get(Account, rows[0]["account_id"])
+            report_refused("transaction", written.refused, connection_id=account.connection_id, account_id=account.id)
+        metrics.count_transactions(created=written.created, updated=written.updated)
         newest = max((row["pluggy_created_at"] for row in rows if row["pluggy_created_at"]), default=None)
-        return Counts(created=created, updated=updated), newest
+        return Counts(created=written.created, updated=written.updated), newest
 
     def tombstone_missing(self, account: Account, floor: datetime, seen: set[str]) -> int:
         live = self.session.scalars(
@@ -257,6 +272,17 @@ class TransactionService:
         account.transactions_watermark = max_or_none(account.transactions_watermark, candidate)
         account.last_synced_at = utcnow()
         self.session.commit()
+
+
+def report_refused(kind: str, refused: int, **our_ids: int) -> None:
+    """Rows Pluggy sent whose ids are stored under another connection (accounts) or account
+    (transactions): logged with our ids and how many, never the rows' data (a description is
+    personal), and counted."""
+    logs.event(
+        log, f"{kind}s refused: their Pluggy ids are stored under another owner", logging.WARNING,
+        refused=refused, **our_ids,
+    )
+    metrics.count_refused(kind, refused)
 
 
 def read_ahead(pages: Iterable[list[dict]]) -> Iterator[list[dict]]:

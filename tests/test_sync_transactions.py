@@ -202,7 +202,7 @@ def test_rows_stored_by_someone_else_meanwhile_are_updated_not_doubled(
     second = fake_pluggy.add_transaction(account_id, date=day(1), amount=-2.0)
     first.update(status="POSTED")
     # As if the first row appeared between our look at what is stored and our write.
-    monkeypatch.setattr(bulk, "stored_ids", lambda connection, ids: set())
+    monkeypatch.setattr(bulk, "stored_owners", lambda connection, ids: {})
 
     run = sync(session, service, connection)
 
