@@ -82,6 +82,10 @@ ROWS_REFUSED = Counter(
     "connection (accounts) or account (transactions), by kind (account, transaction).",
     ["kind"],
 )
+QUEUE_CLAIM_CONFLICTS = Counter(
+    f"{PREFIX}_queue_claim_conflicts",
+    "Claims that lost a race with another worker for the same item and looked again.",
+)
 
 # A path segment that names something (items, mfa, v2) rather than identifies it.
 PATH_WORD = re.compile(r"^(v[0-9]{1,2}|[a-z][a-z_-]{0,29})$")

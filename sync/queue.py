@@ -21,18 +21,23 @@ from sqlalchemy.orm import Session, aliased
 from models import Job
 from models.job import DEAD_ONLY, DEFAULT_MAX_ATTEMPTS, QUEUED_ONLY, RUNNING_ONLY
 from models.base import utcnow
+from observability import metrics
 
 from . import wakeup
 
 DEFAULT_LEASE = timedelta(minutes=5)
 BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_CAP_SECONDS = 3600.0
+# A claim that collides with another worker's lease on the same item looks again; each collision
+# means that worker got a job, so the whole queue advances even when this claim gives up.
+CLAIM_TRIES = 5
 INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-@dataclass(frozen=True)
+@dataclass
 class ClaimedJob:
-    """A job as this worker claimed it: plain values that no session expiry can change under us."""
+    """A job as this worker claimed it: plain values that no session expiry can change under us
+    (only `forgive_attempts` changes one, with the row)."""
 
     id: int
     kind: str
@@ -43,6 +48,7 @@ class ClaimedJob:
     item_id: str | None
     worker_id: str
     created_at: datetime
+    taken_back: bool = False  # claimed after its lease ran out: the worker that had it is gone
 
 
 def enqueue(
@@ -103,35 +109,45 @@ def claim(
     """Take the next due job, or else one whose lease expired, and commit the lease. None if
     nothing is due.
 
-    A job whose item already has a running job waits, so one item's jobs never overlap.
-    `item_id` limits the claim to that item's jobs (the CLI's --wait runs only its own)."""
+    A job whose item already has a running job waits, so one item's jobs never overlap; the running
+    job counts whether or not its lease expired, so a due job never stands in the way of taking the
+    abandoned one back. `item_id` limits the claim to that item's jobs (the CLI's --wait runs only
+    its own)."""
     now = now or utcnow()
     # The status tests are literal SQL so that SQLite sees they match its partial indexes.
     due = sa.text(QUEUED_ONLY) & (Job.run_at <= now)
     abandoned = sa.text(RUNNING_ONLY) & (Job.locked_until < now)
-    try:
-        # Two looks rather than one `due OR abandoned`: each walks its own partial index in order
-        # and stops at the first free job, however long the queue.
-        job = take(session, worker_id, due, (Job.run_at, Job.id), lease, item_id, now) or take(
-            session, worker_id, abandoned, (Job.locked_until, Job.id), lease, item_id, now
-        )
-        session.commit()
-    except IntegrityError:
-        # Another worker started a job of the same item a moment ago; this one waits its turn.
-        session.rollback()
-        return None
-    return job
+    for _ in range(CLAIM_TRIES):
+        try:
+            # Two looks rather than one `due OR abandoned`: each walks its own partial index in order
+            # and stops at the first free job, however long the queue.
+            job = take(session, worker_id, due, (Job.run_at, Job.id), lease, item_id, now) or take(
+                session, worker_id, abandoned, (Job.locked_until, Job.id), lease, item_id, now, taken_back=True
+            )
+            session.commit()
+            return job
+        except IntegrityError:
+            # Another worker leased a job of the same item between our look and our lease (PostgreSQL
+            # lets the two overlap): look again, and that item is now seen busy.
+            session.rollback()
+            metrics.QUEUE_CLAIM_CONFLICTS.inc()
+    return None
 
 
-def take(session: Session, worker_id: str, condition, order, lease: timedelta, item_id: str | None, now: datetime):
+def take(
+    session: Session,
+    worker_id: str,
+    condition,
+    order,
+    lease: timedelta,
+    item_id: str | None,
+    now: datetime,
+    *,
+    taken_back: bool = False,
+) -> ClaimedJob | None:
     """Lease the first job matching `condition` in `order` whose item is not busy, or None."""
     running = aliased(Job)
-    item_busy = sa.exists().where(
-        running.item_id == Job.item_id,
-        running.status == "running",
-        running.locked_until >= now,
-        running.id != Job.id,
-    )
+    item_busy = sa.exists().where(running.item_id == Job.item_id, running.status == "running", running.id != Job.id)
     candidates = sa.select(Job.id).where(condition, ~item_busy)
     if item_id is not None:
         candidates = candidates.where(Job.item_id == item_id)
@@ -144,10 +160,10 @@ def take(session: Session, worker_id: str, condition, order, lease: timedelta, i
         .execution_options(synchronize_session=False)
     )
     job = session.scalars(statement).one_or_none()
-    return None if job is None else claimed_job(job, worker_id)
+    return None if job is None else claimed_job(job, worker_id, taken_back=taken_back)
 
 
-def claimed_job(job: Job, worker_id: str) -> ClaimedJob:
+def claimed_job(job: Job, worker_id: str, *, taken_back: bool = False) -> ClaimedJob:
     return ClaimedJob(
         id=job.id,
         kind=job.kind,
@@ -158,6 +174,7 @@ def claimed_job(job: Job, worker_id: str) -> ClaimedJob:
         item_id=job.item_id,
         worker_id=worker_id,
         created_at=job.created_at,
+        taken_back=taken_back,
     )
 
 
@@ -169,6 +186,18 @@ def extend_lease(connection: sa.Connection, job: ClaimedJob, lease: timedelta = 
         .values(locked_until=utcnow() + lease)
     )
     return result.rowcount == 1
+
+
+def forgive_attempts(connection: sa.Connection, job: ClaimedJob) -> None:
+    """The job made progress: the attempts its earlier crashes or failures spent are given back,
+    and this one is its first."""
+    result = connection.execute(
+        sa.update(Job)
+        .where(Job.id == job.id, Job.locked_by == job.worker_id, Job.status == "running")
+        .values(attempts=1)
+    )
+    if result.rowcount == 1:
+        job.attempts = 1
 
 
 def complete(session: Session, job: ClaimedJob) -> None:

@@ -1,14 +1,18 @@
 """The job queue in the database: enqueue and coalescing, claims and leases, retries, dead jobs."""
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
+from api.extensions import db
 from models import Job
 from models.base import utcnow
 from sync import queue
+from tests.waiting import wait_until
 
 
 def job(session, job_id: int) -> Job:
@@ -225,3 +229,69 @@ def test_keyed_enqueue_keeps_working_once_the_driver_prepares_it(session):
     ids = {queue.enqueue(session, "k", key=f"fetch:item-{n}") for n in range(12)}
     session.commit()
     assert len(ids) == 12
+
+
+def abandoned(session, item_id: str | None, *, attempts: int = 1) -> int:
+    """A job left running by a worker that died: its lease ran out a minute ago."""
+    row = Job(
+        kind="initial_sync",
+        status="running",
+        item_id=item_id,
+        attempts=attempts,
+        locked_by="dead-worker",
+        locked_until=utcnow() - timedelta(minutes=1),
+    )
+    session.add(row)
+    session.commit()
+    return row.id
+
+
+def test_an_abandoned_job_is_taken_back_though_a_job_of_its_item_is_due(session):
+    dead = abandoned(session, "item-1")
+    follow_up = queue.enqueue(session, "fetch_item", item_id="item-1")
+    unrelated = queue.enqueue(session, "prune_jobs")
+    session.commit()
+
+    first, second = queue.claim(session, "w"), queue.claim(session, "w")
+
+    assert (first.id, second.id) == (unrelated, dead)
+    assert second.taken_back and not first.taken_back
+    assert queue.claim(session, "w") is None  # item-1 runs its job taken back first
+    queue.complete(session, second)
+    assert queue.claim(session, "w").id == follow_up
+
+
+def claim_waiting_on_a_lock(engine) -> bool:
+    """PostgreSQL: a claim is waiting for another transaction's lease on the same item (the unique
+    index of running jobs). SQLite has one writer at a time: the claim waits for the write lock
+    instead, which it cannot be seen doing; either way it runs after the rival commits."""
+    if engine.dialect.name != "postgresql":
+        return True
+    with engine.connect() as connection:
+        return connection.scalar(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'UPDATE jobs%'"
+            )
+        ) > 0
+
+
+def test_a_claim_that_loses_the_race_for_an_item_takes_the_next_free_job(app, session):
+    first = queue.enqueue(session, "a", item_id="item-1")
+    queue.enqueue(session, "b", item_id="item-1")
+    other = queue.enqueue(session, "c", item_id="item-2")
+    session.commit()
+    engine = db.engine
+    claimed = []
+    with Session(engine) as rival, Session(engine) as mine:
+        # Another worker has leased item-1's first job and not committed yet.
+        rival.execute(
+            sa.update(Job).where(Job.id == first).values(status="running", locked_by="rival", locked_until=utcnow() + timedelta(minutes=5))
+        )
+        claimer = threading.Thread(target=lambda: claimed.append(queue.claim(mine, "w")))
+        claimer.start()
+        wait_until(lambda: claim_waiting_on_a_lock(engine), what="the claim waiting for the rival's lease")
+        rival.commit()
+        claimer.join(10)
+
+    assert [c.id for c in claimed] == [other]
