@@ -63,7 +63,8 @@ from sync.connections import BankConnectionService
 from sync.queue import enqueue
 from sync.runtime import pluggy_client, sync_settings
 from sync.worker import Worker, handles
-from webhooks.inbox import PROCESS_EVENTS, store
+from sync.scheduling import PROCESS_EVENTS
+from webhooks.inbox import store
 
 from .common import (
     CLIENT_ID,

@@ -15,6 +15,7 @@ FETCH_ITEM = "fetch_item"  # fetch after Pluggy finished an item update
 WATCH_ITEM = "watch_item"  # follow a triggered item until it settles, then fetch
 PRUNE_JOBS = "prune_jobs"  # periodic: forget finished jobs after a while
 SWEEP_ITEMS = "sweep_items"  # periodic: find item updates whose webhook never came
+PROCESS_EVENTS = "webhook_events"  # handle stored webhook events: all of an item's, or one without an item
 
 PRUNE_EVERY = timedelta(hours=1)
 

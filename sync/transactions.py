@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 
-def ignore(*_args) -> None:
+def ignore(*_args, **_kwargs) -> None:
     pass
 
 
@@ -57,6 +57,9 @@ class Counts:
         self.deleted += other.deleted
         return self
 
+    def __bool__(self) -> bool:
+        return bool(self.created or self.updated or self.deleted)
+
 
 class TransactionService:
     """Fetches a connection's accounts and transactions from Pluggy into the database."""
@@ -68,7 +71,7 @@ class TransactionService:
         settings: SyncSettings,
         *,
         progress: Progress = ignore,
-        checkpoint: Callable[[], None] = ignore,
+        checkpoint: Callable[..., None] = ignore,
         today: Callable[[], date] | None = None,
         run: SyncRun | None = None,
     ) -> None:
@@ -76,7 +79,7 @@ class TransactionService:
         self.client = client
         self.settings = settings
         self.progress = progress
-        self.checkpoint = checkpoint  # called between committed pages: lease upkeep, stop requests
+        self.checkpoint = checkpoint  # called between committed pages: lease upkeep, stop requests, progress
         self.today = today or (lambda: utcnow().date())
         # Every write is counted into the run (this one, or the one being fetched) in the same commit
         # as its rows, so a run's counts are what it stored, whichever attempt wrote them.
@@ -241,7 +244,7 @@ class TransactionService:
             self.session.commit()
             counts += page_counts
             newest = max_or_none(newest, page_newest)
-            self.checkpoint()
+            self.checkpoint(progressed=bool(page_counts))
         return counts, newest
 
     def write_rows(self, rows: list[dict]) -> tuple[Counts, datetime | None]:

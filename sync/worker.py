@@ -23,7 +23,7 @@ from api.extensions import db
 from observability import logs, metrics
 from pluggy_client import PluggyClient, PluggyRateLimited
 
-from . import queue
+from . import giving_up, queue
 from .queue import ClaimedJob
 from .scheduling import queue_prune, queue_sweep
 from .settings import SyncSettings
@@ -68,7 +68,7 @@ class JobContext:
     client: PluggyClient
     settings: SyncSettings
     progress: Callable[[str], None]
-    checkpoint: Callable[[], None] = field(default=lambda: None)
+    checkpoint: Callable[..., None] = field(default=lambda **_: None)
 
 
 class Worker:
@@ -152,20 +152,20 @@ class Worker:
         job = queue.claim(session, worker_id, lease=self.lease, item_id=item_id)
         if job is None:
             return False
-        if job.attempts > job.max_attempts:
-            with logs.scope(job_id=job.id, job_kind=job.kind, item_id=job.item_id):
-                queue.finish(session, job, status="dead", error="gave up: its worker kept disappearing")
-                logs.event(log, "job", logging.WARNING, outcome="dead", attempt=job.attempts, error="its worker kept disappearing")
-            return True
         self.execute(session, job)
         return True
 
     def execute(self, session: Session, job: ClaimedJob) -> None:
         """Run one claimed job to an outcome, under its ids in every log line it causes, and
-        finish with one line and one duration sample for it."""
+        finish with one line and one duration sample for it. A job that goes dead closes what it
+        owned."""
         started = time.monotonic()
         with logs.scope(job_id=job.id, job_kind=job.kind, item_id=job.item_id):
+            if job.taken_back:
+                logs.event(log, "job taken back", logging.WARNING, attempt=job.attempts, reason="its lease ran out")
             outcome, error = self.outcome_of(session, job)
+            if outcome == "dead":
+                giving_up.close_what_it_owned(session, job, error or "gave up")
             seconds = time.monotonic() - started
             metrics.JOB_DURATION.labels(job.kind, outcome).observe(seconds)
             level = logging.WARNING if outcome in ("failed", "dead", "lease_lost") else logging.INFO
@@ -174,6 +174,10 @@ class Worker:
             )
 
     def outcome_of(self, session: Session, job: ClaimedJob) -> tuple[str, str | None]:
+        if job.attempts > job.max_attempts:
+            error = "gave up: its worker kept disappearing"
+            queue.finish(session, job, status="dead", error=error)
+            return "dead", error
         handler = HANDLERS.get(job.kind)
         if handler is None:
             error = f"no handler for job kind {job.kind!r}"
@@ -203,14 +207,19 @@ class Worker:
         queue.complete(session, job)
         return "done", None
 
-    def checkpoint_for(self, job: ClaimedJob) -> Callable[[], None]:
-        """Called by long handlers between committed steps: keeps the lease, honours a hard stop."""
+    def checkpoint_for(self, job: ClaimedJob) -> Callable[..., None]:
+        """Called by long handlers between committed steps: keeps the lease, honours a hard stop,
+        and, after a step that changed something, forgives the attempts earlier crashes spent, so a
+        job that resumes from its committed work loses attempts only while it makes no progress."""
         last_extended = time.monotonic()
 
-        def checkpoint() -> None:
+        def checkpoint(progressed: bool = False) -> None:
             nonlocal last_extended
             if self.releasing.is_set():
                 raise Released()
+            if progressed and job.attempts > 1:
+                with db.engine.begin() as connection:
+                    queue.forgive_attempts(connection, job)
             if time.monotonic() - last_extended < self.lease.total_seconds() / 3:
                 return
             with db.engine.begin() as connection:

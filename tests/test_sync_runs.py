@@ -12,7 +12,7 @@ from api.config import config_from_env
 from models import Job, SyncRun, Transaction, WebhookEvent
 from models.base import utcnow
 from sync import connections as c
-from sync import runs, scheduling
+from sync import queue, runs, scheduling
 from sync.connections import BankConnectionService
 from sync.settings import SyncSettings
 from tests import pluggy_fixtures as pf
@@ -260,3 +260,117 @@ def test_a_fetch_whose_job_gave_up_no_longer_blocks_manual_syncs(session, servic
     assert result.status == c.SYNC_STARTED
     failed, started = runs_of(session, connection)
     assert (failed.status, failed.error_code) == ("error", "fetch_failed")
+
+
+# A job that gives up closes what it owned ----------------------------------------------------------
+
+
+def crash(session, job_id: int) -> None:
+    """The worker holding the job died: the job stays running and its lease runs out."""
+    session.expire_all()
+    job = session.get(Job, job_id)
+    job.locked_until = utcnow() - timedelta(seconds=1)
+    session.commit()
+
+
+def test_a_sync_whose_worker_keeps_dying_goes_dead_closing_its_run_and_events(session, service, connection, fake_pluggy, worker):
+    new_update_at_pluggy(fake_pluggy, connection)
+    receive(session, pf.webhook_event("item/updated", itemId=connection.item_id))
+    job = session.scalars(sa.select(Job)).one()
+    job.max_attempts = 1
+    # The first attempt's worker dies before it finishes anything.
+    queue.claim(session, "doomed")
+    crash(session, job.id)
+
+    assert worker.run_one(session, "w")  # taken back with no attempt left: dead
+
+    session.expire_all()
+    assert session.get(Job, job.id).status == "dead"
+    event = session.scalars(sa.select(WebhookEvent)).one()
+    assert (event.status, event.last_error) == ("failed", "gave up: its worker kept disappearing")
+    assert service.trigger_manual_sync(connection).status == c.SYNC_STARTED  # nothing left open blocks it
+
+
+def test_a_fetch_that_fails_its_last_attempt_closes_its_run(session, service, connection, fake_pluggy, worker):
+    scheduling.queue_fetch(session, connection, "webhook")
+    session.execute(sa.update(Job).values(max_attempts=1))
+    session.commit()
+    fake_pluggy.refuse_next("GET", "/accounts", 400, "INVALID_PARAMETERS")
+
+    worker.run_one(session, "w")
+
+    (run,) = runs_of(session, connection)
+    assert (run.status, run.error_code) == ("error", "fetch_failed")
+    assert session.scalars(sa.select(Job.status)).one() == "dead"
+
+
+def test_events_of_an_item_are_left_to_the_job_queued_after_the_one_that_gave_up(session, connection, fake_pluggy, worker):
+    new_update_at_pluggy(fake_pluggy, connection)
+    receive(session, pf.webhook_event("item/updated", itemId=connection.item_id))
+    first = queue.claim(session, "doomed")
+    receive(session, pf.webhook_event("item/updated", itemId=connection.item_id))  # queues a second job
+    session.execute(sa.update(Job).where(Job.id == first.id).values(max_attempts=1))
+    session.commit()
+    crash(session, first.id)
+
+    drain(worker, session)
+
+    assert session.get(Job, first.id).status == "dead"
+    assert set(session.scalars(sa.select(WebhookEvent.status))) == {"processed"}
+    (run,) = runs_of(session, connection)
+    assert run.status == "success"
+
+
+def refuse_transactions_from(fake_pluggy, offset: dict) -> None:
+    """Pages of transactions from `offset["at"]` on are refused (a 400: the client retries no 4xx)."""
+    answer = fake_pluggy.transactions_page
+
+    def failing(query):
+        if int(query.get("after") or 0) >= offset["at"]:
+            return 400, pf.error_body(400, "INVALID_PARAMETERS", "refused"), {}
+        return answer(query)
+
+    fake_pluggy.transactions_page = failing
+
+
+def test_a_sync_that_fails_after_more_progress_each_time_keeps_its_attempts(session, connection, fake_pluggy, worker):
+    fake_pluggy.page_size = 10
+    account_id = fake_pluggy.accounts[connection.item_id][0]["id"]
+    add_transactions(fake_pluggy, account_id, 95)
+    offset = {"at": 10}
+    refuse_transactions_from(fake_pluggy, offset)
+    scheduling.queue_initial_sync(session, connection)
+    session.execute(sa.update(Job).values(max_attempts=3))
+    session.commit()
+    # Eight attempts, each refused one page further than the one before: each one makes progress.
+    for _ in range(8):
+        session.execute(sa.update(Job).values(run_at=utcnow()))
+        session.commit()
+        assert worker.run_one(session, "w")
+        offset["at"] += 10
+    offset["at"] = 10**6
+    session.execute(sa.update(Job).values(run_at=utcnow()))
+    session.commit()
+    drain(worker, session)
+
+    job = session.scalars(sa.select(Job)).one()
+    assert (job.status, job.attempts) == ("done", 1)
+    assert session.scalar(sa.select(sa.func.count()).select_from(Transaction)) == 95
+
+
+def test_a_sync_that_fails_without_progress_spends_its_attempts(session, connection, fake_pluggy, worker):
+    fake_pluggy.page_size = 10
+    account_id = fake_pluggy.accounts[connection.item_id][0]["id"]
+    add_transactions(fake_pluggy, account_id, 35)
+    refuse_transactions_from(fake_pluggy, {"at": 20})
+    scheduling.queue_initial_sync(session, connection)
+    session.execute(sa.update(Job).values(max_attempts=3))
+    session.commit()
+    for _ in range(3):
+        session.execute(sa.update(Job).values(run_at=utcnow()))
+        session.commit()
+        worker.run_one(session, "w")
+
+    assert session.scalars(sa.select(Job.status)).one() == "dead"
+    (run,) = runs_of(session, connection)
+    assert (run.status, run.error_code, run.created) == ("error", "fetch_failed", 20)

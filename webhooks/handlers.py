@@ -19,10 +19,10 @@ from pluggy_client import PluggyNotFound
 from sync import listing, runs
 from sync.connections import BankConnectionService
 from sync.queue import dialect_insert
+from sync.scheduling import PROCESS_EVENTS
 from sync.transactions import Counts, TransactionService, timestamp
 from sync.worker import JobContext, describe, handles
 
-from .inbox import PROCESS_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def process_events(context: JobContext) -> None:
     while events := pending_events(context, after_id=after_id, up_to=last_id):
         process_batch(context, events)
         after_id = events[-1].id
-        context.checkpoint()
+        context.checkpoint(progressed=True)
 
 
 def process_batch(context: JobContext, events: list[WebhookEvent]) -> None:

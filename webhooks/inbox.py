@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from models import WebhookEvent
 from sync.queue import INSERTS, enqueue
+from sync.scheduling import PROCESS_EVENTS
 
-PROCESS_EVENTS = "webhook_events"
 REDACTED = "[redacted]"
 SECRET_HEADERS = {"x-webhook-secret", "authorization", "cookie", "x-api-key"}
 MAX_EVENT_ID = 128

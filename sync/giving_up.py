@@ -1,0 +1,77 @@
+"""What a job that gives up (goes dead) leaves behind.
+
+Its item's open sync run is closed, so manual syncs are not refused with ALREADY_SYNCING for ever,
+and the webhook events it was to handle are marked failed with its error, so they show why nothing
+came of them (`flask jobs retry` puts them back). While another job of the item is queued or
+running, nothing is closed: that job carries the run and the events on.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from models import OPEN_SYNC_STATUSES, Connection, Job, SyncRun, WebhookEvent
+from models.base import utcnow
+
+from . import runs
+from .queue import ClaimedJob
+from .scheduling import PROCESS_EVENTS
+
+LIVE_JOB_STATUSES = ("queued", "running")
+
+
+def close_what_it_owned(session: Session, job: ClaimedJob, error: str) -> None:
+    """Close the dead job's run and events (committed)."""
+    owned = events_of(job)
+    if owned is not None and not (job.item_id and item_has_live_job(session, job.item_id, kind=PROCESS_EVENTS)):
+        fail_events(session, owned, error)
+    if job.item_id is not None and not item_has_live_job(session, job.item_id):
+        for run in open_runs_of_item(session, job.item_id):
+            runs.close_run(session, run, "error", error_code="fetch_failed", error="The fetch failed and was given up.")
+
+
+def reopen_what_it_owned(session: Session, job: Job) -> int:
+    """A dead job retried: the events it gave up on are pending again (the caller commits).
+    Returns how many."""
+    owned = events_of(job)
+    if owned is None:
+        return 0
+    reopened = session.execute(
+        sa.update(WebhookEvent).where(owned, WebhookEvent.status == "failed").values(status="pending")
+    )
+    return reopened.rowcount
+
+
+def events_of(job: ClaimedJob | Job) -> sa.ColumnElement[bool] | None:
+    """The webhook events an events job handles: every one of its item, or its one event."""
+    if job.kind != PROCESS_EVENTS:
+        return None
+    if job.item_id is not None:
+        return WebhookEvent.item_id == job.item_id
+    return WebhookEvent.id == job.payload["event_row_id"]
+
+
+def item_has_live_job(session: Session, item_id: str, *, kind: str | None = None) -> bool:
+    live = sa.select(Job.id).where(Job.item_id == item_id, Job.status.in_(LIVE_JOB_STATUSES))
+    if kind is not None:
+        live = live.where(Job.kind == kind)
+    return bool(session.scalar(sa.select(live.exists())))
+
+
+def fail_events(session: Session, owned: sa.ColumnElement[bool], error: str) -> None:
+    session.execute(
+        sa.update(WebhookEvent)
+        .where(owned, WebhookEvent.status == "pending")
+        .values(status="failed", last_error=error, processed_at=utcnow())
+    )
+    session.commit()
+
+
+def open_runs_of_item(session: Session, item_id: str) -> list[SyncRun]:
+    return list(
+        session.scalars(
+            sa.select(SyncRun)
+            .join(Connection, SyncRun.connection_id == Connection.id)
+            .where(Connection.item_id == item_id, SyncRun.status.in_(OPEN_SYNC_STATUSES))
+        )
+    )
