@@ -48,6 +48,10 @@ def create_app(config: Mapping | None = None) -> Flask:
         os.makedirs(app.instance_path, exist_ok=True)
 
     app.url_map.converters["id"] = IdConverter
+    # A path without its trailing slash, or with a doubled one, is served or refused as it is: werkzeug
+    # would answer a 308 HTML page (no error handler sees it), which a client not following it takes as the answer.
+    app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(app.root_path, os.pardir, "migrations"))
     register_error_handlers(app)

@@ -50,6 +50,9 @@ MESSAGES = {
     "RATE_LIMITED": "Too many syncs for now: try again after retry_after seconds.",
     "ERROR": "Pluggy could not sync this connection.",
 }
+# An item Pluggy does not know and one registered by another user get this one answer: telling them
+# apart would tell that the other user's item exists.
+ITEM_NOT_FOUND = (404, "item_not_found", "No such item.")
 
 
 def connections() -> BankConnectionService:
@@ -91,7 +94,7 @@ def not_configured(exc: ConfigError):
 def pluggy_error(exc: PluggyError):
     """Pluggy's refusals, passed on: its 4xx with its own code; its failures as 502."""
     if isinstance(exc, PluggyNotFound):
-        return error_response(404, "item_not_found", "Pluggy does not know this item.")
+        return error_response(*ITEM_NOT_FOUND)
     if isinstance(exc, PluggyRateLimited):
         response = error_response(429, "rate_limited", "Pluggy asks to slow down.", retry_after=exc.retry_after)
         if exc.retry_after:
@@ -111,7 +114,7 @@ def register_connection():
     try:
         connection, created = connections().register(g.user, body.item_id)
     except ItemOwnedByAnotherUser:
-        raise ApiError(409, "item_owned_by_another_user", "This item is registered by another user.") from None
+        raise ApiError(*ITEM_NOT_FOUND) from None
     return render_connection(connection), 201 if created else 200
 
 
@@ -243,5 +246,5 @@ def connect_token():
     if body.item_id is not None:
         connection = listing.user_connection(db.session, g.user, item_id=body.item_id)
         if connection is None:
-            raise ApiError(404, "connection_not_found", "No such connection.")
+            raise ApiError(*ITEM_NOT_FOUND)
     return connect_token_json(connections().connect_token(g.user, connection))

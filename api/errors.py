@@ -3,11 +3,20 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import IO
 
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
+from werkzeug.wsgi import get_input_stream
 
 log = logging.getLogger(__name__)
+
+# A refused body is read to its end and dropped, so that a kept-alive connection carries the next
+# request (gunicorn says keep-alive, then closes when more than 64 KiB of body is left unread). A
+# larger body is not worth reading: a WSGI app may not send `Connection: close` (PEP 3333), so the
+# server then closes the connection itself.
+DISCARD_LIMIT = 8 * 1024 * 1024
+DISCARD_CHUNK = 64 * 1024
 
 
 class ApiError(Exception):
@@ -32,6 +41,29 @@ def snake_case(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
+def unread_body() -> IO[bytes]:
+    """What is left of the request body. A server that ends its input at the body's end (gunicorn)
+    is read directly; otherwise the stream werkzeug opened knows how much it read, and a stream
+    never opened is bounded by Content-Length."""
+    if request.environ.get("wsgi.input_terminated"):
+        return request.environ["wsgi.input"]
+    try:
+        return request.stream
+    except RequestEntityTooLarge:  # refused before it was opened
+        return get_input_stream(request.environ, max_content_length=None)
+
+
+def discard_body() -> None:
+    if (request.content_length or 0) > DISCARD_LIMIT:
+        return
+    stream, left = unread_body(), DISCARD_LIMIT
+    try:
+        while left > 0 and (chunk := stream.read(min(DISCARD_CHUNK, left))):
+            left -= len(chunk)
+    except (OSError, ClientDisconnected):
+        pass  # the client went away: there is no next request to keep the connection for
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(error: ApiError):
@@ -47,6 +79,11 @@ def register_error_handlers(app: Flask) -> None:
             if name.lower() != "content-type":
                 response.headers[name] = value
         return response
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(error: RequestEntityTooLarge):
+        discard_body()
+        return http_error(error)
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):

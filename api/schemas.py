@@ -53,6 +53,12 @@ class TransactionsQuery(Query):
     page: int = Field(1, ge=1, le=1_000_000)
     page_size: int = Field(50, ge=1, le=500)
 
+    @model_validator(mode="after")
+    def dates_in_order(self) -> TransactionsQuery:
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValueError("date_from must not be after date_to")
+        return self
+
 
 class SyncRunsQuery(Query):
     limit: int = Field(50, ge=1, le=500)

@@ -10,6 +10,16 @@ from pluggy_client import ConnectToken
 from sync.connections import sync_status
 from sync.results import ManualSyncResult
 
+# Pluggy's optional prompt keys -> ours: every name the API serves is snake_case.
+OPTIONAL_MFA_FIELDS = {
+    "data": "data",
+    "options": "options",
+    "placeholder": "placeholder",
+    "assistiveText": "assistive_text",
+    "validation": "validation",
+    "validationMessage": "validation_message",
+}
+
 
 def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
@@ -120,14 +130,14 @@ def result_fields(result: ManualSyncResult) -> dict:
 
 
 def mfa_json(parameter: dict) -> dict:
-    """Pluggy's prompt as API.md names it: name, label, type, expires_at, data?, options?"""
+    """Pluggy's prompt as API.md names it: name, label, type, expires_at, then its optional keys in snake_case."""
     shown = {
         "name": parameter.get("name"),
         "label": parameter.get("label"),
         "type": parameter.get("type"),
         "expires_at": parameter.get("expiresAt"),
     }
-    for optional in ("data", "options", "placeholder", "assistiveText", "validation", "validationMessage"):
-        if parameter.get(optional) is not None:
-            shown[optional] = parameter[optional]
+    for pluggy_name, name in OPTIONAL_MFA_FIELDS.items():
+        if parameter.get(pluggy_name) is not None:
+            shown[name] = parameter[pluggy_name]
     return shown

@@ -46,9 +46,10 @@ def validate(model: type[Model], data: dict) -> Model:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
+        whole = "query" if issubclass(model, Query) else "body"  # what a check of several fields names
         # Built from locations and messages only: the rejected values (an MFA code...) never echo back.
         problems = [
-            {"field": ".".join(str(part) for part in error["loc"]) or "body", "message": error["msg"]}
+            {"field": ".".join(str(part) for part in error["loc"]) or whole, "message": error["msg"]}
             for error in exc.errors(include_url=False, include_input=False)
         ]
         summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)

@@ -139,8 +139,9 @@ class BankConnectionService:
         """The user's connection for a Pluggy item, created (first sync queued) if new.
         Raises PluggyNotFound if Pluggy does not know the item, ItemOwnedByAnotherUser."""
         existing = self.by_item_id(item_id)
-        if existing is not None and existing.deleted_at is None:
-            return self.owned(existing, user), False
+        if existing is not None and existing.deleted_at is None and existing.user_id == user.id:
+            return existing, False
+        # Asked for another user's item too: an answer as slow as for an unknown item does not tell it exists.
         item = self.client.get_item(item_id)
         if existing is not None:
             return self.revive(self.owned(existing, user), item), True

@@ -124,9 +124,15 @@ def test_an_item_pluggy_does_not_know_is_404(client, headers, fake_pluggy):
     assert (response.status_code, error_code(response)) == (404, "item_not_found")
 
 
-def test_an_item_of_another_user_is_409(client, headers, stranger):
-    response = client.post(f"{API}/connections/", headers=headers, json={"item_id": stranger["connection"].item_id})
-    assert (response.status_code, error_code(response)) == (409, "item_owned_by_another_user")
+def test_an_item_of_another_user_is_answered_as_an_unknown_one(client, headers, stranger, fake_pluggy):
+    """Nothing tells a caller that another user's item exists: not the answer, nor the time taken
+    (both ask Pluggy)."""
+    theirs = client.post(f"{API}/connections/", headers=headers, json={"item_id": stranger["connection"].item_id})
+    unknown = client.post(f"{API}/connections/", headers=headers, json={"item_id": "no-such-item"})
+
+    assert (theirs.status_code, error_code(theirs)) == (404, "item_not_found")
+    assert (theirs.status_code, theirs.get_json()) == (unknown.status_code, unknown.get_json())
+    assert fake_pluggy.count("GET", f"/items/{stranger['connection'].item_id}") == 1
 
 
 def test_list_and_get_show_only_the_users_connections(client, headers, connection, stranger):
@@ -207,8 +213,8 @@ def test_mfa_required_is_409_with_the_prompt(client, headers, connection, fake_p
     assert body["mfa"] == {
         "name": "token", "label": "Token", "type": "image", "expires_at": "2024-05-10T09:20:42.118Z",
         "data": "data:image/png;base64,AAA", "placeholder": "123456",
-        "assistiveText": "Digite o token de 6 dígitos enviado por SMS", "validation": "^\\d{6}$",
-        "validationMessage": "O token deve ter 6 dígitos",
+        "assistive_text": "Digite o token de 6 dígitos enviado por SMS", "validation": "^\\d{6}$",
+        "validation_message": "O token deve ter 6 dígitos",
     }
     assert body["connection"]["mfa"]["name"] == "token"
 
@@ -506,6 +512,20 @@ def test_bad_transaction_queries(client, headers, connection, query, status, cod
     assert (response.status_code, error_code(response)) == (status, code)
 
 
+def test_date_from_after_date_to_is_400_naming_both(client, headers, connection):
+    response = transactions(client, headers, connection, date_from="2024-05-02", date_to="2024-05-01")
+
+    assert (response.status_code, error_code(response)) == (400, "invalid_request")
+    message = response.get_json()["error"]["message"]
+    assert message.startswith("query: ") and "date_from" in message and "date_to" in message
+
+
+def test_one_day_as_date_from_and_date_to_is_answered(client, headers, connection, synced):
+    today = str(synced["today"])
+    body = transactions(client, headers, connection, date_from=today, date_to=today).get_json()
+    assert body["total"] == 2
+
+
 def test_another_connections_account_is_not_found(client, headers, connection, stranger, session):
     session.add(Account(connection_id=stranger["connection"].id, pluggy_id="theirs", type="BANK", name="x", raw={}))
     session.commit()
@@ -543,9 +563,16 @@ def test_a_connect_token_in_update_mode_is_cached(client, headers, connection, f
     assert fake_pluggy.count("POST", "/connect_token") == 1
 
 
-def test_a_connect_token_for_another_users_item_is_404(client, headers, stranger):
-    response = client.post(f"{API}/connect_token/", headers=headers, json={"item_id": stranger["connection"].item_id})
-    assert (response.status_code, error_code(response)) == (404, "connection_not_found")
+def test_a_connect_token_for_an_unknown_or_another_users_item_is_item_not_found(client, headers, stranger, fake_pluggy):
+    """The answer registering an unknown item gets, word for word."""
+    theirs = client.post(f"{API}/connect_token/", headers=headers, json={"item_id": stranger["connection"].item_id})
+    unknown = client.post(f"{API}/connect_token/", headers=headers, json={"item_id": "no-such-item"})
+    registering = client.post(f"{API}/connections/", headers=headers, json={"item_id": "no-such-item"})
+
+    assert (theirs.status_code, error_code(theirs)) == (404, "item_not_found")
+    assert theirs.get_json() == unknown.get_json() == registering.get_json()
+    assert theirs.status_code == unknown.status_code == registering.status_code
+    assert fake_pluggy.count("POST", "/connect_token") == 0
 
 
 def test_with_a_public_url_the_token_carries_a_signed_webhook_url(app, client, headers, fake_pluggy):
@@ -558,6 +585,18 @@ def test_with_a_public_url_the_token_carries_a_signed_webhook_url(app, client, h
     prefix = "https://sync.example.com/webhooks/pluggy/"
     assert webhook_url.startswith(prefix)
     assert webhook_token_is_valid(app.config["SECRET_KEY"], webhook_url[len(prefix):])
+
+
+def test_a_path_without_its_trailing_slash_answers_get_and_post(client, headers, fake_pluggy):
+    item = fake_pluggy.add_item()
+
+    created = client.post(f"{API}/connections", headers=headers, json={"item_id": item["id"]})
+    listed = client.get(f"{API}/connections", headers=headers)
+    shown = client.get(f"{API}/connections/{created.get_json()['id']}", headers=headers)
+
+    assert (created.status_code, created.get_json()["item_id"]) == (201, item["id"])
+    assert (listed.status_code, [c["item_id"] for c in listed.get_json()["connections"]]) == (200, [item["id"]])
+    assert (shown.status_code, shown.get_json()["item_id"]) == (200, item["id"])
 
 
 def test_without_pluggy_keys_the_api_says_so(app, client, headers, connection):

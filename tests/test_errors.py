@@ -1,7 +1,22 @@
 """Every 4xx and 5xx answers in the one JSON error shape."""
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
 
 from api.errors import ApiError
+from sync.tokens import issue_api_token
+from tests.conftest import TEST_SECRETS
+from tests.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -49,3 +64,97 @@ def test_api_error_carries_extra_fields(app_with_failing_routes):
         "error": {"code": "already_syncing", "message": "A sync is running."},
         "status": "ALREADY_SYNCING",
     }
+
+
+def concrete_paths(app) -> list[tuple[str, str]]:
+    """(method, path) of every route, its variables filled in (`<id:...>` as 1, others as x)."""
+    paths = []
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<id:[^>]+>", "1", rule.rule)
+        path = re.sub(r"<[^>]+>", "x", path)
+        paths += [(method, path) for method in sorted(rule.methods - {"HEAD", "OPTIONS"})]
+    return paths
+
+
+def test_no_path_answers_a_redirect_or_html(app, client):
+    """Without its trailing slash, with a doubled one or an extra one, by its methods or one no route
+    takes (PUT), every path answers itself or the JSON error shape, never werkzeug's 308 HTML page."""
+    app.config["PLUGGY_CLIENT_ID"] = None  # /health/ready answers at once, without trying to reach Pluggy
+    for method, path in concrete_paths(app):
+        for variant in (path.rstrip("/") or "/", path.replace("/", "//", 1), path + "/"):
+            for asked in (method, "PUT"):
+                response = client.open(variant, method=asked, json={})
+                assert not 300 <= response.status_code < 400, (asked, variant, response.status_code)
+                if response.status_code >= 400:
+                    assert set(response.get_json()["error"]) == {"code", "message"}, (asked, variant)
+
+
+# Under gunicorn ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(database_url: str, log_path: Path):
+    """The service as deployed (gthread workers, which keep connections alive), on loopback."""
+    port = free_port()
+    env = {
+        **os.environ, "DATABASE_URL": database_url, "SECRET_KEY": TEST_SECRETS["SECRET_KEY"],
+        "PLUGGY_WEBHOOK_SECRET": TEST_SECRETS["PLUGGY_WEBHOOK_SECRETS"][0],
+    }
+    command = [sys.executable, "-m", "gunicorn", "--workers", "1", "--threads", "2", "--worker-class", "gthread"]
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(
+            [*command, "--bind", f"127.0.0.1:{port}", "wsgi:app"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: listening(server, port, log_path), what="gunicorn up")
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def listening(server: subprocess.Popen, port: int, log_path: Path) -> bool:
+    assert server.poll() is None, log_path.read_text()
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def answer(connection: http.client.HTTPConnection, method: str, path: str, body: bytes, headers: dict):
+    """(status, JSON body) of one request on this connection."""
+    connection.request(method, path, body=body, headers={"Content-Type": "application/json", **headers})
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def test_after_a_413_the_same_connection_answers_the_next_request(app, user, database_url, tmp_path):
+    """The issue's lost answers: gunicorn said keep-alive after a 413, then closed the connection
+    because the refused body was still on it. Webhooks and API alike, one kept-alive connection."""
+    webhook = {"X-Webhook-Secret": TEST_SECRETS["PLUGGY_WEBHOOK_SECRETS"][0]}
+    api = {"Authorization": f"Bearer {issue_api_token(TEST_SECRETS['SECRET_KEY'], user)}"}
+    oversized_webhook = json.dumps({"event": "item/updated", "pad": "x" * (256 * 1024)}).encode()
+    oversized_api = json.dumps({"item_id": "x" * (1024 * 1024 + 256 * 1024)}).encode()
+
+    with gunicorn(database_url, tmp_path / "gunicorn.log") as port:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        first = answer(connection, "POST", "/webhooks/pluggy", oversized_webhook, webhook)
+        kept = connection.sock
+        second = answer(connection, "POST", "/webhooks/pluggy", b'{"event": "item/updated"}', webhook)
+        third = answer(connection, "POST", "/api/banking/connections/", oversized_api, api)
+        fourth = answer(connection, "GET", "/api/banking/connections/", b"", api)
+        assert connection.sock is kept, "the client had to reconnect"
+        connection.close()
+
+    assert (first[0], first[1]["error"]["code"]) == (413, "request_entity_too_large")
+    assert (second[0], second[1]["status"]) == (200, "accepted")
+    assert (third[0], third[1]["error"]["code"]) == (413, "request_entity_too_large")
+    assert fourth == (200, {"connections": []})

@@ -590,7 +590,7 @@ SCENARIOS = {
     ),
     # Registering and deleting.
     "register a new item": Scenario("POST", f"{API}/connections/", (201, "")),
-    "register another user's item": Scenario("POST", f"{API}/connections/", (409, "item_owned_by_another_user")),
+    "register another user's item": Scenario("POST", f"{API}/connections/", (404, "item_not_found")),
     "register an item Pluggy does not know": Scenario("POST", f"{API}/connections/", (404, "item_not_found")),
     "delete": Scenario("DELETE", CONNECTION, (204, ""), path_parameters=connection("synced")),
     "delete, Pluggy down": Scenario(
@@ -603,12 +603,18 @@ SCENARIOS = {
     ),
     # Connect tokens.
     "connect token in update mode": Scenario("POST", f"{API}/connect_token/", (200, "")),
+    "connect token for another user's item": Scenario("POST", f"{API}/connect_token/", (404, "item_not_found")),
     "connect token, Pluggy down": Scenario(
         "POST", f"{API}/connect_token/", (502, "pluggy_unavailable"), app="fresh_client",  # no token cached yet
         arrange=refuse("POST", lambda world: "/connect_token", 500),
     ),
     # Every status of sync_all at once.
     "sync all": Scenario("POST", f"{API}/connections/sync_all/", (200, "")),
+    # Reading what is stored.
+    "transactions with date_from after date_to": Scenario(
+        "GET", f"{API}/connections/{{connection_id}}/transactions/", (400, "invalid_request"),
+        path_parameters=connection("synced"), query={"date_from": "2024-05-02", "date_to": "2024-05-01"},
+    ),
     # Sizes.
     "a banking body over 1 MiB": Scenario(
         "POST", f"{API}/connections/", (413, "request_entity_too_large"), body={"item_id": "x" * (1024 * 1024)}
@@ -646,6 +652,7 @@ BODIES = {
     "register another user's item": lambda world: {"item_id": world.ids["theirs_item"]},
     "register an item Pluggy does not know": lambda world: {"item_id": "no-such-item"},
     "connect token in update mode": lambda world: {"item_id": world.ids["synced_item"]},
+    "connect token for another user's item": lambda world: {"item_id": world.ids["theirs_item"]},
 }
 
 
