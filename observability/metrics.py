@@ -86,6 +86,11 @@ QUEUE_CLAIM_CONFLICTS = Counter(
     f"{PREFIX}_queue_claim_conflicts",
     "Claims that lost a race with another worker for the same item and looked again.",
 )
+WORKER_DATABASE_ERRORS = Counter(
+    f"{PREFIX}_worker_database_errors",
+    "Database errors a worker rode out (rolled back, backed off, tried again): claiming a job, "
+    "recording a job's outcome, listening for new jobs. One per failed try.",
+)
 
 # A path segment that names something (items, mfa, v2) rather than identifies it.
 PATH_WORD = re.compile(r"^(v[0-9]{1,2}|[a-z][a-z_-]{0,29})$")

@@ -4,16 +4,20 @@ PostgreSQL: whoever queues a job due now sends `NOTIFY` in the same transaction 
 commit, dropped on rollback), and each worker process `LISTEN`s on a connection of its own.
 SQLite: a worker process watches `PRAGMA data_version`, which changes whenever another connection
 commits. Either way the poll interval stays as the fallback, for jobs scheduled later and for a
-listener that lost its connection.
+listener that lost its connection; the listener outlives database errors, logging once when it stops
+hearing and once when it hears again, and counting each in the workers' database error metric.
 """
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+
+from observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,7 @@ class Wakeup:
         self.stopping = threading.Event()
         self.bell = threading.Event()
         self.thread: threading.Thread | None = None
+        self.deaf = False  # lost its connection (or its reads fail): the workers poll meanwhile
 
     def start(self) -> None:
         if self.engine.dialect.name == "postgresql":
@@ -65,23 +70,43 @@ class Wakeup:
             try:
                 with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
+                    self.hearing()
                     self.ring()  # anything queued while nobody listened
                     while not self.stopping.is_set():
                         for _ in connection.notifies(timeout=1.0, stop_after=1):
                             self.ring()
             except psycopg.Error as exc:
-                log.warning("not listening for new jobs (%s); polling until reconnected", type(exc).__name__)
+                self.not_hearing(exc)
+                self.stopping.wait(LISTEN_RETRY_S)
+            except Exception:
+                log.exception("the listener for new jobs failed; polling until it reconnects")
                 self.stopping.wait(LISTEN_RETRY_S)
 
     def watch_sqlite(self, connection, seen: int) -> None:
         try:
             while not self.stopping.wait(SQLITE_WATCH_INTERVAL_S):
-                version = data_version(connection)
+                try:
+                    version = data_version(connection)
+                except sqlite3.Error as exc:
+                    self.not_hearing(exc)
+                    continue
+                self.hearing()
                 if version != seen:
                     seen = version
                     self.ring()
         finally:
             connection.close()
+
+    def not_hearing(self, exc: Exception) -> None:
+        metrics.WORKER_DATABASE_ERRORS.inc()
+        if not self.deaf:
+            log.warning("not listening for new jobs (%s); polling until it works again", type(exc).__name__)
+        self.deaf = True
+
+    def hearing(self) -> None:
+        if self.deaf:
+            log.info("listening for new jobs again")
+        self.deaf = False
 
 
 def data_version(connection) -> int:

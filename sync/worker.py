@@ -3,6 +3,10 @@
 Any number of worker processes (and threads, with --concurrency) can share one queue. SIGTERM or
 Ctrl-C stops claiming and lets the jobs in hand finish; a second one releases them back to the
 queue at their next checkpoint.
+
+A worker thread outlives a lost or locked database, and any other error around its jobs: it rolls
+back, logs (a database outage once), backs off and tries again. A thread that ends any other way
+stops the whole worker, which then says so (`flask worker` exits 1), so a supervisor restarts it.
 """
 from __future__ import annotations
 
@@ -10,12 +14,15 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import psycopg
+import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.orm import Session
 
@@ -30,6 +37,18 @@ from .settings import SyncSettings
 from .wakeup import Wakeup
 
 log = logging.getLogger(__name__)
+
+# How long a thread waits after an error, at most: the first wait is the poll interval, then twice
+# as long each time.
+MAX_BACKOFF_S = 30.0
+DATABASE_ERRORS = (
+    sa.exc.DBAPIError,
+    sa.exc.DisconnectionError,
+    sa.exc.TimeoutError,
+    sa.exc.PendingRollbackError,
+    psycopg.Error,
+    sqlite3.Error,
+)
 
 HANDLERS: dict[str, Callable[[JobContext], None]] = {}
 
@@ -59,6 +78,19 @@ class Released(Exception):
 
 class LeaseLost(Exception):
     """Another worker took the job over (our lease expired): leave its state to that worker."""
+
+
+class FailureNotRecorded(Exception):
+    """A job's handler failed and the database would not take the failed attempt (it was gone)."""
+
+    def __init__(self, job: ClaimedJob, error: str) -> None:
+        super().__init__(error)
+        self.job = job
+        self.error = error
+
+
+class WorkerThreadDied(Exception):
+    """A worker thread ended for a reason it could not ride out; the worker stopped."""
 
 
 @dataclass
@@ -95,30 +127,36 @@ class Worker:
         self.releasing = threading.Event()
         self.wakeup: Wakeup | None = None
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.outage = DatabaseOutage()
+        self.threads: list[threading.Thread] = []
+        self.died: list[str] = []
         from . import jobs  # noqa: F401  (registers the handlers)
 
     # Running -------------------------------------------------------------------------------
 
     def run(self, *, burst: bool = False) -> None:
-        """Work until stopped (or, with burst, until nothing is due)."""
+        """Work until stopped (or, with burst, until nothing is due). Raises WorkerThreadDied if a
+        thread ended abnormally (which stops the others)."""
         self.schedule_periodic_jobs()
         if self.wake and not burst:
             self.wakeup = self.start_wakeup()
         restore = self.install_signal_handlers()
-        threads = [
+        self.threads = [
             threading.Thread(target=self.loop, args=(f"{self.name}:{n}", burst), name=f"worker-{n}")
             for n in range(self.concurrency)
         ]
         try:
-            for thread in threads:
+            for thread in self.threads:
                 thread.start()
-            for thread in threads:
+            for thread in self.threads:
                 while thread.is_alive():
                     thread.join(timeout=0.5)  # wake up for signals
         finally:
             if self.wakeup is not None:
                 self.wakeup.stop()
             restore()
+        if self.died:
+            raise WorkerThreadDied(f"worker thread(s) {', '.join(self.died)} ended abnormally; the worker stopped")
 
     def start_wakeup(self) -> Wakeup:
         with self.app.app_context():
@@ -133,12 +171,76 @@ class Worker:
             db.session.commit()
 
     def loop(self, worker_id: str, burst: bool) -> None:
-        with self.app.app_context():
-            while not self.stopping.is_set():
-                if not self.run_one(db.session, worker_id):
-                    if burst:
-                        return
-                    self.idle()
+        """One worker thread. Should it end other than by a stop request or a finished burst, the
+        other threads stop too: a supervisor restarting the whole process does better than a
+        worker left running with fewer threads than it was given."""
+        try:
+            with self.app.app_context():
+                self.work(worker_id, burst)
+        except BaseException:
+            log.critical("worker thread %s ended abnormally; stopping the worker", worker_id, exc_info=True)
+            self.died.append(worker_id)
+            self.stopping.set()
+            if self.wakeup is not None:
+                self.wakeup.ring()
+
+    def work(self, worker_id: str, burst: bool) -> None:
+        backoff = Backoff(self.poll_interval, MAX_BACKOFF_S)
+        unrecorded: FailureNotRecorded | None = None
+        while not self.stopping.is_set():
+            try:
+                if unrecorded is not None:
+                    self.record_late(db.session, unrecorded)
+                    unrecorded = None
+                worked = self.run_one(db.session, worker_id)
+            except FailureNotRecorded as lost:
+                unrecorded = lost
+                self.ride_out(lost.__cause__, backoff)
+                continue
+            except Exception as exc:
+                # A job whose outcome (done, postponed) could not be written is left as it is: its
+                # lease runs out and a claim takes it back like any job of a worker that died.
+                self.ride_out(exc, backoff)
+                continue
+            self.outage.over()
+            backoff.reset()
+            if not worked:
+                if burst:
+                    return
+                self.idle()
+
+    def ride_out(self, exc: BaseException, backoff: Backoff) -> None:
+        """Leave the session clean for the next try, say what happened, and wait (a stop request
+        cuts the wait short). A broken connection is dropped with the session; the pool hands out
+        a fresh one once the database is back (PostgreSQL pings it first)."""
+        discard(db.session)
+        if isinstance(exc, DATABASE_ERRORS):
+            self.outage.error(exc)
+        else:
+            log.error("unexpected error in the worker loop; backing off", exc_info=exc)
+        self.stopping.wait(backoff.next())
+
+    def record_late(self, session: Session, lost: FailureNotRecorded) -> None:
+        """The failed attempt the database would not take when the handler failed. Written only
+        while the job is still ours: if its lease ran out and another worker took it, nothing is
+        (and if the worker stops first, the job is left to its lease)."""
+        job = lost.job
+        with logs.scope(job_id=job.id, job_kind=job.kind, item_id=job.item_id):
+            outcome = self.record_failure(session, job, lost.error)
+            if outcome == "dead":
+                giving_up.close_what_it_owned(session, job, lost.error)
+            logs.event(
+                log, "job", logging.WARNING, outcome=outcome, attempt=job.attempts, error=lost.error, recorded_late=True
+            )
+
+    def record_failure(self, session: Session, job: ClaimedJob, error: str) -> str:
+        """A failed attempt: "failed" (to be retried) or "dead". FailureNotRecorded if the database
+        would not take it, for the thread to write it once the database is back."""
+        try:
+            session.rollback()
+            return queue.fail(session, job, error)
+        except DATABASE_ERRORS as exc:
+            raise FailureNotRecorded(job, error) from exc
 
     def idle(self) -> None:
         """Wait for a job: until woken, or the poll interval passes, or a stop is asked for."""
@@ -201,9 +303,8 @@ class Worker:
             session.rollback()
             return queue.fail(session, job, describe(exc), retry_after=exc.retry_after), describe(exc)
         except Exception as exc:
-            session.rollback()
             log.exception("job %s (%s) failed", job.id, job.kind)
-            return queue.fail(session, job, describe(exc)), describe(exc)
+            return self.record_failure(session, job, describe(exc)), describe(exc)
         queue.complete(session, job)
         return "done", None
 
@@ -257,3 +358,65 @@ class Worker:
 
 def describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def summary(exc: BaseException) -> str:
+    """A database error's class and first line, without the SQL and parameters SQLAlchemy adds."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"[:200]
+
+
+def discard(session: Session) -> None:
+    try:
+        session.rollback()
+    except DATABASE_ERRORS:
+        pass  # the connection is gone: close() hands it back to the pool, which drops it
+    session.close()
+
+
+class Backoff:
+    """Waits that double from `first` up to `cap`, until reset."""
+
+    def __init__(self, first: float, cap: float) -> None:
+        self.first = first
+        self.cap = cap
+        self.current = first
+
+    def next(self) -> float:
+        wait = self.current
+        self.current = min(self.cap, self.current * 2)
+        return wait
+
+    def reset(self) -> None:
+        self.current = self.first
+
+
+class DatabaseOutage:
+    """What a worker's threads see of the database: every error is counted, the first of an
+    outage is logged, and so is the first success after it, with how long it lasted."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.started: float | None = None
+        self.errors = 0
+
+    def error(self, exc: BaseException) -> None:
+        metrics.WORKER_DATABASE_ERRORS.inc()
+        with self.lock:
+            self.errors += 1
+            first = self.started is None
+            if first:
+                self.started = time.monotonic()
+        if first:
+            logs.event(log, "database unavailable", logging.WARNING, error=summary(exc), then="backing off, retrying")
+
+    def over(self) -> None:
+        if self.started is None:
+            return
+        with self.lock:
+            if self.started is None:
+                return
+            seconds, errors = time.monotonic() - self.started, self.errors
+            self.started, self.errors = None, 0
+        logs.event(log, "database available again", logging.INFO, outage_s=round(seconds, 1), errors=errors)

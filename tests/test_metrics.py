@@ -53,6 +53,7 @@ PROCESS_METRICS = [
     "pluggy_sync_pluggy_request_duration_seconds",
     "pluggy_sync_sync_runs_total",
     "pluggy_sync_transactions_written_total",
+    "pluggy_sync_worker_database_errors_total",
 ]
 DATABASE_METRICS = [
     "pluggy_sync_database_up",

@@ -1,7 +1,12 @@
-"""The worker and the job handlers: first sync, the watcher in poll mode, MFA, failures, stopping."""
+"""The worker and the job handlers: first sync, the watcher in poll mode, MFA, failures, stopping,
+riding out a lost database."""
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 
@@ -12,9 +17,11 @@ import sqlalchemy as sa
 from api.extensions import db
 from models import Job, SyncRun
 from models.base import utcnow
+from prometheus_client import REGISTRY
+
 from pluggy_client import PluggyRateLimited
 from sync import connections as c
-from sync import queue, scheduling, worker as worker_module
+from sync import queue, scheduling, wakeup as wakeup_module, worker as worker_module
 from sync.connections import BankConnectionService, MfaNotRequired, MfaValueRequired
 from sync.wakeup import CHANNEL, Wakeup
 from sync.worker import Worker
@@ -440,3 +447,280 @@ def listening(wakeup: Wakeup) -> bool:
         return wakeup.thread.is_alive()
     with db.engine.connect() as connection:
         return connection.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE query = :q"), {"q": f"LISTEN {CHANNEL}"}) > 0
+
+
+# Riding out a lost database ----------------------------------------------------------------------
+
+DATABASE_ERRORS_METRIC = "pluggy_sync_worker_database_errors_total"
+
+
+def database_gone() -> sa.exc.OperationalError:
+    return sa.exc.OperationalError("UPDATE jobs SET ...", {"param": "x"}, Exception("server closed the connection"))
+
+
+def failing_first(function, times: int, error=database_gone):
+    """`function`, whose first `times` calls raise `error()` instead."""
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(args)
+        if len(calls) <= times:
+            raise error()
+        return function(*args, **kwargs)
+
+    return flaky
+
+
+def database_errors_counted() -> float:
+    return REGISTRY.get_sample_value(DATABASE_ERRORS_METRIC) or 0.0
+
+
+@contextmanager
+def running(worker) -> Iterator[threading.Thread]:
+    """The worker's `run` on a thread, stopped and joined at the end whatever happens."""
+    thread = run_in_thread(worker)
+    try:
+        yield thread
+    finally:
+        worker.request_stop()
+        worker.request_stop()  # release a job stuck in its handler too
+        thread.join(10)
+
+
+def messages(caplog, text: str) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == "sync.worker" and record.getMessage() == text]
+
+
+def test_a_claim_failing_while_the_database_is_down_is_tried_again_and_the_thread_lives(
+    app, session, pluggy_api, monkeypatch, caplog
+):
+    caplog.set_level(logging.INFO, logger="sync.worker")
+    ran = threading.Event()
+    monkeypatch.setitem(worker_module.HANDLERS, "ping", lambda context: ran.set())
+    monkeypatch.setattr(queue, "claim", failing_first(queue.claim, 3))
+    queue.enqueue(session, "ping")
+    session.commit()
+    quick = Worker(app, pluggy_api, poll_interval=0.01, wake=False)
+    before = database_errors_counted()
+
+    with running(quick):
+        assert ran.wait(10), "the job never ran after the database came back"
+        assert all(thread.is_alive() for thread in quick.threads)
+
+    assert database_errors_counted() - before == 3
+    (lost,) = messages(caplog, "database unavailable")  # one line for the outage, not one per try
+    (back,) = messages(caplog, "database available again")
+    assert lost.levelno == logging.WARNING
+    assert lost.fields["error"] == "Exception: server closed the connection"  # no SQL, no parameters
+    assert back.fields["errors"] == 3
+
+
+def test_each_outage_has_its_line(app, pluggy_api, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="sync.worker")
+    outcomes = [database_gone(), None, database_gone(), database_gone()]  # None: the database answers
+    real_claim = queue.claim
+
+    def claim(*args, **kwargs):
+        error = outcomes.pop(0) if outcomes else None
+        if error is not None:
+            raise error
+        return real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "claim", claim)
+
+    with running(Worker(app, pluggy_api, poll_interval=0.01, wake=False)):
+        wait_until(lambda: len(messages(caplog, "database available again")) == 2, timeout=10)
+
+    assert [record.fields["errors"] for record in messages(caplog, "database available again")] == [1, 2]
+    assert len(messages(caplog, "database unavailable")) == 2
+
+
+def failed_attempt(session, job_id: int) -> Job | None:
+    session.expire_all()
+    job = session.get(Job, job_id)
+    return job if (job.status, job.attempts) == ("queued", 1) else None
+
+
+def test_a_failed_attempt_the_database_would_not_take_is_written_once_it_is_back(
+    app, session, pluggy_api, monkeypatch
+):
+    def loses_the_database(context):
+        raise database_gone()
+
+    monkeypatch.setitem(worker_module.HANDLERS, "needs_the_database", loses_the_database)
+    monkeypatch.setattr(queue, "fail", failing_first(queue.fail, 2))
+    job_id = queue.enqueue(session, "needs_the_database")
+    session.commit()
+    quick = Worker(app, pluggy_api, poll_interval=0.01, wake=False)
+    before = database_errors_counted()
+
+    with running(quick):
+        job = wait_until(lambda: failed_attempt(session, job_id), timeout=10, what="the failed attempt written")
+        assert all(thread.is_alive() for thread in quick.threads)
+
+    assert "OperationalError" in job.last_error
+    assert database_errors_counted() - before == 2
+
+
+def test_a_done_job_the_database_would_not_record_is_left_to_its_lease(app, session, pluggy_api, monkeypatch):
+    ran = threading.Event()
+    monkeypatch.setitem(worker_module.HANDLERS, "ping", lambda context: ran.set())
+    monkeypatch.setattr(queue, "complete", failing_first(queue.complete, 1))
+    job_id = queue.enqueue(session, "ping")
+    session.commit()
+    quick = Worker(app, pluggy_api, poll_interval=0.01, wake=False)
+    before = database_errors_counted()
+
+    with running(quick):
+        assert ran.wait(10)
+        wait_until(lambda: database_errors_counted() > before, timeout=10, what="the lost outcome counted")
+        assert all(thread.is_alive() for thread in quick.threads)
+
+    session.expire_all()
+    job = session.get(Job, job_id)
+    assert (job.status, job.attempts) == ("running", 1)  # taken back once its lease runs out
+
+
+def test_an_unexpected_error_in_the_loop_is_logged_with_its_traceback_and_the_thread_goes_on(
+    app, session, pluggy_api, monkeypatch, caplog
+):
+    ran = threading.Event()
+    monkeypatch.setitem(worker_module.HANDLERS, "ping", lambda context: ran.set())
+    monkeypatch.setattr(queue, "claim", failing_first(queue.claim, 1, error=lambda: RuntimeError("a bug")))
+    queue.enqueue(session, "ping")
+    session.commit()
+    quick = Worker(app, pluggy_api, poll_interval=0.01, wake=False)
+
+    with running(quick):
+        assert ran.wait(10)
+        assert all(thread.is_alive() for thread in quick.threads)
+
+    (record,) = [record for record in caplog.records if record.name == "sync.worker" and record.exc_info]
+    assert str(record.exc_info[1]) == "a bug"
+
+
+class Fatal(BaseException):
+    """Something no worker thread can ride out."""
+
+
+def test_a_thread_ending_abnormally_stops_the_worker_and_run_says_so(app, pluggy_api, monkeypatch):
+    real_run_one = Worker.run_one
+
+    def run_one(self, session, worker_id, **kwargs):
+        if worker_id.endswith(":0"):
+            raise Fatal()
+        return real_run_one(self, session, worker_id, **kwargs)
+
+    monkeypatch.setattr(Worker, "run_one", run_one)
+    doomed = Worker(app, pluggy_api, concurrency=2, poll_interval=0.01, wake=False)
+    raised = []
+    thread = threading.Thread(target=lambda: raised.append(raises(doomed.run)))
+    thread.start()
+    thread.join(10)
+    stopped_by_itself = not thread.is_alive()
+    doomed.request_stop()
+    thread.join(10)
+
+    assert stopped_by_itself, "the other thread went on as if nothing happened"
+    assert isinstance(raised[0], worker_module.WorkerThreadDied)
+
+
+def raises(function) -> BaseException | None:
+    try:
+        function()
+    except BaseException as exc:
+        return exc
+    return None
+
+
+def test_flask_worker_exits_1_when_its_threads_end_abnormally(runner, session, monkeypatch):
+    def run_one(self, session, worker_id, **kwargs):
+        raise Fatal()
+
+    monkeypatch.setattr(Worker, "run_one", run_one)
+
+    result = runner.invoke(args=["worker", "--no-wake", "--concurrency", "2", "--poll-interval", "0.05"])
+
+    assert result.exit_code == 1, result.output
+    assert "ended abnormally" in result.output
+
+
+class ListeningConnection:
+    """A LISTEN connection that works, and stops its Wakeup at its first look for notifications."""
+
+    def __init__(self, wakeup: Wakeup) -> None:
+        self.wakeup = wakeup
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def execute(self, statement: str) -> None:
+        pass
+
+    def notifies(self, **kwargs):
+        self.wakeup.stopping.set()
+        return iter(())
+
+
+def wakeup_lines(caplog, text: str) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == "sync.wakeup" and text in record.getMessage()]
+
+
+def test_the_job_listener_outlives_a_lost_database_and_says_so_once(session, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="sync.wakeup")
+    wakeup = Wakeup(db.engine)
+    attempts = [psycopg.OperationalError("server closed the connection")] * 3
+
+    def connect(*args, **kwargs):
+        if attempts:
+            raise attempts.pop()
+        return ListeningConnection(wakeup)
+
+    monkeypatch.setattr(wakeup_module.psycopg, "connect", connect)
+    monkeypatch.setattr(wakeup_module, "LISTEN_RETRY_S", 0.01)
+    before = database_errors_counted()
+    listener = threading.Thread(target=wakeup.listen)
+    listener.start()
+    listener.join(10)
+
+    assert not listener.is_alive()
+    assert database_errors_counted() - before == 3
+    assert len(wakeup_lines(caplog, "not listening for new jobs")) == 1
+    assert len(wakeup_lines(caplog, "listening for new jobs again")) == 1
+    assert wakeup.bell.is_set()  # rung on reconnecting: jobs may have been queued meanwhile
+
+
+class ClosableConnection:
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_sqlite_watcher_outlives_failing_reads(monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="sync.wakeup")
+    wakeup = Wakeup(sa.create_engine("sqlite://"))
+    reads = [sqlite3.OperationalError("database is locked")] * 2
+
+    def data_version(connection) -> int:
+        if reads:
+            raise reads.pop()
+        wakeup.stopping.set()
+        return 2
+
+    monkeypatch.setattr(wakeup_module, "data_version", data_version)
+    monkeypatch.setattr(wakeup_module, "SQLITE_WATCH_INTERVAL_S", 0.001)
+    connection = ClosableConnection()
+    before = database_errors_counted()
+    watcher = threading.Thread(target=wakeup.watch_sqlite, args=(connection, 1))
+    watcher.start()
+    watcher.join(10)
+
+    assert not watcher.is_alive() and connection.closed
+    assert wakeup.bell.is_set()  # the version it read at last had changed
+    assert database_errors_counted() - before == 2
+    assert len(wakeup_lines(caplog, "not listening for new jobs")) == 1
+    assert len(wakeup_lines(caplog, "listening for new jobs again")) == 1
