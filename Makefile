@@ -13,11 +13,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	touch $(STAMP)
 
-# The whole service on SQLite in the instance folder, with the local Pluggy stand-in: the web
-# service, the worker and the stand-in together, a demo user and item. Ctrl-C stops them all.
+# The whole service with the local Pluggy stand-in, on a new SQLite database of its own each run
+# (instance/demo): the web service, the worker and the stand-in together, a demo user and item.
+# Ctrl-C stops them all. `exec` so the demo itself is make's child: a SIGTERM make passes on, or one
+# sent to that child, reaches the process that stops the others.
 run: $(STAMP)
-	FLASK_DEBUG=1 $(BIN)/flask db upgrade
-	PORT=$(PORT) SANDBOX_PORT=$(SANDBOX_PORT) $(BIN)/python -m sandbox.demo
+	PORT=$(PORT) SANDBOX_PORT=$(SANDBOX_PORT) exec $(BIN)/python -m sandbox.demo
 
 # The whole suite; set TEST_DATABASE_URL to run it against PostgreSQL instead of SQLite.
 test: $(STAMP)

@@ -9,6 +9,10 @@ from pathlib import Path
 from models.base import dump_json
 
 SYNC_MODES = ("webhook", "poll")
+# Whoever holds one signed token can try keys against it offline, as fast as they like: a short or
+# memorable key would be found.
+MIN_SECRET_KEY_BYTES = 32
+NEW_KEY_HINT = "for example to the output of: python -c 'import secrets; print(secrets.token_hex(32))'"
 
 
 class ConfigError(RuntimeError):
@@ -78,8 +82,11 @@ def positive_number(name: str, value: str) -> float:
 
 
 def ensure_secret_key(config: dict, instance_path: str, *, debug: bool, testing: bool) -> None:
-    """Production must be given SECRET_KEY; development keeps a generated one in the instance folder."""
+    """Production must be given a SECRET_KEY of 32 bytes or more; development keeps a generated one in
+    the instance folder."""
     if config.get("SECRET_KEY"):
+        if not debug:
+            refuse_a_short_secret_key(config["SECRET_KEY"])
         return
     if testing:
         config["SECRET_KEY"] = secrets.token_hex(32)
@@ -87,9 +94,17 @@ def ensure_secret_key(config: dict, instance_path: str, *, debug: bool, testing:
         config["SECRET_KEY"] = instance_secret_key(Path(instance_path) / "secret_key")
     else:
         raise ConfigError(
-            "SECRET_KEY is not set. It signs API and webhook tokens, so production must set it "
-            "(for example to the output of: python -c 'import secrets; print(secrets.token_hex(32))'). "
+            f"SECRET_KEY is not set. It signs API and webhook tokens, so production must set it ({NEW_KEY_HINT}). "
             "For local development run with FLASK_DEBUG=1 and one is generated for you."
+        )
+
+
+def refuse_a_short_secret_key(key: str | bytes) -> None:
+    size = len(key.encode() if isinstance(key, str) else key)
+    if size < MIN_SECRET_KEY_BYTES:
+        raise ConfigError(
+            f"SECRET_KEY is {size} bytes long; it signs API and webhook tokens, so it must have at least "
+            f"{MIN_SECRET_KEY_BYTES}: set it again ({NEW_KEY_HINT})."
         )
 
 

@@ -1,18 +1,27 @@
 """`make run`: the whole service on this machine with no Pluggy keys.
 
 Starts the local Pluggy stand-in, the web service and the worker; subscribes the webhooks; makes a
-demo user with a connected sandbox item; prints where everything is and what to try. Ctrl-C stops
-all three.
+demo user with a connected sandbox item; prints where everything is and what to try. Ctrl-C or
+SIGTERM stops all three.
+
+Every run starts from an empty database of its own (DEMO_DIR, default instance/demo): the stand-in
+keeps nothing between runs and repeats its ids, so rows of an earlier run would name items it no
+longer has and its webhooks would look like duplicates.
 """
 from __future__ import annotations
 
+import fcntl
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from subprocess import PIPE
+from typing import IO
 
 import requests
 
@@ -24,35 +33,99 @@ WEB = f"http://{HOST}:{WEB_PORT}"
 SANDBOX = f"http://{HOST}:{SANDBOX_PORT}"
 DEMO_EMAIL = "demo@example.com"
 TIMEOUT = 5
+DEMO_DIR = Path(os.environ.get("DEMO_DIR") or ROOT / "instance" / "demo").resolve()
+DATABASE = DEMO_DIR / "demo.db"
 # The web service and the worker share their metrics through this folder, so /metrics shows both.
-METRICS_DIR = ROOT / "instance" / "prometheus"
+METRICS_DIR = DEMO_DIR / "prometheus"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def environment() -> dict[str, str]:
-    """The sandbox's keys and URLs; anything already set in the environment wins."""
+    """The demo's database, a key for this run, the stand-in's keys and URLs, over the environment:
+    the processes must agree with the stand-in and the ports this demo checked."""
     return {
-        "FLASK_DEBUG": "1",  # generates and keeps a SECRET_KEY in instance/
+        **os.environ,
+        "FLASK_DEBUG": "1",
+        "DATABASE_URL": f"sqlite:///{DATABASE}",
+        "SECRET_KEY": secrets.token_hex(32),  # the database is new, so no earlier token must stay valid
         "PLUGGY_BASE_URL": SANDBOX,
         "PLUGGY_CLIENT_ID": "sandbox-client-id",
         "PLUGGY_CLIENT_SECRET": "sandbox-client-secret",
         "PLUGGY_WEBHOOK_SECRET": "demo-webhook-secret",
         "PUBLIC_BASE_URL": WEB,
         "PROMETHEUS_MULTIPROC_DIR": str(METRICS_DIR),
-        **os.environ,
     }
 
 
-def start(name: str, *args: str, env: dict[str, str]) -> subprocess.Popen:
-    print(f"starting {name}: {' '.join(args)}")
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env)
+def refuse_taken_ports() -> None:
+    """Checked before anything starts: a second demo must not talk to the first one's processes."""
+    if WEB_PORT == SANDBOX_PORT:
+        raise SystemExit(f"PORT and SANDBOX_PORT are both {WEB_PORT}; give them different values")
+    for port, variable in ((WEB_PORT, "PORT"), (SANDBOX_PORT, "SANDBOX_PORT")):
+        if port_taken(port):
+            raise SystemExit(
+                f"port {port} on {HOST} is in use (another make run?): choose a free one with make run {variable}=..."
+            )
 
 
-def flask(*args: str, env: dict[str, str]) -> str:
-    """Run a `flask` command to the end; its output's last line."""
-    done = subprocess.run(
-        [sys.executable, "-m", "flask", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-    )
-    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+def port_taken(port: int) -> bool:
+    with socket.socket() as probe:
+        # As the servers themselves bind: connections of an earlier run still closing do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return True
+    return False
+
+
+def hold_demo_dir() -> IO:
+    """One demo per folder: a second one on other ports would empty the first one's database."""
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    lock = open(DEMO_DIR / "lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise SystemExit(f"another demo runs from {DEMO_DIR}: stop it, or set DEMO_DIR to another folder") from None
+    return lock
+
+
+def empty_demo_dir() -> None:
+    """Values left by processes of an earlier run would be added to this run's, and its rows would
+    name items the new stand-in does not have."""
+    for path in DEMO_DIR.glob(f"{DATABASE.name}*"):  # with SQLite's -wal and -shm files
+        path.unlink()
+    shutil.rmtree(METRICS_DIR, ignore_errors=True)
+    METRICS_DIR.mkdir()
+
+
+def start(name: str, processes: list[subprocess.Popen], *args: str, env: dict[str, str]) -> None:
+    print(f"starting {name}: {' '.join(args)}", flush=True)
+    processes.append(subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env))
+
+
+def flask(*commands: tuple[str, ...], env: dict[str, str]) -> list[str]:
+    """Run `flask` commands side by side to the end; the last line each printed. Side by side
+    because each is a new interpreter loading the whole app: about a second of CPU."""
+    running = [
+        subprocess.Popen([sys.executable, "-m", "flask", *args], cwd=ROOT, env=env, stdout=PIPE, stderr=PIPE, text=True)
+        for args in commands
+    ]
+    try:
+        return [last_line(args, process) for args, process in zip(commands, running)]
+    finally:
+        for process in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def last_line(args: tuple[str, ...], process: subprocess.Popen) -> str:
+    output, errors = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"flask {' '.join(args[:2])} failed:\n{errors.strip()}")
+    return output.strip().splitlines()[-1] if output.strip() else ""
 
 
 def wait_for(url: str, processes: list[subprocess.Popen], seconds: float = 30) -> None:
@@ -69,17 +142,9 @@ def wait_for(url: str, processes: list[subprocess.Popen], seconds: float = 30) -
     raise SystemExit(f"{url} did not answer within {seconds:.0f} s")
 
 
-def demo_token(env: dict[str, str]) -> str:
-    try:
-        return flask("users", "token", DEMO_EMAIL, env=env)
-    except subprocess.CalledProcessError:
-        return flask("users", "create", DEMO_EMAIL, env=env)
-
-
-def connect_demo_item(token: str) -> None:
+def connect_demo_item(token: str) -> int:
     """Do what the Connect widget does: take a connect token from the service, create an item at
-    the sandbox with it, and register it. The stand-in keeps its data in memory, so this runs on
-    every start; with the same seed the first item has the same id every time."""
+    the sandbox with it, and register it. Answers the new connection's id."""
     auth = {"Authorization": f"Bearer {token}"}
     connect = requests.post(f"{WEB}/api/banking/connect_token/", headers=auth, timeout=TIMEOUT).json()
     item = requests.post(
@@ -88,17 +153,25 @@ def connect_demo_item(token: str) -> None:
         json={"connectorId": 0, "parameters": {"user": "user-ok", "password": "password-ok"}},
         timeout=TIMEOUT,
     ).json()
-    requests.post(f"{WEB}/api/banking/connections/", headers=auth, json={"item_id": item["id"]}, timeout=TIMEOUT)
+    registered = requests.post(
+        f"{WEB}/api/banking/connections/", headers=auth, json={"item_id": item["id"]}, timeout=TIMEOUT
+    )
+    registered.raise_for_status()
+    return registered.json()["id"]
 
 
-def show(token: str) -> None:
+def show(token: str, connection_id: int) -> None:
     auth = f'-H "Authorization: Bearer {token}"'
+    connection = f"{WEB}/api/banking/connections/{connection_id}"
     print(
         f"""
 pluggy-sync is running at {WEB} (Pluggy stand-in at {SANDBOX}; Ctrl-C stops everything)
+Its database, new for this run: {DATABASE}
 
 API token of {DEMO_EMAIL}:
 {token}
+
+Demo connection: {connection_id}
 
 Try:
   curl -s {WEB}/health
@@ -106,19 +179,24 @@ Try:
   curl -s {WEB}/metrics | grep ^pluggy_sync
   curl -s {WEB}/openapi.json
   curl -s {auth} {WEB}/api/banking/connections/
-  curl -s -X POST {auth} '{WEB}/api/banking/connections/1/sync_transactions/?wait=30'
-  curl -s {auth} '{WEB}/api/banking/connections/1/transactions/?page_size=5'
-  curl -s {auth} {WEB}/api/banking/connections/1/check_status/
-  curl -s {auth} {WEB}/api/banking/connections/1/sync_runs/
+  curl -s -X POST {auth} '{connection}/sync_transactions/?wait=30'
+  curl -s {auth} '{connection}/transactions/?page_size=5'
+  curl -s {auth} {connection}/check_status/
+  curl -s {auth} {connection}/sync_runs/
   curl -s -X POST {auth} {WEB}/api/banking/connect_token/
 
-An item that asks for a one-time code (connector 4; the code is 123456):
-  TOKEN=$(curl -s -X POST {auth} {WEB}/api/banking/connect_token/ | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-  curl -s -X POST {SANDBOX}/items -H "X-API-KEY: $TOKEN" -H 'Content-Type: application/json' \\
-       -d '{{"connectorId": 4, "parameters": {{"user": "user-ok", "password": "password-ok"}}}}'
-  curl -s {auth} {WEB}/api/banking/connections/          # the new one says MFA_REQUIRED
-  curl -s -X POST {auth} {WEB}/api/banking/connections/2/send_mfa/ -H 'Content-Type: application/json' -d '{{"mfa_value": "123456"}}'
-"""
+An item that asks for a one-time code (connector 4; the code is 123456), its ids kept in ITEM and ID:
+  field() {{ python3 -c "import json, sys; print(json.load(sys.stdin)['$1'])"; }}
+  TOKEN=$(curl -s -X POST {auth} {WEB}/api/banking/connect_token/ | field access_token)
+  ITEM=$(curl -s -X POST {SANDBOX}/items -H "X-API-KEY: $TOKEN" -H 'Content-Type: application/json' \\
+       -d '{{"connectorId": 4, "parameters": {{"user": "user-ok", "password": "password-ok"}}}}' | field id)
+  ID=$(curl -s -X POST {auth} {WEB}/api/banking/connections/ -H 'Content-Type: application/json' \\
+       -d "{{\\"item_id\\": \\"$ITEM\\"}}" | field id)
+  curl -s {auth} {WEB}/api/banking/connections/$ID/   # MFA_REQUIRED once the bank asks
+  curl -s -X POST {auth} {WEB}/api/banking/connections/$ID/send_mfa/ -H 'Content-Type: application/json' \\
+       -d '{{"mfa_value": "123456"}}'
+""",
+        flush=True,
     )
 
 
@@ -126,41 +204,62 @@ def interrupt(*_) -> None:
     raise KeyboardInterrupt
 
 
-def fresh_metrics_dir(env: dict[str, str]) -> None:
-    """Values left by processes of an earlier run would be added to this run's."""
-    folder = Path(env["PROMETHEUS_MULTIPROC_DIR"])
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+def run_demo(processes: list[subprocess.Popen]) -> None:
+    empty_demo_dir()
+    env = environment()
+    start("the Pluggy stand-in", processes, "-m", "sandbox", "--host", HOST, "--port", str(SANDBOX_PORT), env=env)
+    flask(("db", "upgrade"), env=env)
+    web = ("-m", "flask", "run", "--no-reload", "--host", HOST, "--port", str(WEB_PORT))
+    start("the web service", processes, *web, env=env)
+    start("the worker", processes, "-m", "flask", "worker", "--poll-interval", "0.5", env=env)
+    wait_for(f"{SANDBOX}/health", processes)
+    _, token = flask(("webhooks", "register", f"{WEB}/webhooks/pluggy"), ("users", "create", DEMO_EMAIL), env=env)
+    wait_for(f"{WEB}/health", processes)
+    show(token, connect_demo_item(token))
+    while all(p.poll() is None for p in processes):
+        time.sleep(0.5)
+    raise SystemExit("a process stopped; stopping the others")
+
+
+def run_until_stopped() -> None:
+    processes: list[subprocess.Popen] = []
+    try:
+        run_demo(processes)
+    finally:
+        stop(processes)
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    # A second Ctrl-C or SIGTERM must not cut the stopping short and leave a process behind; on a
+    # terminal Ctrl-C reaches the processes themselves anyway.
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_IGN)
+    # Newest first: the worker finishes its jobs in hand while the stand-in is still there to answer
+    # (gone, it would make the worker retry its calls for seconds before giving up).
+    for process in reversed(processes):
+        stop_one(process)
+
+
+def stop_one(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def main() -> None:
-    env = environment()
-    fresh_metrics_dir(env)
-    processes = [start("the Pluggy stand-in", "-m", "sandbox", "--host", HOST, "--port", str(SANDBOX_PORT), env=env)]
+    # Before anything starts, so a signal at any moment still stops every process started.
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, interrupt)
     try:
-        wait_for(f"{SANDBOX}/health", processes)
-        processes.append(start("the web service", "-m", "flask", "run", "--no-reload", "--host", HOST, "--port", str(WEB_PORT), env=env))
-        processes.append(start("the worker", "-m", "flask", "worker", "--poll-interval", "0.5", env=env))
-        wait_for(f"{WEB}/health", processes)
-        flask("webhooks", "register", f"{WEB}/webhooks/pluggy", env=env)
-        token = demo_token(env)
-        connect_demo_item(token)
-        show(token)
-        signal.signal(signal.SIGTERM, interrupt)
-        while all(p.poll() is None for p in processes):
-            time.sleep(0.5)
-        print("a process stopped; stopping the others")
+        refuse_taken_ports()
+        with hold_demo_dir():
+            run_until_stopped()
     except KeyboardInterrupt:
-        print("\nstopping")
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        print("\nstopped", flush=True)
 
 
 if __name__ == "__main__":

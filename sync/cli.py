@@ -9,19 +9,19 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
+from api.config import ConfigError
 from api.extensions import db
 from models import Connection, Job, SyncRun, User
 from observability import metrics
-from api.config import ConfigError
 from pluggy_client import PluggyClient, PluggyError
 
-from . import queue, scheduling
+from . import giving_up, queue, scheduling
 from .connections import BankConnectionService, ItemOwnedByAnotherUser
 from .results import ALREADY_SYNCING, SYNC_STARTED
 from .runtime import pluggy_client, sync_settings
 from .tokens import issue_api_token
 from .users import UserError, create_user, find_user, rotate_token
-from .worker import Worker
+from .worker import Worker, WorkerThreadDied
 
 jobs_cli = AppGroup("jobs", help="Inspect and retry jobs in the queue.")
 users_cli = AppGroup("users", help="Manage the service's users.")
@@ -46,19 +46,25 @@ def connection_service() -> BankConnectionService:
 @click.option("--wake/--no-wake", default=True, show_default=True, help="Wake at once when a job is queued (LISTEN/NOTIFY on PostgreSQL; off behind a transaction-mode pooler).")
 @click.option("--lease", default=300, show_default=True, type=click.IntRange(1, 3600), help="Seconds a claimed job stays ours without a sign of life.")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve this worker's Prometheus metrics on this port.")
-@click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Address the metrics port listens on.")
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics port listens on (0.0.0.0: all)."
+)
 @with_appcontext
 def worker_command(
     burst: bool, concurrency: int, poll_interval: float, wake: bool, lease: int, metrics_port: int | None, metrics_host: str
 ) -> None:
-    """Run the job worker."""
+    """Run the job worker. Exits 0 once stopped (SIGTERM, Ctrl-C) or a burst is done, 1 if a worker
+    thread ended abnormally, so that a supervisor restarting on failure brings it back."""
     app = current_app._get_current_object()
     if metrics_port is not None:
         serve_metrics(metrics_port, metrics_host)
     worker = Worker(
         app, pluggy(), concurrency=concurrency, poll_interval=poll_interval, wake=wake, lease=timedelta(seconds=lease)
     )
-    worker.run(burst=burst)
+    try:
+        worker.run(burst=burst)
+    except WorkerThreadDied as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def serve_metrics(port: int, host: str) -> None:
@@ -72,32 +78,55 @@ def serve_metrics(port: int, host: str) -> None:
 @click.option("--status", type=click.Choice(["queued", "running", "done", "dead"]), help="Only jobs in this state.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 def jobs_list(status: str | None, limit: int) -> None:
-    """The newest jobs, with their state and last error."""
+    """The newest jobs, with their state and last error, then the queue's figures."""
     statement = sa.select(Job).order_by(Job.id.desc()).limit(limit)
     if status:
         statement = statement.where(Job.status == status)
-    for job in db.session.scalars(statement):
-        error = (job.last_error or "").splitlines()[0][:80] if job.last_error else ""
-        click.echo(
-            f"{job.id:>6}  {job.kind:<13} {job.status:<8} {job.attempts}/{job.max_attempts}  "
-            f"{job.run_at:%Y-%m-%d %H:%M:%S}  {job.item_id or '-'}  {error}"
-        )
-    click.echo(f"queue: {queue.queue_stats(db.session)}")
+    rows = [job_row(job) for job in db.session.scalars(statement)]
+    if rows:
+        echo_table(JOB_COLUMNS, rows)
+    else:
+        click.echo("no jobs")
+    stats = queue.queue_stats(db.session)
+    click.echo()
+    echo_table([QUEUE_COLUMNS.get(name, name.upper()) for name in stats], [[str(value) for value in stats.values()]])
+
+
+JOB_COLUMNS = ["ID", "KIND", "STATUS", "ATTEMPTS", "RUN AT", "ITEM", "LAST ERROR"]
+QUEUE_COLUMNS = {"oldest_due_age_s": "OLDEST DUE (S)"}
+
+
+def job_row(job: Job) -> list[str]:
+    error = job.last_error.splitlines()[0][:80] if job.last_error else "-"
+    run_at = f"{job.run_at:%Y-%m-%d %H:%M:%S}"
+    return [str(job.id), job.kind, job.status, f"{job.attempts}/{job.max_attempts}", run_at, job.item_id or "-", error]
+
+
+def echo_table(headers: list[str], rows: list[list[str]]) -> None:
+    """Columns as wide as their widest cell, two spaces apart; the last one unpadded."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+    for row in (headers, *rows):
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 @jobs_cli.command("retry")
 @click.argument("job_id", type=int)
 def jobs_retry(job_id: int) -> None:
     """Run a dead or waiting job now."""
-    if not queue.retry_now(db.session, job_id):
-        raise click.ClickException(f"job {job_id} is not dead or queued, or its work is already queued")
+    job = db.session.get(Job, job_id)
+    if job is None:
+        raise click.ClickException(f"no job {job_id}")
+    if job.status not in ("dead", "queued"):
+        raise click.ClickException(f"job {job_id} is {job.status}: only a dead or queued job can be retried")
+    if not giving_up.retry(db.session, job):
+        raise click.ClickException(f"job {job_id} stays as it is: the same work is already queued")
     click.echo(f"job {job_id} queued")
 
 
 @jobs_cli.command("retry-dead")
 def jobs_retry_dead() -> None:
     """Queue every dead job again."""
-    click.echo(f"{queue.retry_dead(db.session)} dead job(s) queued again")
+    click.echo(f"{giving_up.retry_dead(db.session)} dead job(s) queued again")
 
 
 @users_cli.command("create")

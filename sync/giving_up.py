@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from models import OPEN_SYNC_STATUSES, Connection, Job, SyncRun, WebhookEvent
 from models.base import utcnow
 
-from . import runs
+from . import queue, runs
 from .queue import ClaimedJob
 from .scheduling import PROCESS_EVENTS
 
@@ -30,16 +30,24 @@ def close_what_it_owned(session: Session, job: ClaimedJob, error: str) -> None:
             runs.close_run(session, run, "error", error_code="fetch_failed", error="The fetch failed and was given up.")
 
 
-def reopen_what_it_owned(session: Session, job: Job) -> int:
-    """A dead job retried: the events it gave up on are pending again (the caller commits).
-    Returns how many."""
+def retry(session: Session, job: Job) -> bool:
+    """Run a dead or waiting job as soon as a worker is free, the events a dead one gave up on
+    pending again with it (one commit). False if the same work is already queued under its key."""
+    if job.status == "dead":
+        reopen_what_it_owned(session, job)
+    return queue.retry_now(session, job.id)
+
+
+def retry_dead(session: Session) -> int:
+    """Queue every dead job again; returns how many were."""
+    dead = session.scalars(sa.select(Job).where(Job.status == "dead").order_by(Job.id)).all()
+    return sum(retry(session, job) for job in dead)
+
+
+def reopen_what_it_owned(session: Session, job: Job) -> None:
     owned = events_of(job)
-    if owned is None:
-        return 0
-    reopened = session.execute(
-        sa.update(WebhookEvent).where(owned, WebhookEvent.status == "failed").values(status="pending")
-    )
-    return reopened.rowcount
+    if owned is not None:
+        session.execute(sa.update(WebhookEvent).where(owned, WebhookEvent.status == "failed").values(status="pending"))
 
 
 def events_of(job: ClaimedJob | Job) -> sa.ColumnElement[bool] | None:

@@ -288,12 +288,6 @@ def retry_now(session: Session, job_id: int) -> bool:
     return updated
 
 
-def retry_dead(session: Session) -> int:
-    """Queue every dead job again; returns how many were."""
-    dead = session.scalars(sa.select(Job.id).where(Job.status == "dead").order_by(Job.id)).all()
-    return sum(retry_now(session, job_id) for job_id in dead)
-
-
 def queue_stats(session: Session, now: datetime | None = None) -> dict:
     """What an operator watches: due, scheduled, running and dead jobs, and how long the oldest due
     job has waited. Each figure is read along its own partial index, never the done jobs."""

@@ -1,9 +1,17 @@
+import os
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from api import create_app
 from api.config import ConfigError, config_from_env, database_url, split_secrets
+
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY_OF_32_BYTES = "production-key-0123456789abcdefg"
 
 
 def env_app(monkeypatch, tmp_path, **env):
@@ -22,8 +30,50 @@ def test_missing_secret_key_outside_debug_stops_start_up(monkeypatch, tmp_path):
 
 
 def test_secret_key_from_environment(monkeypatch, tmp_path):
-    app = env_app(monkeypatch, tmp_path, SECRET_KEY="from-env")()
-    assert app.config["SECRET_KEY"] == "from-env"
+    app = env_app(monkeypatch, tmp_path, SECRET_KEY=KEY_OF_32_BYTES)()
+    assert app.config["SECRET_KEY"] == KEY_OF_32_BYTES
+
+
+def test_a_secret_key_shorter_than_32_bytes_stops_start_up_without_showing_it(monkeypatch, tmp_path):
+    short = KEY_OF_32_BYTES[:-1]
+    factory = env_app(monkeypatch, tmp_path, SECRET_KEY=short)
+
+    with pytest.raises(ConfigError, match="SECRET_KEY is 31 bytes long") as refused:
+        factory()
+
+    assert short not in str(refused.value) and short[:8] not in str(refused.value)
+
+
+def test_a_short_secret_key_is_refused_in_tests_too_but_not_in_debug(monkeypatch, tmp_path):
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        env_app(monkeypatch, tmp_path, SECRET_KEY="short")({"TESTING": True})
+    assert env_app(monkeypatch, tmp_path, SECRET_KEY="short", FLASK_DEBUG="1")().config["SECRET_KEY"] == "short"
+
+
+def flask_command(tmp_path, *args: str, **settings: str) -> subprocess.CompletedProcess:
+    env = {name: value for name, value in os.environ.items() if name not in ("SECRET_KEY", "FLASK_DEBUG", "FLASK_APP")}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}", **settings)
+    return subprocess.run(
+        [sys.executable, "-m", "flask", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({}, "Error: SECRET_KEY is not set."),
+        ({"SECRET_KEY": "too-short"}, "Error: SECRET_KEY is 9 bytes long"),
+        ({"SECRET_KEY": KEY_OF_32_BYTES, "SYNC_MODE": "push"}, "Error: SYNC_MODE must be one of webhook, poll"),
+    ],
+)
+def test_a_configuration_error_stops_a_command_with_its_message_alone(tmp_path, settings, message):
+    done = flask_command(tmp_path, "jobs", "list", **settings)
+
+    assert done.returncode != 0
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(message)
+    assert done.stdout == ""
+    assert "too-short" not in done.stderr
 
 
 def test_debug_generates_a_secret_key_once_and_keeps_it_private(monkeypatch, tmp_path):

@@ -374,3 +374,22 @@ def test_a_sync_that_fails_without_progress_spends_its_attempts(session, connect
     assert session.scalars(sa.select(Job.status)).one() == "dead"
     (run,) = runs_of(session, connection)
     assert (run.status, run.error_code, run.created) == ("error", "fetch_failed", 20)
+
+
+def test_retrying_a_dead_events_job_puts_its_events_back(session, connection, fake_pluggy, worker, runner):
+    new_update_at_pluggy(fake_pluggy, connection)
+    receive(session, pf.webhook_event("item/updated", itemId=connection.item_id))
+    job = session.scalars(sa.select(Job)).one()
+    job.max_attempts = 1
+    queue.claim(session, "doomed")
+    crash(session, job.id)
+    worker.run_one(session, "w")
+    assert session.scalars(sa.select(WebhookEvent.status)).one() == "failed"
+
+    assert runner.invoke(args=["jobs", "retry", str(job.id)]).exit_code == 0
+    assert session.scalars(sa.select(WebhookEvent.status)).one() == "pending"
+    drain(worker, session)
+
+    session.expire_all()
+    assert session.scalars(sa.select(WebhookEvent.status)).one() == "processed"
+    assert runs_of(session, connection)[-1].status == "success"
