@@ -2,6 +2,7 @@
 a run never waits on an outcome that cannot come, and a run succeeds only by fetching."""
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import timedelta
 
@@ -73,18 +74,22 @@ def test_more_pending_events_of_an_item_than_a_batch_are_all_processed(session, 
 # Counts after a retry ---------------------------------------------------------------------------
 
 
-def fail_transactions_page(fake_pluggy, number: int) -> None:
-    """The `number`th call for a page of transactions is refused, once (a 400: the client retries no 4xx)."""
+def refuse_transactions_pages(fake_pluggy, refused) -> None:
+    """Pages of transactions whose query `refused` picks are answered 400 (the client retries no 4xx)."""
     answer = fake_pluggy.transactions_page
-    calls = {"n": 0}
 
     def failing(query):
-        calls["n"] += 1
-        if calls["n"] == number:
+        if refused(query):
             return 400, pf.error_body(400, "INVALID_PARAMETERS", "refused"), {}
         return answer(query)
 
     fake_pluggy.transactions_page = failing
+
+
+def fail_transactions_page(fake_pluggy, number: int) -> None:
+    """The `number`th call for a page of transactions is refused, once."""
+    calls = itertools.count(1)
+    refuse_transactions_pages(fake_pluggy, lambda _query: next(calls) == number)
 
 
 def test_a_retried_fetch_resumes_its_run_and_counts_what_it_stored(session, connection, fake_pluggy, worker):
@@ -321,37 +326,31 @@ def test_events_of_an_item_are_left_to_the_job_queued_after_the_one_that_gave_up
     assert run.status == "success"
 
 
-def refuse_transactions_from(fake_pluggy, offset: dict) -> None:
-    """Pages of transactions from `offset["at"]` on are refused (a 400: the client retries no 4xx)."""
-    answer = fake_pluggy.transactions_page
+def first_sync_of(session, connection, fake_pluggy, *, transactions: int, max_attempts: int) -> None:
+    fake_pluggy.page_size = 10
+    add_transactions(fake_pluggy, fake_pluggy.accounts[connection.item_id][0]["id"], transactions)
+    scheduling.queue_initial_sync(session, connection)
+    session.execute(sa.update(Job).values(max_attempts=max_attempts))
+    session.commit()
 
-    def failing(query):
-        if int(query.get("after") or 0) >= offset["at"]:
-            return 400, pf.error_body(400, "INVALID_PARAMETERS", "refused"), {}
-        return answer(query)
 
-    fake_pluggy.transactions_page = failing
+def attempt_now(session, worker) -> bool:
+    """The job's next attempt, without waiting out its backoff."""
+    session.execute(sa.update(Job).values(run_at=utcnow()))
+    session.commit()
+    return worker.run_one(session, "w")
 
 
 def test_a_sync_that_fails_after_more_progress_each_time_keeps_its_attempts(session, connection, fake_pluggy, worker):
-    fake_pluggy.page_size = 10
-    account_id = fake_pluggy.accounts[connection.item_id][0]["id"]
-    add_transactions(fake_pluggy, account_id, 95)
     offset = {"at": 10}
-    refuse_transactions_from(fake_pluggy, offset)
-    scheduling.queue_initial_sync(session, connection)
-    session.execute(sa.update(Job).values(max_attempts=3))
-    session.commit()
+    refuse_transactions_pages(fake_pluggy, lambda query: int(query.get("after") or 0) >= offset["at"])
+    first_sync_of(session, connection, fake_pluggy, transactions=95, max_attempts=3)
     # Eight attempts, each refused one page further than the one before: each one makes progress.
     for _ in range(8):
-        session.execute(sa.update(Job).values(run_at=utcnow()))
-        session.commit()
-        assert worker.run_one(session, "w")
+        assert attempt_now(session, worker)
         offset["at"] += 10
     offset["at"] = 10**6
-    session.execute(sa.update(Job).values(run_at=utcnow()))
-    session.commit()
-    drain(worker, session)
+    assert attempt_now(session, worker)
 
     job = session.scalars(sa.select(Job)).one()
     assert (job.status, job.attempts) == ("done", 1)
@@ -359,17 +358,10 @@ def test_a_sync_that_fails_after_more_progress_each_time_keeps_its_attempts(sess
 
 
 def test_a_sync_that_fails_without_progress_spends_its_attempts(session, connection, fake_pluggy, worker):
-    fake_pluggy.page_size = 10
-    account_id = fake_pluggy.accounts[connection.item_id][0]["id"]
-    add_transactions(fake_pluggy, account_id, 35)
-    refuse_transactions_from(fake_pluggy, {"at": 20})
-    scheduling.queue_initial_sync(session, connection)
-    session.execute(sa.update(Job).values(max_attempts=3))
-    session.commit()
+    refuse_transactions_pages(fake_pluggy, lambda query: int(query.get("after") or 0) >= 20)
+    first_sync_of(session, connection, fake_pluggy, transactions=35, max_attempts=3)
     for _ in range(3):
-        session.execute(sa.update(Job).values(run_at=utcnow()))
-        session.commit()
-        worker.run_one(session, "w")
+        assert attempt_now(session, worker)
 
     assert session.scalars(sa.select(Job.status)).one() == "dead"
     (run,) = runs_of(session, connection)
