@@ -8,7 +8,7 @@ from api.config import config_from_env
 from sync.tokens import issue_api_token, issue_webhook_token, webhook_token_is_valid
 from tests import pluggy_fixtures as pf
 
-OLD, NEW = "old-secret-key-0123456789abcdef", "new-secret-key-0123456789abcdef"
+OLD, NEW = "old-secret-key-0123456789abcdef-32", "new-secret-key-0123456789abcdef-32"  # 32 bytes or more, as outside tests
 
 
 def rotate(app, *, fallbacks: tuple[str, ...]) -> None:
