@@ -1,4 +1,4 @@
-"""Validate payloads against Pluggy's OpenAPI document (shared/pluggy-oas3.json).
+"""Validate payloads against Pluggy's OpenAPI document (docs/pluggy-oas3.json).
 
 Two readings are applied to the document, both because Pluggy's real answers need them:
 - ``nullable: true`` (an OpenAPI 3.0 keyword that JSON Schema 2020-12 ignores) admits null;
@@ -19,7 +19,7 @@ from jsonschema.exceptions import best_match
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-OAS_PATH = Path(__file__).resolve().parents[2] / "shared" / "pluggy-oas3.json"
+OAS_PATH = Path(__file__).resolve().parents[1] / "docs" / "pluggy-oas3.json"
 OAS_URI = "urn:pluggy:oas3"
 JSON_CONTENT = "application/json"
 
