@@ -32,10 +32,13 @@ def now_iso() -> str:
 
 
 class Gate:
-    """Holds matching requests until opened, by a test or by the arrival of enough of them."""
+    """Holds matching requests until opened, by a test or by the arrival of enough of them; a test
+    may also let a number of them through and hold the next."""
 
     def __init__(self, opens_at: int | None = None) -> None:
         self.arrivals = 0
+        self.held = 0
+        self.allowance = 0
         self.is_open = False
         self.opens_at = opens_at
         self.condition = threading.Condition()
@@ -45,12 +48,27 @@ class Gate:
             self.arrivals += 1
             if self.opens_at is not None and self.arrivals >= self.opens_at:
                 self.is_open = True
+            self.held += 1
             self.condition.notify_all()
-            self.condition.wait_for(lambda: self.is_open, timeout=30)
+            self.condition.wait_for(lambda: self.is_open or self.allowance > 0, timeout=30)
+            self.held -= 1
+            if not self.is_open and self.allowance > 0:
+                self.allowance -= 1
+            self.condition.notify_all()
 
     def wait_for_arrivals(self, count: int, timeout: float = 30) -> bool:
         with self.condition:
             return self.condition.wait_for(lambda: self.arrivals >= count, timeout=timeout)
+
+    def let_through(self, count: int) -> None:
+        with self.condition:
+            self.allowance += count
+            self.condition.notify_all()
+
+    def wait_until_holding(self, count: int, timeout: float = 30) -> bool:
+        """True once `count` requests wait at the gate (and every one let through has passed)."""
+        with self.condition:
+            return self.condition.wait_for(lambda: self.held == count and self.allowance == 0, timeout=timeout)
 
     def open(self) -> None:
         with self.condition:

@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -226,17 +225,6 @@ def test_a_worker_killed_while_processing_a_webhook_loses_nothing(app, session, 
     assert session.scalar(sa.select(sa.func.count()).select_from(Transaction)) == 4
 
 
-def slow_pages(fake: FakePluggy, seconds: float) -> None:
-    """Each page of transactions takes a while at the bank, so a kill can land in the middle of a fetch."""
-    answer = fake.transactions_page
-
-    def slow(query):
-        time.sleep(seconds)
-        return answer(query)
-
-    fake.transactions_page = slow
-
-
 def job_row(session, job_id: int) -> Job:
     session.expire_all()
     return session.get(Job, job_id)
@@ -251,7 +239,9 @@ def test_workers_killed_at_random_moments_never_stall_the_queue(app, session, us
     seed = random.randrange(10**6)
     chance = random.Random(seed)
     served_pluggy.page_size = 10
-    slow_pages(served_pluggy, 0.03)
+    # Pages of transactions pass only when let through: each kill lands in the middle of the fetch,
+    # with a random number of pages written before it.
+    pages = served_pluggy.hold("GET", "/v2/transactions")
     connection = add_connection(session, user, served_pluggy, transactions=300)
     sync_id = scheduling.queue_initial_sync(session, connection)
     session.commit()
@@ -268,10 +258,13 @@ def test_workers_killed_at_random_moments_never_stall_the_queue(app, session, us
             else:
                 # Taken back from the killed worker within its lease (and a poll or two).
                 wait_until(lambda: held_by(session, sync_id, worker), timeout=lease + 10, what=f"taken back ({seed=})")
-            pages_read = served_pluggy.count("GET", "/v2/transactions")
-            wait_until(lambda: served_pluggy.count("GET", "/v2/transactions") >= pages_read + chance.randint(1, 6))
+            pages.let_through(chance.randint(0, 6))
+            assert pages.wait_until_holding(1), f"the worker waiting for a page ({seed=})"
             worker.send_signal(signal.SIGKILL)
             worker.wait()
+        pages.let_through(1)  # the dead worker's page, answered to nobody
+        assert pages.wait_until_holding(0)
+    pages.open()
     # A job of no item queued after the last kill must not wait behind the abandoned one either.
     unrelated_id = queue.enqueue(session, "prune_jobs")
     session.commit()

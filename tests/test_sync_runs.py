@@ -278,14 +278,19 @@ def crash(session, job_id: int) -> None:
     session.commit()
 
 
-def test_a_sync_whose_worker_keeps_dying_goes_dead_closing_its_run_and_events(session, service, connection, fake_pluggy, worker):
+def events_job_whose_worker_died(session, connection, fake_pluggy) -> Job:
+    """An item update's webhook, whose job's only attempt was spent by a worker that died."""
     new_update_at_pluggy(fake_pluggy, connection)
     receive(session, pf.webhook_event("item/updated", itemId=connection.item_id))
     job = session.scalars(sa.select(Job)).one()
     job.max_attempts = 1
-    # The first attempt's worker dies before it finishes anything.
     queue.claim(session, "doomed")
     crash(session, job.id)
+    return job
+
+
+def test_a_sync_whose_worker_keeps_dying_goes_dead_closing_its_run_and_events(session, service, connection, fake_pluggy, worker):
+    job = events_job_whose_worker_died(session, connection, fake_pluggy)
 
     assert worker.run_one(session, "w")  # taken back with no attempt left: dead
 
@@ -369,12 +374,7 @@ def test_a_sync_that_fails_without_progress_spends_its_attempts(session, connect
 
 
 def test_retrying_a_dead_events_job_puts_its_events_back(session, connection, fake_pluggy, worker, runner):
-    new_update_at_pluggy(fake_pluggy, connection)
-    receive(session, pf.webhook_event("item/updated", itemId=connection.item_id))
-    job = session.scalars(sa.select(Job)).one()
-    job.max_attempts = 1
-    queue.claim(session, "doomed")
-    crash(session, job.id)
+    job = events_job_whose_worker_died(session, connection, fake_pluggy)
     worker.run_one(session, "w")
     assert session.scalars(sa.select(WebhookEvent.status)).one() == "failed"
 
