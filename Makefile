@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 SANDBOX_PORT ?= 8700
 
-.PHONY: run test bench clean
+.PHONY: run test lint format bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -24,10 +24,19 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Ruff (lint, import order, format check) and mypy over the service's packages; `make format` rewrites.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
 # Benchmarks (BENCHMARKS.md): SQLite, or BENCH_DATABASE_URL=postgresql+psycopg://... (a database of
 # their own: they empty its tables). Prints a table; JSON in bench/results/.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL))
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,4 +1,5 @@
 """Entry point: `gunicorn wsgi:app`, and `flask` finds `app` here on its own."""
+
 import os
 import sys
 

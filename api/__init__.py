@@ -1,4 +1,5 @@
 """The application factory."""
+
 from __future__ import annotations
 
 import os
@@ -6,9 +7,9 @@ import sqlite3
 from collections.abc import Mapping
 
 from flask import Flask
-from werkzeug.routing import BaseConverter
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.routing import BaseConverter
 
 from .config import config_from_env, engine_options, ensure_secret_key
 from .errors import register_error_handlers
@@ -41,9 +42,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     if config:
         app.config.update(config)
     ensure_secret_key(app.config, app.instance_path, debug=app.debug, testing=app.testing)
-    app.config.setdefault(
-        "SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
-    )
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         os.makedirs(app.instance_path, exist_ok=True)
 
@@ -58,7 +57,6 @@ def create_app(config: Mapping | None = None) -> Flask:
     init_request_logging(app)
 
     from sync.cli import register_commands
-
     from webhooks import receiver
     from webhooks.cli import webhooks_cli
 

@@ -1,4 +1,5 @@
 """User authentication: `Authorization: Bearer <token>` with a token from `flask users create`."""
+
 from __future__ import annotations
 
 from flask import current_app, g, request

@@ -2,6 +2,7 @@
 
 Views parse, authorise, call one service and render; `sync/` decides everything else.
 """
+
 from __future__ import annotations
 
 from flask import Blueprint, g, jsonify
@@ -169,8 +170,11 @@ def send_mfa(connection_id: int):
         connections().send_mfa(connection, value=body.mfa_value, parameters=body.parameters)
     except MfaNotRequired:
         raise ApiError(
-            409, "mfa_not_required", "The bank is not waiting for a code.",
-            status="MFA_NOT_REQUIRED", connection=render_connection(connection),
+            409,
+            "mfa_not_required",
+            "The bank is not waiting for a code.",
+            status="MFA_NOT_REQUIRED",
+            connection=render_connection(connection),
         ) from None
     return {"status": "MFA_SENT", "connection": render_connection(connection)}
 

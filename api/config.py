@@ -1,4 +1,5 @@
 """Configuration read from the environment (API.md "Configuration"), checked once at start-up."""
+
 from __future__ import annotations
 
 import os
@@ -50,7 +51,7 @@ def database_url(url: str | None, instance_path: str) -> str:
     # Hosting platforms hand out postgres:// URLs; psycopg 3 is the driver installed.
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

@@ -1,4 +1,5 @@
 """One JSON error shape for every 4xx and 5xx: {"error": {"code", "message"}} plus any extra fields."""
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Flask extensions, created unbound and attached by create_app."""
+
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 

@@ -1,6 +1,7 @@
 """GET /health (liveness: cheap, the database and the queue's figures) and GET /health/ready
 (readiness: also that workers keep up with the queue and that Pluggy gives an API key). No auth,
 no secrets."""
+
 from __future__ import annotations
 
 import logging
@@ -38,9 +39,7 @@ def read_queue() -> dict | None:
 def health():
     stats = read_queue()
     if stats is None:
-        return error_response(
-            503, "database_unavailable", DATABASE_UNAVAILABLE, status="error", database="error"
-        )
+        return error_response(503, "database_unavailable", DATABASE_UNAVAILABLE, status="error", database="error")
     return jsonify(status="ok", database="ok", queue=stats)
 
 

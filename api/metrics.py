@@ -1,4 +1,5 @@
 """GET /metrics: Prometheus exposition. No authentication, no ids: keep it off the public internet."""
+
 from __future__ import annotations
 
 from flask import Blueprint, Response

@@ -1,5 +1,6 @@
 """GET /openapi.json: the API's OpenAPI 3.1 document, kept beside the code (api/openapi.json) and
 checked against the routes and the real responses by tests/test_openapi.py."""
+
 from __future__ import annotations
 
 import functools

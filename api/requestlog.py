@@ -1,4 +1,5 @@
 """One log line and one metric sample per request, under a request id the caller can pass in."""
+
 from __future__ import annotations
 
 import logging

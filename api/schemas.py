@@ -1,4 +1,5 @@
 """What each endpoint accepts."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -69,5 +70,7 @@ class ConnectTokenRequest(Body):
 
 
 class ReadyQuery(Query):
-    max_due_age: float = Field(DEFAULT_MAX_DUE_AGE_S, ge=0, allow_inf_nan=False, description="seconds the oldest due job may wait")
+    max_due_age: float = Field(
+        DEFAULT_MAX_DUE_AGE_S, ge=0, allow_inf_nan=False, description="seconds the oldest due job may wait"
+    )
     max_dead: int | None = Field(None, ge=0, description="dead jobs allowed; unset, they are only reported")

@@ -1,4 +1,5 @@
 """The JSON shapes of API.md, built from the models."""
+
 from __future__ import annotations
 
 import math

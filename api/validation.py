@@ -1,4 +1,5 @@
 """Request bodies and query strings, validated by pydantic models into one 400 shape."""
+
 from __future__ import annotations
 
 import json

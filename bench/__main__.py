@@ -6,6 +6,7 @@ JSON of each in bench/results/.
 Without a URL, SQLite in a temporary directory; the scale-out benchmark needs PostgreSQL and is left
 out on SQLite. Each benchmark empties the tables it uses; give a database of its own.
 """
+
 from __future__ import annotations
 
 import argparse

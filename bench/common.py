@@ -1,5 +1,6 @@
 """What every benchmark needs: the stand-in in a process of its own, an item of a given size, the
 service's app on a database, and a place for the results."""
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,10 @@ def sandbox_process(*args: str) -> Iterator[str]:
     """The stand-in in a process of its own, as Pluggy is a server of its own; yields its URL."""
     process = subprocess.Popen(
         [sys.executable, "-m", "sandbox", "--port", "0", "--step-delay", "0", *args],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         yield process.stdout.readline().split()[-1]  # "sandbox listening on http://127.0.0.1:PORT"

@@ -34,6 +34,7 @@ Goal (issue 7): with 100,000 transactions stored (1,000,000 on PostgreSQL), an u
 new ones costs within 2x of the same update on an empty database, in time, Pluggy calls and SQL
 statements: cost follows the change, not the history.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -71,6 +72,7 @@ from .common import (
     CLIENT_ID,
     CLIENT_SECRET,
     TIMEOUT,
+    WEBHOOK_SECRET,
     create_item,
     empty_tables,
     engine_name,
@@ -79,7 +81,6 @@ from .common import (
     timed,
     wait_for_sandbox,
     write_json,
-    WEBHOOK_SECRET,
 )
 
 DEFAULT_HISTORY = {"sqlite": 100_000, "postgresql": 1_000_000}
@@ -283,7 +284,7 @@ def history_rows(
     for index in range(count):
         account_id, account = accounts[index % len(accounts)]
         day = today - timedelta(days=rng.randint(lookback_days + 1, HISTORY_YEARS * 365))
-        midnight = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
         ingested = midnight + timedelta(seconds=rng.randrange(86_400))
         yield transaction_row(new_transaction(rng, account, day, "POSTED", ingested), account_id, now)
 
@@ -360,9 +361,7 @@ def squeezed(statement: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-def run(
-    database_url: str, history: int | None = None, repetitions: int = REPETITIONS, explain: bool = False
-) -> dict:
+def run(database_url: str, history: int | None = None, repetitions: int = REPETITIONS, explain: bool = False) -> dict:
     engine = engine_name(database_url)
     history = DEFAULT_HISTORY.get(engine, DEFAULT_HISTORY["sqlite"]) if history is None else history
     with sandbox_process() as sandbox:

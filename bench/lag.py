@@ -6,10 +6,12 @@ The stand-in, the web service (gunicorn) and the worker run as separate processe
 trial asks the stand-in for an update of a connected item (an execution started by Pluggy's own
 scheduler), which brings new transactions and an `item/updated` webhook. The lag is the sync run's
 `finished_at` (set in the transaction that commits its last rows) minus the event's `received_at`:
-both are stamped by the service on one clock. The worker is idle before each trial, which starts at a random moment of its poll cycle.
+both are stamped by the service on one clock. The worker is idle before each trial, which starts at a
+random moment of its poll cycle.
 
     python -m bench.lag [--database-url URL] [--trials 15] [--json PATH]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +31,17 @@ from api.extensions import db
 from models import Connection, SyncRun, WebhookEvent
 
 from .common import (
-    ROOT, TIMEOUT, empty_tables, engine_name, free_port, sandbox_process, service_app, service_env, stop,
-    wait_for_sandbox, write_json,
+    ROOT,
+    TIMEOUT,
+    empty_tables,
+    engine_name,
+    free_port,
+    sandbox_process,
+    service_app,
+    service_env,
+    stop,
+    wait_for_sandbox,
+    write_json,
 )
 
 POLL_INTERVAL_S = 1.0  # the worker's default

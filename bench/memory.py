@@ -20,6 +20,7 @@ MB here are 10^6 bytes (ru_maxrss is in KiB on Linux).
 Goal (issue 7): peak RSS of the worker during a 500,000-transaction backfill at most 150 MB, and flat
 in the size of the history: the large item's peak within 1.2x the small one's, plus 5 MB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,8 @@ from .common import (
     engine_name,
     sandbox_process,
     service_app,
-    timed,
     service_env,
+    timed,
     write_json,
 )
 
@@ -86,7 +87,10 @@ def run_worker(env: dict[str, str]) -> dict:
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", MEASURE, str(WORKER_DEADLINE_S), *command],
-        cwd=ROOT, env=env, capture_output=True, text=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     seconds = time.perf_counter() - started
     measured = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {"exit": done.returncode}
@@ -199,7 +203,7 @@ def run(database_url: str, sizes: tuple[int, ...] = SIZES) -> dict:
         generation = {}
         items = {}
         for size in sizes:
-            generation[size], items[size] = timed(lambda: create_item(sandbox, size))
+            generation[size], items[size] = timed(lambda size=size: create_item(sandbox, size))
         app = service_app(database_url, sandbox)
         env = worker_env(database_url, sandbox)
         with app.app_context():
@@ -220,7 +224,8 @@ def run(database_url: str, sizes: tuple[int, ...] = SIZES) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--sizes", default=",".join(str(size) for size in SIZES),
+        "--sizes",
+        default=",".join(str(size) for size in SIZES),
         help="comma-separated item sizes in transactions (default: %(default)s)",
     )
     parser.add_argument("--database-url", help="default: a fresh SQLite file")

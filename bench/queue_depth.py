@@ -8,6 +8,7 @@ worker claims and completes `--claims` of them (sync.queue.claim and complete, t
 each) and the mean time per pair is taken. Goal: the same cost however deep the queue (the deepest
 within 2x of the shallowest).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,9 @@ GOAL_RATIO = 2.0
 def fill(depth: int) -> None:
     empty_tables()
     now = utcnow()
-    rows = [{"kind": "bench", "payload": {}, "status": "queued", "run_at": now, "created_at": now} for _ in range(depth)]
+    rows = [
+        {"kind": "bench", "payload": {}, "status": "queued", "run_at": now, "created_at": now} for _ in range(depth)
+    ]
     with db.engine.begin() as connection:
         connection.execute(sa.insert(Job), rows)
         if connection.dialect.name == "postgresql":

@@ -35,6 +35,7 @@ cores; above 90% busy the machine is CPU-bound. PostgreSQL's commits (pg_stat_da
 each pool pre-ping counts as one) and WAL flushes (pg_stat_wal, cluster-wide: one per commit that
 wrote) per job tell how many round trips and synchronous disk flushes a job costs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -62,8 +63,8 @@ from pluggy_client import PluggyClient
 from sync.connections import BankConnectionService
 from sync.queue import enqueue
 from sync.runtime import pluggy_client, sync_settings
-from sync.worker import Worker, handles
 from sync.scheduling import PROCESS_EVENTS
+from sync.worker import Worker, handles
 from webhooks.inbox import store
 
 from .common import (
@@ -71,15 +72,15 @@ from .common import (
     CLIENT_SECRET,
     ROOT,
     TIMEOUT,
+    WEBHOOK_SECRET,
     api_key,
     empty_tables,
     engine_name,
     sandbox_process,
     service_app,
-    wait_for_sandbox,
     service_env,
+    wait_for_sandbox,
     write_json,
-    WEBHOOK_SECRET,
 )
 
 NOOP = "bench_noop"
@@ -199,7 +200,8 @@ def find_stand_in() -> int:
     """The stand-in: the child of this process that runs `-m sandbox` (bench.common starts it and
     does not expose it; `make bench` may have left other children, such as multiprocessing's)."""
     children = [
-        pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+        pid
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
         if (stat := proc_stat(pid)) is not None and stat.ppid == os.getpid() and is_stand_in(pid)
     ]
     if len(children) != 1:
@@ -231,22 +233,27 @@ class ServerCounters:
 def server_counters() -> ServerCounters:
     # A connection of its own: statistics are snapshotted once per transaction.
     with db.engine.connect() as connection:
-        row = connection.execute(sa.text(
-            "SELECT sum(xact_commit) FILTER (WHERE datname = current_database()),"
-            " coalesce(sum(xact_commit) FILTER (WHERE datname <> current_database()), 0),"
-            " (SELECT wal_sync FROM pg_stat_wal)"
-            " FROM pg_stat_database"
-        )).one()
+        row = connection.execute(
+            sa.text(
+                "SELECT sum(xact_commit) FILTER (WHERE datname = current_database()),"
+                " coalesce(sum(xact_commit) FILTER (WHERE datname <> current_database()), 0),"
+                " (SELECT wal_sync FROM pg_stat_wal)"
+                " FROM pg_stat_database"
+            )
+        ).one()
     return ServerCounters(*map(int, row))  # sum() of bigints comes back as NUMERIC
 
 
 def worker_sessions(waiting_on_a_lock: bool = False) -> int:
     condition = " AND wait_event_type = 'Lock'" if waiting_on_a_lock else ""
     with db.engine.connect() as connection:
-        return connection.execute(sa.text(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name = :name" + condition
-        ), {"name": WORKER_APP_NAME}).scalar_one()
+        return connection.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = :name" + condition
+            ),
+            {"name": WORKER_APP_NAME},
+        ).scalar_one()
 
 
 # Worker processes -------------------------------------------------------------------------------
@@ -333,7 +340,7 @@ def drain(command: list[str], env: dict[str, str], count: int, stand_in_pid: int
             poll_until(lambda: all_blocked_on_the_queue(workers), START_TIMEOUT_S, "the workers to start")
             pids = [worker.process.pid for worker in workers]
             cpu_before, server_before = cpu_sample(pids, stand_in_pid), server_counters()
-            released_at = datetime.now(timezone.utc)
+            released_at = datetime.now(UTC)
             gate.commit()
             started = time.perf_counter()
             wait_for_exits(workers, DRAIN_TIMEOUT_S)
@@ -393,9 +400,7 @@ def register_and_first_sync(item_ids: list[str]) -> None:
         service.register(user, item_id)
     Worker(current_app._get_current_object(), pluggy_client(), concurrency=4).run(burst=True)
     db.session.expire_all()
-    synced = db.session.scalar(
-        sa.select(sa.func.count()).select_from(SyncRun).where(SyncRun.status == "success")
-    )
+    synced = db.session.scalar(sa.select(sa.func.count()).select_from(SyncRun).where(SyncRun.status == "success"))
     if synced != len(item_ids) or count_rows(Transaction) == 0:
         raise BenchmarkError(f"only {synced} of {len(item_ids)} first syncs succeeded")
 
@@ -464,9 +469,7 @@ def queue_noop_jobs(count: int) -> None:
 def check_jobs_done(kind: str, expected: int) -> None:
     """Every job of `kind` done; nothing else due, running or dead. The worker's periodic jobs
     (prune, sweep) ran too and queued their next turn for later: that is not left over."""
-    done = db.session.scalar(
-        sa.select(sa.func.count()).select_from(Job).where(Job.kind == kind, Job.status == "done")
-    )
+    done = db.session.scalar(sa.select(sa.func.count()).select_from(Job).where(Job.kind == kind, Job.status == "done"))
     left = db.session.execute(
         sa.select(Job.kind, Job.status, sa.func.count())
         .where((Job.status != "done") & ((Job.kind == kind) | (Job.status != "queued") | (Job.run_at <= sa.func.now())))
@@ -556,8 +559,11 @@ def limit(share: dict[str, float], workers: int, other_commits: int) -> str:
     """Whether the machine's CPU saturated, and who used it."""
     parties = ", ".join(f"{name} {share[name]:.0%}" for name in ("workers", "postgres", "stand_in", "other"))
     where = f"{share['machine_busy']:.0%} of {cores()} cores busy with {workers} workers ({parties})"
-    verdict = f"CPU: {where}" if share["machine_busy"] >= CPU_SATURATED else (
-        f"not CPU: {where}; iowait {share['machine_iowait']:.0%}")
+    verdict = (
+        f"CPU: {where}"
+        if share["machine_busy"] >= CPU_SATURATED
+        else (f"not CPU: {where}; iowait {share['machine_iowait']:.0%}")
+    )
     if share["other"] > SHARED_MACHINE or other_commits:
         verdict += (
             f"; the machine was shared (others used {share['other']:.0%} outside PostgreSQL and committed"
@@ -597,8 +603,12 @@ def run(database_url: str, items: int = 200, noop_jobs: int = 5000, workers: tup
         "item_jobs": item_results,
         "noop_jobs": noop_results,
     }
-    return {"benchmark": "scale_out", "engine": "postgresql", "results": results,
-            "table": table(item_results, noop_results)}
+    return {
+        "benchmark": "scale_out",
+        "engine": "postgresql",
+        "results": results,
+        "table": table(item_results, noop_results),
+    }
 
 
 # The summary `make bench` prints ----------------------------------------------------------------
@@ -610,15 +620,23 @@ def table(item_results: dict[str, dict], noop_results: dict[str, dict]) -> list[
     for label, runs in (("item", item_results), ("no-op", noop_results)):
         widest = runs[max(runs, key=int)]
         rows += [
-            row(f"{label} jobs/s with {counts} workers",
+            row(
+                f"{label} jobs/s with {counts} workers",
                 f"{joined(runs, lambda r: format(r['jobs_per_s'], '.0f'))} (to the last job done:"
-                f" {joined(runs, lambda r: format(r['jobs_per_s_to_last_job_done'], '.0f'))})"),
-            row(f"{label} jobs: CPU busy (of {cores()} cores) with {counts} workers",
-                joined(runs, lambda r: f"{r['share_of_cores']['machine_busy']:.0%}")),
-            row(f"{label} jobs: CPU ms per job, workers / PostgreSQL / stand-in, with {counts} workers",
-                joined(runs, per_job_cpu, separator="; ")),
-            row(f"{label} jobs: PostgreSQL commits / WAL flushes per job with {counts} workers",
-                joined(runs, lambda r: f"{r['commits_per_job']:.1f} / {r['wal_flushes_per_job']:.1f}", separator="; ")),
+                f" {joined(runs, lambda r: format(r['jobs_per_s_to_last_job_done'], '.0f'))})",
+            ),
+            row(
+                f"{label} jobs: CPU busy (of {cores()} cores) with {counts} workers",
+                joined(runs, lambda r: f"{r['share_of_cores']['machine_busy']:.0%}"),
+            ),
+            row(
+                f"{label} jobs: CPU ms per job, workers / PostgreSQL / stand-in, with {counts} workers",
+                joined(runs, per_job_cpu, separator="; "),
+            ),
+            row(
+                f"{label} jobs: PostgreSQL commits / WAL flushes per job with {counts} workers",
+                joined(runs, lambda r: f"{r['commits_per_job']:.1f} / {r['wal_flushes_per_job']:.1f}", separator="; "),
+            ),
             row(f"{label} jobs: what limits scale-out", widest["limit"]),
         ]
     return rows
@@ -646,8 +664,9 @@ def worker_counts(text: str) -> tuple[int, ...]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", required=True,
-                        help="a PostgreSQL database, emptied first: postgresql+psycopg://USER@HOST/DB")
+    parser.add_argument(
+        "--database-url", required=True, help="a PostgreSQL database, emptied first: postgresql+psycopg://USER@HOST/DB"
+    )
     parser.add_argument("--items", type=int, default=200, help="connections, one job each per drain")
     parser.add_argument("--noop-jobs", type=int, default=5000, help="no-op jobs per drain")
     parser.add_argument("--workers", type=worker_counts, default=(1, 2, 4), help="worker processes per drain")

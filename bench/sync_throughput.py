@@ -7,6 +7,7 @@ side by side in one run against
 
 Goal (issue 7): ours at most 1.5x the floor, and at least 10x faster than the naive upsert.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,9 @@ def naive(connection) -> int:
         for page in client.iter_transactions(account.pluggy_id, date_from=SINCE):
             for data in page:
                 values = transaction_row(data, account.id, utcnow())
-                row = db.session.scalars(sa.select(Transaction).where(Transaction.pluggy_id == data["id"])).one_or_none()
+                row = db.session.scalars(
+                    sa.select(Transaction).where(Transaction.pluggy_id == data["id"])
+                ).one_or_none()
                 if row is None:
                     db.session.add(Transaction(**values))
                 else:
@@ -86,7 +89,7 @@ def run(database_url: str, transactions: int = 100_000, rounds: int = 3) -> dict
             passes = [("floor", floor), ("ours", ours)] * rounds + [("naive", naive)]
             for name, work in passes:
                 connection = fresh_connection(item_id)
-                elapsed, rows[name] = timed(lambda: work(connection))
+                elapsed, rows[name] = timed(lambda work=work, connection=connection: work(connection))
                 seconds[name].append(round(elapsed, 3))
             db.engine.dispose()
     median = {name: round(statistics.median(values), 3) for name, values in seconds.items()}

@@ -42,6 +42,7 @@ The load generator shares the two cores with the servers, so two figures tell ho
 one means the client, not the server, was short of CPU, and that lateness is in the latencies).
 Throughput counts 2xx answers only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -105,8 +106,14 @@ class Settings:
 
     def gunicorn_args(self) -> list[str]:
         return [
-            "--worker-class", "gthread", "--workers", str(self.workers), "--threads", str(self.threads),
-            "--keep-alive", "2",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+            "--keep-alive",
+            "2",
         ]
 
     def describe(self) -> dict:
@@ -331,8 +338,15 @@ def gunicorn_server(app_spec: str, environ: dict, settings: Settings, log_path: 
     listener = socket.create_server(("127.0.0.1", 0), backlog=2048)
     port = listener.getsockname()[1]
     command = [
-        sys.executable, "-m", "gunicorn", *settings.gunicorn_args(),
-        "--bind", f"fd://{listener.fileno()}", "--log-level", "warning", app_spec,
+        sys.executable,
+        "-m",
+        "gunicorn",
+        *settings.gunicorn_args(),
+        "--bind",
+        f"fd://{listener.fileno()}",
+        "--log-level",
+        "warning",
+        app_spec,
     ]
     with open(log_path, "w") as log:
         process = subprocess.Popen(
@@ -530,8 +544,7 @@ def measure_served_apps(database_url: str, settings: Settings) -> dict:
         logs = {app: Path(scratch) / f"{app}.log" for app in APPS}
         with ExitStack() as stack:
             ports = {
-                app: stack.enter_context(gunicorn_server(APP_SPECS[app], environ, settings, logs[app]))
-                for app in APPS
+                app: stack.enter_context(gunicorn_server(APP_SPECS[app], environ, settings, logs[app])) for app in APPS
             }
             load = stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
             targets = {app: Target(ports[app], webhook_secret, items) for app in APPS}
@@ -631,7 +644,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=Settings.threads, help="gunicorn threads per worker")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
-    options = dict(warmup=args.warmup, connections=args.connections, workers=args.workers, threads=args.threads)
+    options = {"warmup": args.warmup, "connections": args.connections, "workers": args.workers, "threads": args.threads}
     with tempfile.TemporaryDirectory() as scratch:
         url = args.database_url or f"sqlite:///{Path(scratch) / 'bench.db'}"
         result = run(url, args.seconds, **options)

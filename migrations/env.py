@@ -1,10 +1,10 @@
 """Alembic environment, run through Flask-Migrate (`flask db ...`)."""
+
 import logging
 from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
-
 from sqlalchemy.dialects.postgresql import JSONB
 
 from models.base import UTCDateTime

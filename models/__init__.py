@@ -1,4 +1,5 @@
 """The service's state: one module per aggregate, all on one declarative base."""
+
 from .account import Account
 from .base import Base
 from .connection import Connection

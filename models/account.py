@@ -20,9 +20,7 @@ class Account(Base):
     __tablename__ = "accounts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    connection_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("connections.id", ondelete="CASCADE"), index=True
-    )
+    connection_id: Mapped[int] = mapped_column(sa.ForeignKey("connections.id", ondelete="CASCADE"), index=True)
     pluggy_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
     type: Mapped[str] = mapped_column(sa.String(16))
     subtype: Mapped[str | None] = mapped_column(sa.String(32))
@@ -41,9 +39,7 @@ class Account(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     connection: Mapped[Connection] = relationship(back_populates="accounts")
-    transactions: Mapped[list[Transaction]] = relationship(
-        back_populates="account", passive_deletes=True
-    )
+    transactions: Mapped[list[Transaction]] = relationship(back_populates="account", passive_deletes=True)
 
     def __repr__(self) -> str:
         return f"<Account {self.id} {self.pluggy_id} {self.type}>"

@@ -20,9 +20,7 @@ class Connection(Base):
     __tablename__ = "connections"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
     item_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
     connector_id: Mapped[int | None]
     connector_name: Mapped[str | None] = mapped_column(sa.String(255))
@@ -48,12 +46,8 @@ class Connection(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     user: Mapped[User] = relationship(back_populates="connections")
-    accounts: Mapped[list[Account]] = relationship(
-        back_populates="connection", passive_deletes=True
-    )
-    sync_runs: Mapped[list[SyncRun]] = relationship(
-        back_populates="connection", passive_deletes=True
-    )
+    accounts: Mapped[list[Account]] = relationship(back_populates="connection", passive_deletes=True)
+    sync_runs: Mapped[list[SyncRun]] = relationship(back_populates="connection", passive_deletes=True)
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} item={self.item_id} {self.item_status}>"

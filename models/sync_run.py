@@ -46,9 +46,7 @@ class SyncRun(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    connection_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("connections.id", ondelete="CASCADE")
-    )
+    connection_id: Mapped[int] = mapped_column(sa.ForeignKey("connections.id", ondelete="CASCADE"))
     trigger: Mapped[str] = mapped_column(sa.String(16))
     status: Mapped[str] = mapped_column(sa.String(32), default="pending")
     started_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -26,9 +26,7 @@ class Transaction(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    account_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("accounts.id", ondelete="CASCADE")
-    )
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("accounts.id", ondelete="CASCADE"))
     pluggy_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
     date: Mapped[datetime]
     description: Mapped[str] = mapped_column(sa.Text)

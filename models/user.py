@@ -23,9 +23,7 @@ class User(Base):
     token_version: Mapped[int] = mapped_column(default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    connections: Mapped[list[Connection]] = relationship(
-        back_populates="user", passive_deletes=True
-    )
+    connections: Mapped[list[Connection]] = relationship(back_populates="user", passive_deletes=True)
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.email}>"

@@ -26,9 +26,7 @@ class WebhookEvent(Base):
     status: Mapped[str] = mapped_column(sa.String(16), default="pending")
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(sa.Text)
-    sync_run_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("sync_runs.id", ondelete="SET NULL"), index=True
-    )
+    sync_run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sync_runs.id", ondelete="SET NULL"), index=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
 

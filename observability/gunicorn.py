@@ -4,6 +4,7 @@ gunicorn's own lines (starting, booting a worker, a worker timing out) go throug
 handler, so a web process writes one format. It writes no access lines: the app logs each request
 itself, with the route instead of the raw path, which for a webhook URL holds its signed token.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ item_id in a job), so one webhook can be followed from its delivery through its 
 run that wrote its rows. Lines never carry secrets: callers log ids, counts and statuses, never
 headers, bodies or parameters.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,7 +14,9 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
 
 import orjson
 
@@ -21,7 +24,8 @@ FIELDS = "fields"
 LOG_FORMATS = ("json", "text")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
-_context: ContextVar[dict] = ContextVar("log_context", default={})
+# Never changed in place (scopes set a new mapping), so one empty default is shared safely.
+_context: ContextVar[Mapping[str, Any]] = ContextVar("log_context", default=MappingProxyType({}))
 
 
 def event(logger: logging.Logger, message: str, /, level: int = logging.INFO, **fields) -> None:
@@ -61,7 +65,7 @@ def current() -> dict:
 def entry(record: logging.LogRecord) -> dict:
     """A record as fields: when, how bad, where from, what, then the ids in scope and its own."""
     return {
-        "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+        "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
         "level": record.levelname.lower(),
         "logger": record.name,
         "message": record.getMessage(),

@@ -7,6 +7,7 @@ writes its values there and any one of them reports them all. What lives in the 
 queue, the connections' staleness) is read from it at scrape time, so every process reports the
 same figures whichever is scraped.
 """
+
 from __future__ import annotations
 
 import os

@@ -66,9 +66,7 @@ class PluggyClient:
         self._clock = clock
         self._owns_session = session is None
         self._session = session or requests.Session()
-        self._session.mount(
-            self.base_url + "/", HTTPAdapter(max_retries=PluggyRetry(), pool_maxsize=POOL_SIZE)
-        )
+        self._session.mount(self.base_url + "/", HTTPAdapter(max_retries=PluggyRetry(), pool_maxsize=POOL_SIZE))
         self._api_key_lock = threading.Lock()
         self._api_key: str | None = None
         self._api_key_refresh_at = 0.0
@@ -101,18 +99,14 @@ class PluggyClient:
         cache_key = (item_id, *sorted(options.items()))
         with self._connect_tokens_lock:
             now = self._clock()
-            self._connect_tokens = {
-                key: entry for key, entry in self._connect_tokens.items() if entry[0] > now
-            }
+            self._connect_tokens = {key: entry for key, entry in self._connect_tokens.items() if entry[0] > now}
             if cache_key not in self._connect_tokens:
                 token = self._fetch_connect_token(item_id, options, now)
                 reuse_until = now + CONNECT_TOKEN_REUSE_FOR.total_seconds()
                 self._connect_tokens[cache_key] = (reuse_until, token)
             return self._connect_tokens[cache_key][1]
 
-    def _fetch_connect_token(
-        self, item_id: str | None, options: dict[str, Any], now: float
-    ) -> ConnectToken:
+    def _fetch_connect_token(self, item_id: str | None, options: dict[str, Any], now: float) -> ConnectToken:
         body = _without_none(itemId=item_id, options=options or None)
         # The webhookUrl carries this service's signed token: a refusal quoting it must not pass it on.
         webhook_url = options.get("webhookUrl")
@@ -133,9 +127,7 @@ class PluggyClient:
         client_user_id: str | None = None,
     ) -> Json:
         """Start a sync, optionally with new credentials; no arguments reuses the stored ones."""
-        body = _without_none(
-            parameters=parameters, webhookUrl=webhook_url, clientUserId=client_user_id
-        )
+        body = _without_none(parameters=parameters, webhookUrl=webhook_url, clientUserId=client_user_id)
         credentials = (parameters or {}).values()
         return self._request("PATCH", f"/items/{_segment(item_id)}", body=body, secrets=credentials)
 
@@ -145,9 +137,7 @@ class PluggyClient:
 
     def send_mfa(self, item_id: str, values: dict[str, str]) -> Json:
         """Answer the item's pending ``parameter``, e.g. ``{"token": "123456"}``."""
-        return self._request(
-            "POST", f"/items/{_segment(item_id)}/mfa", body=values, secrets=values.values()
-        )
+        return self._request("POST", f"/items/{_segment(item_id)}/mfa", body=values, secrets=values.values())
 
     def delete_item(self, item_id: str) -> Json:
         return self._request("DELETE", f"/items/{_segment(item_id)}")
@@ -211,9 +201,7 @@ class PluggyClient:
         if unknown:
             raise TypeError(f"update_webhook got unknown fields: {', '.join(sorted(unknown))}")
         headers = fields.get("headers") or {}
-        return self._request(
-            "PATCH", f"/webhooks/{_segment(webhook_id)}", body=fields, secrets=headers.values()
-        )
+        return self._request("PATCH", f"/webhooks/{_segment(webhook_id)}", body=fields, secrets=headers.values())
 
     def delete_webhook(self, webhook_id: str) -> Json:
         return self._request("DELETE", f"/webhooks/{_segment(webhook_id)}")
@@ -366,7 +354,13 @@ def earlier_statuses(response: requests.Response) -> list[int | None]:
 
 
 def record_call(
-    method: str, path: str, status: int | None, seconds: float, *, retried: list[int | None] = (), error: str | None = None
+    method: str,
+    path: str,
+    status: int | None,
+    seconds: float,
+    *,
+    retried: list[int | None] = (),
+    error: str | None = None,
 ) -> None:
     """One log line and the metrics of one call, its retried attempts counted under their own status."""
     endpoint = metrics.endpoint_label(path)
@@ -374,7 +368,13 @@ def record_call(
         metrics.PLUGGY_REQUESTS.labels(method, endpoint, str(earlier or "none")).inc()
     metrics.PLUGGY_REQUESTS.labels(method, endpoint, str(status or "none")).inc()
     metrics.PLUGGY_DURATION.labels(method, endpoint).observe(seconds)
-    fields = {"method": method, "path": path, "endpoint": endpoint, "status": status, "duration_ms": round(seconds * 1000, 1)}
+    fields = {
+        "method": method,
+        "path": path,
+        "endpoint": endpoint,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 1),
+    }
     if retried:
         fields["retried"] = retried
     if error:

@@ -316,4 +316,3 @@ def _url(value: Any) -> str:
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise bad_request("url must be an http(s) URL", "INVALID_URL")
     return value
-

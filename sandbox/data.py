@@ -384,9 +384,7 @@ def _payment(payer: str, receiver: str, method: str) -> Json:
     }
 
 
-def new_transaction(
-    rng: random.Random, account: Json, day: date, status: str, now: datetime
-) -> Json:
+def new_transaction(rng: random.Random, account: Json, day: date, status: str, now: datetime) -> Json:
     kinds = BANK_KINDS if account["type"] == "BANK" else CARD_KINDS
     make = rng.choices([kind for kind, _ in kinds], weights=[weight for _, weight in kinds])[0]
     fields = make(rng)

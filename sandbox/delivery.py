@@ -178,9 +178,7 @@ class Deliverer:
     def _post(self, delivery: Delivery) -> int | str:
         headers = {**delivery.headers, "Content-Type": "application/json"}
         try:
-            response = self._session.post(
-                delivery.url, json=delivery.payload, headers=headers, timeout=self._timeout
-            )
+            response = self._session.post(delivery.url, json=delivery.payload, headers=headers, timeout=self._timeout)
         except requests.RequestException:
             return "error"
         response.close()

@@ -8,6 +8,7 @@ Every run starts from an empty database of its own (DEMO_DIR, default instance/d
 keeps nothing between runs and repeats its ids, so rows of an earlier run would name items it no
 longer has and its webhooks would look like duplicates.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -82,7 +83,7 @@ def port_taken(port: int) -> bool:
 def hold_demo_dir() -> IO:
     """One demo per folder: a second one on other ports would empty the first one's database."""
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
-    lock = open(DEMO_DIR / "lock", "w")
+    lock = open(DEMO_DIR / "lock", "w")  # noqa: SIM115 - the caller holds it (and the lock) for the whole demo
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -113,7 +114,7 @@ def flask(*commands: tuple[str, ...], env: dict[str, str]) -> list[str]:
         for args in commands
     ]
     try:
-        return [last_line(args, process) for args, process in zip(commands, running)]
+        return [last_line(args, process) for args, process in zip(commands, running, strict=True)]
     finally:
         for process in running:
             if process.poll() is None:

@@ -47,9 +47,7 @@ def answer_mfa(world: World, record: ItemRecord, answer: Json) -> None:
         raise bad_request("Item is not waiting for user input", "ITEM_IS_NOT_WAITING_USER_INPUT")
     name = record.json["parameter"]["name"]
     if name not in answer:
-        raise bad_request(
-            f"Missing value for parameter '{name}'", "MISSING_MFA_PARAMETER", data={"parameter": name}
-        )
+        raise bad_request(f"Missing value for parameter '{name}'", "MISSING_MFA_PARAMETER", data={"parameter": name})
     cancel_timer(record)
     if str(answer[name]) != data.MFA_VALUE:
         _fail(world, record, "LOGIN_ERROR", "INVALID_CREDENTIALS_MFA")

@@ -122,7 +122,7 @@ class World:
         self.deleted_transaction_ids: list[str] = []
         self.webhooks: dict[str, Json] = {}
         self.webhook_headers: dict[str, dict[str, str]] = {}
-        self.connector_health: dict[int, str] = {cid: "ONLINE" for cid in data.CONNECTORS}
+        self.connector_health: dict[int, str] = dict.fromkeys(data.CONNECTORS, "ONLINE")
         self._patch_times: deque[float] = deque()
         self._fail_rules: list[FailRule] = []
 
@@ -316,9 +316,7 @@ class World:
         with self.lock:
             same_event = [w for w in self.webhooks.values() if w["event"] == event]
             if len(same_event) >= WEBHOOKS_PER_EVENT:
-                raise PluggyApiError(
-                    400, f"At most {WEBHOOKS_PER_EVENT} webhooks per event", "WEBHOOK_LIMIT_REACHED"
-                )
+                raise PluggyApiError(400, f"At most {WEBHOOKS_PER_EVENT} webhooks per event", "WEBHOOK_LIMIT_REACHED")
             now = data.iso(self.now())
             webhook = {
                 "id": data.new_uuid(self._ids),

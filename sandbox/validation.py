@@ -28,8 +28,6 @@ def optional_string(values: Json, name: str) -> str | None:
 
 
 def string_map(value: Any, name: str) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise bad_request(f"{name} must be an object of strings", "INVALID_PARAMETERS")
     return value

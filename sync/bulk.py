@@ -10,6 +10,7 @@ text conversions).
 A row never changes owner: a stored row of another account with the same Pluggy id (ids that
 collide across items) is refused, neither written nor counted as created or updated.
 """
+
 from __future__ import annotations
 
 import functools
@@ -27,7 +28,13 @@ from models.base import dump_json
 TABLE = Transaction.__table__
 # Columns an upsert never overwrites: identity, owner, first-seen time, and our own sync state.
 KEEP_ON_UPDATE = {
-    "id", "pluggy_id", "connection_id", "account_id", "created_at", "transactions_watermark", "last_synced_at"
+    "id",
+    "pluggy_id",
+    "connection_id",
+    "account_id",
+    "created_at",
+    "transactions_watermark",
+    "last_synced_at",
 }
 STAGING = "incoming_transactions"
 
@@ -59,7 +66,9 @@ def upsert_in_sqlite(connection: Connection, rows: list[dict]) -> Written:
     sql, columns = sqlite_upsert(tuple(rows[0]), connection.dialect)
     cursor = connection.connection.driver_connection.cursor()
     try:
-        cursor.executemany(sql, [[process(row[name]) if process else row[name] for name, process in columns] for row in rows])
+        cursor.executemany(
+            sql, [[process(row[name]) if process else row[name] for name, process in columns] for row in rows]
+        )
         written = cursor.rowcount
     finally:
         cursor.close()
@@ -74,7 +83,9 @@ def sqlite_upsert(names: tuple[str, ...], dialect) -> tuple[str, list]:
     parameters would take longer than SQLite's own work on it."""
     insert = sqlite.insert(TABLE).values({name: sa.bindparam(name, type_=TABLE.c[name].type) for name in names})
     compiled = upsert(insert).compile(dialect=dialect)
-    columns = [(name, TABLE.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in compiled.positiontup]
+    columns = [
+        (name, TABLE.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in compiled.positiontup
+    ]
     return str(compiled), columns
 
 
@@ -129,7 +140,8 @@ def copy_rows(connection: Connection, table_name: str, rows: list[dict]) -> sa.T
     if table_name == STAGING:
         # Per connection, emptied at each commit; IF NOT EXISTS as a rollback also undoes its creation.
         cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING} (LIKE {TABLE.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING} (LIKE {TABLE.name} INCLUDING DEFAULTS) "
+            "ON COMMIT DELETE ROWS"
         )
     set_json_dumps(dump_json, cursor)
     with cursor.copy(f"COPY {table_name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy:
@@ -154,10 +166,11 @@ def upsert(insert):
         TABLE.c.account_id == insert.excluded.account_id,
         sa.or_(TABLE.c.raw.is_distinct_from(insert.excluded.raw), TABLE.c.deleted_at.is_not(None)),
     )
-    return insert.on_conflict_do_update(index_elements=[TABLE.c.pluggy_id], set_=updatable(insert, TABLE), where=changed)
+    return insert.on_conflict_do_update(
+        index_elements=[TABLE.c.pluggy_id], set_=updatable(insert, TABLE), where=changed
+    )
 
 
 def updatable(insert, table: sa.Table) -> dict:
     """What an upsert takes from the incoming row: everything Pluggy says, nothing of ours."""
     return {column.name: insert.excluded[column.name] for column in table.columns if column.name not in KEEP_ON_UPDATE}
-

@@ -1,4 +1,5 @@
 """Command-line entry points (`flask ...`): the worker, the queue, users, connections, manual sync."""
+
 from __future__ import annotations
 
 import time
@@ -42,16 +43,41 @@ def connection_service() -> BankConnectionService:
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Exit once no job is due.")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 32), help="Jobs run at once.")
-@click.option("--poll-interval", default=1.0, show_default=True, type=click.FloatRange(0.05, 60), help="Seconds between looks at an empty queue.")
-@click.option("--wake/--no-wake", default=True, show_default=True, help="Wake at once when a job is queued (LISTEN/NOTIFY on PostgreSQL; off behind a transaction-mode pooler).")
-@click.option("--lease", default=300, show_default=True, type=click.IntRange(1, 3600), help="Seconds a claimed job stays ours without a sign of life.")
-@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve this worker's Prometheus metrics on this port.")
+@click.option(
+    "--poll-interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 60),
+    help="Seconds between looks at an empty queue.",
+)
+@click.option(
+    "--wake/--no-wake",
+    default=True,
+    show_default=True,
+    help="Wake at once when a job is queued (LISTEN/NOTIFY on PostgreSQL; off behind a transaction-mode pooler).",
+)
+@click.option(
+    "--lease",
+    default=300,
+    show_default=True,
+    type=click.IntRange(1, 3600),
+    help="Seconds a claimed job stays ours without a sign of life.",
+)
+@click.option(
+    "--metrics-port", type=click.IntRange(1, 65535), help="Serve this worker's Prometheus metrics on this port."
+)
 @click.option(
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics port listens on (0.0.0.0: all)."
 )
 @with_appcontext
 def worker_command(
-    burst: bool, concurrency: int, poll_interval: float, wake: bool, lease: int, metrics_port: int | None, metrics_host: str
+    burst: bool,
+    concurrency: int,
+    poll_interval: float,
+    wake: bool,
+    lease: int,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Run the job worker. Exits 0 once stopped (SIGTERM, Ctrl-C) or a burst is done, 1 if a worker
     thread ended abnormally, so that a supervisor restarting on failure brings it back."""
@@ -104,9 +130,9 @@ def job_row(job: Job) -> list[str]:
 
 def echo_table(headers: list[str], rows: list[list[str]]) -> None:
     """Columns as wide as their widest cell, two spaces apart; the last one unpadded."""
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
     for row in (headers, *rows):
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 @jobs_cli.command("retry")
@@ -178,9 +204,16 @@ def connections_add(email: str, item_id: str) -> None:
 @click.option("--connection-id", type=int, help="One connection.")
 @click.option("--item-id", help="The connection of one Pluggy item.")
 @click.option("--user-email", help="Every connection of one user.")
-@click.option("--wait", "wait_s", type=click.FloatRange(0, 3600), help="Follow the sync up to this many seconds and print the counts.")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(0, 3600),
+    help="Follow the sync up to this many seconds and print the counts.",
+)
 @with_appcontext
-def test_manual_sync(connection_id: int | None, item_id: str | None, user_email: str | None, wait_s: float | None) -> None:
+def test_manual_sync(
+    connection_id: int | None, item_id: str | None, user_email: str | None, wait_s: float | None
+) -> None:
     """Manual sync from the command line. Exits 1 unless every sync started (with --wait: succeeded)."""
     chosen = [value for value in (connection_id, item_id, user_email) if value is not None]
     if len(chosen) != 1:

@@ -4,8 +4,10 @@ A manual sync first asks Pluggy to update the item (a plain re-read would only r
 cached), then reports what the item needs. The fetch itself happens when the update's outcome is
 known: an `item/updated` webhook, or the watcher in poll mode and for `--wait`.
 """
+
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime, timedelta
 
@@ -217,7 +219,11 @@ class BankConnectionService:
             # The PATCH is on its way (the item still shows the state before it), or it never left.
             if runs.update_never_reached_pluggy(run) and not updated_since(item, run.item_update_requested_at):
                 runs.close_run(
-                    self.session, run, "error", error_code="item_update_not_sent", error="The item update never reached Pluggy."
+                    self.session,
+                    run,
+                    "error",
+                    error_code="item_update_not_sent",
+                    error="The item update never reached Pluggy.",
                 )
                 return None
             return run
@@ -283,9 +289,7 @@ class BankConnectionService:
         if isinstance(exc, PluggyNotFound):
             return ManualSyncResult(ERROR, connection, error={"code": "item_not_found", "message": str(exc)})
         log.warning("manual sync of connection %s failed: %s", connection.id, exc)
-        return ManualSyncResult(
-            ERROR, connection, error={"code": code or "pluggy_unavailable", "message": str(exc)}
-        )
+        return ManualSyncResult(ERROR, connection, error={"code": code or "pluggy_unavailable", "message": str(exc)})
 
     def credentials_required(self, connection: Connection) -> ManualSyncResult:
         try:
@@ -330,10 +334,8 @@ class BankConnectionService:
 
     def delete(self, connection: Connection) -> None:
         """Delete the item at Pluggy, then everything stored about it here."""
-        try:
+        with contextlib.suppress(PluggyNotFound):  # already gone at Pluggy: only our copy is left to delete
             self.client.delete_item(connection.item_id)
-        except PluggyNotFound:
-            pass  # already gone at Pluggy: only our copy is left to delete
         self.session.delete(connection)
         self.session.commit()
 

@@ -5,6 +5,7 @@ and the webhook events it was to handle are marked failed with its error, so the
 came of them (`flask jobs retry` puts them back). While another job of the item is queued or
 running, nothing is closed: that job carries the run and the events on.
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa

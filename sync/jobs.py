@@ -1,4 +1,5 @@
 """What each kind of job does. Handlers are idempotent: a job run twice has the effect of once."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -85,6 +86,7 @@ def reread(context: JobContext, connection: Connection) -> None:
         connection, run, only_account=only_account, progress=context.progress, checkpoint=context.checkpoint
     )
 
+
 @handles(WATCH_ITEM)
 def watch_item(context: JobContext) -> None:
     """Follow an item we asked Pluggy to update until it settles, then close the run."""
@@ -108,9 +110,7 @@ def watch_item(context: JobContext) -> None:
 @handles(PRUNE_JOBS)
 def prune_jobs(context: JobContext) -> None:
     """Delete jobs that finished long ago (dead ones stay until retried), then come back later."""
-    context.session.execute(
-        sa.delete(Job).where(Job.status == "done", Job.finished_at < utcnow() - KEEP_FINISHED_JOBS)
-    )
+    context.session.execute(sa.delete(Job).where(Job.status == "done", Job.finished_at < utcnow() - KEEP_FINISHED_JOBS))
     queue_prune(context.session, after=PRUNE_EVERY)
     context.session.commit()
 

@@ -1,8 +1,9 @@
 """Reading what the service stores, for the API: a user's connections, accounts, transactions, runs."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -20,7 +21,9 @@ def user_connections(session: Session, user: User) -> list[Connection]:
     )
 
 
-def user_connection(session: Session, user: User, *, connection_id: int | None = None, item_id: str | None = None) -> Connection | None:
+def user_connection(
+    session: Session, user: User, *, connection_id: int | None = None, item_id: str | None = None
+) -> Connection | None:
     """One of the user's live connections; another user's is as absent as a missing one."""
     statement = sa.select(Connection).where(Connection.user_id == user.id, Connection.deleted_at.is_(None))
     if connection_id is not None:
@@ -100,4 +103,4 @@ def transactions_page(
 
 
 def start_of(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)

@@ -1,4 +1,5 @@
 """What operators check: the figures behind /metrics and the readiness checks behind /health/ready."""
+
 from __future__ import annotations
 
 import threading
@@ -47,7 +48,9 @@ class Check:
 def queue_check(stats: dict, *, max_due_age_s: float, max_dead: int | None) -> Check:
     """Workers keep up (no due job waits longer than allowed) and, if asked, few enough dead jobs."""
     if stats["oldest_due_age_s"] > max_due_age_s:
-        return Check(False, f"the oldest due job has waited {stats['oldest_due_age_s']:.0f} s (limit {max_due_age_s:g} s)")
+        return Check(
+            False, f"the oldest due job has waited {stats['oldest_due_age_s']:.0f} s (limit {max_due_age_s:g} s)"
+        )
     if max_dead is not None and stats["dead"] > max_dead:
         return Check(False, f"{stats['dead']} dead job(s) (limit {max_dead})")
     return Check(True)

@@ -6,6 +6,7 @@ share the queue, and SQLite's single writer elsewhere. A job whose lease ran out
 is claimed again. Failures retry with exponential backoff and jitter, honouring a `retry_after`,
 until the job is dead.
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from models import Job
-from models.job import DEAD_ONLY, DEFAULT_MAX_ATTEMPTS, QUEUED_ONLY, RUNNING_ONLY
 from models.base import utcnow
+from models.job import DEAD_ONLY, DEFAULT_MAX_ATTEMPTS, QUEUED_ONLY, RUNNING_ONLY
 from observability import metrics
 
 from . import wakeup

@@ -1,4 +1,5 @@
 """What a manual sync answers: a status in the words of API.md and what goes with it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

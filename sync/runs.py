@@ -1,5 +1,6 @@
 """Sync runs: opening one (at most one open per connection, enforced by the database), reserving
 an item update under the PATCH throttle, and closing a run with its outcome."""
+
 from __future__ import annotations
 
 import logging
@@ -38,9 +39,7 @@ class Throttled(Exception):
 
 def find_open_run(session: Session, connection_id: int) -> SyncRun | None:
     return session.scalars(
-        sa.select(SyncRun).where(
-            SyncRun.connection_id == connection_id, SyncRun.status.in_(OPEN_SYNC_STATUSES)
-        )
+        sa.select(SyncRun).where(SyncRun.connection_id == connection_id, SyncRun.status.in_(OPEN_SYNC_STATUSES))
     ).one_or_none()
 
 
@@ -84,14 +83,12 @@ def reserve_item_update(
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.select(sa.func.pg_advisory_xact_lock(ITEM_UPDATE_LOCK_ID)))
     recent = (
-        sa.select(sa.func.count())
-        .where(SyncRun.item_update_requested_at > now - THROTTLE_WINDOW)
-        .scalar_subquery()
+        sa.select(sa.func.count()).where(SyncRun.item_update_requested_at > now - THROTTLE_WINDOW).scalar_subquery()
     )
     stamp = sa.literal(now, UTCDateTime())
-    row = sa.select(
-        sa.literal(connection.id), sa.literal(trigger), sa.literal("pending"), stamp, stamp
-    ).where(recent < per_minute)
+    row = sa.select(sa.literal(connection.id), sa.literal(trigger), sa.literal("pending"), stamp, stamp).where(
+        recent < per_minute
+    )
     insert = (
         sa.insert(SyncRun)
         .from_select(["connection_id", "trigger", "status", "started_at", "item_update_requested_at"], row)
@@ -140,9 +137,9 @@ def update_never_reached_pluggy(run: SyncRun, now: datetime | None = None) -> bo
 
 def orphaned(session: Session, run: SyncRun) -> bool:
     """A fetch left running with no job of its item left to resume it (its job gave up)."""
-    live_job = sa.select(Job.id).where(
-        Job.item_id == run.connection.item_id, Job.status.in_(("queued", "running"))
-    ).exists()
+    live_job = (
+        sa.select(Job.id).where(Job.item_id == run.connection.item_id, Job.status.in_(("queued", "running"))).exists()
+    )
     return run.status == "running" and not session.scalar(sa.select(live_job))
 
 
@@ -193,4 +190,3 @@ def close_run(
         duration_ms=round((run.finished_at - run.started_at).total_seconds() * 1000, 1) if run.started_at else None,
     )
     return run
-

@@ -1,4 +1,5 @@
 """The sync layer's collaborators, built from the running Flask app's configuration."""
+
 from __future__ import annotations
 
 from flask import current_app

@@ -1,4 +1,5 @@
 """The kinds of job the sync layer queues, and how each is queued (coalescing keys, item locks)."""
+
 from __future__ import annotations
 
 from datetime import timedelta

@@ -1,4 +1,5 @@
 """What the sync layer needs from the configuration, as one value services can be handed."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping

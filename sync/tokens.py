@@ -5,6 +5,7 @@ other. An API token carries the user's token version, so bumping it revokes ever
 Tokens are always signed with SECRET_KEY and also accepted when signed with one of
 SECRET_KEY_FALLBACKS, so the key can be rotated without downtime.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -8,6 +8,7 @@ written as they arrive, one upsert per page (`bulk.py`) committed on its own whi
 already being fetched, so memory stays flat and a re-read that changes nothing writes nothing. The
 watermark moves only after the rows are committed.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -15,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -131,7 +132,9 @@ class TransactionService:
             )
         if only_account is None:
             connection.last_synced_at = utcnow()
-        return runs.close_run(self.session, run, "partial" if connection.execution_status == "PARTIAL_SUCCESS" else "success")
+        return runs.close_run(
+            self.session, run, "partial" if connection.execution_status == "PARTIAL_SUCCESS" else "success"
+        )
 
     def refresh_accounts(self, connection: Connection) -> list[Account]:
         """Write the item's accounts and answer the connection's own. An account whose Pluggy id is
@@ -163,7 +166,9 @@ class TransactionService:
         started = utcnow()
         if account.transactions_watermark is None:
             since = self.today() - timedelta(days=self.settings.backfill_days)
-            counts, newest = self.write_pages(account, self.client.iter_transactions(account.pluggy_id, date_from=since))
+            counts, newest = self.write_pages(
+                account, self.client.iter_transactions(account.pluggy_id, date_from=since)
+            )
         else:
             counts, newest = self.write_pages(
                 account,
@@ -232,7 +237,7 @@ class TransactionService:
         """The earliest date at which a missing row surely means deleted. Pluggy's dateFrom is a
         day in an unstated time zone, so the first day of the window is left out."""
         first_day = self.today() - timedelta(days=self.settings.lookback_days - 1)
-        return datetime.combine(first_day, time.min, tzinfo=timezone.utc)
+        return datetime.combine(first_day, time.min, tzinfo=UTC)
 
     def write_pages(self, account: Account, pages: Iterable[list[dict]]) -> tuple[Counts, datetime | None]:
         counts, newest = Counts(), None
@@ -282,8 +287,11 @@ def report_refused(kind: str, refused: int, **our_ids: int) -> None:
     (transactions): logged with our ids and how many, never the rows' data (a description is
     personal), and counted."""
     logs.event(
-        log, f"{kind}s refused: their Pluggy ids are stored under another owner", logging.WARNING,
-        refused=refused, **our_ids,
+        log,
+        f"{kind}s refused: their Pluggy ids are stored under another owner",
+        logging.WARNING,
+        refused=refused,
+        **our_ids,
     )
     metrics.count_refused(kind, refused)
 
@@ -370,7 +378,7 @@ def timestamp(value: str | None) -> datetime | None:
     if not value:
         return None
     moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def max_or_none(*values: datetime | None) -> datetime | None:

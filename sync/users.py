@@ -1,4 +1,5 @@
 """Users of the service."""
+
 from __future__ import annotations
 
 import re

@@ -7,6 +7,7 @@ commits. Either way the poll interval stays as the fallback, for jobs scheduled 
 listener that lost its connection; the listener outlives database errors, logging once when it stops
 hearing and once when it hears again, and counting each in the workers' database error metric.
 """
+
 from __future__ import annotations
 
 import logging

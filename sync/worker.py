@@ -8,8 +8,10 @@ A worker thread outlives a lost or locked database, and any other error around i
 back, logs (a database outage once), backs off and tries again. A thread that ends any other way
 stops the whole worker, which then says so (`flask worker` exits 1), so a supervisor restarts it.
 """
+
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -272,7 +274,13 @@ class Worker:
             metrics.JOB_DURATION.labels(job.kind, outcome).observe(seconds)
             level = logging.WARNING if outcome in ("failed", "dead", "lease_lost") else logging.INFO
             logs.event(
-                log, "job", level, outcome=outcome, attempt=job.attempts, duration_ms=round(seconds * 1000, 1), error=error
+                log,
+                "job",
+                level,
+                outcome=outcome,
+                attempt=job.attempts,
+                duration_ms=round(seconds * 1000, 1),
+                error=error,
             )
 
     def outcome_of(self, session: Session, job: ClaimedJob) -> tuple[str, str | None]:
@@ -368,10 +376,9 @@ def summary(exc: BaseException) -> str:
 
 
 def discard(session: Session) -> None:
-    try:
+    # A connection that is gone: close() hands it back to the pool, which drops it.
+    with contextlib.suppress(*DATABASE_ERRORS):
         session.rollback()
-    except DATABASE_ERRORS:
-        pass  # the connection is gone: close() hands it back to the pool, which drops it
     session.close()
 
 

@@ -3,6 +3,7 @@
 The schema is built once per session by the migrations themselves (not create_all), so every test
 also exercises them; each test then starts from empty tables.
 """
+
 from __future__ import annotations
 
 import os
@@ -124,6 +125,7 @@ def session(app):
 
 # Sync layer fixtures: a fake Pluggy behind `responses`, a user, a registered connection. ------
 
+
 @pytest.fixture
 def fake_pluggy():
     """Pluggy, answered in memory; every outgoing `requests` call goes to it."""
@@ -134,6 +136,17 @@ def fake_pluggy():
     fake = FakePluggy()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         fake.install(mock)
+        yield fake
+
+
+@pytest.fixture
+def served_pluggy():
+    """The same fake, served over HTTP on loopback, for tests that run the service's own processes."""
+    from tests.fake_pluggy import FakePluggy
+
+    fake = FakePluggy()
+    with fake.serve() as base_url:
+        fake.base_url = base_url
         yield fake
 
 

@@ -5,6 +5,7 @@ calls through `responses` (unit tests), and `serve()` answers real HTTP on 127.0
 run separate processes). Payloads come from tests/pluggy_fixtures.py, whose shapes are checked
 against Pluggy's OpenAPI document.
 """
+
 from __future__ import annotations
 
 import json
@@ -179,7 +180,9 @@ class FakePluggy:
 
     def webhook_route(self, method: str, path: str, body: Any) -> Answer:
         if (method, path) == ("GET", "/webhooks"):
-            shown = [{k: v for k, v in w.items() if k != "headers"} for w in self.webhooks.values()]  # as Pluggy: no headers
+            shown = [
+                {k: v for k, v in w.items() if k != "headers"} for w in self.webhooks.values()
+            ]  # as Pluggy: no headers
             return 200, pf.page(shown), {}
         if (method, path) == ("POST", "/webhooks"):
             webhook = pf.webhook(event=body["event"], url=body["url"], headers=body.get("headers"))
@@ -215,8 +218,12 @@ class FakePluggy:
             return 400, pf.error_body(400, "ITEM_IS_NOT_WAITING_USER_INPUT", "not waiting"), {}
         name = item["parameter"]["name"]
         if (body or {}).get(name) != MFA_VALUE:
-            item.update(status="LOGIN_ERROR", executionStatus="INVALID_CREDENTIALS_MFA", parameter=None,
-                        error=pf.item_error("INVALID_CREDENTIALS_MFA"))
+            item.update(
+                status="LOGIN_ERROR",
+                executionStatus="INVALID_CREDENTIALS_MFA",
+                parameter=None,
+                error=pf.item_error("INVALID_CREDENTIALS_MFA"),
+            )
             return 200, dict(item), {}
         item.update(status="UPDATING", executionStatus="LOGIN_MFA_IN_PROGRESS", parameter=None)
         self.pending_outcomes[item["id"]] = {**self.update_outcome, "lastUpdatedAt": now_iso()}

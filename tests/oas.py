@@ -109,8 +109,7 @@ def _as_pluggy_answers(node: Any) -> Any:
     if isinstance(node.get("properties"), dict):
         required = set(node.get("required", []))
         node["properties"] = {
-            name: schema if name in required else _or_null(schema)
-            for name, schema in node["properties"].items()
+            name: schema if name in required else _or_null(schema) for name, schema in node["properties"].items()
         }
     if node.get("nullable") is True:
         node.pop("nullable")

@@ -1,7 +1,9 @@
 """A TCP forwarder on loopback that a test can cut, as when a database server goes away: every
 connection through it is closed and new ones are refused, until the test restores it."""
+
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import struct
@@ -103,8 +105,7 @@ def refuse(client: socket.socket, server: socket.socket | None) -> None:
 
 
 def close(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)  # wakes the pump blocked in recv() on it
-    except OSError:
-        pass  # already closed, or the peer went first
+    with contextlib.suppress(OSError):
+        # wakes the pump blocked in recv() on it (unless already closed, or the peer went first)
+        sock.shutdown(socket.SHUT_RDWR)
     sock.close()

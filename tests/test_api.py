@@ -1,4 +1,5 @@
 """The HTTP API (/api/banking) over the Flask test client, with Pluggy faked behind `responses`."""
+
 from __future__ import annotations
 
 import threading
@@ -34,7 +35,10 @@ def stranger(app, session, fake_pluggy):
     apply_item(connection, item)
     session.add(connection)
     session.commit()
-    return {"connection": connection, "headers": {"Authorization": f"Bearer {issue_api_token(app.config['SECRET_KEY'], other)}"}}
+    return {
+        "connection": connection,
+        "headers": {"Authorization": f"Bearer {issue_api_token(app.config['SECRET_KEY'], other)}"},
+    }
 
 
 def url(connection, action: str = "") -> str:
@@ -141,7 +145,9 @@ def test_list_and_get_show_only_the_users_connections(client, headers, connectio
     assert client.get(url(connection), headers=headers).get_json()["item_id"] == connection.item_id
 
 
-def test_deleting_a_connection_deletes_the_item_at_pluggy_and_the_local_data(client, headers, session, connection, fake_pluggy):
+def test_deleting_a_connection_deletes_the_item_at_pluggy_and_the_local_data(
+    client, headers, session, connection, fake_pluggy
+):
     scheduling.queue_initial_sync(session, connection)
     session.commit()
     Worker(client.application, __import__("sync.runtime", fromlist=["x"]).pluggy_client()).run_one(session, "w")
@@ -155,7 +161,9 @@ def test_deleting_a_connection_deletes_the_item_at_pluggy_and_the_local_data(cli
         assert session.scalar(sa.select(sa.func.count()).select_from(model)) == 0
 
 
-def test_deleting_a_connection_pluggy_already_forgot_still_deletes_ours(client, headers, session, connection, fake_pluggy):
+def test_deleting_a_connection_pluggy_already_forgot_still_deletes_ours(
+    client, headers, session, connection, fake_pluggy
+):
     del fake_pluggy.items[connection.item_id]
 
     assert client.delete(url(connection), headers=headers).status_code == 204
@@ -199,11 +207,20 @@ def test_already_syncing_is_409_with_our_run(client, headers, connection):
 
     assert response.status_code == 409
     body = response.get_json()
-    assert (body["status"], body["sync_run_id"], body["error"]["code"]) == ("ALREADY_SYNCING", started["sync_run_id"], "already_syncing")
+    assert (body["status"], body["sync_run_id"], body["error"]["code"]) == (
+        "ALREADY_SYNCING",
+        started["sync_run_id"],
+        "already_syncing",
+    )
 
 
 def test_mfa_required_is_409_with_the_prompt(client, headers, connection, fake_pluggy):
-    set_item(fake_pluggy, connection, status="WAITING_USER_INPUT", parameter=pf.mfa_parameter(type="image", data="data:image/png;base64,AAA"))
+    set_item(
+        fake_pluggy,
+        connection,
+        status="WAITING_USER_INPUT",
+        parameter=pf.mfa_parameter(type="image", data="data:image/png;base64,AAA"),
+    )
 
     response = sync(client, headers, connection)
 
@@ -211,9 +228,14 @@ def test_mfa_required_is_409_with_the_prompt(client, headers, connection, fake_p
     body = response.get_json()
     assert body["status"] == "MFA_REQUIRED"
     assert body["mfa"] == {
-        "name": "token", "label": "Token", "type": "image", "expires_at": "2024-05-10T09:20:42.118Z",
-        "data": "data:image/png;base64,AAA", "placeholder": "123456",
-        "assistive_text": "Digite o token de 6 dígitos enviado por SMS", "validation": "^\\d{6}$",
+        "name": "token",
+        "label": "Token",
+        "type": "image",
+        "expires_at": "2024-05-10T09:20:42.118Z",
+        "data": "data:image/png;base64,AAA",
+        "placeholder": "123456",
+        "assistive_text": "Digite o token de 6 dígitos enviado por SMS",
+        "validation": "^\\d{6}$",
         "validation_message": "O token deve ter 6 dígitos",
     }
     assert body["connection"]["mfa"]["name"] == "token"
@@ -309,7 +331,15 @@ def test_without_trigger_update_only_what_pluggy_has_is_read(client, headers, co
         ({"json": [True]}, "invalid_json"),
         ({"data": "{not json", "content_type": "application/json"}, "invalid_json"),
     ],
-    ids=["wait too long", "wait not a number", "unknown parameter", "wrong type", "unknown field", "not an object", "broken json"],
+    ids=[
+        "wait too long",
+        "wait not a number",
+        "unknown parameter",
+        "wrong type",
+        "unknown field",
+        "not an object",
+        "broken json",
+    ],
 )
 def test_bad_sync_requests_are_400(client, headers, connection, fake_pluggy, kwargs, code):
     response = sync(client, headers, connection, **kwargs)
@@ -349,7 +379,10 @@ def test_sync_all_updates_each_connection_once(client, headers, session, user, c
 
     results = response.get_json()["results"]
     assert response.status_code == 200
-    assert [(r["connection_id"], r["status"]) for r in results] == [(connection.id, "SYNC_STARTED"), (other.id, "CREDENTIALS_REQUIRED")]
+    assert [(r["connection_id"], r["status"]) for r in results] == [
+        (connection.id, "SYNC_STARTED"),
+        (other.id, "CREDENTIALS_REQUIRED"),
+    ]
     assert "connect_token" in results[1]
     assert fake_pluggy.count("PATCH", r"/items/.*") == 1
 
@@ -365,7 +398,7 @@ def test_the_mfa_round_trip_over_http(client, headers, connection, fake_pluggy, 
 
     assert response.status_code == 200
     assert response.get_json()["status"] == "MFA_SENT"
-    (_, _, _, body), = fake_pluggy.calls_to("POST", r"/items/[^/]+/mfa")
+    ((_, _, _, body),) = fake_pluggy.calls_to("POST", r"/items/[^/]+/mfa")
     assert body == {"token": MFA_VALUE}
     assert MFA_VALUE not in caplog.text and MFA_VALUE not in response.get_data(as_text=True)
 
@@ -375,7 +408,7 @@ def test_mfa_parameters_are_sent_as_given(client, headers, connection, fake_plug
 
     client.post(url(connection, "send_mfa"), headers=headers, json={"parameters": {"sms": MFA_VALUE}})
 
-    (_, _, _, body), = fake_pluggy.calls_to("POST", r"/items/[^/]+/mfa")
+    ((_, _, _, body),) = fake_pluggy.calls_to("POST", r"/items/[^/]+/mfa")
     assert body == {"sms": MFA_VALUE}
 
 
@@ -409,12 +442,22 @@ def test_pluggys_refusal_of_an_mfa_value_is_passed_on(client, headers, connectio
 
 
 def test_check_status_reads_pluggy_fresh_and_stores_it(client, headers, session, connection, fake_pluggy):
-    set_item(fake_pluggy, connection, status="OUTDATED", executionStatus="SITE_NOT_AVAILABLE", error=pf.item_error("SITE_NOT_AVAILABLE"))
+    set_item(
+        fake_pluggy,
+        connection,
+        status="OUTDATED",
+        executionStatus="SITE_NOT_AVAILABLE",
+        error=pf.item_error("SITE_NOT_AVAILABLE"),
+    )
     runs.close_run(session, runs.open_run(session, connection, "manual"), "error", error="down")
 
     body = client.get(url(connection, "check_status"), headers=headers).get_json()
 
-    assert (body["status"], body["item_status"], body["execution_status"]) == ("OUTDATED", "OUTDATED", "SITE_NOT_AVAILABLE")
+    assert (body["status"], body["item_status"], body["execution_status"]) == (
+        "OUTDATED",
+        "OUTDATED",
+        "SITE_NOT_AVAILABLE",
+    )
     assert body["error"]["code"] == "SITE_NOT_AVAILABLE"
     assert body["last_sync_run"]["status"] == "error"
     assert body["connection"]["id"] == connection.id
@@ -438,7 +481,9 @@ def synced(app, session, connection, fake_pluggy, pluggy_api):
     card = fake_pluggy.add_account(connection.item_id, type="CREDIT", subtype="CREDIT_CARD", name="Cartão")
     today = utcnow().date()
     for n in range(5):
-        fake_pluggy.add_transaction(checking["id"], date=f"{today - timedelta(days=n)}T03:00:00.000Z", amount=-(n + 1) * 10.5)
+        fake_pluggy.add_transaction(
+            checking["id"], date=f"{today - timedelta(days=n)}T03:00:00.000Z", amount=-(n + 1) * 10.5
+        )
     fake_pluggy.add_transaction(card["id"], date=f"{today}T03:00:00.000Z", amount=-99.9, status="PENDING")
     gone = fake_pluggy.add_transaction(card["id"], date=f"{today - timedelta(days=1)}T03:00:00.000Z", amount=-1.0)
     scheduling.queue_initial_sync(session, connection)
@@ -480,7 +525,9 @@ def test_transactions_filters(client, headers, connection, synced):
     assert [t["amount"] for t in by_account["transactions"]] == [-99.9]
     pending = transactions(client, headers, connection, status="PENDING").get_json()
     assert pending["total"] == 1
-    window = transactions(client, headers, connection, date_from=str(today - timedelta(days=2)), date_to=str(today - timedelta(days=1))).get_json()
+    window = transactions(
+        client, headers, connection, date_from=str(today - timedelta(days=2)), date_to=str(today - timedelta(days=1))
+    ).get_json()
     assert sorted(t["amount"] for t in window["transactions"]) == [-31.5, -21.0]
     with_deleted = transactions(client, headers, connection, include_deleted="true").get_json()
     assert with_deleted["total"] == 7
@@ -551,7 +598,7 @@ def test_a_connect_token_for_a_new_connection(client, headers, user, fake_pluggy
     assert response.status_code == 200
     assert body["item_id"] is None and body["access_token"]
     assert body["expires_at"].endswith("+00:00")
-    (_, _, _, sent), = fake_pluggy.calls_to("POST", "/connect_token")
+    ((_, _, _, sent),) = fake_pluggy.calls_to("POST", "/connect_token")
     assert sent == {"options": {"clientUserId": str(user.id)}}
 
 
@@ -580,11 +627,11 @@ def test_with_a_public_url_the_token_carries_a_signed_webhook_url(app, client, h
 
     client.post(f"{API}/connect_token/", headers=headers)
 
-    (_, _, _, sent), = fake_pluggy.calls_to("POST", "/connect_token")
+    ((_, _, _, sent),) = fake_pluggy.calls_to("POST", "/connect_token")
     webhook_url = sent["options"]["webhookUrl"]
     prefix = "https://sync.example.com/webhooks/pluggy/"
     assert webhook_url.startswith(prefix)
-    assert webhook_token_is_valid(app.config["SECRET_KEY"], webhook_url[len(prefix):])
+    assert webhook_token_is_valid(app.config["SECRET_KEY"], webhook_url[len(prefix) :])
 
 
 def test_a_path_without_its_trailing_slash_answers_get_and_post(client, headers, fake_pluggy):
@@ -619,11 +666,25 @@ JUNK_BODIES = [
     {"json": {"item_id": "../../etc/passwd"}},
     {"data": "item_id=1", "content_type": "application/x-www-form-urlencoded"},
 ]
-JUNK_PATHS = ["/connections/0/", "/connections/-1/", "/connections/99999999999999999999/", "/connections/1.5/", "/connections/%00/"]
+JUNK_PATHS = [
+    "/connections/0/",
+    "/connections/-1/",
+    "/connections/99999999999999999999/",
+    "/connections/1.5/",
+    "/connections/%00/",
+]
 JUNK_QUERIES = [
-    {"wait": "nan"}, {"wait": "-1"}, {"wait": "1e309"}, {"page": "1e3"}, {"page": "99999999999999999999"},
-    {"page_size": "-5"}, {"date_from": "2026-02-30"}, {"date_to": "0000-00-00"}, {"account_id": "x" * 500},
-    {"limit": "all"}, {"status": ""},
+    {"wait": "nan"},
+    {"wait": "-1"},
+    {"wait": "1e309"},
+    {"page": "1e3"},
+    {"page": "99999999999999999999"},
+    {"page_size": "-5"},
+    {"date_from": "2026-02-30"},
+    {"date_to": "0000-00-00"},
+    {"account_id": "x" * 500},
+    {"limit": "all"},
+    {"status": ""},
 ]
 
 
@@ -641,7 +702,9 @@ def test_malformed_requests_never_get_a_500(client, headers, connection, fake_pl
 
 
 def test_a_body_over_a_mebibyte_is_refused_unread(client, headers):
-    response = client.post(f"{API}/connections/", headers=headers, data=b"x" * (1024 * 1024 + 1), content_type="application/json")
+    response = client.post(
+        f"{API}/connections/", headers=headers, data=b"x" * (1024 * 1024 + 1), content_type="application/json"
+    )
     assert (response.status_code, error_code(response)) == (413, "request_entity_too_large")
 
 
@@ -663,7 +726,10 @@ def test_an_account_id_with_a_control_character_is_400(client, headers, connecti
 def test_a_webhook_with_a_nul_character_is_400_and_not_stored(client, session):
     body = b'{"event": "item/updated", "itemId": "x", "note": "a\\u0000b"}'
     response = client.post(
-        "/webhooks/pluggy", data=body, content_type="application/json", headers={"X-Webhook-Secret": "test-webhook-secret"}
+        "/webhooks/pluggy",
+        data=body,
+        content_type="application/json",
+        headers={"X-Webhook-Secret": "test-webhook-secret"},
     )
     assert (response.status_code, error_code(response)) == (400, "invalid_json")
     assert session.scalar(sa.select(sa.func.count()).select_from(WebhookEvent)) == 0

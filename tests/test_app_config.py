@@ -9,7 +9,6 @@ import pytest
 from api import create_app
 from api.config import ConfigError, config_from_env, database_url, split_secrets
 
-
 ROOT = Path(__file__).resolve().parents[1]
 KEY_OF_32_BYTES = "production-key-0123456789abcdefg"
 

@@ -1,4 +1,5 @@
 """The command line: users, connections, jobs and the manual sync, run through Flask's CLI runner."""
+
 from __future__ import annotations
 
 import sqlalchemy as sa

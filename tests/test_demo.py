@@ -1,8 +1,10 @@
 """`make run`'s demo (sandbox/demo.py) as real processes on free loopback ports: a second demo on
 taken ports refuses, every run syncs its own item, and SIGTERM to `make run` stops every process it
 started."""
+
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -103,10 +105,8 @@ class Demo:
         return self.process.wait(timeout=30)
 
     def kill_everything(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait()
 
 

@@ -1,4 +1,5 @@
 """Every 4xx and 5xx answers in the one JSON error shape."""
+
 import http.client
 import json
 import os
@@ -35,9 +36,7 @@ def app_with_failing_routes(app):
 def test_404_is_json(client):
     response = client.get("/no/such/page")
     assert response.status_code == 404
-    assert response.get_json() == {
-        "error": {"code": "not_found", "message": response.get_json()["error"]["message"]}
-    }
+    assert response.get_json() == {"error": {"code": "not_found", "message": response.get_json()["error"]["message"]}}
     assert response.get_json()["error"]["message"]
 
 
@@ -103,14 +102,19 @@ def gunicorn(database_url: str, log_path: Path):
     """The service as deployed (gthread workers, which keep connections alive), on loopback."""
     port = free_port()
     env = {
-        **os.environ, "DATABASE_URL": database_url, "SECRET_KEY": TEST_SECRETS["SECRET_KEY"],
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": TEST_SECRETS["SECRET_KEY"],
         "PLUGGY_WEBHOOK_SECRET": TEST_SECRETS["PLUGGY_WEBHOOK_SECRETS"][0],
     }
     command = [sys.executable, "-m", "gunicorn", "--workers", "1", "--threads", "2", "--worker-class", "gthread"]
     with open(log_path, "w") as log:
         server = subprocess.Popen(
             [*command, "--bind", f"127.0.0.1:{port}", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_until(lambda: listening(server, port, log_path), what="gunicorn up")

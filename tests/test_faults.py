@@ -2,6 +2,7 @@
 database cut (a TCP proxy on loopback closes every connection and refuses new ones), on SQLite its
 database locked by another writer for longer than the busy timeout. The worker rides it out.
 """
+
 from __future__ import annotations
 
 import signal
@@ -18,7 +19,7 @@ from models import Connection, Job, Transaction
 from models.base import utcnow
 from sync import scheduling
 from tests.tcp_proxy import CuttableProxy
-from tests.test_processes import add_connection, flask, killed_on_exit, served_pluggy  # noqa: F401 (a fixture)
+from tests.test_processes import add_connection, flask, killed_on_exit
 from tests.waiting import wait_until
 
 CONNECTIONS = 6
@@ -140,22 +141,25 @@ def test_a_worker_rides_out_a_lost_or_locked_database(app, session, user, served
     fault = fault_for(database_url)
     args = ("worker", "--concurrency", "2", "--poll-interval", "0.1")
 
-    with fault.running(), killed_on_exit(flask(fault.worker_url, served_pluggy.base_url, *args)) as worker:
-        with reading(worker) as output:
-            first_syncs_queued(session, [first], due_in_s=0)
-            seen(lambda: done(session, "initial_sync"), output, "the worker at work", timeout=30)
-            # Two fetches must be in flight at once before any goes on: both threads work afterwards.
-            both_threads = served_pluggy.hold("GET", "/v2/transactions", opens_at=2)
+    with (
+        fault.running(),
+        killed_on_exit(flask(fault.worker_url, served_pluggy.base_url, *args)) as worker,
+        reading(worker) as output,
+    ):
+        first_syncs_queued(session, [first], due_in_s=0)
+        seen(lambda: done(session, "initial_sync"), output, "the worker at work", timeout=30)
+        # Two fetches must be in flight at once before any goes on: both threads work afterwards.
+        both_threads = served_pluggy.hold("GET", "/v2/transactions", opens_at=2)
 
-            fault.begin(lambda due_in_s: first_syncs_queued(session, others, due_in_s))
-            seen(lambda: fault.felt(output), output, "the worker meeting the fault")
-            fault.end()
+        fault.begin(lambda due_in_s: first_syncs_queued(session, others, due_in_s))
+        seen(lambda: fault.felt(output), output, "the worker meeting the fault")
+        fault.end()
 
-            seen(lambda: done(session, "initial_sync"), output, "every first sync done")
-            assert transactions(session) == CONNECTIONS * TRANSACTIONS
-            assert both_threads.is_open
-            assert worker.poll() is None, "".join(output)
-            worker.send_signal(signal.SIGTERM)
-            assert worker.wait(30) == 0, "".join(output)
+        seen(lambda: done(session, "initial_sync"), output, "every first sync done")
+        assert transactions(session) == CONNECTIONS * TRANSACTIONS
+        assert both_threads.is_open
+        assert worker.poll() is None, "".join(output)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, "".join(output)
 
     assert logged(output, "database available again"), "".join(output)

@@ -1,6 +1,7 @@
 """Rows never change owner: when Pluggy ids collide across users (a stand-in restarted with the same
 ids, new items), each user's accounts and transactions stay with their own connection and account.
 The row of someone else is refused, logged and counted, never rewritten, on both engines' paths."""
+
 from __future__ import annotations
 
 import logging
@@ -115,7 +116,9 @@ def test_an_account_id_of_another_user_is_refused_and_the_account_stays_with_its
 def test_transaction_ids_of_another_user_are_refused_and_counted_neither_created_nor_updated(
     client, session, service, fake_pluggy, ana, bia, caplog
 ):
-    ana_rows = [fake_pluggy.add_transaction(ana["account"]["id"], date=day(n), description=f"Ana {n}") for n in range(1, 4)]
+    ana_rows = [
+        fake_pluggy.add_transaction(ana["account"]["id"], date=day(n), description=f"Ana {n}") for n in range(1, 4)
+    ]
     # Bia's account returns two of Ana's transaction ids with her own data, and one row of her own.
     for n, colliding in enumerate(ana_rows[:2], start=1):
         fake_pluggy.add_transaction(bia["account"]["id"], id=colliding["id"], date=day(n), description=f"Bia {n}")
@@ -154,10 +157,16 @@ def test_a_webhook_of_another_user_naming_an_account_of_theirs_changes_nothing_o
     sync(session, service, ana["connection"])
     fake_pluggy.accounts[bia["connection"].item_id].append(dict(ana["account"]))
     event = pf.webhook_event(
-        "transactions/deleted", itemId=bia["connection"].item_id, accountId=ana["account"]["id"], transactionIds=[row["id"]]
+        "transactions/deleted",
+        itemId=bia["connection"].item_id,
+        accountId=ana["account"]["id"],
+        transactionIds=[row["id"]],
     )
 
-    assert client.post("/webhooks/pluggy", json=event, headers={"X-Webhook-Secret": "test-webhook-secret"}).status_code == 200
+    assert (
+        client.post("/webhooks/pluggy", json=event, headers={"X-Webhook-Secret": "test-webhook-secret"}).status_code
+        == 200
+    )
     drain(worker, session)
 
     session.expire_all()

@@ -1,5 +1,6 @@
 """SECRET_KEY rotates without downtime: tokens signed with a key in SECRET_KEY_FALLBACKS are still
 accepted, new ones are signed with SECRET_KEY, and a key dropped from the fallbacks is refused."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,10 @@ from api.config import config_from_env
 from sync.tokens import issue_api_token, issue_webhook_token, webhook_token_is_valid
 from tests import pluggy_fixtures as pf
 
-OLD, NEW = "old-secret-key-0123456789abcdef-32", "new-secret-key-0123456789abcdef-32"  # 32 bytes or more, as outside tests
+OLD, NEW = (
+    "old-secret-key-0123456789abcdef-32",
+    "new-secret-key-0123456789abcdef-32",
+)  # 32 bytes or more, as outside tests
 
 
 def rotate(app, *, fallbacks: tuple[str, ...]) -> None:

@@ -1,6 +1,7 @@
 """Structured logs: the formatters, the ids in scope, configure_logging, the dev server's access
 lines, the request line, the job line and its Pluggy calls, and a scan of every line the main
 flows log (at DEBUG, every logger) for secrets."""
+
 from __future__ import annotations
 
 import contextvars
@@ -15,10 +16,10 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from pathlib import Path
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -29,7 +30,13 @@ from api.extensions import db
 from models import Job, SyncRun
 from models.base import utcnow
 from observability import logs
-from observability.logs import ContextFilter, JsonFormatter, TextFormatter, WithoutDevServerAccessLines, configure_logging
+from observability.logs import (
+    ContextFilter,
+    JsonFormatter,
+    TextFormatter,
+    WithoutDevServerAccessLines,
+    configure_logging,
+)
 from sync import scheduling
 from sync.runtime import pluggy_client
 from sync.tokens import issue_api_token, issue_webhook_token
@@ -104,7 +111,13 @@ def test_a_json_line_holds_the_ids_in_scope_and_the_fields(captured):
     with logs.scope(job_id=7, item_id="item-1"):
         logs.bind(event_ids=["e-1", "e-2"])
         logs.event(
-            logger, "job", outcome="done", attempt=1, at=datetime(2026, 1, 2, tzinfo=UTC), amount=Decimal("1.50"), error=None
+            logger,
+            "job",
+            outcome="done",
+            attempt=1,
+            at=datetime(2026, 1, 2, tzinfo=UTC),
+            amount=Decimal("1.50"),
+            error=None,
         )
 
     (record_,) = captured.records
@@ -113,9 +126,17 @@ def test_a_json_line_holds_the_ids_in_scope_and_the_fields(captured):
     assert "\n" not in line
     assert list(entry)[:4] == ["ts", "level", "logger", "message"]
     assert {k: v for k, v in entry.items() if k != "ts"} == {
-        "level": "info", "logger": "tests.logs", "message": "job",
-        "job_id": 7, "item_id": "item-1", "event_ids": ["e-1", "e-2"],
-        "outcome": "done", "attempt": 1, "at": "2026-01-02T00:00:00+00:00", "amount": "1.50", "error": None,
+        "level": "info",
+        "logger": "tests.logs",
+        "message": "job",
+        "job_id": 7,
+        "item_id": "item-1",
+        "event_ids": ["e-1", "e-2"],
+        "outcome": "done",
+        "attempt": 1,
+        "at": "2026-01-02T00:00:00+00:00",
+        "amount": "1.50",
+        "error": None,
     }
     ts = datetime.fromisoformat(entry["ts"])
     assert ts.utcoffset() == timedelta(0) and re.search(r"\.\d{3}\+00:00$", entry["ts"])
@@ -163,7 +184,9 @@ def test_the_text_format(captured):
 
     first, second = (TextFormatter().format(r) for r in captured.records)
     assert re.fullmatch(
-        r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00 WARNING tests\.logs: job job_id=7 outcome=failed error="Pluggy 500"', first
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00 "
+        r'WARNING tests\.logs: job job_id=7 outcome=failed error="Pluggy 500"',
+        first,
     ), first
     head, *trace = second.splitlines()
     assert head.endswith("ERROR   tests.logs: boom")
@@ -205,10 +228,9 @@ def test_scopes_nest_and_reset():
 
 
 def test_a_scope_resets_when_its_block_raises():
-    with pytest.raises(RuntimeError):
-        with logs.scope(job_id=3):
-            logs.bind(event_ids=["e"])
-            raise RuntimeError
+    with pytest.raises(RuntimeError), logs.scope(job_id=3):
+        logs.bind(event_ids=["e"])
+        raise RuntimeError
     assert logs.current() == {}
 
 
@@ -318,7 +340,12 @@ def test_log_format_and_level_settings(root_logger, environ, stream, formatter, 
 
 
 @pytest.mark.parametrize(
-    "environ, named", [({"LOG_FORMAT": "xml"}, "LOG_FORMAT"), ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL"), ({"LOG_LEVEL": "TRACE"}, "LOG_LEVEL")]
+    "environ, named",
+    [
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL"),
+        ({"LOG_LEVEL": "TRACE"}, "LOG_LEVEL"),
+    ],
 )
 def test_bad_settings_are_refused_and_change_nothing(root_logger, environ, named):
     handlers = root_logger.handlers[:]
@@ -343,8 +370,14 @@ def test_configuring_again_replaces_the_handler(root_logger):
 
 def test_werkzeugs_access_line_is_dropped():
     keep = WithoutDevServerAccessLines().filter
-    as_briefed = record("werkzeug", msg='%s - - [%s] "%s" %s %s', args=("127.0.0.1", "now", "POST /webhooks/pluggy/tok HTTP/1.1", "200", "-"))
-    as_werkzeug_makes_it = record("werkzeug", msg='127.0.0.1 - - [29/Nov/2026 20:41:04] "%s" %s %s', args=("GET /x HTTP/1.1", "404", "-"))
+    as_briefed = record(
+        "werkzeug",
+        msg='%s - - [%s] "%s" %s %s',
+        args=("127.0.0.1", "now", "POST /webhooks/pluggy/tok HTTP/1.1", "200", "-"),
+    )
+    as_werkzeug_makes_it = record(
+        "werkzeug", msg='127.0.0.1 - - [29/Nov/2026 20:41:04] "%s" %s %s', args=("GET /x HTTP/1.1", "404", "-")
+    )
     assert not keep(as_briefed) and not keep(as_werkzeug_makes_it)
 
 
@@ -399,14 +432,22 @@ def test_under_gunicorn_every_line_is_the_services_and_no_access_line_shows_a_to
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}", "SECRET_KEY": TEST_SECRETS["SECRET_KEY"]}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "SECRET_KEY": TEST_SECRETS["SECRET_KEY"],
+    }
     env.pop("LOG_FORMAT", None)
     with open(tmp_path / "gunicorn.log", "w") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
+
         def answers() -> bool:
             assert server.poll() is None, (tmp_path / "gunicorn.log").read_text()
             try:
@@ -443,7 +484,12 @@ def test_one_request_line_per_request(client, captured):
     line = captured.only("request")
     assert response.headers["X-Request-ID"] == "lb-42.a:b_c"
     assert {k: line[k] for k in ("level", "logger", "method", "route", "status", "request_id")} == {
-        "level": "info", "logger": "api.requests", "method": "GET", "route": "/health", "status": 200, "request_id": "lb-42.a:b_c",
+        "level": "info",
+        "logger": "api.requests",
+        "method": "GET",
+        "route": "/health",
+        "status": 200,
+        "request_id": "lb-42.a:b_c",
     }
     assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
     assert logs.current() == {}  # the request's ids end with it
@@ -465,7 +511,19 @@ def test_the_longest_plain_request_id_is_kept(client, captured):
 @pytest.mark.parametrize(
     "given",
     ["a\nb", "a\r\nX-Injected: 1", "a" * 129, "x" * 500, "a b", '"quoted"', "<script>", "ação", "a/b", "a=b", ""],
-    ids=["newline", "header injection", "129 chars", "500 chars", "space", "quotes", "markup", "non-ascii", "slash", "equals", "empty"],
+    ids=[
+        "newline",
+        "header injection",
+        "129 chars",
+        "500 chars",
+        "space",
+        "quotes",
+        "markup",
+        "non-ascii",
+        "slash",
+        "equals",
+        "empty",
+    ],
 )
 def test_a_request_id_that_is_not_plainly_an_id_is_replaced(client, captured, given):
     # Set in the environ directly: werkzeug's client would refuse some of these as header values.
@@ -542,8 +600,14 @@ def test_a_job_line_and_every_pluggy_call_of_the_job_carry_its_id(session, conne
 
     job = captured.only("job")
     assert {k: job[k] for k in ("level", "logger", "job_id", "job_kind", "item_id", "outcome", "attempt", "error")} == {
-        "level": "info", "logger": "sync.worker", "job_id": job_id, "job_kind": "initial_sync",
-        "item_id": connection.item_id, "outcome": "done", "attempt": 1, "error": None,
+        "level": "info",
+        "logger": "sync.worker",
+        "job_id": job_id,
+        "job_kind": "initial_sync",
+        "item_id": connection.item_id,
+        "outcome": "done",
+        "attempt": 1,
+        "error": None,
     }
     assert job["duration_ms"] >= 0
     calls = [r for r in captured.records if r.getMessage() == "pluggy call"]
@@ -555,7 +619,11 @@ def test_a_job_line_and_every_pluggy_call_of_the_job_carry_its_id(session, conne
     assert {r.thread for r in ahead}.isdisjoint({threading.get_ident()})
     closed = captured.only("sync run closed")
     assert (closed["job_id"], closed["trigger"], closed["status"], closed["created"], closed["accounts"]) == (
-        job_id, "initial", "success", 5, 1,
+        job_id,
+        "initial",
+        "success",
+        5,
+        1,
     )
     assert logs.current() == {}
 
@@ -586,11 +654,15 @@ def test_a_job_of_unknown_kind_is_logged_dead(session, worker, captured):
     assert (job["level"], job["outcome"], job["job_kind"]) == ("warning", "dead", "no_such_kind")
 
 
-def test_a_webhook_is_followed_from_its_request_line_to_the_run_it_closed(client, session, connection, fake_pluggy, worker, captured):
+def test_a_webhook_is_followed_from_its_request_line_to_the_run_it_closed(
+    client, session, connection, fake_pluggy, worker, captured
+):
     scheduling.queue_initial_sync(session, connection)
     session.commit()
     drain(worker, session)
-    fake_pluggy.add_transaction(fake_pluggy.accounts[connection.item_id][0]["id"], date=f"{utcnow().date()}T03:00:00.000Z")
+    fake_pluggy.add_transaction(
+        fake_pluggy.accounts[connection.item_id][0]["id"], date=f"{utcnow().date()}T03:00:00.000Z"
+    )
     fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=now_iso())
     captured.records.clear()
     payload = pf.webhook_event("item/updated", itemId=connection.item_id)
@@ -604,9 +676,18 @@ def test_a_webhook_is_followed_from_its_request_line_to_the_run_it_closed(client
     (event,) = handled["events"]
     assert (event["event_id"], event["event"], event["status"]) == (payload["eventId"], "item/updated", "processed")
     job = captured.only("job")
-    assert (job["job_id"], job["job_kind"], job["event_ids"]) == (handled["job_id"], "webhook_events", [payload["eventId"]])
+    assert (job["job_id"], job["job_kind"], job["event_ids"]) == (
+        handled["job_id"],
+        "webhook_events",
+        [payload["eventId"]],
+    )
     closed = captured.only("sync run closed")
-    assert (closed["run_id"], closed["job_id"], closed["trigger"], closed["created"]) == (event["run_id"], job["job_id"], "webhook", 1)
+    assert (closed["run_id"], closed["job_id"], closed["trigger"], closed["created"]) == (
+        event["run_id"],
+        job["job_id"],
+        "webhook",
+        1,
+    )
     for call in captured.entries("pluggy call"):
         assert call["job_id"] == job["job_id"] and call["event_ids"] == [payload["eventId"]]
 
@@ -731,12 +812,14 @@ def test_no_secret_reaches_any_log_line_in_the_main_flows(app, caplog, captured,
 
         # Connect tokens (a new connection), carrying the signed webhook URL.
         call("post", f"{API}/connect_token/", 200, headers=headers)
-        (_, _, _, sent), = fake.calls_to("POST", "/connect_token")
+        ((_, _, _, sent),) = fake.calls_to("POST", "/connect_token")
         url_token = sent["options"]["webhookUrl"].rsplit("/", 1)[1]
         assert url_token == issue_webhook_token(SECRET_KEY)
 
         # Register, list, get; update-mode connect token; the first sync.
-        connection_id = call("post", f"{API}/connections/", 201, headers=headers, json={"item_id": item["id"]}).get_json()["id"]
+        connection_id = call(
+            "post", f"{API}/connections/", 201, headers=headers, json={"item_id": item["id"]}
+        ).get_json()["id"]
         call("get", f"{API}/connections/", 200, headers=headers)
         call("get", f"{API}/connections/{connection_id}/", 200, headers=headers)
         call("post", f"{API}/connect_token/", 200, headers=headers, json={"item_id": item["id"]})
@@ -746,18 +829,34 @@ def test_no_secret_reaches_any_log_line_in_the_main_flows(app, caplog, captured,
         fake.add_transaction(account["id"], date=f"{utcnow().date()}T05:00:00.000Z")
         call("post", f"{API}/connections/{connection_id}/sync_transactions/", 202, headers=headers)
         fake.items[item["id"]].update(status="UPDATED", lastUpdatedAt=now_iso())  # the update is over
-        call("post", "/webhooks/pluggy", 200, json=pf.webhook_event("item/updated", itemId=item["id"]), headers={"X-Webhook-Secret": WEBHOOK_SECRET})
+        call(
+            "post",
+            "/webhooks/pluggy",
+            200,
+            json=pf.webhook_event("item/updated", itemId=item["id"]),
+            headers={"X-Webhook-Secret": WEBHOOK_SECRET},
+        )
         drain_all()
 
         # The wait paths, with a worker beside the web process.
         running = threading.Thread(target=worker.run, name="background-worker")
         running.start()
         try:
-            waited = call("post", f"{API}/connections/{connection_id}/sync_transactions/", 200, headers=headers, query_string={"wait": "20"})
+            waited = call(
+                "post",
+                f"{API}/connections/{connection_id}/sync_transactions/",
+                200,
+                headers=headers,
+                query_string={"wait": "20"},
+            )
             assert waited.get_json()["status"] == "SUCCESS"
             reread = call(
-                "post", f"{API}/connections/{connection_id}/sync_transactions/", 200,
-                headers=headers, query_string={"wait": "20"}, json={"trigger_update": False},
+                "post",
+                f"{API}/connections/{connection_id}/sync_transactions/",
+                200,
+                headers=headers,
+                query_string={"wait": "20"},
+                json={"trigger_update": False},
             )
             assert reread.get_json()["status"] == "SUCCESS"
         finally:
@@ -768,17 +867,35 @@ def test_no_secret_reaches_any_log_line_in_the_main_flows(app, caplog, captured,
         # MFA: refused by Pluggy with an answer repeating the value and its keys; a wrong value the
         # bank turns down; the right one.
         def ask_for_mfa() -> None:
-            fake.items[item["id"]].update(status="WAITING_USER_INPUT", executionStatus="USER_INPUT_TIMEOUT", parameter=pf.mfa_parameter())
+            fake.items[item["id"]].update(
+                status="WAITING_USER_INPUT", executionStatus="USER_INPUT_TIMEOUT", parameter=pf.mfa_parameter()
+            )
 
         ask_for_mfa()
         call("post", f"{API}/connections/{connection_id}/sync_transactions/", 409, headers=headers)
-        fake.refuse_echoing("POST", f"/items/{item['id']}/mfa", 400, "INVALID_MFA", REFUSED_MFA, CLIENT_SECRET, *fake.api_keys)
-        refused = call("post", f"{API}/connections/{connection_id}/send_mfa/", 400, headers=headers, json={"mfa_value": REFUSED_MFA})
+        fake.refuse_echoing(
+            "POST", f"/items/{item['id']}/mfa", 400, "INVALID_MFA", REFUSED_MFA, CLIENT_SECRET, *fake.api_keys
+        )
+        refused = call(
+            "post",
+            f"{API}/connections/{connection_id}/send_mfa/",
+            400,
+            headers=headers,
+            json={"mfa_value": REFUSED_MFA},
+        )
         assert refused.get_json()["error"]["code"] == "invalid_mfa"
         assert not [s for s in (REFUSED_MFA, CLIENT_SECRET, *fake.api_keys) if s in refused.get_data(as_text=True)]
-        call("post", f"{API}/connections/{connection_id}/send_mfa/", 200, headers=headers, json={"mfa_value": WRONG_MFA})
+        call(
+            "post", f"{API}/connections/{connection_id}/send_mfa/", 200, headers=headers, json={"mfa_value": WRONG_MFA}
+        )
         ask_for_mfa()
-        call("post", f"{API}/connections/{connection_id}/send_mfa/", 200, headers=headers, json={"parameters": {"token": RIGHT_MFA}})
+        call(
+            "post",
+            f"{API}/connections/{connection_id}/send_mfa/",
+            200,
+            headers=headers,
+            json={"parameters": {"token": RIGHT_MFA}},
+        )
         fake.items[item["id"]].update(status="UPDATED", executionStatus="SUCCESS", lastUpdatedAt=now_iso())
         call("get", f"{API}/connections/{connection_id}/check_status/", 200, headers=headers)
 
@@ -789,12 +906,25 @@ def test_no_secret_reaches_any_log_line_in_the_main_flows(app, caplog, captured,
 
         # Webhooks: the signed URL, the header, and senders turned away.
         call("post", f"/webhooks/pluggy/{url_token}", 200, json=pf.webhook_event("item/updated", itemId=item["id"]))
-        call("post", "/webhooks/pluggy", 200, json=pf.webhook_event("transactions/created", itemId=item["id"], accountId=account["id"]),
-             headers={"X-Webhook-Secret": WEBHOOK_SECRET})
-        call("post", "/webhooks/pluggy", 401, json=pf.webhook_event("item/updated"), headers={"X-Webhook-Secret": WRONG_WEBHOOK_SECRET})
+        call(
+            "post",
+            "/webhooks/pluggy",
+            200,
+            json=pf.webhook_event("transactions/created", itemId=item["id"], accountId=account["id"]),
+            headers={"X-Webhook-Secret": WEBHOOK_SECRET},
+        )
+        call(
+            "post",
+            "/webhooks/pluggy",
+            401,
+            json=pf.webhook_event("item/updated"),
+            headers={"X-Webhook-Secret": WRONG_WEBHOOK_SECRET},
+        )
         call("post", f"/webhooks/pluggy/{url_token[:-3]}xyz", 401, json=pf.webhook_event("item/updated"))
         call("post", f"/webhooks/pluggy/{api_token}", 401, json=pf.webhook_event("item/updated"))
-        call("post", f"{API}/connections/", 401, headers={"Authorization": f"Bearer {url_token}"}, json={"item_id": "x"})
+        call(
+            "post", f"{API}/connections/", 401, headers={"Authorization": f"Bearer {url_token}"}, json={"item_id": "x"}
+        )
         drain_all()  # the first attempt fails on the refused read; the retry is not due yet
         db.session.execute(sa.update(Job).where(Job.status == "queued").values(run_at=utcnow()))
         db.session.commit()
@@ -803,13 +933,24 @@ def test_no_secret_reaches_any_log_line_in_the_main_flows(app, caplog, captured,
         # What operators call.
         call("get", "/health/ready", 200)
         call("get", "/metrics", 200)
-        assert db.session.scalar(sa.select(sa.func.count()).select_from(SyncRun).where(SyncRun.status == "success")) >= 4
+        assert (
+            db.session.scalar(sa.select(sa.func.count()).select_from(SyncRun).where(SyncRun.status == "success")) >= 4
+        )
         failed_jobs = db.session.scalars(sa.select(Job).where(Job.last_error.is_not(None))).all()
         assert failed_jobs, "the echoed refusal failed a job attempt"
 
     secrets = [
-        MARK, SECRET_KEY, CLIENT_SECRET, WEBHOOK_SECRET, WRONG_WEBHOOK_SECRET, RIGHT_MFA, WRONG_MFA, REFUSED_MFA,
-        *fragments(api_token), *fragments(url_token), *fake.connect_tokens,
+        MARK,
+        SECRET_KEY,
+        CLIENT_SECRET,
+        WEBHOOK_SECRET,
+        WRONG_WEBHOOK_SECRET,
+        RIGHT_MFA,
+        WRONG_MFA,
+        REFUSED_MFA,
+        *fragments(api_token),
+        *fragments(url_token),
+        *fake.connect_tokens,
         *(part for key in fake.api_keys for part in fragments(key)),
     ]
     assert len(fake.api_keys) >= 1 and len(fake.connect_tokens) == 2
@@ -824,21 +965,36 @@ def test_no_secret_reaches_any_log_line_in_the_main_flows(app, caplog, captured,
     assert any(r.name.startswith("sqlalchemy.engine") for r in captured.records)
     routes = {e["route"] for e in captured.entries("request")}
     assert {
-        "/api/banking/connect_token/", "/api/banking/connections/", "/api/banking/connections/<id:connection_id>/",
-        "/api/banking/connections/<id:connection_id>/sync_transactions/", "/api/banking/connections/<id:connection_id>/send_mfa/",
-        "/api/banking/connections/<id:connection_id>/check_status/", "/webhooks/pluggy", "/webhooks/pluggy/<token>",
+        "/api/banking/connect_token/",
+        "/api/banking/connections/",
+        "/api/banking/connections/<id:connection_id>/",
+        "/api/banking/connections/<id:connection_id>/sync_transactions/",
+        "/api/banking/connections/<id:connection_id>/send_mfa/",
+        "/api/banking/connections/<id:connection_id>/check_status/",
+        "/webhooks/pluggy",
+        "/webhooks/pluggy/<token>",
     } <= routes
     endpoints = {(e["method"], e["endpoint"], e["status"]) for e in captured.entries("pluggy call")}
-    assert {("POST", "/auth", 200), ("POST", "/connect_token", 200), ("POST", "/items/{id}/mfa", 400),
-            ("POST", "/items/{id}/mfa", 200), ("PATCH", "/items/{id}", 400), ("GET", "/items/{id}", 400)} <= endpoints
+    assert {
+        ("POST", "/auth", 200),
+        ("POST", "/connect_token", 200),
+        ("POST", "/items/{id}/mfa", 400),
+        ("POST", "/items/{id}/mfa", 200),
+        ("PATCH", "/items/{id}", 400),
+        ("GET", "/items/{id}", 400),
+    } <= endpoints
     assert any(r.exc_info for r in captured.records), "a failure's traceback was scanned too"
 
 
-def test_a_connect_token_refusal_repeating_the_webhook_url_leaks_nothing(app, client, user, connection, fake_pluggy, captured):
+def test_a_connect_token_refusal_repeating_the_webhook_url_leaks_nothing(
+    app, client, user, connection, fake_pluggy, captured
+):
     app.config["PUBLIC_BASE_URL"] = "https://sync.example.com"
     token = issue_webhook_token(app.config["SECRET_KEY"])
     headers = {"Authorization": f"Bearer {issue_api_token(app.config['SECRET_KEY'], user)}"}
-    body = pf.error_body(400, "INVALID_WEBHOOK_URL", f"webhookUrl https://sync.example.com/webhooks/pluggy/{token} is not reachable")
+    body = pf.error_body(
+        400, "INVALID_WEBHOOK_URL", f"webhookUrl https://sync.example.com/webhooks/pluggy/{token} is not reachable"
+    )
     fake_pluggy.refusals[("POST", "/connect_token")] = [(400, body, {}), (400, body, {})]
     fake_pluggy.items[connection.item_id].update(status="LOGIN_ERROR", error=pf.item_error())
 

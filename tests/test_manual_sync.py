@@ -1,4 +1,5 @@
 """BankConnectionService.trigger_manual_sync: every item status, every refusal, one PATCH at a time."""
+
 from __future__ import annotations
 
 import threading
@@ -101,7 +102,7 @@ def test_a_login_error_answers_credentials_required_with_an_update_mode_token(se
 
     assert result.status == c.CREDENTIALS_REQUIRED
     assert result.connect_token.item_id == connection.item_id
-    (_, _, _, body), = fake_pluggy.calls_to("POST", "/connect_token")
+    ((_, _, _, body),) = fake_pluggy.calls_to("POST", "/connect_token")
     assert body == {"itemId": connection.item_id, "options": {"clientUserId": str(user.id)}}
     assert connection.error_code == "INVALID_CREDENTIALS"
     assert fake_pluggy.count("PATCH", PATCH) == 0
@@ -113,8 +114,13 @@ def refuse_patch(fake_pluggy, connection, *args, **kwargs):
 
 def test_updating_too_often_is_rate_limited_until_pluggy_allows_it(service, connection, fake_pluggy, session):
     last = (utcnow() - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
-    refuse_patch(fake_pluggy, connection, 409, "CLIENT_IS_UPDATING_BEFORE_ALLOWED_FREQUENCY",
-                 {"minUpdateFrequencyAllowedInHours": 4, "lastUpdatedAt": last})
+    refuse_patch(
+        fake_pluggy,
+        connection,
+        409,
+        "CLIENT_IS_UPDATING_BEFORE_ALLOWED_FREQUENCY",
+        {"minUpdateFrequencyAllowedInHours": 4, "lastUpdatedAt": last},
+    )
 
     result = service.trigger_manual_sync(connection)
 
@@ -168,7 +174,9 @@ def test_too_many_login_failures_needs_new_credentials(service, connection, fake
     assert service.trigger_manual_sync(connection).status == c.CREDENTIALS_REQUIRED
 
 
-def test_a_server_error_on_the_update_is_an_error_and_the_patch_is_not_repeated(service, connection, fake_pluggy, session):
+def test_a_server_error_on_the_update_is_an_error_and_the_patch_is_not_repeated(
+    service, connection, fake_pluggy, session
+):
     refuse_patch(fake_pluggy, connection, 500)
 
     result = service.trigger_manual_sync(connection)
@@ -199,8 +207,14 @@ def test_an_item_unknown_to_pluggy_is_an_error(service, connection, fake_pluggy)
 def test_our_own_throttle_answers_before_pluggy_has_to(service, connection, fake_pluggy, session, settings):
     now = utcnow()
     for n in range(settings.item_updates_per_minute):
-        session.add(SyncRun(connection_id=connection.id, trigger="manual", status="success",
-                            item_update_requested_at=now - timedelta(seconds=50 - n)))
+        session.add(
+            SyncRun(
+                connection_id=connection.id,
+                trigger="manual",
+                status="success",
+                item_update_requested_at=now - timedelta(seconds=50 - n),
+            )
+        )
     session.commit()
 
     result = service.trigger_manual_sync(connection)
@@ -246,21 +260,34 @@ def test_poll_mode_queues_a_watcher(app, session, connection, fake_pluggy, plugg
 
 
 def test_check_status_reads_pluggy_and_stores_it(service, connection, fake_pluggy, session):
-    set_item(fake_pluggy, connection, status="LOGIN_ERROR", executionStatus="INVALID_CREDENTIALS", error=pf.item_error())
+    set_item(
+        fake_pluggy, connection, status="LOGIN_ERROR", executionStatus="INVALID_CREDENTIALS", error=pf.item_error()
+    )
 
     service.check_status(connection)
 
     session.expire_all()
     assert (connection.item_status, connection.execution_status, connection.error_code) == (
-        "LOGIN_ERROR", "INVALID_CREDENTIALS", "INVALID_CREDENTIALS")
+        "LOGIN_ERROR",
+        "INVALID_CREDENTIALS",
+        "INVALID_CREDENTIALS",
+    )
     assert c.sync_status(connection) == "CREDENTIALS_REQUIRED"
 
 
 @pytest.mark.parametrize(
     "item_status, expected",
-    [("UPDATED", "UPDATED"), ("OUTDATED", "OUTDATED"), ("UPDATING", "UPDATING"), ("MERGING", "UPDATING"),
-     ("WAITING_USER_INPUT", "MFA_REQUIRED"), ("WAITING_USER_ACTION", "USER_ACTION_REQUIRED"),
-     ("LOGIN_ERROR", "CREDENTIALS_REQUIRED"), ("SOMETHING_NEW", "ERROR"), (None, "ERROR")],
+    [
+        ("UPDATED", "UPDATED"),
+        ("OUTDATED", "OUTDATED"),
+        ("UPDATING", "UPDATING"),
+        ("MERGING", "UPDATING"),
+        ("WAITING_USER_INPUT", "MFA_REQUIRED"),
+        ("WAITING_USER_ACTION", "USER_ACTION_REQUIRED"),
+        ("LOGIN_ERROR", "CREDENTIALS_REQUIRED"),
+        ("SOMETHING_NEW", "ERROR"),
+        (None, "ERROR"),
+    ],
 )
 def test_sync_status_in_the_words_of_the_api(connection, item_status, expected):
     connection.item_status = item_status

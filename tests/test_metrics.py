@@ -4,6 +4,7 @@ figures read at scrape time, the worker's own metrics port and multiprocess mode
 Counters and histograms live in the process-wide default registry, so every test compares a value
 before and after what it does (REGISTRY.get_sample_value) instead of expecting absolute numbers.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -30,7 +31,6 @@ from models import Connection, Job
 from models.base import utcnow
 from observability import metrics as metrics_module
 from observability.metrics import endpoint_label
-from webhooks.handlers import event_label
 from pluggy_client import PluggyClient, PluggyNotFound, PluggyUnavailable
 from pluggy_client.client import record_call
 from sync import scheduling
@@ -40,6 +40,7 @@ from tests import pluggy_fixtures as pf
 from tests.conftest import TEST_SECRETS, drain, make_app
 from tests.fake_pluggy import now_iso
 from tests.test_pluggy_client_http import AUTH_OK, ITEM_ID, ITEM_OK, ScriptedPluggy
+from webhooks.handlers import event_label
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = {"X-Webhook-Secret": "test-webhook-secret"}
@@ -171,7 +172,9 @@ def test_queue_gauges_count_the_rows(app, client):
 
     _, found = scrape(client)
 
-    jobs = {state: found[("pluggy_sync_jobs", (("state", state),))] for state in ("due", "scheduled", "running", "dead")}
+    jobs = {
+        state: found[("pluggy_sync_jobs", (("state", state),))] for state in ("due", "scheduled", "running", "dead")
+    }
     assert jobs == {"due": 2, "scheduled": 2, "running": 1, "dead": 3}
     assert 90 <= found[("pluggy_sync_oldest_due_job_age_seconds", ())] < 120
 
@@ -218,7 +221,11 @@ def test_connections_waiting_for_their_user_are_counted_apart(client, session, u
     _, found = scrape(client)
 
     assert 600 <= found[STALE] < 700
-    assert 3 * 86400 <= found[("pluggy_sync_oldest_connection_staleness_seconds", (("waiting_for_user", "true"),))] < 3 * 86400 + 100
+    assert (
+        3 * 86400
+        <= found[("pluggy_sync_oldest_connection_staleness_seconds", (("waiting_for_user", "true"),))]
+        < 3 * 86400 + 100
+    )
 
 
 @pytest.mark.parametrize(
@@ -282,7 +289,12 @@ def test_webhooks_are_counted_by_event_and_outcome(app, client):
     with Delta(*keys) as delta:
         assert post_webhook(client, payload).status_code == 200
         assert post_webhook(client, payload).status_code == 200  # the same delivery again
-        assert post_webhook(client, pf.webhook_event("item/updated"), headers={}, path=f"/webhooks/pluggy/{token}").status_code == 200
+        assert (
+            post_webhook(
+                client, pf.webhook_event("item/updated"), headers={}, path=f"/webhooks/pluggy/{token}"
+            ).status_code
+            == 200
+        )
         assert post_webhook(client, pf.webhook_event("transactions/created", itemId="item-1")).status_code == 200
         assert post_webhook(client, payload, headers={"X-Webhook-Secret": "wrong"}).status_code == 401
         assert post_webhook(client, payload, headers={}, path="/webhooks/pluggy/forged").status_code == 401
@@ -310,8 +322,15 @@ def test_an_event_the_database_cannot_store_is_counted_unavailable(tmp_path):
 
 @pytest.mark.parametrize(
     "event, label",
-    [("item/updated", "item/updated"), ("connector/status_updated", "connector/status_updated"),
-     ("ITEM/UPDATED", "other"), ("", "other"), (None, "other"), (7, "other"), (["item/updated"], "other")],
+    [
+        ("item/updated", "item/updated"),
+        ("connector/status_updated", "connector/status_updated"),
+        ("ITEM/UPDATED", "other"),
+        ("", "other"),
+        (None, "other"),
+        (7, "other"),
+        (["item/updated"], "other"),
+    ],
 )
 def test_event_labels_are_the_known_names_or_other(event, label):
     assert event_label(event) == label
@@ -375,7 +394,9 @@ def test_pluggy_calls_are_counted_by_endpoint_template_and_status(client, sessio
 def no_retry_sleep(monkeypatch) -> list[float]:
     """Seconds urllib3's Retry asked to sleep; nothing actually sleeps."""
     asked: list[float] = []
-    monkeypatch.setattr(importlib.import_module("urllib3.util.retry"), "time", SimpleNamespace(sleep=asked.append, time=time.time))
+    monkeypatch.setattr(
+        importlib.import_module("urllib3.util.retry"), "time", SimpleNamespace(sleep=asked.append, time=time.time)
+    )
     return asked
 
 
@@ -404,7 +425,11 @@ def test_a_429_that_urllib3_retried_is_counted_as_well_as_the_200(scripted, no_r
     caplog.set_level(logging.INFO)
     limited = (429, {"Retry-After": "1"}, pf.error_body(429, None, "Too Many Requests"))
     server, client = scripted(AUTH_OK, limited, ITEM_OK)
-    keys = [calls("GET", "/items/{id}", "429"), calls("GET", "/items/{id}", "200"), duration_count("GET", "/items/{id}")]
+    keys = [
+        calls("GET", "/items/{id}", "429"),
+        calls("GET", "/items/{id}", "200"),
+        duration_count("GET", "/items/{id}"),
+    ]
 
     with Delta(*keys) as delta:
         assert client.get_item(ITEM_ID)["id"] == ITEM_ID
@@ -432,9 +457,8 @@ def test_no_answer_is_counted_with_status_none(no_retry_sleep):
     client = PluggyClient(f"http://127.0.0.1:{port}", "client-id", "client-secret", timeout=(1, 1))
     keys = [calls("POST", "/auth", "none")]
 
-    with Delta(*keys) as delta:
-        with pytest.raises(PluggyUnavailable):
-            client.get_item(ITEM_ID)
+    with Delta(*keys) as delta, pytest.raises(PluggyUnavailable):
+        client.get_item(ITEM_ID)
     client.close()
 
     # One sample per call that got no answer: urllib3's connection retries leave no answer to count.
@@ -498,8 +522,12 @@ def test_a_webhook_counts_its_job_lag_run_and_the_changes(client, session, conne
         assert post_webhook(client, pf.webhook_event("item/updated", itemId=connection.item_id)).status_code == 200
         drain(worker, session)
         kept["amount"] = -11.0
-        deleted = pf.webhook_event("transactions/deleted", itemId=connection.item_id, accountId=account_id, transactionIds=[gone["id"]])
-        updated = pf.webhook_event("transactions/updated", itemId=connection.item_id, accountId=account_id, transactionIds=[kept["id"]])
+        deleted = pf.webhook_event(
+            "transactions/deleted", itemId=connection.item_id, accountId=account_id, transactionIds=[gone["id"]]
+        )
+        updated = pf.webhook_event(
+            "transactions/updated", itemId=connection.item_id, accountId=account_id, transactionIds=[kept["id"]]
+        )
         fake_pluggy.remove_transaction(account_id, gone["id"])
         assert post_webhook(client, deleted).status_code == 200
         assert post_webhook(client, updated).status_code == 200
@@ -569,7 +597,9 @@ def test_flask_worker_serves_its_metrics_on_the_given_port(runner, session, metr
     session.commit()
     port = free_port()
 
-    result = runner.invoke(args=["worker", "--burst", "--no-wake", "--metrics-port", str(port), "--metrics-host", "127.0.0.1"])
+    result = runner.invoke(
+        args=["worker", "--burst", "--no-wake", "--metrics-port", str(port), "--metrics-host", "127.0.0.1"]
+    )
 
     assert result.exit_code == 0, result.output
     assert len(metrics_servers) == 1
@@ -577,7 +607,10 @@ def test_flask_worker_serves_its_metrics_on_the_given_port(runner, session, metr
     # prometheus-client's own server negotiates the format (Accept); the text format without one.
     assert status == 200 and content_type.startswith("text/plain;")
     found = parse(text)
-    assert found[("pluggy_sync_job_duration_seconds_count", (("kind", "no_such_kind_for_the_port"), ("outcome", "dead")))] == 1
+    assert (
+        found[("pluggy_sync_job_duration_seconds_count", (("kind", "no_such_kind_for_the_port"), ("outcome", "dead")))]
+        == 1
+    )
     for name in PROCESS_METRICS:
         assert f"# TYPE {name} " in text
     assert "pluggy_sync_database_up" not in text  # the database figures are the web process's
@@ -586,7 +619,9 @@ def test_flask_worker_serves_its_metrics_on_the_given_port(runner, session, metr
 def test_a_metrics_port_in_use_is_a_clear_error(runner, session, metrics_servers):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        result = runner.invoke(args=["worker", "--burst", "--no-wake", "--metrics-port", str(port), "--metrics-host", "127.0.0.1"])
+        result = runner.invoke(
+            args=["worker", "--burst", "--no-wake", "--metrics-port", str(port), "--metrics-host", "127.0.0.1"]
+        )
 
     assert result.exit_code == 1
     assert f"cannot serve metrics on 127.0.0.1:{port}" in result.output
@@ -635,7 +670,8 @@ def test_multiprocess_mode_reports_every_process(tmp_path, migrated_database):
         """
         import json, os
         from api import create_app
-        app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": os.environ["DB_URL"], **json.loads(os.environ["SECRETS"])})
+        config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": os.environ["DB_URL"], **json.loads(os.environ["SECRETS"])}
+        app = create_app(config)
         answer = app.test_client().get("/metrics")
         assert answer.status_code == 200, answer.status_code
         print(answer.get_data(as_text=True))
@@ -657,7 +693,9 @@ def test_multiprocess_exposition_without_the_web_app(tmp_path):
     multiproc_dir = tmp_path / "prometheus"
     multiproc_dir.mkdir()
     for n in (1, 4):
-        run_python(f"from observability import metrics; metrics.TRANSACTIONS_WRITTEN.labels('created').inc({n})", multiproc_dir)
+        run_python(
+            f"from observability import metrics; metrics.TRANSACTIONS_WRITTEN.labels('created').inc({n})", multiproc_dir
+        )
 
     text = run_python("from observability import metrics; print(metrics.exposition()[0].decode())", multiproc_dir)
 

@@ -1,4 +1,5 @@
 """`flask db upgrade` builds exactly the models' schema, on SQLite and on PostgreSQL, and downgrades."""
+
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -33,8 +34,6 @@ def test_partial_indexes_are_built_with_their_conditions(app):
         indexes = {ix["name"]: ix for ix in sa.inspect(db.engine).get_indexes("jobs")}
     assert indexes["uq_jobs_queued_key"]["unique"]
     assert indexes["uq_jobs_running_item_id"]["unique"]
-    where = {
-        name: next(iter(ix.get("dialect_options", {}).values()), "") for name, ix in indexes.items()
-    }
+    where = {name: next(iter(ix.get("dialect_options", {}).values()), "") for name, ix in indexes.items()}
     assert "queued" in str(where["uq_jobs_queued_key"])
     assert "running" in str(where["uq_jobs_running_item_id"])

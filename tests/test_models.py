@@ -1,5 +1,6 @@
 """The schema's guarantees, checked against the real engine: uniqueness, delete rules, types."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -17,7 +18,7 @@ def add_user_with_data(session) -> tuple[User, Connection, Account, Transaction]
     transaction = Transaction(
         account=account,
         pluggy_id="tx-1",
-        date=datetime(2026, 11, 1, 3, tzinfo=timezone.utc),
+        date=datetime(2026, 11, 1, 3, tzinfo=UTC),
         description="PIX",
         amount=Decimal("-1234.56"),
         raw={"id": "tx-1"},
@@ -46,7 +47,7 @@ def test_timestamps_come_back_aware_in_utc(session):
     *_, transaction = add_user_with_data(session)
     session.expire_all()
     stored = session.get(Transaction, transaction.id)
-    assert stored.date == datetime(2026, 11, 1, 3, tzinfo=timezone.utc)
+    assert stored.date == datetime(2026, 11, 1, 3, tzinfo=UTC)
     assert stored.date.utcoffset() == timedelta(0)
     assert stored.created_at.tzinfo is not None
 
@@ -57,7 +58,7 @@ def test_other_time_zones_are_stored_as_the_same_instant(session):
     transaction.date = datetime(2026, 11, 1, 0, tzinfo=brasilia)
     session.commit()
     session.expire_all()
-    assert session.get(Transaction, transaction.id).date == datetime(2026, 11, 1, 3, tzinfo=timezone.utc)
+    assert session.get(Transaction, transaction.id).date == datetime(2026, 11, 1, 3, tzinfo=UTC)
 
 
 def test_naive_timestamps_are_refused(session):
@@ -74,9 +75,7 @@ def test_naive_timestamps_are_refused(session):
         lambda c, a: User(email="ana@example.com"),
         lambda c, a: Connection(user_id=c.user_id, item_id="item-1"),
         lambda c, a: Account(connection_id=c.id, pluggy_id="acc-1", type="BANK", name="x", raw={}),
-        lambda c, a: Transaction(
-            account_id=a.id, pluggy_id="tx-1", date=utcnow(), description="x", amount=1, raw={}
-        ),
+        lambda c, a: Transaction(account_id=a.id, pluggy_id="tx-1", date=utcnow(), description="x", amount=1, raw={}),
     ],
     ids=["user email", "item id", "account id", "transaction id"],
 )

@@ -11,6 +11,7 @@ generates requests for every operation (positive and negative, free and anchored
 data), and a table of scenarios drives the answers random data cannot reach (Pluggy refusing,
 a sync that finishes within `wait`, a database that is down...), each checked the same way.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,11 +30,11 @@ import pytest
 import responses
 import schemathesis
 import sqlalchemy as sa
-from schemathesis import auths
 from flask_migrate import upgrade
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
+from schemathesis import auths
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -210,7 +211,11 @@ class World:
                 if self.rows[table.name]:
                     conn.execute(table.insert(), self.rows[table.name])
         state = copy.deepcopy(self.pluggy_state)
-        self.fake.items, self.fake.accounts, self.fake.transactions = state["items"], state["accounts"], state["transactions"]
+        self.fake.items, self.fake.accounts, self.fake.transactions = (
+            state["items"],
+            state["accounts"],
+            state["transactions"],
+        )
         self.fake.pending_outcomes.clear()
         self.fake.refusals.clear()
         self.fake.calls.clear()
@@ -237,12 +242,20 @@ def seed(world: World) -> None:
         stranger = create_user(session, "stranger@example.com")
         synced = add_connection(session, user, fake)
         checking = fake.add_account(synced.item_id)
-        card = fake.add_account(synced.item_id, type="CREDIT", subtype="CREDIT_CARD", name="Cartão", number=None, owner=None)
+        card = fake.add_account(
+            synced.item_id, type="CREDIT", subtype="CREDIT_CARD", name="Cartão", number=None, owner=None
+        )
         today = utcnow().date()
         for n in range(4):
-            fake.add_transaction(checking["id"], date=f"{today - timedelta(days=n)}T03:00:00.000Z", amount=-(n + 1) * 10.5)
+            fake.add_transaction(
+                checking["id"], date=f"{today - timedelta(days=n)}T03:00:00.000Z", amount=-(n + 1) * 10.5
+            )
         fake.add_transaction(
-            card["id"], date=f"{today}T03:00:00.000Z", amount=-99.9, status="PENDING", paymentData=None,
+            card["id"],
+            date=f"{today}T03:00:00.000Z",
+            amount=-99.9,
+            status="PENDING",
+            paymentData=None,
             merchant={"name": "Padaria", "businessName": "Padaria Ltda", "cnpj": "12.345.678/0001-90"},
             creditCardMetadata={"installmentNumber": 1, "totalInstallments": 3, "totalAmount": 299.7},
         )
@@ -255,13 +268,21 @@ def seed(world: World) -> None:
         scheduling.queue_fetch(session, synced, "webhook")
         session.commit()
         assert worker.run_one(session, "seed")
-        runs.close_run(session, runs.open_run(session, synced, "manual"), "error", error_code="SITE_NOT_AVAILABLE", error="down")
+        runs.close_run(
+            session, runs.open_run(session, synced, "manual"), "error", error_code="SITE_NOT_AVAILABLE", error="down"
+        )
 
         mfa = add_connection(
-            session, user, fake, status="WAITING_USER_INPUT", executionStatus="USER_INPUT_TIMEOUT",
+            session,
+            user,
+            fake,
+            status="WAITING_USER_INPUT",
+            executionStatus="USER_INPUT_TIMEOUT",
             parameter=pf.mfa_parameter(type="select", options=[{"value": "1", "label": "SMS"}]),
         )
-        action = add_connection(session, user, fake, status="WAITING_USER_ACTION", userAction={"instructions": "Aprove no app"})
+        action = add_connection(
+            session, user, fake, status="WAITING_USER_ACTION", userAction={"instructions": "Aprove no app"}
+        )
         locked = add_connection(
             session, user, fake, status="LOGIN_ERROR", executionStatus="INVALID_CREDENTIALS", error=pf.item_error()
         )
@@ -272,9 +293,17 @@ def seed(world: World) -> None:
 
         world.token = issue_api_token(app.config["SECRET_KEY"], user)
         world.ids = {
-            "synced": synced.id, "mfa": mfa.id, "action": action.id, "locked": locked.id, "theirs": theirs.id,
-            "synced_item": synced.item_id, "mfa_item": mfa.item_id, "theirs_item": theirs.item_id,
-            "unregistered_item": unregistered["id"], "checking": checking["id"], "card": card["id"],
+            "synced": synced.id,
+            "mfa": mfa.id,
+            "action": action.id,
+            "locked": locked.id,
+            "theirs": theirs.id,
+            "synced_item": synced.item_id,
+            "mfa_item": mfa.item_id,
+            "theirs_item": theirs.item_id,
+            "unregistered_item": unregistered["id"],
+            "checking": checking["id"],
+            "card": card["id"],
             "webhook_token": issue_webhook_token(app.config["SECRET_KEY"]),
         }
 
@@ -365,7 +394,9 @@ def case_strategies(world: World, operation) -> list[tuple[str, st.SearchStrateg
     for fixed in anchors(world, operation):
         branches.append((f"positive, anchored on {fixed}", operation.as_strategy(positive, **fixed), ANCHORED_EXAMPLES))
         if set(fixed) == {"path_parameters"}:
-            branches.append((f"negative, anchored on {fixed}", operation.as_strategy(negative, **fixed), ANCHORED_EXAMPLES))
+            branches.append(
+                (f"negative, anchored on {fixed}", operation.as_strategy(negative, **fixed), ANCHORED_EXAMPLES)
+            )
     return branches
 
 
@@ -424,7 +455,9 @@ def test_the_app_answers_as_documented(world, no_long_waits, method, path):
             except BaseException as exc:
                 exc.add_note(f"generated cases: {label}")
                 raise
-    print(f"\n{method} {path} ({len(seen)} requests): " + ", ".join(f"{k} x{v}" for k, v in sorted(Counter(seen).items())))
+    print(
+        f"\n{method} {path} ({len(seen)} requests): " + ", ".join(f"{k} x{v}" for k, v in sorted(Counter(seen).items()))
+    )
     # The anchors did their job: not every request was refused.
     assert any(answer.startswith("2") for answer in seen), seen
 
@@ -454,7 +487,9 @@ def test_boundary_cases_are_answered_as_documented(world, no_long_waits, method,
             except BaseException as exc:
                 exc.add_note(f"coverage case: {case.meta.phase.data.description if case.meta else case}")
                 raise
-    print(f"\n{method} {path} ({len(seen)} requests): " + ", ".join(f"{k} x{v}" for k, v in sorted(Counter(seen).items())))
+    print(
+        f"\n{method} {path} ({len(seen)} requests): " + ", ".join(f"{k} x{v}" for k, v in sorted(Counter(seen).items()))
+    )
     assert seen
 
 
@@ -512,36 +547,59 @@ SCENARIOS = {
         "POST", SYNC, (202, "SYNC_STARTED"), path_parameters=connection("synced"), body={"trigger_update": False}
     ),
     "sync already in progress": Scenario(
-        "POST", SYNC, (409, "ALREADY_SYNCING"), path_parameters=connection("synced"),
+        "POST",
+        SYNC,
+        (409, "ALREADY_SYNCING"),
+        path_parameters=connection("synced"),
         arrange=lambda world: world.app.test_client().post(
             f"{API}/connections/{world.ids['synced']}/sync_transactions/", headers=world.auth
         ),
     ),
     "sync of an item already updating": Scenario(
-        "POST", SYNC, (409, "ALREADY_SYNCING"), path_parameters=connection("synced"),
+        "POST",
+        SYNC,
+        (409, "ALREADY_SYNCING"),
+        path_parameters=connection("synced"),
         arrange=set_item("synced_item", status="UPDATING", executionStatus="TRANSACTIONS_IN_PROGRESS"),
     ),
     "sync needs a code": Scenario("POST", SYNC, (409, "MFA_REQUIRED"), path_parameters=connection("mfa")),
     "sync needs an action": Scenario("POST", SYNC, (409, "USER_ACTION_REQUIRED"), path_parameters=connection("action")),
-    "sync needs credentials": Scenario("POST", SYNC, (409, "CREDENTIALS_REQUIRED"), path_parameters=connection("locked")),
+    "sync needs credentials": Scenario(
+        "POST", SYNC, (409, "CREDENTIALS_REQUIRED"), path_parameters=connection("locked")
+    ),
     "sync needs credentials, no connect token to be had": Scenario(
-        "POST", SYNC, (409, "CREDENTIALS_REQUIRED"), path_parameters=connection("locked"),
+        "POST",
+        SYNC,
+        (409, "CREDENTIALS_REQUIRED"),
+        path_parameters=connection("locked"),
         arrange=refuse("POST", lambda world: "/connect_token", 500),
     ),
     "sync rate limited by Pluggy": Scenario(
-        "POST", SYNC, (429, "RATE_LIMITED"), path_parameters=connection("synced"),
+        "POST",
+        SYNC,
+        (429, "RATE_LIMITED"),
+        path_parameters=connection("synced"),
         arrange=refuse("PATCH", item_path("synced_item"), 429, headers={"Retry-After": "120"}),
     ),
     "sync rate limited by the update frequency": Scenario(
-        "POST", SYNC, (429, "RATE_LIMITED"), path_parameters=connection("synced"),
+        "POST",
+        SYNC,
+        (429, "RATE_LIMITED"),
+        path_parameters=connection("synced"),
         arrange=refuse("PATCH", item_path("synced_item"), 400, "CLIENT_IS_UPDATING_BEFORE_ALLOWED_FREQUENCY"),
     ),
     "sync fails at Pluggy": Scenario(
-        "POST", SYNC, (502, "ERROR"), path_parameters=connection("synced"),
+        "POST",
+        SYNC,
+        (502, "ERROR"),
+        path_parameters=connection("synced"),
         arrange=refuse("PATCH", item_path("synced_item"), 500),
     ),
     "sync of an item Pluggy forgot": Scenario(
-        "POST", SYNC, (502, "ERROR"), path_parameters=connection("synced"),
+        "POST",
+        SYNC,
+        (502, "ERROR"),
+        path_parameters=connection("synced"),
         arrange=lambda world: world.fake.items.pop(world.ids["synced_item"]),
     ),
     "sync without Pluggy keys": Scenario(
@@ -551,41 +609,71 @@ SCENARIOS = {
         "POST", SYNC, (400, "invalid_request"), path_parameters=connection("synced"), query={"wait": 61}
     ),
     # Answering the bank's prompt.
-    "mfa sent": Scenario("POST", SEND_MFA, (200, "MFA_SENT"), path_parameters=connection("mfa"), body={"mfa_value": MFA_VALUE}),
+    "mfa sent": Scenario(
+        "POST", SEND_MFA, (200, "MFA_SENT"), path_parameters=connection("mfa"), body={"mfa_value": MFA_VALUE}
+    ),
     "mfa sent by name": Scenario(
-        "POST", SEND_MFA, (200, "MFA_SENT"), path_parameters=connection("mfa"), body={"parameters": {"token": MFA_VALUE}}
+        "POST",
+        SEND_MFA,
+        (200, "MFA_SENT"),
+        path_parameters=connection("mfa"),
+        body={"parameters": {"token": MFA_VALUE}},
     ),
     "mfa not required": Scenario(
         "POST", SEND_MFA, (409, "mfa_not_required"), path_parameters=connection("synced"), body={"mfa_value": MFA_VALUE}
     ),
-    "mfa without a value": Scenario("POST", SEND_MFA, (400, "mfa_value_required"), path_parameters=connection("mfa"), body={}),
+    "mfa without a value": Scenario(
+        "POST", SEND_MFA, (400, "mfa_value_required"), path_parameters=connection("mfa"), body={}
+    ),
     "mfa refused by Pluggy": Scenario(
-        "POST", SEND_MFA, (400, "invalid_mfa_parameter"), path_parameters=connection("mfa"), body={"mfa_value": "1"},
+        "POST",
+        SEND_MFA,
+        (400, "invalid_mfa_parameter"),
+        path_parameters=connection("mfa"),
+        body={"mfa_value": "1"},
         arrange=refuse("POST", item_path("mfa_item", "/mfa"), 400, "INVALID_MFA_PARAMETER"),
     ),
     "mfa, Pluggy down": Scenario(
-        "POST", SEND_MFA, (502, "pluggy_unavailable"), path_parameters=connection("mfa"), body={"mfa_value": "1"},
+        "POST",
+        SEND_MFA,
+        (502, "pluggy_unavailable"),
+        path_parameters=connection("mfa"),
+        body={"mfa_value": "1"},
         arrange=refuse("POST", item_path("mfa_item", "/mfa"), 500),
     ),
     # Status read fresh from Pluggy.
-    "status waiting for a code": Scenario("GET", CHECK_STATUS, (200, "MFA_REQUIRED"), path_parameters=connection("mfa")),
+    "status waiting for a code": Scenario(
+        "GET", CHECK_STATUS, (200, "MFA_REQUIRED"), path_parameters=connection("mfa")
+    ),
     "status waiting for an action": Scenario(
         "GET", CHECK_STATUS, (200, "USER_ACTION_REQUIRED"), path_parameters=connection("action")
     ),
     "status of an item Pluggy forgot": Scenario(
-        "GET", CHECK_STATUS, (404, "item_not_found"), path_parameters=connection("synced"),
+        "GET",
+        CHECK_STATUS,
+        (404, "item_not_found"),
+        path_parameters=connection("synced"),
         arrange=lambda world: world.fake.items.pop(world.ids["synced_item"]),
     ),
     "status, Pluggy rate limits": Scenario(
-        "GET", CHECK_STATUS, (429, "rate_limited"), path_parameters=connection("synced"),
+        "GET",
+        CHECK_STATUS,
+        (429, "rate_limited"),
+        path_parameters=connection("synced"),
         arrange=refuse("GET", item_path("synced_item"), 429, headers={"Retry-After": "120"}),
     ),
     "status, Pluggy refuses the keys": Scenario(
-        "GET", CHECK_STATUS, (502, "pluggy_unavailable"), path_parameters=connection("synced"),
+        "GET",
+        CHECK_STATUS,
+        (502, "pluggy_unavailable"),
+        path_parameters=connection("synced"),
         arrange=refuse("GET", item_path("synced_item"), 403, times=2),  # refused again after a new API key
     ),
     "status, Pluggy refuses with a 400": Scenario(
-        "GET", CHECK_STATUS, (400, "invalid_item_id"), path_parameters=connection("synced"),
+        "GET",
+        CHECK_STATUS,
+        (400, "invalid_item_id"),
+        path_parameters=connection("synced"),
         arrange=refuse("GET", item_path("synced_item"), 400, "INVALID_ITEM_ID"),
     ),
     # Registering and deleting.
@@ -594,56 +682,94 @@ SCENARIOS = {
     "register an item Pluggy does not know": Scenario("POST", f"{API}/connections/", (404, "item_not_found")),
     "delete": Scenario("DELETE", CONNECTION, (204, ""), path_parameters=connection("synced")),
     "delete, Pluggy down": Scenario(
-        "DELETE", CONNECTION, (502, "pluggy_unavailable"), path_parameters=connection("synced"),
+        "DELETE",
+        CONNECTION,
+        (502, "pluggy_unavailable"),
+        path_parameters=connection("synced"),
         arrange=refuse("DELETE", item_path("synced_item"), 500),
     ),
     "delete, Pluggy rate limits without a delay": Scenario(
-        "DELETE", CONNECTION, (429, "rate_limited"), path_parameters=connection("synced"),
+        "DELETE",
+        CONNECTION,
+        (429, "rate_limited"),
+        path_parameters=connection("synced"),
         arrange=refuse("DELETE", item_path("synced_item"), 429),
     ),
     # Connect tokens.
     "connect token in update mode": Scenario("POST", f"{API}/connect_token/", (200, "")),
     "connect token for another user's item": Scenario("POST", f"{API}/connect_token/", (404, "item_not_found")),
     "connect token, Pluggy down": Scenario(
-        "POST", f"{API}/connect_token/", (502, "pluggy_unavailable"), app="fresh_client",  # no token cached yet
+        "POST",
+        f"{API}/connect_token/",
+        (502, "pluggy_unavailable"),
+        app="fresh_client",  # no token cached yet
         arrange=refuse("POST", lambda world: "/connect_token", 500),
     ),
     # Every status of sync_all at once.
     "sync all": Scenario("POST", f"{API}/connections/sync_all/", (200, "")),
     # Reading what is stored.
     "transactions with date_from after date_to": Scenario(
-        "GET", f"{API}/connections/{{connection_id}}/transactions/", (400, "invalid_request"),
-        path_parameters=connection("synced"), query={"date_from": "2024-05-02", "date_to": "2024-05-01"},
+        "GET",
+        f"{API}/connections/{{connection_id}}/transactions/",
+        (400, "invalid_request"),
+        path_parameters=connection("synced"),
+        query={"date_from": "2024-05-02", "date_to": "2024-05-01"},
     ),
     # Sizes.
     "a banking body over 1 MiB": Scenario(
         "POST", f"{API}/connections/", (413, "request_entity_too_large"), body={"item_id": "x" * (1024 * 1024)}
     ),
     "a webhook over 64 KiB": Scenario(
-        "POST", WEBHOOK, (413, "request_entity_too_large"), body={"event": "item/updated", "pad": "x" * (64 * 1024)},
+        "POST",
+        WEBHOOK,
+        (413, "request_entity_too_large"),
+        body={"event": "item/updated", "pad": "x" * (64 * 1024)},
         headers=WEBHOOK_HEADERS,
     ),
     "a duplicate webhook": Scenario(
-        "POST", WEBHOOK, (200, "duplicate"), body={"event": "item/updated", "eventId": "evt-1"}, headers=WEBHOOK_HEADERS,
+        "POST",
+        WEBHOOK,
+        (200, "duplicate"),
+        body={"event": "item/updated", "eventId": "evt-1"},
+        headers=WEBHOOK_HEADERS,
         arrange=lambda world: world.app.test_client().post(
             WEBHOOK, json={"event": "item/updated", "eventId": "evt-1"}, headers={"X-Webhook-Secret": WEBHOOK_SECRET}
         ),
     ),
     # The database down (here: a database that was never migrated), or no Pluggy keys.
-    "health, database down": Scenario("GET", "/health", (503, "database_unavailable"), app="broken_database", headers=NO_HEADERS),
-    "ready, database down": Scenario("GET", "/health/ready", (503, "not_ready"), app="broken_database", headers=NO_HEADERS),
-    "ready, no Pluggy keys": Scenario("GET", "/health/ready", (503, "not_ready"), app="no_pluggy_keys", headers=NO_HEADERS),
+    "health, database down": Scenario(
+        "GET", "/health", (503, "database_unavailable"), app="broken_database", headers=NO_HEADERS
+    ),
+    "ready, database down": Scenario(
+        "GET", "/health/ready", (503, "not_ready"), app="broken_database", headers=NO_HEADERS
+    ),
+    "ready, no Pluggy keys": Scenario(
+        "GET", "/health/ready", (503, "not_ready"), app="no_pluggy_keys", headers=NO_HEADERS
+    ),
     "ready, Pluggy refuses the keys": Scenario(
-        "GET", "/health/ready", (503, "not_ready"), app="fresh_client", headers=NO_HEADERS,
+        "GET",
+        "/health/ready",
+        (503, "not_ready"),
+        app="fresh_client",
+        headers=NO_HEADERS,
         arrange=refuse("POST", lambda world: "/auth", 401),
     ),
     "ready, too many dead jobs": Scenario(
-        "GET", "/health/ready", (503, "not_ready"), headers=NO_HEADERS, query={"max_dead": 0, "max_due_age": 86400},
+        "GET",
+        "/health/ready",
+        (503, "not_ready"),
+        headers=NO_HEADERS,
+        query={"max_dead": 0, "max_due_age": 86400},
         arrange=lambda world: dead_job(world),
     ),
     "metrics, database down": Scenario("GET", "/metrics", (200, ""), app="broken_database", headers=NO_HEADERS),
     "webhook, database down": Scenario(
-        "POST", WEBHOOK, (503, "unavailable"), body={"event": "item/updated"}, app="broken_database", headers=WEBHOOK_HEADERS
+        "POST",
+        WEBHOOK,
+        (503, "unavailable"),
+        body={"event": "item/updated"},
+        app="broken_database",
+        headers=WEBHOOK_HEADERS,
     ),
 }
 # Bodies that depend on the seeded ids.
@@ -692,7 +818,10 @@ def run_scenario(world: World, other_apps, name: str, scenario: Scenario, *, val
         body = BODIES[name](world) if name in BODIES else scenario.body
         kwargs = {"body": body} if body is not None else {}
         case = operation.Case(
-            path_parameters=scenario.path_parameters(world), query=scenario.query, headers=scenario.headers(world), **kwargs
+            path_parameters=scenario.path_parameters(world),
+            query=scenario.query,
+            headers=scenario.headers(world),
+            **kwargs,
         )
         response = case.call(app=app)
         if validate:
@@ -772,7 +901,9 @@ def test_a_webhook_no_json_column_can_store_is_400(world, raw):
 def test_the_last_day_as_date_to_is_answered(world):
     world.restore()
     response = world.app.test_client().get(
-        f"{API}/connections/{world.ids['synced']}/transactions/", headers=world.auth, query_string={"date_to": "9999-12-31"}
+        f"{API}/connections/{world.ids['synced']}/transactions/",
+        headers=world.auth,
+        query_string={"date_to": "9999-12-31"},
     )
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["transactions"]
@@ -780,7 +911,10 @@ def test_the_last_day_as_date_to_is_answered(world):
 
 def test_a_sync_error_code_from_pluggy_is_snake_case(world, other_apps):
     scenario = Scenario(
-        "POST", SYNC, (502, "ERROR"), path_parameters=connection("synced"),
+        "POST",
+        SYNC,
+        (502, "ERROR"),
+        path_parameters=connection("synced"),
         arrange=refuse("PATCH", item_path("synced_item"), 400, "CONNECTOR_UNDER_MAINTENANCE"),
     )
     response = run_scenario(world, other_apps, "pluggy code", scenario, validate=False)

@@ -112,16 +112,12 @@ def test_update_item_sends_only_what_is_given(api_client, pluggy):
         match=[with_key(), matchers.json_params_matcher(body)],
     )
 
-    item = api_client.update_item(
-        ITEM_ID, body["parameters"], webhook_url=body["webhookUrl"], client_user_id="user-42"
-    )
+    item = api_client.update_item(ITEM_ID, body["parameters"], webhook_url=body["webhookUrl"], client_user_id="user-42")
 
     assert item["status"] == "UPDATING"
 
 
-@pytest.mark.parametrize(
-    "call", [lambda c: c.update_item(ITEM_ID), lambda c: c.trigger_item_update(ITEM_ID)]
-)
+@pytest.mark.parametrize("call", [lambda c: c.update_item(ITEM_ID), lambda c: c.trigger_item_update(ITEM_ID)])
 def test_refreshing_an_item_sends_an_empty_body(api_client, pluggy, call):
     expect_auth(pluggy)
     pluggy.patch(
@@ -212,9 +208,7 @@ def test_iter_transactions_sends_the_filters_in_pluggys_formats(api_client, plug
         pf.transactions_page(rows),
     )
 
-    by_date = list(
-        api_client.iter_transactions(ACCOUNT_ID, date_from=date(2024, 5, 1), date_to="2024-05-10")
-    )
+    by_date = list(api_client.iter_transactions(ACCOUNT_ID, date_from=date(2024, 5, 1), date_to="2024-05-10"))
     brasilia = timezone(timedelta(hours=-3))
     by_creation = list(
         api_client.iter_transactions(
@@ -320,9 +314,7 @@ def test_connect_token_nests_the_given_options(api_client, pluggy):
 
     token = api_client.create_connect_token(ITEM_ID, client_user_id="user-42", avoid_duplicates=True)
 
-    assert token == ConnectToken(
-        "ct-secret-1", ITEM_ID, datetime(2024, 5, 10, 12, 30, tzinfo=UTC)
-    )
+    assert token == ConnectToken("ct-secret-1", ITEM_ID, datetime(2024, 5, 10, 12, 30, tzinfo=UTC))
     assert token.expires_at.tzinfo is not None
     assert "ct-secret-1" not in repr(token)
 
@@ -379,9 +371,7 @@ def test_create_webhook_without_headers_leaves_them_out(api_client, pluggy):
         f"{BASE_URL}/webhooks",
         status=201,
         json=pf.webhook(),
-        match=[
-            matchers.json_params_matcher({"event": "item/updated", "url": "https://sync.example.com/hooks"})
-        ],
+        match=[matchers.json_params_matcher({"event": "item/updated", "url": "https://sync.example.com/hooks"})],
     )
 
     api_client.create_webhook("item/updated", "https://sync.example.com/hooks")
@@ -445,9 +435,7 @@ def test_the_api_key_is_fetched_once_and_reused(api_client, pluggy):
     [(API_KEY, timedelta(hours=2)), ("opaque-key-without-exp", timedelta(hours=2))],
     ids=["jwt exp", "not a jwt"],
 )
-def test_the_api_key_is_renewed_5_minutes_before_it_expires(
-    api_client, pluggy, clock, api_key, lifetime
-):
+def test_the_api_key_is_renewed_5_minutes_before_it_expires(api_client, pluggy, clock, api_key, lifetime):
     renewed = pf.api_key(exp=START + 4 * 3600)
     expect_auth(pluggy, api_key)
     pluggy.get(f"{BASE_URL}/items/{ITEM_ID}", json=pf.item(), match=[with_key(api_key)])
@@ -545,9 +533,7 @@ def test_concurrent_first_calls_fetch_the_key_once(api_client, pluggy):
         (502, None, None, PluggyUnavailable),
     ],
 )
-def test_error_answers_become_typed_errors(
-    api_client, pluggy, status, code_description, data, error_class
-):
+def test_error_answers_become_typed_errors(api_client, pluggy, status, code_description, data, error_class):
     body = pf.error_body(status, code_description, "Pluggy refused", data)
     expect_auth(pluggy)
     pluggy.patch(f"{BASE_URL}/items/{ITEM_ID}", status=status, json=body)
@@ -733,9 +719,7 @@ def test_no_secret_reaches_logs_or_errors(api_client, pluggy, caplog):
     pluggy.post(
         f"{BASE_URL}/items/{ITEM_ID}/mfa",
         status=400,
-        json=pf.error_body(
-            400, "INVALID_CREDENTIALS_MFA", f"token {mfa_code} is wrong", {"value": mfa_code}
-        ),
+        json=pf.error_body(400, "INVALID_CREDENTIALS_MFA", f"token {mfa_code} is wrong", {"value": mfa_code}),
     )
     pluggy.post(
         f"{BASE_URL}/webhooks",
@@ -753,9 +737,7 @@ def test_no_secret_reaches_logs_or_errors(api_client, pluggy, caplog):
     for call in (
         lambda: api_client.update_item(ITEM_ID, credentials),
         lambda: api_client.send_mfa(ITEM_ID, {"token": mfa_code}),
-        lambda: api_client.create_webhook(
-            "item/updated", "https://sync.example.com/hooks", {"X-Token": hook_secret}
-        ),
+        lambda: api_client.create_webhook("item/updated", "https://sync.example.com/hooks", {"X-Token": hook_secret}),
         lambda: api_client.get_item(ITEM_ID),
     ):
         with pytest.raises(PluggyError) as raised:

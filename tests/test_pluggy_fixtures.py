@@ -11,9 +11,7 @@ from tests.oas import validate_request, validate_response, validate_schema
 ITEM_STATES = [
     pf.item(),
     pf.item(status="UPDATING", executionStatus="TRANSACTIONS_IN_PROGRESS", lastUpdatedAt=None),
-    pf.item(
-        status="WAITING_USER_INPUT", executionStatus="WAITING_USER_INPUT", parameter=pf.mfa_parameter()
-    ),
+    pf.item(status="WAITING_USER_INPUT", executionStatus="WAITING_USER_INPUT", parameter=pf.mfa_parameter()),
     pf.item(
         status="WAITING_USER_ACTION",
         executionStatus="WAITING_USER_ACTION",
@@ -24,9 +22,7 @@ ITEM_STATES = [
         },
     ),
     pf.item(status="LOGIN_ERROR", executionStatus="INVALID_CREDENTIALS", error=pf.item_error()),
-    pf.item(
-        status="OUTDATED", executionStatus="SITE_NOT_AVAILABLE", error=pf.item_error("SITE_NOT_AVAILABLE")
-    ),
+    pf.item(status="OUTDATED", executionStatus="SITE_NOT_AVAILABLE", error=pf.item_error("SITE_NOT_AVAILABLE")),
 ]
 
 

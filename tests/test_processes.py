@@ -2,6 +2,7 @@
 
 The processes are real `flask` commands; Pluggy is the in-memory fake served over HTTP on loopback.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from models import Connection, Job, SyncRun, Transaction
@@ -21,18 +21,10 @@ from models.base import utcnow
 from sync import queue, scheduling
 from sync.connections import apply_item
 from tests.conftest import TEST_SECRETS
-from tests.waiting import wait_until
 from tests.fake_pluggy import FakePluggy
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def served_pluggy():
-    fake = FakePluggy()
-    with fake.serve() as base_url:
-        fake.base_url = base_url
-        yield fake
 
 
 def flask(database_url: str, pluggy_url: str, *args: str) -> subprocess.Popen:
@@ -47,7 +39,12 @@ def flask(database_url: str, pluggy_url: str, *args: str) -> subprocess.Popen:
     }
     env.pop("FLASK_DEBUG", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "flask", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-m", "flask", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -97,7 +94,9 @@ def test_manual_syncs_racing_in_separate_processes_send_one_patch(app, session, 
     outputs = [process.communicate(timeout=60)[0] for process in processes]
 
     assert served_pluggy.count("PATCH", f"/items/{connection.item_id}") == 1
-    statuses = sorted(line.split(": ")[1].split(" ")[0] for output in outputs for line in output.splitlines() if "(item" in line)
+    statuses = sorted(
+        line.split(": ")[1].split(" ")[0] for output in outputs for line in output.splitlines() if "(item" in line
+    )
     assert statuses == ["ALREADY_SYNCING"] * 3 + ["SYNC_STARTED"], outputs
 
 
@@ -107,9 +106,7 @@ def test_worker_processes_draining_one_queue_do_every_job_exactly_once(app, sess
         scheduling.queue_initial_sync(session, connection)
     session.commit()
 
-    workers = [
-        flask(database_url, served_pluggy.base_url, "worker", "--burst", "--concurrency", "2") for _ in range(3)
-    ]
+    workers = [flask(database_url, served_pluggy.base_url, "worker", "--burst", "--concurrency", "2") for _ in range(3)]
     for worker in workers:
         finish(worker)
 
@@ -171,7 +168,9 @@ def deliver_webhooks(app, payloads) -> None:
         assert response.status_code == 200
 
 
-def test_a_burst_of_webhooks_is_processed_exactly_once_by_several_workers(app, session, user, served_pluggy, database_url):
+def test_a_burst_of_webhooks_is_processed_exactly_once_by_several_workers(
+    app, session, user, served_pluggy, database_url
+):
     from models import WebhookEvent
     from tests import pluggy_fixtures as pf
 
@@ -257,7 +256,11 @@ def test_workers_killed_at_random_moments_never_stall_the_queue(app, session, us
                 session.commit()
             else:
                 # Taken back from the killed worker within its lease (and a poll or two).
-                wait_until(lambda: held_by(session, sync_id, worker), timeout=lease + 10, what=f"taken back ({seed=})")
+                wait_until(
+                    lambda worker=worker: held_by(session, sync_id, worker),
+                    timeout=lease + 10,
+                    what=f"taken back ({seed=})",
+                )
             pages.let_through(chance.randint(0, 6))
             assert pages.wait_until_holding(1), f"the worker waiting for a page ({seed=})"
             worker.send_signal(signal.SIGKILL)
@@ -269,8 +272,14 @@ def test_workers_killed_at_random_moments_never_stall_the_queue(app, session, us
     unrelated_id = queue.enqueue(session, "prune_jobs")
     session.commit()
 
-    with killed_on_exit(flask(database_url, served_pluggy.base_url, "worker", "--lease", str(lease), "--poll-interval", "0.1")):
-        wait_until(lambda: job_row(session, unrelated_id).status == "done", timeout=lease + 10, what=f"the unrelated job ({seed=})")
+    with killed_on_exit(
+        flask(database_url, served_pluggy.base_url, "worker", "--lease", str(lease), "--poll-interval", "0.1")
+    ):
+        wait_until(
+            lambda: job_row(session, unrelated_id).status == "done",
+            timeout=lease + 10,
+            what=f"the unrelated job ({seed=})",
+        )
         wait_until(
             lambda: {job_row(session, job_id).status for job_id in (sync_id, follow_up_id)} == {"done"},
             timeout=60,
@@ -278,5 +287,7 @@ def test_workers_killed_at_random_moments_never_stall_the_queue(app, session, us
         )
 
     stored = session.scalars(sa.select(Transaction.pluggy_id)).all()
-    assert sorted(stored) == sorted(t["id"] for t in served_pluggy.transactions[served_pluggy.accounts[connection.item_id][0]["id"]])
+    assert sorted(stored) == sorted(
+        t["id"] for t in served_pluggy.transactions[served_pluggy.accounts[connection.item_id][0]["id"]]
+    )
     assert {run.status for run in session.scalars(sa.select(SyncRun))} == {"success"}, seed

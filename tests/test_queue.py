@@ -1,4 +1,5 @@
 """The job queue in the database: enqueue and coalescing, claims and leases, retries, dead jobs."""
+
 from __future__ import annotations
 
 import threading
@@ -26,7 +27,12 @@ def test_enqueue_then_claim_takes_a_lease(session):
 
     claimed = queue.claim(session, "w1", lease=timedelta(minutes=2))
 
-    assert (claimed.id, claimed.kind, claimed.payload, claimed.attempts) == (job_id, "fetch_item", {"connection_id": 1}, 1)
+    assert (claimed.id, claimed.kind, claimed.payload, claimed.attempts) == (
+        job_id,
+        "fetch_item",
+        {"connection_id": 1},
+        1,
+    )
     stored = job(session, job_id)
     assert (stored.status, stored.locked_by) == ("running", "w1")
     assert timedelta(minutes=1) < stored.locked_until - utcnow() <= timedelta(minutes=2)
@@ -267,12 +273,15 @@ def claim_waiting_on_a_lock(engine) -> bool:
     if engine.dialect.name != "postgresql":
         return True
     with engine.connect() as connection:
-        return connection.scalar(
-            sa.text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'UPDATE jobs%'"
+        return (
+            connection.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'UPDATE jobs%'"
+                )
             )
-        ) > 0
+            > 0
+        )
 
 
 def test_a_claim_that_loses_the_race_for_an_item_takes_the_next_free_job(app, session):
@@ -285,7 +294,9 @@ def test_a_claim_that_loses_the_race_for_an_item_takes_the_next_free_job(app, se
     with Session(engine) as rival, Session(engine) as mine:
         # Another worker has leased item-1's first job and not committed yet.
         rival.execute(
-            sa.update(Job).where(Job.id == first).values(status="running", locked_by="rival", locked_until=utcnow() + timedelta(minutes=5))
+            sa.update(Job)
+            .where(Job.id == first)
+            .values(status="running", locked_by="rival", locked_until=utcnow() + timedelta(minutes=5))
         )
         claimer = threading.Thread(target=lambda: claimed.append(queue.claim(mine, "w")))
         claimer.start()

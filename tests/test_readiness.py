@@ -1,5 +1,6 @@
 """GET /health/ready: the database, the queue (workers keep up; optionally few dead jobs) and
 Pluggy (an API key can be had, a failure remembered for 30 s)."""
+
 from __future__ import annotations
 
 import importlib
@@ -85,7 +86,10 @@ def test_a_due_job_waiting_longer_than_allowed_is_not_ready(app, client, fake_pl
     assert body["status"] == "error"
     assert body["checks"] == {"database": "ok", "queue": "error", "pluggy": "ok"}
     assert body["error"]["code"] == "not_ready"
-    assert body["error"]["message"].startswith("queue: the oldest due job has waited 40") and "(limit 300 s)" in body["error"]["message"]
+    assert (
+        body["error"]["message"].startswith("queue: the oldest due job has waited 40")
+        and "(limit 300 s)" in body["error"]["message"]
+    )
     assert body["queue"]["due"] == 1 and body["queue"]["oldest_due_age_s"] >= 400
 
 
@@ -192,7 +196,9 @@ def test_a_failing_pluggy_is_not_ready(client, fake_pluggy, clock):
 
 def test_a_pluggy_that_cannot_be_reached_is_not_ready(app, client, monkeypatch):
     waits: list[float] = []
-    monkeypatch.setattr(importlib.import_module("urllib3.util.retry"), "time", SimpleNamespace(sleep=waits.append, time=time.time))
+    monkeypatch.setattr(
+        importlib.import_module("urllib3.util.retry"), "time", SimpleNamespace(sleep=waits.append, time=time.time)
+    )
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
     app.config["PLUGGY_BASE_URL"] = f"http://127.0.0.1:{port}"
@@ -212,7 +218,9 @@ def test_an_auth_answer_without_a_key_is_not_ready_and_remembered(client, fake_p
 
     assert first == second
     assert (first[0], first[1]["checks"]["pluggy"]) == (503, "error")
-    assert first[1]["error"]["message"] == "pluggy: no API key from Pluggy: Pluggy 200: the answer of /auth has no apiKey"
+    assert (
+        first[1]["error"]["message"] == "pluggy: no API key from Pluggy: Pluggy 200: the answer of /auth has no apiKey"
+    )
     assert fake_pluggy.count("POST", "/auth") == 1
 
 
@@ -243,11 +251,17 @@ def test_without_the_database_nothing_is_ready(tmp_path, fake_pluggy, database_u
     assert status == 503
     assert body["checks"] == {"database": "error", "queue": "error", "pluggy": "ok"}
     assert body["queue"] is None
-    assert body["error"]["message"] == "database: The database cannot be reached.; queue: not checked without the database"
+    assert (
+        body["error"]["message"] == "database: The database cannot be reached.; queue: not checked without the database"
+    )
 
 
 def test_every_problem_is_named(app, client, fake_pluggy, clock):
-    add_jobs(app, Job(kind="sync", status="queued", run_at=utcnow() - timedelta(seconds=400)), Job(kind="sync", status="dead"))
+    add_jobs(
+        app,
+        Job(kind="sync", status="queued", run_at=utcnow() - timedelta(seconds=400)),
+        Job(kind="sync", status="dead"),
+    )
     refuse_auth(fake_pluggy, 403)
 
     status, body = ready(client, max_dead="0")
@@ -264,9 +278,17 @@ def test_every_problem_is_named(app, client, fake_pluggy, clock):
 @pytest.mark.parametrize(
     "query",
     [
-        {"max_due_age": "-1"}, {"max_due_age": "soon"}, {"max_due_age": "nan"}, {"max_due_age": "inf"},
-        {"max_due_age": "1e999"}, {"max_due_age": ""}, {"max_dead": "-1"}, {"max_dead": "1.5"},
-        {"max_dead": "many"}, {"max_dead": ""}, {"max_age": "5"},
+        {"max_due_age": "-1"},
+        {"max_due_age": "soon"},
+        {"max_due_age": "nan"},
+        {"max_due_age": "inf"},
+        {"max_due_age": "1e999"},
+        {"max_due_age": ""},
+        {"max_dead": "-1"},
+        {"max_dead": "1.5"},
+        {"max_dead": "many"},
+        {"max_dead": ""},
+        {"max_age": "5"},
     ],
     ids=lambda query: json.dumps(query),
 )

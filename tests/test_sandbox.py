@@ -162,9 +162,7 @@ class Receiver:
     @Request.application
     def _wsgi(self, request: Request) -> Response:
         with self.changed:
-            self.received.append(
-                {"path": request.path, "headers": dict(request.headers), "json": request.get_json()}
-            )
+            self.received.append({"path": request.path, "headers": dict(request.headers), "json": request.get_json()})
             scripted = self.answers.get(request.path) or []
             status = scripted.pop(0) if scripted else 200
             self.changed.notify_all()
@@ -213,8 +211,13 @@ def test_auth_issues_a_two_hour_jwt_and_refuses_wrong_credentials(client):
 
 @pytest.mark.parametrize("headers", [{}, {"X-API-KEY": "not-a-key"}], ids=["missing", "unknown"])
 def test_every_api_route_needs_a_key(client, headers):
-    for method, path in [("GET", "/items/x"), ("GET", "/accounts?itemId=x"), ("POST", "/connect_token"),
-                         ("GET", "/v2/transactions?accountId=x"), ("GET", "/webhooks")]:
+    for method, path in [
+        ("GET", "/items/x"),
+        ("GET", "/accounts?itemId=x"),
+        ("POST", "/connect_token"),
+        ("GET", "/v2/transactions?accountId=x"),
+        ("GET", "/webhooks"),
+    ]:
         answer = client.open(path, method=method, headers=headers, json={})
         assert answer.status_code == 403, path
         validate_schema("NotAuthenticatedResponse", answer.json)
@@ -282,9 +285,7 @@ OUTCOMES = [
 
 
 @pytest.mark.parametrize(("user", "password", "status", "execution", "error"), OUTCOMES)
-def test_each_sandbox_username_ends_as_pluggy_documents(
-    client, key, user, password, status, execution, error
-):
+def test_each_sandbox_username_ends_as_pluggy_documents(client, key, user, password, status, execution, error):
     item = synced_item(client, key, parameters={"user": user, "password": password})
     validate_response("GET", "/items/{id}", item, 200)
     assert (item["status"], item["executionStatus"]) == (status, execution)
@@ -433,8 +434,12 @@ def test_patch_resyncs_posts_old_pending_rows_and_adds_new_ones(client, key, rec
         "transactions/updated",
         "item/updated",
     ]
-    updated_ids = {i for r in receiver.received if r["json"]["event"] == "transactions/updated"
-                   for i in r["json"]["transactionIds"]}
+    updated_ids = {
+        i
+        for r in receiver.received
+        if r["json"]["event"] == "transactions/updated"
+        for i in r["json"]["transactionIds"]
+    }
     assert updated_ids == posted
     assert all(r["json"]["triggeredBy"] == "CLIENT" for r in receiver.received)
 
@@ -500,9 +505,7 @@ def test_v2_transactions_pages_through_next_in_date_id_order(paged):
     validate_schema("CursorPageResponseTransactions", first)
     assert len(first["results"]) == 7 and first["next"].startswith(f"?accountId={account_id}&after=")
     rows = all_transactions(client, key, account_id)
-    assert [r["id"] for r in rows] == [
-        t["id"] for t in state(client)["transactions"] if t["accountId"] == account_id
-    ]
+    assert [r["id"] for r in rows] == [t["id"] for t in state(client)["transactions"] if t["accountId"] == account_id]
     assert rows == sorted(rows, key=lambda r: (r["date"], r["id"]))
     bigger = client.get(f"/v2/transactions?accountId={account_id}&pageSize=50", headers=key).json
     assert len(bigger["results"]) == 50
@@ -581,8 +584,7 @@ def test_restate_deletes_recreates_and_posts_pending(client, key, receiver):
     answer = client.post(f"/sandbox/items/{item['id']}/restate", json=restate).json
     settle(client)
 
-    latest_posted = sorted((r for r in before if r["status"] == "POSTED"),
-                           key=lambda r: (r["date"], r["id"]))[-2:]
+    latest_posted = sorted((r for r in before if r["status"] == "POSTED"), key=lambda r: (r["date"], r["id"]))[-2:]
     assert set(answer["deleted"]) == {r["id"] for r in latest_posted}
     after = {r["id"]: r for r in all_transactions(client, key, bank_id)}
     assert not set(answer["deleted"]) & set(after)
@@ -591,8 +593,12 @@ def test_restate_deletes_recreates_and_posts_pending(client, key, receiver):
     assert len(answer["updated"]) == 6  # every PENDING row of both accounts
     assert not [t for t in state(client)["transactions"] if t["status"] == "PENDING"]
     assert set(state(client)["deleted_transaction_ids"]) == set(answer["deleted"])
-    assert receiver.events() == ["transactions/deleted", "transactions/created",
-                                 "transactions/updated", "transactions/updated"]
+    assert receiver.events() == [
+        "transactions/deleted",
+        "transactions/created",
+        "transactions/updated",
+        "transactions/updated",
+    ]
     deleted_event = receiver.received[0]["json"]
     assert deleted_event["accountId"] == bank_id
     assert set(deleted_event["transactionIds"]) == set(answer["deleted"])
@@ -742,10 +748,12 @@ def test_delay_fault_holds_each_delivery(client, key, receiver):
 
 def test_fail_rules_answer_429_and_500_as_pluggy(client, key):
     item = synced_item(client, key)
-    faults = {"fail": [
-        {"method": "PATCH", "path": f"/items/{item['id']}", "status": 429, "count": 1, "retry_after": 7},
-        {"method": "GET", "path": "/items/*", "status": 500, "count": 2},
-    ]}
+    faults = {
+        "fail": [
+            {"method": "PATCH", "path": f"/items/{item['id']}", "status": 429, "count": 1, "retry_after": 7},
+            {"method": "GET", "path": "/items/*", "status": 500, "count": 2},
+        ]
+    }
     assert client.post("/sandbox/faults", json=faults).json["fail"][0]["count"] == 1
     limited = client.patch(f"/items/{item['id']}", json={}, headers=key)
     assert (limited.status_code, limited.headers["Retry-After"]) == (429, "7")
@@ -761,9 +769,14 @@ def test_fail_rules_answer_429_and_500_as_pluggy(client, key):
 
 def test_fail_rules_can_play_any_documented_refusal(client, key):
     item = synced_item(client, key)
-    refusal = {"method": "PATCH", "path": "/items/*", "status": 409, "count": 1,
-               "codeDescription": "CLIENT_IS_UPDATING_BEFORE_ALLOWED_FREQUENCY",
-               "data": {"minUpdateFrequencyAllowedInHours": 8}}
+    refusal = {
+        "method": "PATCH",
+        "path": "/items/*",
+        "status": 409,
+        "count": 1,
+        "codeDescription": "CLIENT_IS_UPDATING_BEFORE_ALLOWED_FREQUENCY",
+        "data": {"minUpdateFrequencyAllowedInHours": 8},
+    }
     client.post("/sandbox/faults", json={"fail": [refusal]})
     answer = client.patch(f"/items/{item['id']}", json={}, headers=key)
     assert (answer.status_code, answer.json["codeDescription"]) == (409, refusal["codeDescription"])
@@ -851,8 +864,7 @@ def test_pluggy_client_works_against_the_sandbox_unchanged(served):
         watermark = datetime.now(UTC)
         client.trigger_item_update(item["id"])
         requests.post(f"{served}/sandbox/idle?timeout=10", timeout=15)
-        fresh = [row for page in client.iter_transactions(accounts[0]["id"], created_at_from=watermark)
-                 for row in page]
+        fresh = [row for page in client.iter_transactions(accounts[0]["id"], created_at_from=watermark) for row in page]
         assert fresh and all(row["date"][:10] == watermark.date().isoformat() for row in fresh)
         webhook = client.create_webhook("item/updated", "http://127.0.0.1:1/h", {"X-Webhook-Secret": "s"})
         assert [w["id"] for w in client.list_webhooks()] == [webhook["id"]]

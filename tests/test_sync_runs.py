@@ -1,5 +1,6 @@
 """Sync runs a client relies on: one update of an item is one run, its counts are what it stored,
 a run never waits on an outcome that cannot come, and a run succeeds only by fetching."""
+
 from __future__ import annotations
 
 import itertools
@@ -119,7 +120,9 @@ def test_a_retried_fetch_resumes_its_run_and_counts_what_it_stored(session, conn
 # A run whose outcome cannot come ------------------------------------------------------------------
 
 
-def test_an_item_update_that_never_reached_pluggy_stops_blocking_after_a_minute(session, service, connection, fake_pluggy):
+def test_an_item_update_that_never_reached_pluggy_stops_blocking_after_a_minute(
+    session, service, connection, fake_pluggy
+):
     # The web process died between reserving the update and sending the PATCH.
     lost = runs.reserve_item_update(session, connection, "manual", per_minute=20)
     lost.item_update_requested_at = utcnow() - timedelta(seconds=61)
@@ -145,7 +148,9 @@ def test_an_update_pluggy_is_still_answering_keeps_its_run(session, service, con
     assert fake_pluggy.count("PATCH", PATCH) == 0
 
 
-def test_an_update_whose_webhook_never_came_is_fetched_by_the_next_sync(session, service, connection, fake_pluggy, worker):
+def test_an_update_whose_webhook_never_came_is_fetched_by_the_next_sync(
+    session, service, connection, fake_pluggy, worker
+):
     started = service.trigger_manual_sync(connection)
     assert started.status == c.SYNC_STARTED
     fake_pluggy.pending_outcomes.clear()
@@ -162,7 +167,9 @@ def test_an_update_whose_webhook_never_came_is_fetched_by_the_next_sync(session,
     assert started.closed_by == "webhook"  # the answer said what would close its run
 
 
-def test_an_update_that_ended_waiting_for_a_code_closes_its_run_on_the_next_sync(session, service, connection, fake_pluggy):
+def test_an_update_that_ended_waiting_for_a_code_closes_its_run_on_the_next_sync(
+    session, service, connection, fake_pluggy
+):
     started = service.trigger_manual_sync(connection)
     fake_pluggy.pending_outcomes.clear()
     fake_pluggy.items[connection.item_id].update(status="WAITING_USER_INPUT", parameter=pf.mfa_parameter())
@@ -210,7 +217,9 @@ def test_the_webhook_of_an_update_the_watcher_fetched_joins_its_run(session, ser
     assert (event.status, event.sync_run_id) == ("processed", run.id)
 
 
-def test_after_a_code_the_update_arrives_as_one_run_whatever_the_order_of_its_webhooks(session, service, user, fake_pluggy, worker):
+def test_after_a_code_the_update_arrives_as_one_run_whatever_the_order_of_its_webhooks(
+    session, service, user, fake_pluggy, worker
+):
     item = fake_pluggy.add_item(
         status="WAITING_USER_INPUT", parameter=pf.mfa_parameter(), lastUpdatedAt=None, clientUserId=str(user.id)
     )
@@ -237,7 +246,9 @@ def test_after_a_code_the_update_arrives_as_one_run_whatever_the_order_of_its_we
 # A run succeeds only by fetching -------------------------------------------------------------------
 
 
-def test_a_first_sync_of_an_item_waiting_for_its_code_fetches_nothing_and_says_so(session, service, user, fake_pluggy, worker):
+def test_a_first_sync_of_an_item_waiting_for_its_code_fetches_nothing_and_says_so(
+    session, service, user, fake_pluggy, worker
+):
     item = fake_pluggy.add_item(status="WAITING_USER_INPUT", parameter=pf.mfa_parameter(), lastUpdatedAt=None)
     fake_pluggy.add_account(item["id"])
 
@@ -289,7 +300,9 @@ def events_job_whose_worker_died(session, connection, fake_pluggy) -> Job:
     return job
 
 
-def test_a_sync_whose_worker_keeps_dying_goes_dead_closing_its_run_and_events(session, service, connection, fake_pluggy, worker):
+def test_a_sync_whose_worker_keeps_dying_goes_dead_closing_its_run_and_events(
+    session, service, connection, fake_pluggy, worker
+):
     job = events_job_whose_worker_died(session, connection, fake_pluggy)
 
     assert worker.run_one(session, "w")  # taken back with no attempt left: dead
@@ -314,7 +327,9 @@ def test_a_fetch_that_fails_its_last_attempt_closes_its_run(session, service, co
     assert session.scalars(sa.select(Job.status)).one() == "dead"
 
 
-def test_events_of_an_item_are_left_to_the_job_queued_after_the_one_that_gave_up(session, connection, fake_pluggy, worker):
+def test_events_of_an_item_are_left_to_the_job_queued_after_the_one_that_gave_up(
+    session, connection, fake_pluggy, worker
+):
     new_update_at_pluggy(fake_pluggy, connection)
     receive(session, pf.webhook_event("item/updated", itemId=connection.item_id))
     first = queue.claim(session, "doomed")

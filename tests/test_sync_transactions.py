@@ -1,4 +1,5 @@
 """TransactionService: fetching accounts and transactions into the database, on either engine."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -9,6 +10,7 @@ import sqlalchemy as sa
 
 from api.extensions import db
 from models import Account, SyncRun, Transaction
+from pluggy_client import PluggyError
 from sync import bulk, runs, transactions
 from sync.transactions import TransactionService
 
@@ -94,7 +96,9 @@ def test_a_backdated_row_ingested_later_is_found(session, service, connection, f
     assert old["id"] in live(session)
 
 
-def test_pending_becoming_posted_under_the_same_id_updates_the_row(session, service, connection, fake_pluggy, account_id):
+def test_pending_becoming_posted_under_the_same_id_updates_the_row(
+    session, service, connection, fake_pluggy, account_id
+):
     pending = fake_pluggy.add_transaction(account_id, date=day(1), status="PENDING", amount=-10.0)
     sync(session, service, connection)
     pending.update(status="POSTED", amount=-10.5)
@@ -120,7 +124,9 @@ def test_a_restatement_leaves_one_live_row(session, service, connection, fake_pl
     assert tombstone.deleted_at is not None
 
 
-def test_only_rows_surely_inside_the_reread_window_are_tombstoned(session, service, connection, fake_pluggy, account_id, settings):
+def test_only_rows_surely_inside_the_reread_window_are_tombstoned(
+    session, service, connection, fake_pluggy, account_id, settings
+):
     edge = fake_pluggy.add_transaction(account_id, date=day(settings.lookback_days))  # first day of the window
     inside = fake_pluggy.add_transaction(account_id, date=day(1))
     older = fake_pluggy.add_transaction(account_id, date=day(60))
@@ -156,7 +162,7 @@ def test_the_watermark_does_not_move_when_the_fetch_fails(session, service, conn
     fake_pluggy.add_transaction(account_id, date=day(1))
     fake_pluggy.refuse_next("GET", "/v2/transactions", 400, "INVALID_PARAMETERS")
 
-    with pytest.raises(Exception):
+    with pytest.raises(PluggyError):
         sync(session, service, connection)
 
     session.rollback()
@@ -247,7 +253,9 @@ def run_jobs(app, session, pluggy_api) -> None:
         pass
 
 
-def test_sync_transactions_without_an_update_queues_a_reread(app, session, service, connection, fake_pluggy, account_id, pluggy_api):
+def test_sync_transactions_without_an_update_queues_a_reread(
+    app, session, service, connection, fake_pluggy, account_id, pluggy_api
+):
     fake_pluggy.add_transaction(account_id, date=day(1))
     fake_pluggy.items[connection.item_id]["status"] = "LOGIN_ERROR"  # what Pluggy has is read anyway
 

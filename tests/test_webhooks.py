@@ -1,4 +1,5 @@
 """Webhooks: the receiver (authenticated, durable, idempotent), the handlers, the sweep, register."""
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,12 @@ def test_an_event_is_stored_with_its_job_before_the_answer(client, session):
     assert response.status_code == 200
     assert response.get_json() == {"status": "accepted", "event_id": payload["eventId"]}
     (event,) = events(session)
-    assert (event.event_id, event.event, event.item_id, event.status) == (payload["eventId"], "item/updated", "item-1", "pending")
+    assert (event.event_id, event.event, event.item_id, event.status) == (
+        payload["eventId"],
+        "item/updated",
+        "item-1",
+        "pending",
+    )
     assert event.payload == payload
     assert event.headers["X-Webhook-Secret"] == "[redacted]"
     (job,) = session.scalars(sa.select(Job)).all()
@@ -60,7 +66,8 @@ def test_every_configured_secret_is_accepted_for_rotation(app, client, session):
 
 
 @pytest.mark.parametrize(
-    "headers", [{}, {"X-Webhook-Secret": ""}, {"X-Webhook-Secret": "wrong"}, {"X-Webhook-Secret": "test-webhook-secret "}],
+    "headers",
+    [{}, {"X-Webhook-Secret": ""}, {"X-Webhook-Secret": "wrong"}, {"X-Webhook-Secret": "test-webhook-secret "}],
     ids=["missing", "empty", "wrong", "almost"],
 )
 def test_a_wrong_or_missing_secret_is_401_and_nothing_is_stored(client, session, headers):
@@ -79,9 +86,14 @@ def test_the_signed_url_route_accepts_its_token_only(app, client, session, user)
     good = issue_webhook_token(app.config["SECRET_KEY"])
     api_token = issue_api_token(app.config["SECRET_KEY"], user)
 
-    assert post(client, pf.webhook_event("item/updated"), headers={}, path=f"/webhooks/pluggy/{good}").status_code == 200
+    assert (
+        post(client, pf.webhook_event("item/updated"), headers={}, path=f"/webhooks/pluggy/{good}").status_code == 200
+    )
     for forged in (good[:-2] + "xx", api_token, "pluggy"):
-        assert post(client, pf.webhook_event("item/updated"), headers={}, path=f"/webhooks/pluggy/{forged}").status_code == 401
+        assert (
+            post(client, pf.webhook_event("item/updated"), headers={}, path=f"/webhooks/pluggy/{forged}").status_code
+            == 401
+        )
     assert count(session, WebhookEvent) == 1
 
 
@@ -95,7 +107,8 @@ def test_a_body_over_64_kib_is_413_and_not_stored(client, session):
 
 
 @pytest.mark.parametrize(
-    "body", [b"{oops", b"[]", b'"item/updated"', b"{}", b'{"event": 7}', b'{"event": ""}', b'{"a": ' * 3000],
+    "body",
+    [b"{oops", b"[]", b'"item/updated"', b"{}", b'{"event": 7}', b'{"event": ""}', b'{"a": ' * 3000],
     ids=["not json", "array", "string", "no event", "event not text", "empty event", "too deep"],
 )
 def test_a_body_that_is_not_an_event_is_400(client, session, body):
@@ -174,7 +187,9 @@ def runs_of(session, connection) -> list[SyncRun]:
     return list(session.scalars(sa.select(SyncRun).where(SyncRun.connection_id == connection.id).order_by(SyncRun.id)))
 
 
-def test_item_updated_closes_the_waiting_manual_run_by_fetching(client, session, connection, fake_pluggy, worker, pluggy_api, settings):
+def test_item_updated_closes_the_waiting_manual_run_by_fetching(
+    client, session, connection, fake_pluggy, worker, pluggy_api, settings
+):
     account_id = fake_pluggy.accounts[connection.item_id][0]["id"]
     fake_pluggy.add_transaction(account_id, date=f"{utcnow().date()}T03:00:00.000Z")
     started = BankConnectionService(session, pluggy_api, settings).trigger_manual_sync(connection)
@@ -188,7 +203,9 @@ def test_item_updated_closes_the_waiting_manual_run_by_fetching(client, session,
     assert (event.status, event.sync_run_id, event.attempts) == ("processed", run.id, 1)
 
 
-def test_a_late_item_updated_of_the_previous_update_leaves_our_run_waiting(client, session, connection, fake_pluggy, worker, pluggy_api, settings):
+def test_a_late_item_updated_of_the_previous_update_leaves_our_run_waiting(
+    client, session, connection, fake_pluggy, worker, pluggy_api, settings
+):
     started = BankConnectionService(session, pluggy_api, settings).trigger_manual_sync(connection)
     fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=pf.SYNCED_AT)  # before our PATCH
 
@@ -211,11 +228,20 @@ def test_a_burst_of_item_events_reads_and_fetches_the_item_once(client, session,
 
 
 @pytest.mark.parametrize("name", ["item/error", "item/login_error"])
-def test_a_login_error_needs_credentials_and_closes_the_run_so(client, session, connection, fake_pluggy, worker, pluggy_api, settings, name):
+def test_a_login_error_needs_credentials_and_closes_the_run_so(
+    client, session, connection, fake_pluggy, worker, pluggy_api, settings, name
+):
     BankConnectionService(session, pluggy_api, settings).trigger_manual_sync(connection)
-    fake_pluggy.items[connection.item_id].update(status="LOGIN_ERROR", executionStatus="INVALID_CREDENTIALS", error=pf.item_error())
+    fake_pluggy.items[connection.item_id].update(
+        status="LOGIN_ERROR", executionStatus="INVALID_CREDENTIALS", error=pf.item_error()
+    )
 
-    deliver(client, worker, session, pf.webhook_event(name, itemId=connection.item_id, error={"code": "INVALID_CREDENTIALS", "message": "x"}))
+    deliver(
+        client,
+        worker,
+        session,
+        pf.webhook_event(name, itemId=connection.item_id, error={"code": "INVALID_CREDENTIALS", "message": "x"}),
+    )
 
     (run,) = runs_of(session, connection)
     assert (run.status, run.error_code) == ("credentials_required", "INVALID_CREDENTIALS")
@@ -226,11 +252,17 @@ def test_a_login_error_needs_credentials_and_closes_the_run_so(client, session, 
     "name, item_fields, expected",
     [
         ("item/waiting_user_input", {"status": "WAITING_USER_INPUT", "parameter": pf.mfa_parameter()}, "MFA_REQUIRED"),
-        ("item/waiting_user_action", {"status": "WAITING_USER_ACTION", "userAction": {"instructions": "Abra o app"}}, "USER_ACTION_REQUIRED"),
+        (
+            "item/waiting_user_action",
+            {"status": "WAITING_USER_ACTION", "userAction": {"instructions": "Abra o app"}},
+            "USER_ACTION_REQUIRED",
+        ),
         ("item/login_succeeded", {"status": "UPDATING", "error": None}, "UPDATING"),
     ],
 )
-def test_item_events_store_what_the_item_needs(client, session, connection, fake_pluggy, worker, name, item_fields, expected):
+def test_item_events_store_what_the_item_needs(
+    client, session, connection, fake_pluggy, worker, name, item_fields, expected
+):
     connection.error_code = "INVALID_CREDENTIALS"
     session.commit()
     fake_pluggy.items[connection.item_id].update(item_fields)
@@ -246,13 +278,20 @@ def test_item_events_store_what_the_item_needs(client, session, connection, fake
 
 def test_the_payload_is_never_trusted_over_the_item(client, session, connection, fake_pluggy, worker):
     # The event claims an error; Pluggy says the item is fine.
-    deliver(client, worker, session, pf.webhook_event("item/error", itemId=connection.item_id, error={"code": "INVALID_CREDENTIALS"}))
+    deliver(
+        client,
+        worker,
+        session,
+        pf.webhook_event("item/error", itemId=connection.item_id, error={"code": "INVALID_CREDENTIALS"}),
+    )
 
     session.refresh(connection)
     assert (connection.item_status, connection.error_code) == ("UPDATED", None)
 
 
-def test_item_deleted_marks_the_connection_and_later_events_are_ignored(client, session, connection, fake_pluggy, worker, app, user):
+def test_item_deleted_marks_the_connection_and_later_events_are_ignored(
+    client, session, connection, fake_pluggy, worker, app, user
+):
     deliver(client, worker, session, pf.webhook_event("item/deleted", itemId=connection.item_id))
     deliver(client, worker, session, pf.webhook_event("item/updated", itemId=connection.item_id))
 
@@ -315,33 +354,58 @@ def synced(session, connection, fake_pluggy, worker):
 def test_transactions_created_fetches_what_pluggy_ingested(client, session, connection, fake_pluggy, worker, synced):
     new = fake_pluggy.add_transaction(synced, date=f"{utcnow().date()}T03:00:00.000Z")
 
-    deliver(client, worker, session, pf.webhook_event(
-        "transactions/created", itemId=connection.item_id, accountId=synced,
-        transactionsCreatedAtFrom=new["createdAt"], createdTransactionsLink="https://evil.example/steal"))
+    deliver(
+        client,
+        worker,
+        session,
+        pf.webhook_event(
+            "transactions/created",
+            itemId=connection.item_id,
+            accountId=synced,
+            transactionsCreatedAtFrom=new["createdAt"],
+            createdTransactionsLink="https://evil.example/steal",
+        ),
+    )
 
     assert new["id"] in transactions(session)
-    (_, _, query, _), = [c for c in fake_pluggy.calls_to("GET", "/v2/transactions") if "createdAtFrom" in c[2]][-1:]
+    ((_, _, query, _),) = [c for c in fake_pluggy.calls_to("GET", "/v2/transactions") if "createdAtFrom" in c[2]][-1:]
     assert query["createdAtFrom"] == new["createdAt"]
     event = events(session)[0]
     assert event.status == "processed"
     assert session.get(SyncRun, event.sync_run_id).created == 1
 
 
-def test_transactions_for_an_account_not_seen_yet_refresh_the_accounts(client, session, connection, fake_pluggy, worker, synced):
+def test_transactions_for_an_account_not_seen_yet_refresh_the_accounts(
+    client, session, connection, fake_pluggy, worker, synced
+):
     card = fake_pluggy.add_account(connection.item_id, type="CREDIT", name="Cartão")
     row = fake_pluggy.add_transaction(card["id"], date=f"{utcnow().date()}T03:00:00.000Z")
 
-    deliver(client, worker, session, pf.webhook_event("transactions/created", itemId=connection.item_id, accountId=card["id"]))
+    deliver(
+        client,
+        worker,
+        session,
+        pf.webhook_event("transactions/created", itemId=connection.item_id, accountId=card["id"]),
+    )
 
     assert row["id"] in transactions(session)
 
 
 def test_transactions_updated_rereads_them_by_id(client, session, connection, fake_pluggy, worker, synced):
     row = fake_pluggy.add_transaction(synced, date=f"{utcnow().date()}T03:00:00.000Z", status="PENDING")
-    deliver(client, worker, session, pf.webhook_event("transactions/created", itemId=connection.item_id, accountId=synced))
+    deliver(
+        client, worker, session, pf.webhook_event("transactions/created", itemId=connection.item_id, accountId=synced)
+    )
     row["status"] = "POSTED"
 
-    deliver(client, worker, session, pf.webhook_event("transactions/updated", itemId=connection.item_id, accountId=synced, transactionIds=[row["id"]]))
+    deliver(
+        client,
+        worker,
+        session,
+        pf.webhook_event(
+            "transactions/updated", itemId=connection.item_id, accountId=synced, transactionIds=[row["id"]]
+        ),
+    )
 
     assert transactions(session)[row["id"]].status == "POSTED"
     (_, _, query, _) = fake_pluggy.calls_to("GET", "/v2/transactions")[-1]
@@ -350,10 +414,19 @@ def test_transactions_updated_rereads_them_by_id(client, session, connection, fa
 
 def test_transactions_deleted_tombstones_them(client, session, connection, fake_pluggy, worker, synced):
     row = fake_pluggy.add_transaction(synced, date=f"{utcnow().date()}T03:00:00.000Z")
-    deliver(client, worker, session, pf.webhook_event("transactions/created", itemId=connection.item_id, accountId=synced))
+    deliver(
+        client, worker, session, pf.webhook_event("transactions/created", itemId=connection.item_id, accountId=synced)
+    )
     fake_pluggy.remove_transaction(synced, row["id"])
 
-    deliver(client, worker, session, pf.webhook_event("transactions/deleted", itemId=connection.item_id, accountId=synced, transactionIds=[row["id"]]))
+    deliver(
+        client,
+        worker,
+        session,
+        pf.webhook_event(
+            "transactions/deleted", itemId=connection.item_id, accountId=synced, transactionIds=[row["id"]]
+        ),
+    )
 
     assert transactions(session)[row["id"]].deleted_at is not None
 
@@ -363,9 +436,18 @@ def test_deleted_before_created_leaves_nothing_live(client, session, connection,
     fake_pluggy.remove_transaction(synced, row["id"])  # created then deleted at Pluggy
 
     deliver(
-        client, worker, session,
-        pf.webhook_event("transactions/deleted", itemId=connection.item_id, accountId=synced, transactionIds=[row["id"]]),
-        pf.webhook_event("transactions/created", itemId=connection.item_id, accountId=synced, transactionsCreatedAtFrom=row["createdAt"]),
+        client,
+        worker,
+        session,
+        pf.webhook_event(
+            "transactions/deleted", itemId=connection.item_id, accountId=synced, transactionIds=[row["id"]]
+        ),
+        pf.webhook_event(
+            "transactions/created",
+            itemId=connection.item_id,
+            accountId=synced,
+            transactionsCreatedAtFrom=row["createdAt"],
+        ),
     )
 
     assert row["id"] not in transactions(session)
@@ -373,7 +455,12 @@ def test_deleted_before_created_leaves_nothing_live(client, session, connection,
 
 
 def test_connector_status_is_recorded(client, session, worker):
-    deliver(client, worker, session, {"event": "connector/status_updated", "eventId": "e1", "id": 201, "data": {"status": "UNSTABLE"}})
+    deliver(
+        client,
+        worker,
+        session,
+        {"event": "connector/status_updated", "eventId": "e1", "id": 201, "data": {"status": "UNSTABLE"}},
+    )
 
     status = session.get(ConnectorStatus, 201)
     assert status.status == "UNSTABLE"
@@ -387,7 +474,9 @@ def test_unknown_events_are_stored_and_ignored(client, session, worker):
     assert (event.status, event.last_error) == ("ignored", "not handled: payment_intent/created")
 
 
-def test_pluggy_failing_during_processing_retries_then_the_events_fail(client, session, connection, fake_pluggy, worker):
+def test_pluggy_failing_during_processing_retries_then_the_events_fail(
+    client, session, connection, fake_pluggy, worker
+):
     post(client, pf.webhook_event("item/updated", itemId=connection.item_id))
     job = session.scalars(sa.select(Job)).one()
     job.max_attempts = 2
@@ -524,10 +613,14 @@ def test_register_needs_a_secret(app, runner, fake_pluggy):
     assert result.exit_code == 1 and "PLUGGY_WEBHOOK_SECRET" in result.output
 
 
-def test_transactions_created_beside_an_item_update_is_read_by_that_fetch(client, session, connection, fake_pluggy, worker, synced):
+def test_transactions_created_beside_an_item_update_is_read_by_that_fetch(
+    client, session, connection, fake_pluggy, worker, synced
+):
     fake_pluggy.items[connection.item_id]["lastUpdatedAt"] = now_iso()  # Pluggy finished a new update
     deliver(
-        client, worker, session,
+        client,
+        worker,
+        session,
         pf.webhook_event("item/updated", itemId=connection.item_id),
         pf.webhook_event("transactions/created", itemId=connection.item_id, accountId=synced),
     )

@@ -1,5 +1,6 @@
 """The worker and the job handlers: first sync, the watcher in poll mode, MFA, failures, stopping,
 riding out a lost database."""
+
 from __future__ import annotations
 
 import logging
@@ -13,15 +14,16 @@ from datetime import timedelta
 import psycopg
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
 from api.extensions import db
 from models import Job, SyncRun
 from models.base import utcnow
-from prometheus_client import REGISTRY
-
 from pluggy_client import PluggyRateLimited
 from sync import connections as c
-from sync import queue, scheduling, wakeup as wakeup_module, worker as worker_module
+from sync import queue, scheduling
+from sync import wakeup as wakeup_module
+from sync import worker as worker_module
 from sync.connections import BankConnectionService, MfaNotRequired, MfaValueRequired
 from sync.wakeup import CHANNEL, Wakeup
 from sync.worker import Worker
@@ -52,7 +54,9 @@ def jobs(session) -> list[Job]:
     return list(session.scalars(sa.select(Job).order_by(Job.id)))
 
 
-def test_registering_an_item_queues_its_first_sync_which_fetches_everything(session, user, fake_pluggy, worker, pluggy_api, settings):
+def test_registering_an_item_queues_its_first_sync_which_fetches_everything(
+    session, user, fake_pluggy, worker, pluggy_api, settings
+):
     item = fake_pluggy.add_item()
     account = fake_pluggy.add_account(item["id"])
     fake_pluggy.add_transaction(account["id"], date=f"{utcnow().date()}T03:00:00.000Z")
@@ -80,7 +84,9 @@ def test_an_item_of_another_user_is_refused(session, user, fake_pluggy, pluggy_a
         service.register(create_user(session, "bruno@example.com"), item["id"])
 
 
-def test_the_first_sync_waits_while_pluggy_still_collects_the_item(session, user, fake_pluggy, worker, pluggy_api, settings):
+def test_the_first_sync_waits_while_pluggy_still_collects_the_item(
+    session, user, fake_pluggy, worker, pluggy_api, settings
+):
     item = fake_pluggy.add_item(status="UPDATING")
     connection, _ = BankConnectionService(session, pluggy_api, settings).register(user, item["id"])
 
@@ -91,7 +97,9 @@ def test_the_first_sync_waits_while_pluggy_still_collects_the_item(session, user
     assert runs_of(session, connection) == []
 
 
-def test_poll_mode_watches_the_item_until_it_settles_then_fetches(session, connection, fake_pluggy, worker, poll_service):
+def test_poll_mode_watches_the_item_until_it_settles_then_fetches(
+    session, connection, fake_pluggy, worker, poll_service
+):
     account_id = fake_pluggy.accounts[connection.item_id][0]["id"]
     fake_pluggy.add_transaction(account_id, date=f"{utcnow().date()}T03:00:00.000Z")
 
@@ -108,9 +116,21 @@ def test_poll_mode_watches_the_item_until_it_settles_then_fetches(session, conne
     "outcome, run_status, sync_status",
     [
         ({"status": "WAITING_USER_INPUT", "parameter": pf.mfa_parameter()}, "mfa_required", "MFA_REQUIRED"),
-        ({"status": "WAITING_USER_ACTION", "userAction": {"instructions": "Abra o app"}}, "user_action_required", "USER_ACTION_REQUIRED"),
+        (
+            {"status": "WAITING_USER_ACTION", "userAction": {"instructions": "Abra o app"}},
+            "user_action_required",
+            "USER_ACTION_REQUIRED",
+        ),
         ({"status": "LOGIN_ERROR", "error": pf.item_error()}, "credentials_required", "CREDENTIALS_REQUIRED"),
-        ({"status": "OUTDATED", "executionStatus": "SITE_NOT_AVAILABLE", "error": pf.item_error("SITE_NOT_AVAILABLE")}, "error", "OUTDATED"),
+        (
+            {
+                "status": "OUTDATED",
+                "executionStatus": "SITE_NOT_AVAILABLE",
+                "error": pf.item_error("SITE_NOT_AVAILABLE"),
+            },
+            "error",
+            "OUTDATED",
+        ),
     ],
     ids=["mfa", "user action", "login error", "outdated"],
 )
@@ -138,7 +158,7 @@ def test_the_mfa_round_trip(session, connection, fake_pluggy, worker, poll_servi
     poll_service.send_mfa(connection, value=MFA_VALUE)
     drain(worker, session)
 
-    (_, _, _, body), = fake_pluggy.calls_to("POST", r"/items/[^/]+/mfa")
+    ((_, _, _, body),) = fake_pluggy.calls_to("POST", r"/items/[^/]+/mfa")
     assert body == {"token": MFA_VALUE}
     first, second = runs_of(session, connection)
     assert (first.status, second.status) == ("mfa_required", "success")
@@ -170,7 +190,9 @@ def test_mfa_is_refused_when_pluggy_is_not_waiting_for_it(connection, poll_servi
         poll_service.send_mfa(connection, value="")
 
 
-def test_a_fetch_after_an_item_update_closes_the_waiting_run(session, connection, fake_pluggy, worker, pluggy_api, settings):
+def test_a_fetch_after_an_item_update_closes_the_waiting_run(
+    session, connection, fake_pluggy, worker, pluggy_api, settings
+):
     result = BankConnectionService(session, pluggy_api, settings).trigger_manual_sync(connection)
     fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=now_iso())
     scheduling.queue_fetch(session, connection, "webhook")
@@ -446,7 +468,12 @@ def listening(wakeup: Wakeup) -> bool:
     if db.engine.dialect.name != "postgresql":
         return wakeup.thread.is_alive()
     with db.engine.connect() as connection:
-        return connection.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE query = :q"), {"q": f"LISTEN {CHANNEL}"}) > 0
+        return (
+            connection.scalar(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE query = :q"), {"q": f"LISTEN {CHANNEL}"}
+            )
+            > 0
+        )
 
 
 # Riding out a lost database ----------------------------------------------------------------------
@@ -541,9 +568,7 @@ def failed_attempt(session, job_id: int) -> Job | None:
     return job if (job.status, job.attempts) == ("queued", 1) else None
 
 
-def test_a_failed_attempt_the_database_would_not_take_is_written_once_it_is_back(
-    app, session, pluggy_api, monkeypatch
-):
+def test_a_failed_attempt_the_database_would_not_take_is_written_once_it_is_back(app, session, pluggy_api, monkeypatch):
     def loses_the_database(context):
         raise database_gone()
 

@@ -1,4 +1,5 @@
 """Waiting on a condition across processes: poll it until it holds, fail after a deadline."""
+
 from __future__ import annotations
 
 import time

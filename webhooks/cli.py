@@ -1,4 +1,5 @@
 """`flask webhooks register URL`, `flask webhooks list`, `flask webhooks unregister ID`."""
+
 from __future__ import annotations
 
 import click

@@ -4,6 +4,7 @@ Every handler re-reads the item from Pluggy instead of trusting a payload or its
 idempotent, so a repeated or reordered delivery changes nothing. One job drains all pending events
 of an item: however many item events arrived, the item is read and settled once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,7 +23,6 @@ from sync.queue import dialect_insert
 from sync.scheduling import PROCESS_EVENTS
 from sync.transactions import Counts, TransactionService, timestamp
 from sync.worker import JobContext, describe, handles
-
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,11 @@ def report_outcomes(session: Session, ids: list[int]) -> None:
     from arrival to now."""
     rows = session.execute(
         sa.select(
-            WebhookEvent.event_id, WebhookEvent.event, WebhookEvent.status, WebhookEvent.sync_run_id, WebhookEvent.received_at
+            WebhookEvent.event_id,
+            WebhookEvent.event,
+            WebhookEvent.status,
+            WebhookEvent.sync_run_id,
+            WebhookEvent.received_at,
         ).where(WebhookEvent.id.in_(ids))
     ).all()
     session.commit()
@@ -157,7 +161,11 @@ def record_connector_status(session: Session, connector_id: int, data: dict) -> 
     session.execute(
         insert.on_conflict_do_update(
             index_elements=[ConnectorStatus.connector_id],
-            set_={"status": insert.excluded.status, "payload": insert.excluded.payload, "updated_at": insert.excluded.updated_at},
+            set_={
+                "status": insert.excluded.status,
+                "payload": insert.excluded.payload,
+                "updated_at": insert.excluded.updated_at,
+            },
         )
     )
 
@@ -176,7 +184,11 @@ class ItemEvents:
         return [e for e in self.events if e.event in names]
 
     def process(self) -> None:
-        mark([e for e in self.events if e.event not in ITEM_EVENTS | TRANSACTION_EVENTS], "ignored", note="not handled for an item")
+        mark(
+            [e for e in self.events if e.event not in ITEM_EVENTS | TRANSACTION_EVENTS],
+            "ignored",
+            note="not handled for an item",
+        )
         connection = self.connections.by_item_id(self.item_id)
         if connection is not None and connection.deleted_at is not None:
             mark(self.of(HANDLED), "ignored", note="the item was deleted")
@@ -253,7 +265,9 @@ class ItemEvents:
         if opened:
             runs.close_run(self.session, run, "success")
 
-    def transaction_event(self, service: TransactionService, connection: Connection, event: WebhookEvent) -> Counts | None:
+    def transaction_event(
+        self, service: TransactionService, connection: Connection, event: WebhookEvent
+    ) -> Counts | None:
         account = self.account(service, connection, event.payload.get("accountId"))
         if account is None:
             return None

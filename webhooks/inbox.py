@@ -1,4 +1,5 @@
 """The inbox: a delivery is stored and its processing queued in one transaction."""
+
 from __future__ import annotations
 
 import functools

@@ -1,4 +1,5 @@
 """POST /webhooks/pluggy[/<token>]: verify, store, acknowledge. Fetching happens in the worker."""
+
 from __future__ import annotations
 
 import hmac

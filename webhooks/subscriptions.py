@@ -1,4 +1,5 @@
 """Pluggy's webhook subscriptions for this service: one per handled event, with the secret header."""
+
 from __future__ import annotations
 
 from pluggy_client import PluggyClient

@@ -6,8 +6,9 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-29
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0003"

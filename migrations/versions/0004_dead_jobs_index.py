@@ -5,8 +5,9 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-29
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0004"

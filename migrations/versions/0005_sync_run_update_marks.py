@@ -6,8 +6,9 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-02
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0005"

@@ -5,6 +5,7 @@ delivered over HTTP, the worker fetching, manual syncs through MFA and a login e
 reconnection in update mode, restatements and deletions. At the end the service's data equals the
 sandbox's. One run drops and duplicates webhooks and is healed by redelivery and the sweep.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,19 @@ class Stack:
         self.token = ""
 
     def start(self) -> None:
-        self.spawn("sandbox", "-m", "sandbox", "--port", self.sandbox.rsplit(":", 1)[1], "--seed", "7",
-                   "--step-delay", "0.05", "--retry-backoff", "1,2,4,8")
+        self.spawn(
+            "sandbox",
+            "-m",
+            "sandbox",
+            "--port",
+            self.sandbox.rsplit(":", 1)[1],
+            "--seed",
+            "7",
+            "--step-delay",
+            "0.05",
+            "--retry-backoff",
+            "1,2,4,8",
+        )
         self.start_web()
         self.spawn("worker", "-m", "flask", "worker", "--poll-interval", "0.1", "--concurrency", "2")
         wait_until(lambda: self.up(f"{self.sandbox}/health") and self.up(f"{self.web}/health"), what="the stack up")
@@ -106,7 +118,9 @@ class Stack:
                 process.kill()
 
     def flask(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "flask", *args], cwd=ROOT, env=self.env, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "flask", *args], cwd=ROOT, env=self.env, capture_output=True, text=True
+        )
         with open(self.log_file("cli"), "a") as log:
             log.write(done.stderr)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -127,7 +141,9 @@ class Stack:
     def transactions(self, connection_id: int) -> dict[str, dict]:
         found, page = {}, 1
         while True:
-            body = self.api("GET", f"/connections/{connection_id}/transactions/", params={"page": page, "page_size": 500}).json()
+            body = self.api(
+                "GET", f"/connections/{connection_id}/transactions/", params={"page": page, "page_size": 500}
+            ).json()
             found.update({t["id"]: t for t in body["transactions"]})
             if page * 500 >= body["total"]:
                 return found
@@ -208,10 +224,17 @@ def assert_same_data(stack: Stack, connection_id: int, item_id: str) -> None:
     ours = stack.transactions(connection_id)
     theirs = stack.sandbox_transactions(item_id)
     missing = [{k: theirs[i][k] for k in ("date", "createdAt", "status")} for i in set(theirs) - set(ours)]
-    assert set(ours) == set(theirs), {"missing": missing, "extra": set(ours) - set(theirs), "runs": stack.runs(connection_id)}
+    assert set(ours) == set(theirs), {
+        "missing": missing,
+        "extra": set(ours) - set(theirs),
+        "runs": stack.runs(connection_id),
+    }
     for pluggy_id, row in theirs.items():
         assert (ours[pluggy_id]["amount"], ours[pluggy_id]["status"], ours[pluggy_id]["description"]) == (
-            row["amount"], row["status"], row["description"])
+            row["amount"],
+            row["status"],
+            row["description"],
+        )
 
 
 @pytest.fixture
@@ -235,7 +258,9 @@ def test_the_whole_journey(stack):
 
     # 2. New transactions at the bank reach us by webhook alone.
     stack.control(f"items/{item_id}/add_transactions", count=3)
-    wait_until(lambda: len(stack.transactions(connection_id)) == len(stack.sandbox_transactions(item_id)), what="new rows")
+    wait_until(
+        lambda: len(stack.transactions(connection_id)) == len(stack.sandbox_transactions(item_id)), what="new rows"
+    )
 
     # 3. A manual sync, followed until it ends.
     quiet(stack, connection_id)
@@ -257,9 +282,14 @@ def test_the_whole_journey(stack):
     # The update after the code is one run. The first sync found nothing to fetch yet, if it ran before
     # the code was in; after it, the item was already fetched and the first sync had nothing to do.
     runs_after_code = [(run["trigger"], run["status"]) for run in stack.runs(mfa_connection)]
-    assert runs_after_code in ([("webhook", "success"), ("initial", "mfa_required")], [("webhook", "success")]), runs_after_code
+    assert runs_after_code in ([("webhook", "success"), ("initial", "mfa_required")], [("webhook", "success")]), (
+        runs_after_code
+    )
     asked = stack.api("POST", f"/connections/{mfa_connection}/sync_transactions/", params={"wait": 30})
-    assert (asked.status_code, asked.json()["status"]) == (409, "MFA_REQUIRED"), (asked.json(), stack.runs(mfa_connection))
+    assert (asked.status_code, asked.json()["status"]) == (409, "MFA_REQUIRED"), (
+        asked.json(),
+        stack.runs(mfa_connection),
+    )
     assert asked.json()["mfa"]["name"] == "token"
     stack.api("POST", f"/connections/{mfa_connection}/send_mfa/", json={"mfa_value": "123456"})
     wait_until(lambda: stack.runs(mfa_connection)[0]["status"] == "success", what="the MFA sync")
@@ -282,10 +312,14 @@ def test_the_whole_journey(stack):
     before = stack.transactions(connection_id)
     stack.control(f"items/{item_id}/restate", delete=2, post_pending=True)
     stack.idle()
-    wait_until(lambda: set(stack.transactions(connection_id)) == set(stack.sandbox_transactions(item_id)), what="restated")
+    wait_until(
+        lambda: set(stack.transactions(connection_id)) == set(stack.sandbox_transactions(item_id)), what="restated"
+    )
     gone = set(before) - set(stack.transactions(connection_id))
     assert len(gone) == 2
-    deleted = stack.api("GET", f"/connections/{connection_id}/transactions/", params={"include_deleted": "true", "page_size": 500}).json()
+    deleted = stack.api(
+        "GET", f"/connections/{connection_id}/transactions/", params={"include_deleted": "true", "page_size": 500}
+    ).json()
     assert gone <= {t["id"] for t in deleted["transactions"] if t["deleted_at"]}
 
     # 7. Status and history, once the restatement's runs are over (its webhooks open more than one).
@@ -313,7 +347,12 @@ def assert_no_secret_in_logs(stack: Stack, tokens: list[str]) -> None:
     url_tokens = [item["webhookUrl"].rsplit("/", 1)[1] for item in items if item.get("webhookUrl")]
     assert url_tokens, "the service gave the sandbox signed webhook URLs"
     secrets = [
-        TEST_SECRETS["SECRET_KEY"], "sandbox-client-secret", WEBHOOK_SECRET, stack.token, *tokens, *url_tokens,
+        TEST_SECRETS["SECRET_KEY"],
+        "sandbox-client-secret",
+        WEBHOOK_SECRET,
+        stack.token,
+        *tokens,
+        *url_tokens,
     ]
     lines = {name: stack.log_lines(name) for name in ("web", "worker", "cli")}
     assert len(lines["web"]) > 20 and len(lines["worker"]) > 20
@@ -380,6 +419,9 @@ def test_lost_and_repeated_webhooks_are_healed(app, database_url, tmp_path):
         quiet(stack, connection_id)
         assert stack.api("POST", f"/connections/{connection_id}/sync_transactions/").status_code == 202
         quiet(stack, connection_id)
-        wait_until(lambda: set(stack.transactions(connection_id)) == set(stack.sandbox_transactions(item_id)),
-                   timeout=60, what="the duplicates handled")
+        wait_until(
+            lambda: set(stack.transactions(connection_id)) == set(stack.sandbox_transactions(item_id)),
+            timeout=60,
+            what="the duplicates handled",
+        )
         assert_same_data(stack, connection_id, item_id)
