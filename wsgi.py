@@ -4,11 +4,11 @@ import os
 import sys
 
 from api import create_app
-from api.config import ConfigError
+from config import ConfigError
 from observability.logs import configure_logging
 
-configure_logging(os.environ)
 try:
+    configure_logging(os.environ)
     app = create_app()
 except ConfigError as exc:
     # The message names the setting to fix; a traceback would only bury it. Exit status 4 is

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Mapping
 
 from flask import Flask
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from werkzeug.routing import BaseConverter
 
-from .config import config_from_env, engine_options, ensure_secret_key
+from config import ensure_secret_key, read_environment
+from models import db, engine_options, migrate
+
 from .errors import register_error_handlers
-from .extensions import db, migrate
 from .requestlog import init_request_logging
 
 MAX_ID = 2**31 - 1  # the id columns are 32-bit on PostgreSQL
@@ -38,7 +36,7 @@ class IdConverter(BaseConverter):
 def create_app(config: Mapping | None = None) -> Flask:
     """Build the app from the environment; `config` overrides it (tests pass theirs here)."""
     app = Flask(__name__, static_folder=None)
-    app.config.update(config_from_env(os.environ, app.instance_path))
+    app.config.update(read_environment(os.environ, app.instance_path))
     if config:
         app.config.update(config)
     ensure_secret_key(app.config, app.instance_path, debug=app.debug, testing=app.testing)
@@ -70,17 +68,3 @@ def create_app(config: Mapping | None = None) -> Flask:
     register_commands(app)
     app.cli.add_command(webhooks_cli)
     return app
-
-
-@event.listens_for(Engine, "connect")
-def configure_sqlite(dbapi_connection, connection_record) -> None:
-    """SQLite has two writers here (web and worker): WAL and a busy timeout let them take turns,
-    and foreign keys must be switched on for ON DELETE rules to hold."""
-    if not isinstance(dbapi_connection, sqlite3.Connection):
-        return
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()

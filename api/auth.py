@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from flask import current_app, g, request
 
-from models import User
+from models import User, db
 from sync.tokens import accepted_keys, read_api_token
 
 from .errors import ApiError
-from .extensions import db
 
 
 def unauthorized(message: str) -> ApiError:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify
 
+from config import ConfigError
+from models import db
 from pluggy_client import PluggyAuthError, PluggyError, PluggyNotFound, PluggyRateLimited
 from sync import listing
 from sync.connections import BankConnectionService, ItemOwnedByAnotherUser, MfaNotRequired
@@ -16,9 +18,7 @@ from sync.transactions import TransactionService
 
 from . import schemas
 from .auth import authenticate
-from .config import ConfigError
 from .errors import ApiError, error_response, snake_case
-from .extensions import db
 from .serializers import (
     account_json,
     connect_token_json,

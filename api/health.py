@@ -9,13 +9,13 @@ import logging
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
+from config import ConfigError
+from models import db
 from sync.monitoring import Check, PluggyAccessCheck, queue_check
 from sync.queue import queue_stats
 from sync.runtime import pluggy_client
 
-from .config import ConfigError
 from .errors import error_response
-from .extensions import db
 from .schemas import ReadyQuery
 from .validation import parse_query
 

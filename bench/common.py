@@ -19,7 +19,7 @@ from flask import Flask
 from flask_migrate import upgrade
 
 from api import create_app
-from api.extensions import db
+from models import db
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_ID = "sandbox-client-id"

@@ -57,8 +57,7 @@ import sqlalchemy as sa
 from flask import Flask
 from psycopg.types.json import Jsonb
 
-from api.extensions import db
-from models import Account, Connection, SyncRun, Transaction, User
+from models import Account, Connection, SyncRun, Transaction, User, db
 from models.base import utcnow
 from pluggy_client import PluggyClient
 from sandbox.data import new_transaction

@@ -27,8 +27,7 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
-from api.extensions import db
-from models import Connection, SyncRun, WebhookEvent
+from models import Connection, SyncRun, WebhookEvent, db
 
 from .common import (
     ROOT,

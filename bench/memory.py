@@ -33,8 +33,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from api.extensions import db
-from models import Account, Job, SyncRun, Transaction, User
+from models import Account, Job, SyncRun, Transaction, User, db
 from sync.connections import BankConnectionService
 from sync.runtime import pluggy_client, sync_settings
 from sync.scheduling import INITIAL_SYNC

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from api.extensions import db
-from models import Job
+from models import Job, db
 from models.base import utcnow
 from sync import queue
 

@@ -57,8 +57,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from api import create_app
-from api.extensions import db
-from models import Account, Job, SyncRun, Transaction, User, WebhookEvent
+from models import Account, Job, SyncRun, Transaction, User, WebhookEvent, db
 from pluggy_client import PluggyClient
 from sync.connections import BankConnectionService
 from sync.queue import enqueue

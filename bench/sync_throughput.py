@@ -17,8 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from api.extensions import db
-from models import Transaction, User
+from models import Transaction, User, db
 from models.base import utcnow
 from sync import runs
 from sync.connections import BankConnectionService

@@ -74,10 +74,8 @@ from flask import Flask, jsonify, request
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from api.config import database_url as normalised_url
-from api.config import engine_options
-from api.extensions import db
-from models import WebhookEvent
+from config.values import database_url as normalised_url
+from models import WebhookEvent, db, engine_options
 from models.base import JSONType, UTCDateTime, utcnow
 
 from .common import ROOT, empty_tables, engine_name, service_app, stop, write_json
@@ -149,7 +147,7 @@ bare_db = SQLAlchemy(model_class=BareBase)
 
 
 def build_bare_app(environ) -> Flask:
-    url = normalised_url(environ["DATABASE_URL"], "")
+    url = normalised_url("DATABASE_URL", environ["DATABASE_URL"])
     app = Flask("bare_webhook")
     app.config.update(SQLALCHEMY_DATABASE_URI=url, SQLALCHEMY_ENGINE_OPTIONS=engine_options(url))
     bare_db.init_app(app)
@@ -527,7 +525,7 @@ def run(
     threads: int = Settings.threads,
 ) -> dict:
     settings = Settings(seconds, warmup, connections, workers, threads)
-    database_url = normalised_url(database_url, "")
+    database_url = normalised_url("DATABASE_URL", database_url)
     prepare_database(database_url)
     results = measure_served_apps(database_url, settings)
     for app, rows in stored_rows_and_cleanup(database_url).items():

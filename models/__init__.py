@@ -4,6 +4,7 @@ from .account import Account
 from .base import Base
 from .connection import Connection
 from .connector_status import ConnectorStatus
+from .database import db, engine_options, migrate
 from .job import JOB_STATUSES, Job
 from .sync_run import FETCHED_SYNC_STATUSES, OPEN_SYNC_STATUSES, SYNC_STATUSES, SYNC_TRIGGERS, SyncRun
 from .transaction import Transaction
@@ -26,4 +27,7 @@ __all__ = [
     "User",
     "WEBHOOK_EVENT_STATUSES",
     "WebhookEvent",
+    "db",
+    "engine_options",
+    "migrate",
 ]

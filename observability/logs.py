@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 
+from config import read_setting
+
 FIELDS = "fields"
-LOG_FORMATS = ("json", "text")
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # Never changed in place (scopes set a new mapping), so one empty default is shared safely.
 _context: ContextVar[Mapping[str, Any]] = ContextVar("log_context", default=MappingProxyType({}))
@@ -134,9 +134,7 @@ def configure_logging(environ: Mapping[str, str], stream=None) -> logging.Handle
 def make_handler(environ: Mapping[str, str] = os.environ, stream=None) -> logging.Handler:
     """The service's handler: JSON or text as LOG_FORMAT (or the stream) says, with the ids in scope."""
     stream = stream or sys.stderr
-    log_format = (environ.get("LOG_FORMAT") or ("text" if stream.isatty() else "json")).lower()
-    if log_format not in LOG_FORMATS:
-        raise ValueError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}; got {log_format!r}")
+    log_format = read_setting(environ, "LOG_FORMAT") or ("text" if stream.isatty() else "json")
     level_of(environ)  # a bad LOG_LEVEL stops the process before anything runs
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
@@ -147,7 +145,4 @@ def make_handler(environ: Mapping[str, str] = os.environ, stream=None) -> loggin
 
 
 def level_of(environ: Mapping[str, str]) -> str:
-    level = (environ.get("LOG_LEVEL") or "INFO").upper()
-    if level not in LEVELS:
-        raise ValueError(f"LOG_LEVEL must be one of {', '.join(LEVELS)}; got {level!r}")
-    return level
+    return read_setting(environ, "LOG_LEVEL")

@@ -10,9 +10,8 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from api.config import ConfigError
-from api.extensions import db
-from models import Connection, Job, SyncRun, User
+from config import ConfigError
+from models import Connection, Job, SyncRun, User, db
 from observability import metrics
 from pluggy_client import PluggyClient, PluggyError
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from config import Settings
 from models import Account, Connection, SyncRun, User
 from models.base import utcnow
 from pluggy_client import ConnectToken, PluggyClient, PluggyError, PluggyNotFound, PluggyRateLimited
@@ -33,7 +34,6 @@ from .results import (
     WEBHOOK,
     ManualSyncResult,
 )
-from .settings import SyncSettings
 from .tokens import webhook_url
 from .transactions import Progress, TransactionService, ignore, timestamp
 
@@ -130,7 +130,7 @@ def apply_item(connection: Connection, item: dict) -> None:
 
 
 class BankConnectionService:
-    def __init__(self, session: Session, client: PluggyClient, settings: SyncSettings) -> None:
+    def __init__(self, session: Session, client: PluggyClient, settings: Settings) -> None:
         self.session = session
         self.client = client
         self.settings = settings

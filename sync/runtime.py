@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from flask import current_app
 
-from api.config import ConfigError
+from config import ConfigError, Settings
 from pluggy_client import PluggyClient
-
-from .settings import SyncSettings
 
 
 def pluggy_client() -> PluggyClient:
@@ -23,5 +21,5 @@ def pluggy_client() -> PluggyClient:
     return clients["pluggy_client"]
 
 
-def sync_settings() -> SyncSettings:
-    return SyncSettings.from_config(current_app.config)
+def sync_settings() -> Settings:
+    return Settings.from_config(current_app.config)

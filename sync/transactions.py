@@ -22,6 +22,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from config import Settings
 from models import Account, Connection, SyncRun, Transaction
 from models.base import utcnow
 from observability import logs, metrics
@@ -31,7 +32,6 @@ from . import runs, scheduling
 from .bulk import updatable, upsert_transactions
 from .queue import dialect_insert
 from .results import ALREADY_SYNCING, SYNC_STARTED, ManualSyncResult
-from .settings import SyncSettings
 
 # Rows Pluggy ingests while we page may carry a createdAt just before the newest we saw;
 # starting the next read this much earlier catches them (re-reading costs nothing: upserts).
@@ -69,7 +69,7 @@ class TransactionService:
         self,
         session: Session,
         client: PluggyClient,
-        settings: SyncSettings,
+        settings: Settings,
         *,
         progress: Progress = ignore,
         checkpoint: Callable[..., None] = ignore,

@@ -28,14 +28,14 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from api.extensions import db
+from config import Settings
+from models import db
 from observability import logs, metrics
 from pluggy_client import PluggyClient, PluggyRateLimited
 
 from . import giving_up, queue
 from .queue import ClaimedJob
 from .scheduling import queue_prune, queue_sweep
-from .settings import SyncSettings
 from .wakeup import Wakeup
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class JobContext:
     job: ClaimedJob
     session: Session
     client: PluggyClient
-    settings: SyncSettings
+    settings: Settings
     progress: Callable[[str], None]
     checkpoint: Callable[..., None] = field(default=lambda **_: None)
 
@@ -124,7 +124,7 @@ class Worker:
         self.wake = wake
         self.lease = lease
         self.progress = progress or (lambda message: log.info("%s", message))
-        self.settings = SyncSettings.from_config(app.config)
+        self.settings = Settings.from_config(app.config)
         self.stopping = threading.Event()
         self.releasing = threading.Event()
         self.wakeup: Wakeup | None = None

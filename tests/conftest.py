@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from flask_migrate import upgrade
 
 from api import create_app
-from api.extensions import db
+from models import db
 
 TEST_SECRETS = {
     "SECRET_KEY": "test-secret-key-0123456789abcdef",
@@ -160,9 +160,9 @@ def pluggy_api(session):
 
 @pytest.fixture
 def settings(app):
-    from sync.settings import SyncSettings
+    from config import Settings
 
-    return SyncSettings.from_config(app.config)
+    return Settings.from_config(app.config)
 
 
 @pytest.fixture

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import stat
 import subprocess
@@ -7,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from api import create_app
-from api.config import ConfigError, config_from_env, database_url, split_secrets
+from config import SETTINGS, ConfigError, Settings, read_environment
+from config.values import database_url, split_secrets
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY_OF_32_BYTES = "production-key-0123456789abcdefg"
@@ -94,7 +96,7 @@ def test_testing_gets_an_ephemeral_key_without_touching_disk(monkeypatch, tmp_pa
 
 
 def test_defaults(tmp_path):
-    config = config_from_env({}, str(tmp_path))
+    config = read_environment({}, str(tmp_path))
     assert config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'pluggy_sync.db'}"
     assert config["PLUGGY_BASE_URL"] == "https://api.pluggy.ai"
     assert config["SYNC_MODE"] == "webhook"
@@ -105,7 +107,7 @@ def test_defaults(tmp_path):
 
 
 def test_values_from_the_environment(tmp_path):
-    config = config_from_env(
+    config = read_environment(
         {
             "PLUGGY_BASE_URL": "http://127.0.0.1:9000",
             "PLUGGY_CLIENT_ID": "id",
@@ -132,7 +134,7 @@ def test_values_from_the_environment(tmp_path):
 )
 def test_bad_values_are_refused_by_name(tmp_path, name, value):
     with pytest.raises(ConfigError, match=name):
-        config_from_env({name: value}, str(tmp_path))
+        read_environment({name: value}, str(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -145,16 +147,48 @@ def test_bad_values_are_refused_by_name(tmp_path, name, value):
     ],
 )
 def test_database_url_uses_psycopg_3(given, expected):
-    assert database_url(given, "/instance") == expected
+    assert database_url("DATABASE_URL", given) == expected
 
 
 def test_webhook_secrets_ignore_blanks():
-    assert split_secrets(" a ,, b ,") == ("a", "b")
-    assert split_secrets("") == ()
+    assert split_secrets("X", " a ,, b ,") == ("a", "b")
+    assert split_secrets("X", "") == ()
 
 
 def test_sweep_timing_takes_fractions_for_short_test_runs(tmp_path):
-    config = config_from_env({"SYNC_SWEEP_INTERVAL_MINUTES": "0.5", "SYNC_SWEEP_STALE_HOURS": "0.01"}, str(tmp_path))
+    config = read_environment({"SYNC_SWEEP_INTERVAL_MINUTES": "0.5", "SYNC_SWEEP_STALE_HOURS": "0.01"}, str(tmp_path))
     assert (config["SYNC_SWEEP_INTERVAL_MINUTES"], config["SYNC_SWEEP_STALE_HOURS"]) == (0.5, 0.01)
     with pytest.raises(ConfigError, match="SYNC_SWEEP_STALE_HOURS"):
-        config_from_env({"SYNC_SWEEP_STALE_HOURS": "-1"}, str(tmp_path))
+        read_environment({"SYNC_SWEEP_STALE_HOURS": "-1"}, str(tmp_path))
+
+
+def test_every_setting_is_read_from_the_environment_with_its_name_in_any_refusal(tmp_path):
+    config = read_environment(
+        {
+            "SYNC_WATCH_INTERVAL_S": "0.5",
+            "SYNC_WATCH_TIMEOUT_S": "60",
+            "SYNC_ITEM_UPDATES_PER_MINUTE": "10",
+            "SYNC_SWEEP_BATCH": "25",
+            "JOB_MAX_ATTEMPTS": "3",
+        },
+        str(tmp_path),
+    )
+    settings = Settings.from_config({**config, "SECRET_KEY": KEY_OF_32_BYTES})
+    assert (settings.watch_interval_s, settings.watch_timeout_s) == (0.5, 60)
+    assert (settings.item_updates_per_minute, settings.sweep_batch, settings.job_max_attempts) == (10, 25, 3)
+    refused = []
+    for setting in SETTINGS:
+        with contextlib.suppress(ConfigError):
+            setting.read(setting.env, "not a number nor a choice")
+            continue  # free text: taken as it is
+        with pytest.raises(ConfigError, match=f"^{setting.env} must be"):
+            read_environment({setting.env: "not a number nor a choice"}, str(tmp_path))
+        refused.append(setting.env)
+    assert {"SYNC_MODE", "PLUGGY_BASE_URL", "PUBLIC_BASE_URL", "JOB_MAX_ATTEMPTS", "LOG_LEVEL"} <= set(refused)
+
+
+def test_the_readme_lists_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Configuration") :].split("\n## ")[0]
+    missing = [setting.env for setting in SETTINGS if f"`{setting.env}`" not in table]
+    assert not missing, f"not in the README's configuration table: {missing}"

@@ -1,7 +1,6 @@
 from datetime import timedelta
 
-from api.extensions import db
-from models import Job
+from models import Job, db
 from models.base import utcnow
 from tests.conftest import make_app
 

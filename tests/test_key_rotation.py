@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from api.config import config_from_env
+from config import read_environment
 from sync.tokens import issue_api_token, issue_webhook_token, webhook_token_is_valid
 from tests import pluggy_fixtures as pf
 
@@ -53,6 +53,6 @@ def test_new_tokens_are_signed_with_the_new_key_only(app, client, runner, user):
 
 
 def test_fallbacks_are_read_comma_separated_from_the_environment(tmp_path):
-    config = config_from_env({"SECRET_KEY": NEW, "SECRET_KEY_FALLBACKS": f" {OLD} , older "}, str(tmp_path))
+    config = read_environment({"SECRET_KEY": NEW, "SECRET_KEY_FALLBACKS": f" {OLD} , older "}, str(tmp_path))
     assert config["SECRET_KEY_FALLBACKS"] == (OLD, "older")
-    assert config_from_env({}, str(tmp_path))["SECRET_KEY_FALLBACKS"] == ()
+    assert read_environment({}, str(tmp_path))["SECRET_KEY_FALLBACKS"] == ()

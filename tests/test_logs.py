@@ -26,8 +26,8 @@ import sqlalchemy as sa
 from werkzeug.serving import make_server
 
 import tests.fake_pluggy as fake_pluggy_module
-from api.extensions import db
-from models import Job, SyncRun
+from config import ConfigError
+from models import Job, SyncRun, db
 from models.base import utcnow
 from observability import logs
 from observability.logs import (
@@ -349,7 +349,7 @@ def test_log_format_and_level_settings(root_logger, environ, stream, formatter, 
 )
 def test_bad_settings_are_refused_and_change_nothing(root_logger, environ, named):
     handlers = root_logger.handlers[:]
-    with pytest.raises(ValueError, match=named):
+    with pytest.raises(ConfigError, match=named):
         configure_logging(environ, io.StringIO())
     assert root_logger.handlers == handlers
 

@@ -225,7 +225,7 @@ def test_our_own_throttle_answers_before_pluggy_has_to(service, connection, fake
 
 
 def test_concurrent_manual_syncs_of_one_connection_send_one_patch(app, connection, fake_pluggy):
-    from api.extensions import db
+    from models import db
     from sync.runtime import pluggy_client, sync_settings
 
     results, barrier = [], threading.Barrier(6, timeout=10)

@@ -26,8 +26,7 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.extensions import db
-from models import Connection, Job
+from models import Connection, Job, db
 from models.base import utcnow
 from observability import metrics as metrics_module
 from observability.metrics import endpoint_label

@@ -4,7 +4,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from api.extensions import db
+from models import db
 
 
 def schema_differences() -> list:

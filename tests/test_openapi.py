@@ -43,8 +43,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api.extensions import db
-from models import Connection
+from models import Connection, db
 from models.base import utcnow
 from sync import runs, scheduling
 from sync.connections import apply_item

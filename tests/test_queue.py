@@ -9,8 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from api.extensions import db
-from models import Job
+from models import Job, db
 from models.base import utcnow
 from sync import queue
 from tests.waiting import wait_until
@@ -199,7 +198,7 @@ def test_concurrent_claims_take_each_job_once(app, threads):
     """Many threads, each with its own connection, drain one queue: no job is taken twice."""
     import threading
 
-    from api.extensions import db
+    from models import db
 
     with app.app_context():
         for n in range(60):

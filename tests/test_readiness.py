@@ -12,8 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from api.extensions import db
-from models import Job
+from models import Job, db
 from models.base import utcnow
 from sync.monitoring import PLUGGY_FAILURE_REMEMBERED_S, PluggyAccessCheck
 from tests import pluggy_fixtures as pf

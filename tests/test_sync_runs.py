@@ -10,13 +10,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from api.config import config_from_env
+from config import Settings, read_environment
 from models import Job, SyncRun, Transaction, WebhookEvent
 from models.base import utcnow
 from sync import connections as c
 from sync import queue, runs, scheduling
 from sync.connections import BankConnectionService
-from sync.settings import SyncSettings
 from tests import pluggy_fixtures as pf
 from tests.conftest import drain
 from tests.fake_pluggy import MFA_VALUE, now_iso
@@ -193,8 +192,8 @@ def test_check_status_closes_a_run_the_item_shows_is_over(session, service, conn
 
 
 def test_the_watch_timeout_is_a_setting(app):
-    config = config_from_env({"SYNC_WATCH_TIMEOUT_S": "90"}, app.instance_path)
-    assert SyncSettings.from_config({**app.config, **config}).watch_timeout_s == 90
+    config = read_environment({"SYNC_WATCH_TIMEOUT_S": "90"}, app.instance_path)
+    assert Settings.from_config({**app.config, **config}).watch_timeout_s == 90
 
 
 # One update of an item is one run ----------------------------------------------------------------

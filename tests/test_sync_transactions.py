@@ -8,8 +8,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from api.extensions import db
-from models import Account, SyncRun, Transaction
+from models import Account, SyncRun, Transaction, db
 from pluggy_client import PluggyError
 from sync import bulk, runs, transactions
 from sync.transactions import TransactionService

@@ -16,8 +16,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
-from api.extensions import db
-from models import Job, SyncRun
+from models import Job, SyncRun, db
 from models.base import utcnow
 from pluggy_client import PluggyRateLimited
 from sync import connections as c

@@ -6,7 +6,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from api.config import ConfigError
+from config import ConfigError
 from pluggy_client import PluggyError
 from sync.cli import echo_table, pluggy
 from sync.runtime import pluggy_client

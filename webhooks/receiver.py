@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.errors import ApiError
-from api.extensions import db
+from models import db
 from models.base import json_storable
 from observability import logs
 from observability.metrics import WEBHOOKS_RECEIVED

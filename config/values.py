@@ -1,0 +1,65 @@
+"""How each kind of setting is read from its text. Every reader takes the variable's name, for a
+message that says which one to fix; none repeats a secret's value."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+
+class ConfigError(RuntimeError):
+    """The service cannot start with this configuration. Messages never contain secret values."""
+
+
+def optional_text(name: str, value: str) -> str | None:
+    return value or None
+
+
+def url_root(name: str, value: str) -> str:
+    """An http(s) URL without its trailing slash; empty stays empty."""
+    if not value:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http:// or https:// URL; got {value!r}")
+    return value.rstrip("/")
+
+
+def database_url(name: str, value: str) -> str:
+    # Hosting platforms hand out postgres:// URLs; psycopg 3 is the driver installed.
+    for prefix in ("postgres://", "postgresql://"):
+        if value.startswith(prefix):
+            return "postgresql+psycopg://" + value[len(prefix) :]
+    return value
+
+
+def split_secrets(name: str, value: str) -> tuple[str, ...]:
+    """Several comma-separated secrets are accepted at once, so one can be rotated without downtime."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def choice(name: str, value: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def whole_number_at_least(name: str, value: str, least: int, unit: str = "") -> int:
+    if not value.isdigit() or int(value) < least:
+        raise ConfigError(f"{name} must be a whole number{unit}, {least} or more; got {value!r}")
+    return int(value)
+
+
+def positive_int(name: str, value: str) -> int:
+    unit = " of days" if name.endswith("_DAYS") else ""
+    return whole_number_at_least(name, value, 1, unit)
+
+
+def positive_number(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not 0 < number < float("inf"):
+        raise ConfigError(f"{name} must be a number above 0; got {value!r}")
+    return number

@@ -1,0 +1,39 @@
+"""The database every layer shares: Flask-SQLAlchemy's `db` and Flask-Migrate's extension, created
+unbound here and attached by the app factory, and how connections to each engine are set up."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from .base import Base, dump_json
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate(render_as_batch=True, compare_type=True)
+
+
+def engine_options(database_uri: str) -> dict[str, Any]:
+    options: dict[str, Any] = {"json_serializer": dump_json}
+    if database_uri.startswith("postgresql"):
+        # Every outbound call has a timeout, the database included; pre-ping survives server restarts.
+        options.update(pool_pre_ping=True, connect_args={"connect_timeout": 5})
+    return options
+
+
+@event.listens_for(Engine, "connect")
+def configure_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
+    """SQLite has two writers here (web and worker): WAL and a busy timeout let them take turns,
+    and foreign keys must be switched on for ON DELETE rules to hold."""
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
