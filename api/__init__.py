@@ -10,8 +10,8 @@ from werkzeug.routing import BaseConverter
 
 from config import ensure_secret_key, read_environment
 from models import db, engine_options, migrate
+from web.errors import register_error_handlers
 
-from .errors import register_error_handlers
 from .requestlog import init_request_logging
 
 MAX_ID = 2**31 - 1  # the id columns are 32-bit on PostgreSQL

@@ -6,8 +6,7 @@ from flask import current_app, g, request
 
 from models import User, db
 from sync.tokens import accepted_keys, read_api_token
-
-from .errors import ApiError
+from web.errors import ApiError
 
 
 def unauthorized(message: str) -> ApiError:

@@ -12,13 +12,13 @@ from models import db
 from pluggy_client import PluggyAuthError, PluggyError, PluggyNotFound, PluggyRateLimited
 from sync import listing
 from sync.connections import BankConnectionService, ItemOwnedByAnotherUser, MfaNotRequired
-from sync.results import ManualSyncResult
+from sync.manual_sync import ManualSync
+from sync.results import ManualSyncResult, ManualSyncStatus
 from sync.runtime import pluggy_client, sync_settings
-from sync.transactions import TransactionService
+from web.errors import ApiError, error_response, snake_case
 
 from . import schemas
 from .auth import authenticate
-from .errors import ApiError, error_response, snake_case
 from .serializers import (
     account_json,
     connect_token_json,
@@ -34,22 +34,22 @@ bp = Blueprint("banking", __name__, url_prefix="/api/banking")
 bp.before_request(authenticate)
 
 HTTP_STATUS = {
-    "SYNC_STARTED": 202,
-    "SUCCESS": 200,
-    "ALREADY_SYNCING": 409,
-    "MFA_REQUIRED": 409,
-    "USER_ACTION_REQUIRED": 409,
-    "CREDENTIALS_REQUIRED": 409,
-    "RATE_LIMITED": 429,
-    "ERROR": 502,
+    ManualSyncStatus.SYNC_STARTED: 202,
+    ManualSyncStatus.SUCCESS: 200,
+    ManualSyncStatus.ALREADY_SYNCING: 409,
+    ManualSyncStatus.MFA_REQUIRED: 409,
+    ManualSyncStatus.USER_ACTION_REQUIRED: 409,
+    ManualSyncStatus.CREDENTIALS_REQUIRED: 409,
+    ManualSyncStatus.RATE_LIMITED: 429,
+    ManualSyncStatus.ERROR: 502,
 }
 MESSAGES = {
-    "ALREADY_SYNCING": "A sync of this connection is already in progress.",
-    "MFA_REQUIRED": "The bank asks for a one-time code: send it to send_mfa.",
-    "USER_ACTION_REQUIRED": "The bank is waiting for the user to act (see user_action).",
-    "CREDENTIALS_REQUIRED": "The bank refused the stored credentials: reconnect with the connect_token.",
-    "RATE_LIMITED": "Too many syncs for now: try again after retry_after seconds.",
-    "ERROR": "Pluggy could not sync this connection.",
+    ManualSyncStatus.ALREADY_SYNCING: "A sync of this connection is already in progress.",
+    ManualSyncStatus.MFA_REQUIRED: "The bank asks for a one-time code: send it to send_mfa.",
+    ManualSyncStatus.USER_ACTION_REQUIRED: "The bank is waiting for the user to act (see user_action).",
+    ManualSyncStatus.CREDENTIALS_REQUIRED: "The bank refused the stored credentials: reconnect with the connect_token.",
+    ManualSyncStatus.RATE_LIMITED: "Too many syncs for now: try again after retry_after seconds.",
+    ManualSyncStatus.ERROR: "Pluggy could not sync this connection.",
 }
 # An item Pluggy does not know and one registered by another user get this one answer: telling them
 # apart would tell that the other user's item exists.
@@ -58,6 +58,10 @@ ITEM_NOT_FOUND = (404, "item_not_found", "No such item.")
 
 def connections() -> BankConnectionService:
     return BankConnectionService(db.session, pluggy_client(), sync_settings())
+
+
+def manual_sync() -> ManualSync:
+    return ManualSync(db.session, pluggy_client(), sync_settings())
 
 
 def owned_connection(connection_id: int):
@@ -145,14 +149,14 @@ def sync_transactions(connection_id: int):
     connection = owned_connection(connection_id)
     options = parse_body(schemas.SyncOptions, optional=True)
     wait = parse_query(schemas.WaitQuery).wait
-    service = TransactionService(db.session, pluggy_client(), sync_settings())
+    service = manual_sync()
     result = service.sync_transactions(connection, trigger_update=options.trigger_update)
-    return sync_response(connections().follow(connection, result, wait))
+    return sync_response(service.follow(connection, result, wait))
 
 
 @bp.post("/connections/sync_all/")
 def sync_all():
-    service = connections()
+    service = manual_sync()
     results = []
     for connection in listing.user_connections(db.session, g.user):
         result = service.trigger_manual_sync(connection)

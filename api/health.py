@@ -10,12 +10,12 @@ from flask import Blueprint, current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
 from config import ConfigError
+from jobqueue import queue_stats
 from models import db
 from sync.monitoring import Check, PluggyAccessCheck, queue_check
-from sync.queue import queue_stats
 from sync.runtime import pluggy_client
+from web.errors import error_response
 
-from .errors import error_response
 from .schemas import ReadyQuery
 from .validation import parse_query
 

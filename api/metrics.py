@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, Response
 from sqlalchemy.exc import SQLAlchemyError
 
+from jobqueue import queue_stats
 from models import db
 from observability.metrics import SharedFigures, exposition
 from sync.monitoring import oldest_connection_staleness
-from sync.queue import queue_stats
 
 bp = Blueprint("metrics", __name__)
 

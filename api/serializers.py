@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from models import Account, Connection, SyncRun, Transaction
 from pluggy_client import ConnectToken
-from sync.connections import sync_status
+from sync.item_state import sync_status
 from sync.results import ManualSyncResult
 
 # Pluggy's optional prompt keys -> ours: every name the API serves is snake_case.

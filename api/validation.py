@@ -8,7 +8,7 @@ from typing import TypeVar
 from flask import request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import ApiError
+from web.errors import ApiError
 
 Model = TypeVar("Model", bound=BaseModel)
 

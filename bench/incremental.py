@@ -63,9 +63,9 @@ from pluggy_client import PluggyClient
 from sandbox.data import new_transaction
 from sandbox.events import item_event
 from sync.connections import BankConnectionService
+from sync.jobs import sync_worker
 from sync.runtime import sync_settings
 from sync.transactions import transaction_row
-from sync.worker import Worker
 
 from .common import (
     CLIENT_ID,
@@ -185,7 +185,7 @@ class UpdateBench:
         session = requests.Session()
         self.meters = Meters(db.engine, session)
         self.client = PluggyClient(sandbox, CLIENT_ID, CLIENT_SECRET, session=session)
-        self.worker = Worker(app, self.client)
+        self.worker = sync_worker(app, self.client)
         self.receiver = app.test_client()
         self.rng = random.Random(SEED)
 

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from models import Account, Job, SyncRun, Transaction, User, db
 from sync.connections import BankConnectionService
 from sync.runtime import pluggy_client, sync_settings
-from sync.scheduling import INITIAL_SYNC
+from sync.scheduling import JobKind
 
 from .common import (
     ROOT,
@@ -132,7 +132,7 @@ def stored_rows(connection_id: int) -> int:
 
 def first_sync_outcome(connection_id: int) -> dict:
     """The first sync's job and run after the worker exited: anything but done is a failed bench."""
-    job = db.session.scalars(sa.select(Job).where(Job.kind == INITIAL_SYNC)).one()
+    job = db.session.scalars(sa.select(Job).where(Job.kind == JobKind.INITIAL_SYNC)).one()
     run = db.session.scalars(sa.select(SyncRun).where(SyncRun.connection_id == connection_id)).one_or_none()
     if job.status != "done" or run is None or run.status != "success":
         raise RuntimeError(

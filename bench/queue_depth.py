@@ -4,7 +4,7 @@ run. A claim that slows down with the backlog caps the workers exactly when they
     python -m bench.queue_depth [--database-url URL] [--claims 200] [--json PATH]
 
 Method: on emptied tables, the queued jobs are written in one statement (due, oldest first), then a
-worker claims and completes `--claims` of them (sync.queue.claim and complete, two transactions
+worker claims and completes `--claims` of them (jobqueue.queue.claim and complete, two transactions
 each) and the mean time per pair is taken. Goal: the same cost however deep the queue (the deepest
 within 2x of the shallowest).
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from jobqueue import queue
 from models import Job, db
 from models.base import utcnow
-from sync import queue
 
 from .common import empty_tables, engine_name, service_app, write_json
 

@@ -15,7 +15,7 @@ fresh queue of the same size:
   Each account's watermark is first set to "now", as it is in the steady state once the first
   sync is over an hour old; otherwise the watermark's hour of overlap would make every job re-read
   a newly created item's whole history.
-- no-op jobs: `--noop-jobs` jobs (`sync.queue.enqueue`) whose handler does nothing, run by
+- no-op jobs: `--noop-jobs` jobs (`jobqueue.queue.enqueue`) whose handler does nothing, run by
   `python -m bench.scale_out --noop-worker`, so claim and complete are all that is measured: the
   queue's own ceiling.
 K real worker processes in burst mode (`flask worker --burst`, or the no-op worker) are started
@@ -57,13 +57,13 @@ import sqlalchemy as sa
 from flask import current_app
 
 from api import create_app
+from jobqueue import enqueue
 from models import Account, Job, SyncRun, Transaction, User, WebhookEvent, db
 from pluggy_client import PluggyClient
 from sync.connections import BankConnectionService
-from sync.queue import enqueue
+from sync.jobs import sync_worker
 from sync.runtime import pluggy_client, sync_settings
-from sync.scheduling import PROCESS_EVENTS
-from sync.worker import Worker, handles
+from sync.scheduling import JobKind
 from webhooks.inbox import store
 
 from .common import (
@@ -368,10 +368,11 @@ def do_nothing(context) -> None:
 
 def run_noop_worker(database_url: str) -> None:
     """A real Worker, with one more handler that does nothing: claim + complete is all it costs."""
-    handles(NOOP)(do_nothing)
     app = create_app({"SQLALCHEMY_DATABASE_URI": database_url})
     client = PluggyClient(app.config["PLUGGY_BASE_URL"], CLIENT_ID, CLIENT_SECRET)
-    Worker(app, client, poll_interval=float(POLL_INTERVAL)).run(burst=True)
+    worker = sync_worker(app, client, poll_interval=float(POLL_INTERVAL))
+    worker.registry.register(NOOP, do_nothing)
+    worker.run(burst=True)
 
 
 # Setting up: items at the stand-in, connections first-synced ------------------------------------
@@ -397,7 +398,7 @@ def register_and_first_sync(item_ids: list[str]) -> None:
     service = BankConnectionService(db.session, pluggy_client(), sync_settings())
     for item_id in item_ids:
         service.register(user, item_id)
-    Worker(current_app._get_current_object(), pluggy_client(), concurrency=4).run(burst=True)
+    sync_worker(current_app._get_current_object(), pluggy_client(), concurrency=4).run(burst=True)
     db.session.expire_all()
     synced = db.session.scalar(sa.select(sa.func.count()).select_from(SyncRun).where(SyncRun.status == "success"))
     if synced != len(item_ids) or count_rows(Transaction) == 0:
@@ -479,7 +480,7 @@ def check_jobs_done(kind: str, expected: int) -> None:
 
 
 def check_item_jobs(expected_jobs: int, rows_before: int, runs_before: int) -> dict:
-    check_jobs_done(PROCESS_EVENTS, expected_jobs)
+    check_jobs_done(JobKind.PROCESS_EVENTS, expected_jobs)
     pending = db.session.scalar(
         sa.select(sa.func.count()).select_from(WebhookEvent).where(WebhookEvent.status != "processed")
     )

@@ -5,11 +5,19 @@ from .base import Base
 from .connection import Connection
 from .connector_status import ConnectorStatus
 from .database import db, engine_options, migrate
-from .job import JOB_STATUSES, Job
-from .sync_run import FETCHED_SYNC_STATUSES, OPEN_SYNC_STATUSES, SYNC_STATUSES, SYNC_TRIGGERS, SyncRun
+from .job import JOB_STATUSES, LIVE_JOB_STATUSES, Job, JobStatus
+from .sync_run import (
+    FETCHED_SYNC_STATUSES,
+    OPEN_SYNC_STATUSES,
+    SYNC_STATUSES,
+    SYNC_TRIGGERS,
+    RunStatus,
+    RunTrigger,
+    SyncRun,
+)
 from .transaction import Transaction
 from .user import User
-from .webhook_event import WEBHOOK_EVENT_STATUSES, WebhookEvent
+from .webhook_event import WEBHOOK_EVENT_STATUSES, EventStatus, WebhookEvent
 
 __all__ = [
     "Account",
@@ -17,11 +25,16 @@ __all__ = [
     "Connection",
     "ConnectorStatus",
     "JOB_STATUSES",
+    "LIVE_JOB_STATUSES",
+    "EventStatus",
     "Job",
+    "JobStatus",
     "FETCHED_SYNC_STATUSES",
     "OPEN_SYNC_STATUSES",
     "SYNC_STATUSES",
     "SYNC_TRIGGERS",
+    "RunStatus",
+    "RunTrigger",
     "SyncRun",
     "Transaction",
     "User",

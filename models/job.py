@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -8,7 +9,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .base import Base, one_of, partial_index, utcnow
 from .transaction import BigId
 
-JOB_STATUSES = ("queued", "running", "done", "dead")
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"  # due at run_at
+    RUNNING = "running"  # leased by a worker until locked_until
+    DONE = "done"
+    DEAD = "dead"  # gave up: every attempt failed; `flask jobs retry` queues it again
+
+
+JOB_STATUSES = tuple(JobStatus)
+LIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 # Written out, not bound: PostgreSQL matches an ON CONFLICT target to a partial index by its text.
 QUEUED_ONLY = "status = 'queued'"
 RUNNING_ONLY = "status = 'running'"
@@ -40,7 +50,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(sa.String(64))
     payload: Mapped[dict] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
+    status: Mapped[str] = mapped_column(sa.String(16), default=JobStatus.QUEUED)
     key: Mapped[str | None] = mapped_column(sa.String(255))
     item_id: Mapped[str | None] = mapped_column(sa.String(64))
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -11,20 +12,35 @@ from .base import Base, one_of, partial_index, utcnow
 if TYPE_CHECKING:
     from .connection import Connection
 
-SYNC_TRIGGERS = ("manual", "webhook", "cli", "reconcile", "initial")
-SYNC_STATUSES = (
-    "pending",
-    "running",
-    "success",
-    "partial",
-    "mfa_required",
-    "credentials_required",
-    "user_action_required",
-    "error",
-)
-OPEN_SYNC_STATUSES = ("pending", "running")
+
+class RunTrigger(StrEnum):
+    """What started a sync run."""
+
+    MANUAL = "manual"
+    WEBHOOK = "webhook"
+    CLI = "cli"
+    RECONCILE = "reconcile"  # the missed-webhook sweep
+    INITIAL = "initial"  # a new connection's first sync
+
+
+class RunStatus(StrEnum):
+    """Where a sync run is: open (pending, running) or how it ended."""
+
+    PENDING = "pending"  # waiting for Pluggy's update of the item, or for its job
+    RUNNING = "running"  # a worker is fetching
+    SUCCESS = "success"
+    PARTIAL = "partial"  # fetched, but Pluggy's update of some product failed
+    MFA_REQUIRED = "mfa_required"
+    CREDENTIALS_REQUIRED = "credentials_required"
+    USER_ACTION_REQUIRED = "user_action_required"
+    ERROR = "error"
+
+
+SYNC_TRIGGERS = tuple(RunTrigger)
+SYNC_STATUSES = tuple(RunStatus)
+OPEN_SYNC_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
 # A run that ended by fetching what Pluggy had.
-FETCHED_SYNC_STATUSES = ("success", "partial")
+FETCHED_SYNC_STATUSES = (RunStatus.SUCCESS, RunStatus.PARTIAL)
 
 
 class SyncRun(Base):
@@ -48,7 +64,7 @@ class SyncRun(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     connection_id: Mapped[int] = mapped_column(sa.ForeignKey("connections.id", ondelete="CASCADE"))
     trigger: Mapped[str] = mapped_column(sa.String(16))
-    status: Mapped[str] = mapped_column(sa.String(32), default="pending")
+    status: Mapped[str] = mapped_column(sa.String(32), default=RunStatus.PENDING)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     # When this run asked Pluggy to update the item: counted to stay under Pluggy's PATCH limit.

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -8,7 +9,17 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .base import Base, one_of, utcnow
 from .transaction import BigId
 
-WEBHOOK_EVENT_STATUSES = ("pending", "processed", "ignored", "failed")
+
+class EventStatus(StrEnum):
+    """A stored webhook event's processing state."""
+
+    PENDING = "pending"
+    PROCESSED = "processed"
+    IGNORED = "ignored"  # nothing to do (an unknown item, an event not handled); `last_error` says why
+    FAILED = "failed"  # its job gave up; `flask jobs retry` puts it back
+
+
+WEBHOOK_EVENT_STATUSES = tuple(EventStatus)
 
 
 class WebhookEvent(Base):
@@ -23,7 +34,7 @@ class WebhookEvent(Base):
     item_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     payload: Mapped[dict]
     headers: Mapped[dict | None]  # secrets redacted before storing
-    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    status: Mapped[str] = mapped_column(sa.String(16), default=EventStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     sync_run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sync_runs.id", ondelete="SET NULL"), index=True)

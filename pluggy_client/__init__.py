@@ -1,6 +1,7 @@
 """Client for Pluggy, the Brazilian open-finance API."""
 
 from .client import ConnectToken, PluggyClient
+from .dates import timestamp
 from .errors import (
     PluggyAuthError,
     PluggyError,
@@ -9,9 +10,12 @@ from .errors import (
     PluggyUnavailable,
 )
 from .retry import PluggyRetry
+from .statuses import ExecutionStatus, ItemStatus
 
 __all__ = [
     "ConnectToken",
+    "ExecutionStatus",
+    "ItemStatus",
     "PluggyAuthError",
     "PluggyClient",
     "PluggyError",
@@ -19,4 +23,5 @@ __all__ = [
     "PluggyRateLimited",
     "PluggyRetry",
     "PluggyUnavailable",
+    "timestamp",
 ]

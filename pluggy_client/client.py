@@ -142,7 +142,7 @@ class PluggyClient:
     def delete_item(self, item_id: str) -> Json:
         return self._request("DELETE", f"/items/{_segment(item_id)}")
 
-    def list_accounts(self, item_id: str, type: str | None = None) -> list[Json]:  # noqa: A002
+    def list_accounts(self, item_id: str, type: str | None = None) -> list[Json]:
         return self._collect_pages("/accounts", _without_none(itemId=item_id, type=type))
 
     def iter_transactions(

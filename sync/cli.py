@@ -11,17 +11,29 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
 from config import ConfigError
-from models import Connection, Job, SyncRun, User, db
+from jobqueue import MissingHandlers, WorkerThreadDied, queue
+from models import (
+    FETCHED_SYNC_STATUSES,
+    OPEN_SYNC_STATUSES,
+    Connection,
+    Job,
+    JobStatus,
+    RunTrigger,
+    SyncRun,
+    User,
+    db,
+)
 from observability import metrics
 from pluggy_client import PluggyClient, PluggyError
 
-from . import giving_up, queue, scheduling
+from . import giving_up, scheduling
 from .connections import BankConnectionService, ItemOwnedByAnotherUser
-from .results import ALREADY_SYNCING, SYNC_STARTED
+from .jobs import sync_worker
+from .manual_sync import ManualSync
+from .results import ManualSyncStatus
 from .runtime import pluggy_client, sync_settings
 from .tokens import issue_api_token
 from .users import UserError, create_user, find_user, rotate_token
-from .worker import Worker, WorkerThreadDied
 
 jobs_cli = AppGroup("jobs", help="Inspect and retry jobs in the queue.")
 users_cli = AppGroup("users", help="Manage the service's users.")
@@ -37,6 +49,10 @@ def pluggy() -> PluggyClient:
 
 def connection_service() -> BankConnectionService:
     return BankConnectionService(db.session, pluggy(), sync_settings())
+
+
+def manual_sync() -> ManualSync:
+    return ManualSync(db.session, pluggy(), sync_settings())
 
 
 @click.command("worker")
@@ -83,12 +99,12 @@ def worker_command(
     app = current_app._get_current_object()
     if metrics_port is not None:
         serve_metrics(metrics_port, metrics_host)
-    worker = Worker(
+    worker = sync_worker(
         app, pluggy(), concurrency=concurrency, poll_interval=poll_interval, wake=wake, lease=timedelta(seconds=lease)
     )
     try:
         worker.run(burst=burst)
-    except WorkerThreadDied as exc:
+    except (MissingHandlers, WorkerThreadDied) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -100,7 +116,7 @@ def serve_metrics(port: int, host: str) -> None:
 
 
 @jobs_cli.command("list")
-@click.option("--status", type=click.Choice(["queued", "running", "done", "dead"]), help="Only jobs in this state.")
+@click.option("--status", type=click.Choice([status.value for status in JobStatus]), help="Only jobs in this state.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 def jobs_list(status: str | None, limit: int) -> None:
     """The newest jobs, with their state and last error, then the queue's figures."""
@@ -141,7 +157,7 @@ def jobs_retry(job_id: int) -> None:
     job = db.session.get(Job, job_id)
     if job is None:
         raise click.ClickException(f"no job {job_id}")
-    if job.status not in ("dead", "queued"):
+    if job.status not in (JobStatus.DEAD, JobStatus.QUEUED):
         raise click.ClickException(f"job {job_id} is {job.status}: only a dead or queued job can be retried")
     if not giving_up.retry(db.session, job):
         raise click.ClickException(f"job {job_id} stays as it is: the same work is already queued")
@@ -217,18 +233,22 @@ def test_manual_sync(
     chosen = [value for value in (connection_id, item_id, user_email) if value is not None]
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --connection-id, --item-id, --user-email")
-    service = connection_service()
+    service = manual_sync()
     failed = False
     for connection in selected_connections(connection_id, item_id, user_email):
-        result = service.trigger_manual_sync(connection, trigger="cli")
+        result = service.trigger_manual_sync(connection, trigger=RunTrigger.CLI)
         click.echo(f"connection {connection.id} (item {connection.item_id}): {result.status}{details(result)}")
         run = result.sync_run
-        if wait_s is not None and run is not None and result.status in (SYNC_STARTED, ALREADY_SYNCING):
+        if (
+            wait_s is not None
+            and run is not None
+            and result.status in (ManualSyncStatus.SYNC_STARTED, ManualSyncStatus.ALREADY_SYNCING)
+        ):
             run = follow(connection, run, wait_s)
             click.echo(f"connection {connection.id}: run {run.id} {run.status}{counts(run)}")
-            failed |= run.status not in ("success", "partial")
+            failed |= run.status not in FETCHED_SYNC_STATUSES
         else:
-            failed |= result.status != SYNC_STARTED
+            failed |= result.status != ManualSyncStatus.SYNC_STARTED
     if failed:
         raise SystemExit(1)
 
@@ -251,12 +271,12 @@ def follow(connection: Connection, run: SyncRun, wait_s: float) -> SyncRun:
     """Watch the run's item in this process until the run closes or time runs out, printing progress."""
     scheduling.queue_watch(db.session, run, connection)
     db.session.commit()
-    worker = Worker(current_app._get_current_object(), pluggy(), progress=click.echo)
+    worker = sync_worker(current_app._get_current_object(), pluggy(), progress=click.echo)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         worked = worker.run_one(db.session, f"{worker.name}:cli", item_id=connection.item_id)
         db.session.refresh(run)
-        if run.status not in ("pending", "running"):
+        if run.status not in OPEN_SYNC_STATUSES:
             return run
         if not worked:
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))

@@ -11,24 +11,34 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from models import OPEN_SYNC_STATUSES, Connection, Job, SyncRun, WebhookEvent
+from jobqueue import ClaimedJob, queue
+from models import (
+    LIVE_JOB_STATUSES,
+    OPEN_SYNC_STATUSES,
+    Connection,
+    EventStatus,
+    Job,
+    JobStatus,
+    RunStatus,
+    SyncRun,
+    WebhookEvent,
+)
 from models.base import utcnow
 
-from . import queue, runs
-from .queue import ClaimedJob
-from .scheduling import PROCESS_EVENTS
-
-LIVE_JOB_STATUSES = ("queued", "running")
+from . import runs
+from .scheduling import JobKind
 
 
 def close_what_it_owned(session: Session, job: ClaimedJob, error: str) -> None:
     """Close the dead job's run and events (committed)."""
     owned = events_of(job)
-    if owned is not None and not (job.item_id and item_has_live_job(session, job.item_id, kind=PROCESS_EVENTS)):
+    if owned is not None and not (job.item_id and item_has_live_job(session, job.item_id, kind=JobKind.PROCESS_EVENTS)):
         fail_events(session, owned, error)
     if job.item_id is not None and not item_has_live_job(session, job.item_id):
         for run in open_runs_of_item(session, job.item_id):
-            runs.close_run(session, run, "error", error_code="fetch_failed", error="The fetch failed and was given up.")
+            runs.close_run(
+                session, run, RunStatus.ERROR, error_code="fetch_failed", error="The fetch failed and was given up."
+            )
 
 
 def retry(session: Session, job: Job) -> bool:
@@ -41,19 +51,23 @@ def retry(session: Session, job: Job) -> bool:
 
 def retry_dead(session: Session) -> int:
     """Queue every dead job again; returns how many were."""
-    dead = session.scalars(sa.select(Job).where(Job.status == "dead").order_by(Job.id)).all()
+    dead = session.scalars(sa.select(Job).where(Job.status == JobStatus.DEAD).order_by(Job.id)).all()
     return sum(retry(session, job) for job in dead)
 
 
 def reopen_what_it_owned(session: Session, job: Job) -> None:
     owned = events_of(job)
     if owned is not None:
-        session.execute(sa.update(WebhookEvent).where(owned, WebhookEvent.status == "failed").values(status="pending"))
+        session.execute(
+            sa.update(WebhookEvent)
+            .where(owned, WebhookEvent.status == EventStatus.FAILED)
+            .values(status=EventStatus.PENDING)
+        )
 
 
 def events_of(job: ClaimedJob | Job) -> sa.ColumnElement[bool] | None:
     """The webhook events an events job handles: every one of its item, or its one event."""
-    if job.kind != PROCESS_EVENTS:
+    if job.kind != JobKind.PROCESS_EVENTS:
         return None
     if job.item_id is not None:
         return WebhookEvent.item_id == job.item_id
@@ -70,8 +84,8 @@ def item_has_live_job(session: Session, item_id: str, *, kind: str | None = None
 def fail_events(session: Session, owned: sa.ColumnElement[bool], error: str) -> None:
     session.execute(
         sa.update(WebhookEvent)
-        .where(owned, WebhookEvent.status == "pending")
-        .values(status="failed", last_error=error, processed_at=utcnow())
+        .where(owned, WebhookEvent.status == EventStatus.PENDING)
+        .values(status=EventStatus.FAILED, last_error=error, processed_at=utcnow())
     )
     session.commit()
 

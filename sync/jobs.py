@@ -1,47 +1,63 @@
-"""What each kind of job does. Handlers are idempotent: a job run twice has the effect of once."""
+"""What each kind of job the sync layer queues does, and `register`, which hands them to a job
+registry. Handlers are idempotent: a job run twice has the effect of once."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
+from flask import Flask
 
-from models import Connection, Job, SyncRun
+from config import Settings
+from jobqueue import JobRegistry, RetryLater, Worker, maintenance
+from models import OPEN_SYNC_STATUSES, Connection, RunStatus, RunTrigger, SyncRun
 from models.base import utcnow
-from pluggy_client import PluggyNotFound
+from pluggy_client import PluggyClient, PluggyNotFound, timestamp
 
-from . import listing, runs
-from .connections import ITEM_BUSY, BankConnectionService, answers, apply_item
-from .scheduling import (
-    FETCH_ITEM,
-    INITIAL_SYNC,
-    PRUNE_EVERY,
-    PRUNE_JOBS,
-    SWEEP_ITEMS,
-    WATCH_ITEM,
-    queue_fetch,
-    queue_prune,
-    queue_sweep,
-)
-from .transactions import timestamp
-from .worker import JobContext, RetryLater, handles
-
-KEEP_FINISHED_JOBS = timedelta(days=7)
+from . import events, giving_up, listing, runs
+from .connections import BankConnectionService
+from .item_state import ITEM_BUSY, answers, apply_item
+from .job_context import SyncJobContext, bind
+from .scheduling import JobKind, queue_fetch, queue_sweep
 
 
-def live_connection(context: JobContext) -> Connection | None:
+def register(registry: JobRegistry, client: PluggyClient, settings: Settings) -> None:
+    """Every kind of job the sync layer queues, run with this client and these settings; the sweep
+    queued when a worker starts; a dead job's run and events closed."""
+    handlers = {
+        JobKind.INITIAL_SYNC: initial_sync,
+        JobKind.FETCH_ITEM: fetch_item,
+        JobKind.WATCH_ITEM: watch_item,
+        JobKind.SWEEP_ITEMS: sweep_items,
+        JobKind.PROCESS_EVENTS: events.process_events,
+    }
+    for kind, handler in handlers.items():
+        registry.register(kind, bind(handler, client, settings))
+    registry.at_start(queue_sweep)
+    registry.when_dead(giving_up.close_what_it_owned)
+
+
+def job_registry(client: PluggyClient, settings: Settings) -> JobRegistry:
+    """The registry a worker of this service runs: the queue's own jobs and the sync layer's."""
+    registry = JobRegistry(expected=[*JobKind, *maintenance.KINDS])
+    maintenance.register(registry)
+    register(registry, client, settings)
+    return registry
+
+
+def live_connection(context: SyncJobContext) -> Connection | None:
     connection = context.session.get(Connection, context.job.payload["connection_id"])
     if connection is None or connection.deleted_at is not None:
         return None
     return connection
 
 
-def connections(context: JobContext) -> BankConnectionService:
+def connections(context: SyncJobContext) -> BankConnectionService:
     return BankConnectionService(context.session, context.client, context.settings)
 
 
-@handles(INITIAL_SYNC)
-def initial_sync(context: JobContext) -> None:
+def initial_sync(context: SyncJobContext) -> None:
     """Fetch everything Pluggy has for a newly registered item, once its own first update is over."""
     connection = live_connection(context)
     if connection is None or connection.last_synced_at is not None:
@@ -51,15 +67,14 @@ def initial_sync(context: JobContext) -> None:
         raise RetryLater(context.settings.watch_interval_s, "item still updating")
     run = runs.find_open_run(context.session, connection.id)
     if run is None:
-        run = runs.open_run(context.session, connection, "initial")
+        run = runs.open_run(context.session, connection, RunTrigger.INITIAL)
     elif run.status == "pending":
         raise RetryLater(context.settings.watch_interval_s, "an update of the item is under way")
     # A "running" run here was left by a worker that died: one item's jobs never overlap.
     connections(context).fetch(connection, run, progress=context.progress, checkpoint=context.checkpoint)
 
 
-@handles(FETCH_ITEM)
-def fetch_item(context: JobContext) -> None:
+def fetch_item(context: SyncJobContext) -> None:
     """Pluggy finished an item update: record the outcome and fetch what changed.
     A re-read fetches what Pluggy has whatever the item's state."""
     connection = live_connection(context)
@@ -72,14 +87,16 @@ def fetch_item(context: JobContext) -> None:
     connections(context).settle(
         connection,
         item,
-        trigger=context.job.payload.get("trigger", "webhook"),
+        trigger=context.job.payload.get("trigger", RunTrigger.WEBHOOK),
         progress=context.progress,
         checkpoint=context.checkpoint,
     )
 
 
-def reread(context: JobContext, connection: Connection) -> None:
-    run = runs.find_open_run(context.session, connection.id) or runs.open_run(context.session, connection, "manual")
+def reread(context: SyncJobContext, connection: Connection) -> None:
+    run = runs.find_open_run(context.session, connection.id) or runs.open_run(
+        context.session, connection, RunTrigger.MANUAL
+    )
     account_id = context.job.payload.get("account_id")
     only_account = listing.account_by_pluggy_id(context.session, connection, account_id) if account_id else None
     connections(context).fetch(
@@ -87,18 +104,21 @@ def reread(context: JobContext, connection: Connection) -> None:
     )
 
 
-@handles(WATCH_ITEM)
-def watch_item(context: JobContext) -> None:
+def watch_item(context: SyncJobContext) -> None:
     """Follow an item we asked Pluggy to update until it settles, then close the run."""
     run = context.session.get(SyncRun, context.job.payload["run_id"])
-    if run is None or run.status not in ("pending", "running"):
+    if run is None or run.status not in OPEN_SYNC_STATUSES:
         return
     connection = run.connection
     item = context.client.get_item(connection.item_id)
     if not answers(item, run):
         if waited_too_long(run.started_at, context):
             runs.close_run(
-                context.session, run, "error", error_code="timeout", error="Pluggy did not finish the update in time"
+                context.session,
+                run,
+                RunStatus.ERROR,
+                error_code="timeout",
+                error="Pluggy did not finish the update in time",
             )
             return
         raise RetryLater(context.settings.watch_interval_s, f"item {item.get('status')}")
@@ -107,16 +127,7 @@ def watch_item(context: JobContext) -> None:
     )
 
 
-@handles(PRUNE_JOBS)
-def prune_jobs(context: JobContext) -> None:
-    """Delete jobs that finished long ago (dead ones stay until retried), then come back later."""
-    context.session.execute(sa.delete(Job).where(Job.status == "done", Job.finished_at < utcnow() - KEEP_FINISHED_JOBS))
-    queue_prune(context.session, after=PRUNE_EVERY)
-    context.session.commit()
-
-
-@handles(SWEEP_ITEMS)
-def sweep_items(context: JobContext) -> None:
+def sweep_items(context: SyncJobContext) -> None:
     """The safety net for lost webhooks: re-read (GET, never PATCH) items we have not synced for a
     while, at most once per that while each, and fetch those Pluggy updated since our last fetch."""
     session, settings = context.session, context.settings
@@ -142,7 +153,7 @@ def sweep_items(context: JobContext) -> None:
         else:
             apply_item(connection, item)
             if updated_since_our_fetch(item, connection):
-                queue_fetch(session, connection, "reconcile")
+                queue_fetch(session, connection, RunTrigger.RECONCILE)
         session.commit()
     queue_sweep(session, after=timedelta(minutes=settings.sweep_interval_minutes))
     session.commit()
@@ -155,5 +166,11 @@ def updated_since_our_fetch(item: dict, connection: Connection) -> bool:
     return connection.last_synced_at is None or last_updated > connection.last_synced_at
 
 
-def waited_too_long(since: datetime, context: JobContext) -> bool:
+def waited_too_long(since: datetime, context: SyncJobContext) -> bool:
     return (utcnow() - since).total_seconds() > context.settings.watch_timeout_s
+
+
+def sync_worker(app: Flask, client: PluggyClient, **options: Any) -> Worker:
+    """A worker of this service (`flask worker`, `--wait`, tests, benchmarks): every kind of job it
+    queues, with `app`'s settings; `options` as `Worker` takes them."""
+    return Worker(app, job_registry(client, Settings.from_config(app.config)), **options)

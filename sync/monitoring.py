@@ -10,12 +10,12 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from jobqueue.queue import age_seconds
 from models import Connection
 from models.base import utcnow
 from pluggy_client import PluggyClient, PluggyError
 
-from .connections import WAITING_FOR_USER
-from .queue import age_seconds
+from .item_state import WAITING_FOR_USER
 
 DEFAULT_MAX_DUE_AGE_S = 300.0
 # A failed /auth is not asked again for this long, so probes cannot hammer Pluggy while it is down.

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import FETCHED_SYNC_STATUSES, OPEN_SYNC_STATUSES, Connection, Job, SyncRun
+from models import FETCHED_SYNC_STATUSES, LIVE_JOB_STATUSES, OPEN_SYNC_STATUSES, Connection, Job, RunStatus, SyncRun
 from models.base import UTCDateTime, utcnow
 from observability import logs, metrics
 
@@ -62,7 +62,7 @@ def run_of_update(session: Session, connection: Connection) -> SyncRun | None:
 
 def open_run(session: Session, connection: Connection, trigger: str) -> SyncRun:
     """A new pending run, committed; AlreadySyncing if the connection has an open one."""
-    run = SyncRun(connection_id=connection.id, trigger=trigger, status="pending")
+    run = SyncRun(connection_id=connection.id, trigger=trigger, status=RunStatus.PENDING)
     session.add(run)
     try:
         session.commit()
@@ -86,9 +86,13 @@ def reserve_item_update(
         sa.select(sa.func.count()).where(SyncRun.item_update_requested_at > now - THROTTLE_WINDOW).scalar_subquery()
     )
     stamp = sa.literal(now, UTCDateTime())
-    row = sa.select(sa.literal(connection.id), sa.literal(trigger), sa.literal("pending"), stamp, stamp).where(
-        recent < per_minute
-    )
+    row = sa.select(
+        sa.literal(connection.id),
+        sa.literal(str(trigger), sa.String()),
+        sa.literal(RunStatus.PENDING.value, sa.String()),
+        stamp,
+        stamp,
+    ).where(recent < per_minute)
     insert = (
         sa.insert(SyncRun)
         .from_select(["connection_id", "trigger", "status", "started_at", "item_update_requested_at"], row)
@@ -128,7 +132,7 @@ def update_never_reached_pluggy(run: SyncRun, now: datetime | None = None) -> bo
     (or the request failed without a word) between reserving the update and hearing back."""
     requested = run.item_update_requested_at
     return (
-        run.status == "pending"
+        run.status == RunStatus.PENDING
         and requested is not None
         and run.item_update_accepted_at is None
         and (now or utcnow()) - requested > UNANSWERED_PATCH
@@ -138,7 +142,7 @@ def update_never_reached_pluggy(run: SyncRun, now: datetime | None = None) -> bo
 def orphaned(session: Session, run: SyncRun) -> bool:
     """A fetch left running with no job of its item left to resume it (its job gave up)."""
     live_job = (
-        sa.select(Job.id).where(Job.item_id == run.connection.item_id, Job.status.in_(("queued", "running"))).exists()
+        sa.select(Job.id).where(Job.item_id == run.connection.item_id, Job.status.in_(LIVE_JOB_STATUSES)).exists()
     )
     return run.status == "running" and not session.scalar(sa.select(live_job))
 
@@ -148,10 +152,10 @@ def let_go_of_stale_run(session: Session, connection: Connection, timeout_s: flo
     had nothing to do, or every signal was lost), and it would block every later sync. A running
     fetch is never given up here: a dead worker's job takes it over."""
     run = find_open_run(session, connection.id)
-    if run is not None and run.status == "pending" and (utcnow() - run.started_at).total_seconds() > timeout_s:
-        close_run(session, run, "error", error_code="timeout", error="Pluggy's outcome never arrived")
+    if run is not None and run.status == RunStatus.PENDING and (utcnow() - run.started_at).total_seconds() > timeout_s:
+        close_run(session, run, RunStatus.ERROR, error_code="timeout", error="Pluggy's outcome never arrived")
     elif run is not None and orphaned(session, run):
-        close_run(session, run, "error", error_code="fetch_failed", error="The fetch failed and was given up.")
+        close_run(session, run, RunStatus.ERROR, error_code="fetch_failed", error="The fetch failed and was given up.")
 
 
 def wait_until_closed(session: Session, run: SyncRun, timeout_s: float, *, interval_s: float = 0.25) -> SyncRun:

@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
-from models import Connection, SyncRun
+from jobqueue import enqueue
+from models import Connection, RunTrigger, SyncRun
 from models.base import utcnow
 
-from .queue import enqueue
 
-INITIAL_SYNC = "initial_sync"  # first fetch of a newly registered connection
-FETCH_ITEM = "fetch_item"  # fetch after Pluggy finished an item update
-WATCH_ITEM = "watch_item"  # follow a triggered item until it settles, then fetch
-PRUNE_JOBS = "prune_jobs"  # periodic: forget finished jobs after a while
-SWEEP_ITEMS = "sweep_items"  # periodic: find item updates whose webhook never came
-PROCESS_EVENTS = "webhook_events"  # handle stored webhook events: all of an item's, or one without an item
+class JobKind(StrEnum):
+    """Every kind of job the sync layer queues; `sync.jobs.register` gives each its handler."""
 
-PRUNE_EVERY = timedelta(hours=1)
+    INITIAL_SYNC = "initial_sync"  # first fetch of a newly registered connection
+    FETCH_ITEM = "fetch_item"  # fetch after Pluggy finished an item update
+    WATCH_ITEM = "watch_item"  # follow a triggered item until it settles, then fetch
+    SWEEP_ITEMS = "sweep_items"  # periodic: find item updates whose webhook never came
+    PROCESS_EVENTS = "webhook_events"  # handle stored webhook events: all of an item's, or one without an item
 
 
 def queue_initial_sync(session: Session, connection: Connection) -> int:
     return enqueue(
         session,
-        INITIAL_SYNC,
+        JobKind.INITIAL_SYNC,
         {"connection_id": connection.id},
         key=f"initial:{connection.item_id}",
         item_id=connection.item_id,
@@ -35,7 +36,7 @@ def queue_fetch(session: Session, connection: Connection, trigger: str) -> int:
     # While one fetch of the item waits in the queue, asking again joins it: it reads everything new.
     return enqueue(
         session,
-        FETCH_ITEM,
+        JobKind.FETCH_ITEM,
         {"connection_id": connection.id, "trigger": trigger},
         key=f"fetch:{connection.item_id}",
         item_id=connection.item_id,
@@ -46,8 +47,8 @@ def queue_reread(session: Session, connection: Connection, account_id: str | Non
     """Re-read what Pluggy already has (no item update) into the connection's open run."""
     return enqueue(
         session,
-        FETCH_ITEM,
-        {"connection_id": connection.id, "trigger": "manual", "reread": True, "account_id": account_id},
+        JobKind.FETCH_ITEM,
+        {"connection_id": connection.id, "trigger": RunTrigger.MANUAL, "reread": True, "account_id": account_id},
         key=f"reread:{connection.item_id}",
         item_id=connection.item_id,
     )
@@ -56,7 +57,7 @@ def queue_reread(session: Session, connection: Connection, account_id: str | Non
 def queue_watch(session: Session, run: SyncRun, connection: Connection, *, after_s: float = 0) -> int:
     return enqueue(
         session,
-        WATCH_ITEM,
+        JobKind.WATCH_ITEM,
         {"connection_id": connection.id, "run_id": run.id},
         key=f"watch:{connection.item_id}",
         item_id=connection.item_id,
@@ -64,10 +65,5 @@ def queue_watch(session: Session, run: SyncRun, connection: Connection, *, after
     )
 
 
-def queue_prune(session: Session, *, after: timedelta = timedelta(0)) -> int:
-    # One key for the periodic job: every worker may ask for it, only one is ever queued.
-    return enqueue(session, PRUNE_JOBS, key="periodic:prune_jobs", run_at=utcnow() + after)
-
-
 def queue_sweep(session: Session, *, after: timedelta = timedelta(0)) -> int:
-    return enqueue(session, SWEEP_ITEMS, key="periodic:sweep_items", run_at=utcnow() + after)
+    return enqueue(session, JobKind.SWEEP_ITEMS, key="periodic:sweep_items", run_at=utcnow() + after)

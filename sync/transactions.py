@@ -23,15 +23,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from config import Settings
+from jobqueue import dialect_insert
 from models import Account, Connection, SyncRun, Transaction
 from models.base import utcnow
 from observability import logs, metrics
-from pluggy_client import PluggyClient
+from pluggy_client import PluggyClient, timestamp
 
-from . import runs, scheduling
+from . import runs
 from .bulk import updatable, upsert_transactions
-from .queue import dialect_insert
-from .results import ALREADY_SYNCING, SYNC_STARTED, ManualSyncResult
 
 # Rows Pluggy ingests while we page may carry a createdAt just before the newest we saw;
 # starting the next read this much earlier catches them (re-reading costs nothing: upserts).
@@ -85,30 +84,6 @@ class TransactionService:
         # Every write is counted into the run (this one, or the one being fetched) in the same commit
         # as its rows, so a run's counts are what it stored, whichever attempt wrote them.
         self.run_id = run.id if run is not None else None
-
-    def sync_transactions(
-        self, connection: Connection, account: Account | None = None, trigger_update: bool = True
-    ) -> ManualSyncResult:
-        """The seed's entry point. With trigger_update, ask Pluggy to update the item first (once,
-        whatever the number of accounts) and fetch when the outcome arrives; without it, queue a
-        re-read of what Pluggy already has, for one account or all of them. Either way the fetch
-        runs in the worker, into the run returned."""
-        if trigger_update:
-            from .connections import BankConnectionService  # it builds this service in turn
-
-            return BankConnectionService(self.session, self.client, self.settings).trigger_manual_sync(connection)
-        runs.let_go_of_stale_run(self.session, connection, self.settings.watch_timeout_s)
-        try:
-            run = runs.open_run(self.session, connection, "manual")
-        except runs.AlreadySyncing as exc:
-            return ManualSyncResult(ALREADY_SYNCING, connection, sync_run=exc.run)
-        scheduling.queue_reread(self.session, connection, account.pluggy_id if account else None)
-        self.session.commit()
-        return ManualSyncResult(SYNC_STARTED, connection, sync_run=run)
-
-    def sync_all_accounts_transactions(self, connection: Connection, trigger_update: bool = True) -> ManualSyncResult:
-        """One item update for the whole connection, never one per account, then every account."""
-        return self.sync_transactions(connection, None, trigger_update)
 
     def fetch(self, connection: Connection, run: SyncRun, *, only_account: Account | None = None) -> SyncRun:
         """Run `run` to the end, counting into it: accounts with balances, then each account's
@@ -372,13 +347,6 @@ def transaction_row(data: dict, account_id: int, now: datetime) -> dict:
 def money(value) -> Decimal | None:
     # str() gives the shortest decimal that reads back as the same double: the figure Pluggy sent.
     return None if value is None else Decimal(str(value))
-
-
-def timestamp(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def max_or_none(*values: datetime | None) -> datetime | None:

@@ -176,7 +176,7 @@ def user(session):
 def connection(session, user, fake_pluggy):
     """A connection to an UPDATED item with one checking account, registered without a sync yet."""
     from models import Connection
-    from sync.connections import apply_item
+    from sync.item_state import apply_item
 
     item = fake_pluggy.add_item()
     fake_pluggy.add_account(item["id"])
@@ -190,10 +190,10 @@ def connection(session, user, fake_pluggy):
 @pytest.fixture
 def worker(app, pluggy_api):
     """A worker in this process whose watchers look again at once instead of in 5 s."""
-    from sync.worker import Worker
+    from sync.jobs import sync_worker
 
     app.config["SYNC_WATCH_INTERVAL_S"] = 0
-    return Worker(app, pluggy_api)
+    return sync_worker(app, pluggy_api)
 
 
 def drain(worker, session, limit: int = 50) -> int:

@@ -11,10 +11,11 @@ import sqlalchemy as sa
 from models import Account, Connection, Job, SyncRun, WebhookEvent
 from models.base import utcnow
 from sync import runs, scheduling
-from sync.connections import apply_item
+from sync.item_state import apply_item
+from sync.jobs import sync_worker
+from sync.runtime import pluggy_client
 from sync.tokens import issue_api_token, issue_webhook_token, webhook_token_is_valid
 from sync.users import create_user, rotate_token
-from sync.worker import Worker
 from tests import pluggy_fixtures as pf
 from tests.fake_pluggy import MFA_VALUE, now_iso
 
@@ -150,7 +151,7 @@ def test_deleting_a_connection_deletes_the_item_at_pluggy_and_the_local_data(
 ):
     scheduling.queue_initial_sync(session, connection)
     session.commit()
-    Worker(client.application, __import__("sync.runtime", fromlist=["x"]).pluggy_client()).run_one(session, "w")
+    sync_worker(client.application, pluggy_client()).run_one(session, "w")
 
     response = client.delete(url(connection), headers=headers)
 
@@ -283,7 +284,7 @@ def test_error_is_502_with_the_error(client, headers, connection, fake_pluggy):
 def running_worker(app, pluggy_api):
     """A worker in a background thread, as in production beside the web process."""
     app.config["SYNC_WATCH_INTERVAL_S"] = 0.05
-    worker = Worker(app, pluggy_api, poll_interval=0.05)
+    worker = sync_worker(app, pluggy_api, poll_interval=0.05)
     thread = threading.Thread(target=worker.run)
     thread.start()
     yield worker
@@ -488,7 +489,7 @@ def synced(app, session, connection, fake_pluggy, pluggy_api):
     gone = fake_pluggy.add_transaction(card["id"], date=f"{today - timedelta(days=1)}T03:00:00.000Z", amount=-1.0)
     scheduling.queue_initial_sync(session, connection)
     session.commit()
-    worker = Worker(app, pluggy_api)
+    worker = sync_worker(app, pluggy_api)
     worker.run_one(session, "w")
     fake_pluggy.remove_transaction(card["id"], gone["id"])
     fake_pluggy.items[connection.item_id]["lastUpdatedAt"] = now_iso()  # Pluggy's next update found it gone

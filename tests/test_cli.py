@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from jobqueue import queue
 from models import Connection, Job, SyncRun
 from models.base import utcnow
 from observability import metrics
-from sync import queue
 from sync.tokens import read_api_token
 from tests import pluggy_fixtures as pf
 from tests.fake_pluggy import FakePluggy
@@ -75,7 +75,7 @@ def test_manual_sync_with_wait_follows_the_run_and_prints_the_counts(app, runner
 
 
 def test_manual_sync_of_all_of_a_users_connections_fails_if_one_does(runner, session, user, connection, fake_pluggy):
-    from sync.connections import apply_item
+    from sync.item_state import apply_item
 
     broken = fake_pluggy.add_item(status="LOGIN_ERROR")
     other = Connection(user_id=user.id, item_id=broken["id"])

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from api.errors import ApiError
 from sync.tokens import issue_api_token
 from tests.conftest import TEST_SECRETS
 from tests.waiting import wait_until
+from web.errors import ApiError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from models import Account, Connection, SyncRun, Transaction, WebhookEvent
 from sync import bulk, runs
-from sync.connections import apply_item
+from sync.item_state import apply_item
 from sync.tokens import issue_api_token
 from sync.transactions import TransactionService, page_rows
 from sync.users import create_user

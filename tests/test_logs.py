@@ -38,11 +38,11 @@ from observability.logs import (
     configure_logging,
 )
 from sync import scheduling
+from sync.jobs import sync_worker
 from sync.runtime import pluggy_client
 from sync.tokens import issue_api_token, issue_webhook_token
 from sync.transactions import read_ahead
 from sync.users import create_user
-from sync.worker import Worker
 from tests import pluggy_fixtures as pf
 from tests.conftest import TEST_SECRETS, drain
 from tests.fake_pluggy import FakePluggy, now_iso
@@ -601,7 +601,7 @@ def test_a_job_line_and_every_pluggy_call_of_the_job_carry_its_id(session, conne
     job = captured.only("job")
     assert {k: job[k] for k in ("level", "logger", "job_id", "job_kind", "item_id", "outcome", "attempt", "error")} == {
         "level": "info",
-        "logger": "sync.worker",
+        "logger": "jobqueue.worker",
         "job_id": job_id,
         "job_kind": "initial_sync",
         "item_id": connection.item_id,
@@ -804,7 +804,7 @@ def test_no_secret_reaches_any_log_line_in_the_main_flows(app, caplog, captured,
         fake.page_size = 2
         for n in range(5):
             fake.add_transaction(account["id"], date=f"{utcnow().date() - timedelta(days=n)}T03:00:00.000Z")
-        worker = Worker(app, pluggy_client(), poll_interval=0.05)
+        worker = sync_worker(app, pluggy_client(), poll_interval=0.05)
 
         def drain_all() -> None:
             while worker.run_one(db.session, "test-worker"):
@@ -961,7 +961,7 @@ def test_no_secret_reaches_any_log_line_in_the_main_flows(app, caplog, captured,
     messages = {r.getMessage() for r in captured.records}
     assert {"request", "pluggy call", "job", "sync run closed", "webhook events handled"} <= messages
     loggers = {r.name for r in captured.records}
-    assert {"api.requests", "pluggy_client.client", "sync.worker", "urllib3.connectionpool", "werkzeug"} <= loggers
+    assert {"api.requests", "pluggy_client.client", "jobqueue.worker", "urllib3.connectionpool", "werkzeug"} <= loggers
     assert any(r.name.startswith("sqlalchemy.engine") for r in captured.records)
     routes = {e["route"] for e in captured.entries("request")}
     assert {

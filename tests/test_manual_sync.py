@@ -10,9 +10,10 @@ import sqlalchemy as sa
 
 from models import Connection, Job, SyncRun
 from models.base import utcnow
-from sync import connections as c
 from sync import runs, scheduling
-from sync.connections import BankConnectionService
+from sync.item_state import sync_status
+from sync.manual_sync import ManualSync
+from sync.results import ManualSyncStatus as Answer
 from tests import pluggy_fixtures as pf
 
 PATCH = r"/items/[^/]+"
@@ -20,7 +21,7 @@ PATCH = r"/items/[^/]+"
 
 @pytest.fixture
 def service(session, pluggy_api, settings):
-    return BankConnectionService(session, pluggy_api, settings)
+    return ManualSync(session, pluggy_api, settings)
 
 
 def set_item(fake_pluggy, connection, **fields):
@@ -33,14 +34,14 @@ def test_an_idle_item_is_asked_to_update_and_a_run_waits_for_the_outcome(service
 
     result = service.trigger_manual_sync(connection)
 
-    assert result.status == c.SYNC_STARTED
+    assert result.status == Answer.SYNC_STARTED
     patches = fake_pluggy.calls_to("PATCH", PATCH)
     assert [body for *_, body in patches] == [{}]
     run = result.sync_run
     assert (run.status, run.trigger) == ("pending", "manual")
     assert run.item_update_requested_at is not None
     assert connection.item_status == "UPDATING"
-    assert c.sync_status(connection, run) == "UPDATING"
+    assert sync_status(connection, run) == "UPDATING"
 
 
 @pytest.mark.parametrize("status", ["UPDATING", "MERGING"])
@@ -49,7 +50,7 @@ def test_a_busy_item_is_already_syncing(service, connection, fake_pluggy, status
 
     result = service.trigger_manual_sync(connection)
 
-    assert (result.status, result.sync_run) == (c.ALREADY_SYNCING, None)
+    assert (result.status, result.sync_run) == (Answer.ALREADY_SYNCING, None)
     assert fake_pluggy.count("PATCH", PATCH) == 0
 
 
@@ -59,7 +60,7 @@ def test_our_own_open_run_answers_after_reading_the_item_and_never_patches_again
 
     second = service.trigger_manual_sync(connection)
 
-    assert (second.status, second.sync_run.id) == (c.ALREADY_SYNCING, first.sync_run.id)
+    assert (second.status, second.sync_run.id) == (Answer.ALREADY_SYNCING, first.sync_run.id)
     assert [(method, path) for method, path, *_ in fake_pluggy.calls] == [("GET", f"/items/{connection.item_id}")]
 
 
@@ -72,7 +73,7 @@ def test_a_run_the_worker_is_fetching_answers_without_asking_pluggy(session, ser
 
     result = service.trigger_manual_sync(connection)
 
-    assert (result.status, result.sync_run.id) == (c.ALREADY_SYNCING, run.id)
+    assert (result.status, result.sync_run.id) == (Answer.ALREADY_SYNCING, run.id)
     assert fake_pluggy.calls == []
 
 
@@ -81,7 +82,7 @@ def test_waiting_for_input_answers_mfa_required_with_the_prompt(service, connect
 
     result = service.trigger_manual_sync(connection)
 
-    assert result.status == c.MFA_REQUIRED
+    assert result.status == Answer.MFA_REQUIRED
     assert result.mfa["name"] == "token" and result.mfa["type"] == "number"
     assert fake_pluggy.count("PATCH", PATCH) == 0
 
@@ -92,7 +93,7 @@ def test_waiting_for_user_action_answers_user_action_required(service, connectio
 
     result = service.trigger_manual_sync(connection)
 
-    assert (result.status, result.user_action) == (c.USER_ACTION_REQUIRED, action)
+    assert (result.status, result.user_action) == (Answer.USER_ACTION_REQUIRED, action)
 
 
 def test_a_login_error_answers_credentials_required_with_an_update_mode_token(service, connection, fake_pluggy, user):
@@ -100,7 +101,7 @@ def test_a_login_error_answers_credentials_required_with_an_update_mode_token(se
 
     result = service.trigger_manual_sync(connection)
 
-    assert result.status == c.CREDENTIALS_REQUIRED
+    assert result.status == Answer.CREDENTIALS_REQUIRED
     assert result.connect_token.item_id == connection.item_id
     ((_, _, _, body),) = fake_pluggy.calls_to("POST", "/connect_token")
     assert body == {"itemId": connection.item_id, "options": {"clientUserId": str(user.id)}}
@@ -124,7 +125,7 @@ def test_updating_too_often_is_rate_limited_until_pluggy_allows_it(service, conn
 
     result = service.trigger_manual_sync(connection)
 
-    assert result.status == c.RATE_LIMITED
+    assert result.status == Answer.RATE_LIMITED
     assert 3 * 3600 - 60 < result.retry_after <= 3 * 3600
     run = session.scalars(sa.select(SyncRun)).one()
     assert (run.status, run.error_code) == ("error", "CLIENT_IS_UPDATING_BEFORE_ALLOWED_FREQUENCY")
@@ -135,7 +136,7 @@ def test_a_long_429_is_rate_limited_with_its_retry_after(service, connection, fa
 
     result = service.trigger_manual_sync(connection)
 
-    assert (result.status, result.retry_after) == (c.RATE_LIMITED, 60)
+    assert (result.status, result.retry_after) == (Answer.RATE_LIMITED, 60)
     assert fake_pluggy.count("PATCH", PATCH) == 1
 
 
@@ -144,7 +145,7 @@ def test_a_connector_that_needs_new_parameters_sends_the_user_to_the_widget(serv
 
     result = service.trigger_manual_sync(connection)
 
-    assert result.status == c.CREDENTIALS_REQUIRED
+    assert result.status == Answer.CREDENTIALS_REQUIRED
     assert result.connect_token is not None
     assert session.scalars(sa.select(SyncRun)).one().status == "credentials_required"
 
@@ -154,7 +155,7 @@ def test_an_item_pluggy_already_updates_keeps_our_run_waiting(service, connectio
 
     result = service.trigger_manual_sync(connection)
 
-    assert result.status == c.ALREADY_SYNCING
+    assert result.status == Answer.ALREADY_SYNCING
     assert result.sync_run.status == "pending"
 
 
@@ -164,14 +165,14 @@ def test_too_many_consecutive_errors_waits_until_pluggy_allows_a_retry(service, 
 
     result = service.trigger_manual_sync(connection)
 
-    assert result.status == c.RATE_LIMITED
+    assert result.status == Answer.RATE_LIMITED
     assert 29 * 60 < result.retry_after <= 30 * 60
 
 
 def test_too_many_login_failures_needs_new_credentials(service, connection, fake_pluggy):
     refuse_patch(fake_pluggy, connection, 400, "TOO_MANY_CONSECUTIVE_LOGIN_FAILURES", {"canRetryAfterDate": None})
 
-    assert service.trigger_manual_sync(connection).status == c.CREDENTIALS_REQUIRED
+    assert service.trigger_manual_sync(connection).status == Answer.CREDENTIALS_REQUIRED
 
 
 def test_a_server_error_on_the_update_is_an_error_and_the_patch_is_not_repeated(
@@ -181,7 +182,7 @@ def test_a_server_error_on_the_update_is_an_error_and_the_patch_is_not_repeated(
 
     result = service.trigger_manual_sync(connection)
 
-    assert (result.status, result.error["code"]) == (c.ERROR, "pluggy_unavailable")
+    assert (result.status, result.error["code"]) == (Answer.ERROR, "pluggy_unavailable")
     assert fake_pluggy.count("PATCH", PATCH) == 1
     assert session.scalars(sa.select(SyncRun)).one().status == "error"
 
@@ -192,7 +193,7 @@ def test_pluggy_unreachable_while_reading_the_item_is_an_error(service, connecti
 
     result = service.trigger_manual_sync(connection)
 
-    assert result.status == c.ERROR
+    assert result.status == Answer.ERROR
     assert fake_pluggy.count("PATCH", PATCH) == 0
 
 
@@ -201,7 +202,7 @@ def test_an_item_unknown_to_pluggy_is_an_error(service, connection, fake_pluggy)
 
     result = service.trigger_manual_sync(connection)
 
-    assert (result.status, result.error["code"]) == (c.ERROR, "item_not_found")
+    assert (result.status, result.error["code"]) == (Answer.ERROR, "item_not_found")
 
 
 def test_our_own_throttle_answers_before_pluggy_has_to(service, connection, fake_pluggy, session, settings):
@@ -219,7 +220,7 @@ def test_our_own_throttle_answers_before_pluggy_has_to(service, connection, fake
 
     result = service.trigger_manual_sync(connection)
 
-    assert result.status == c.RATE_LIMITED
+    assert result.status == Answer.RATE_LIMITED
     assert 5 <= result.retry_after <= 10
     assert fake_pluggy.count("PATCH", PATCH) == 0
 
@@ -233,7 +234,7 @@ def test_concurrent_manual_syncs_of_one_connection_send_one_patch(app, connectio
 
     def sync_now() -> None:
         with app.app_context():
-            service = BankConnectionService(db.session, pluggy_client(), sync_settings())
+            service = ManualSync(db.session, pluggy_client(), sync_settings())
             mine = db.session.get(Connection, connection_id)
             barrier.wait()
             results.append(service.trigger_manual_sync(mine).status)
@@ -245,13 +246,13 @@ def test_concurrent_manual_syncs_of_one_connection_send_one_patch(app, connectio
         thread.join()
 
     assert fake_pluggy.count("PATCH", PATCH) == 1
-    assert sorted(results) == [c.ALREADY_SYNCING] * 5 + [c.SYNC_STARTED]
+    assert sorted(results) == [Answer.ALREADY_SYNCING] * 5 + [Answer.SYNC_STARTED]
 
 
 def test_poll_mode_queues_a_watcher(app, session, connection, fake_pluggy, pluggy_api, settings):
     from dataclasses import replace
 
-    service = BankConnectionService(session, pluggy_api, replace(settings, sync_mode="poll"))
+    service = ManualSync(session, pluggy_api, replace(settings, sync_mode="poll"))
 
     result = service.trigger_manual_sync(connection)
 
@@ -264,7 +265,7 @@ def test_check_status_reads_pluggy_and_stores_it(service, connection, fake_plugg
         fake_pluggy, connection, status="LOGIN_ERROR", executionStatus="INVALID_CREDENTIALS", error=pf.item_error()
     )
 
-    service.check_status(connection)
+    service.connections.check_status(connection)
 
     session.expire_all()
     assert (connection.item_status, connection.execution_status, connection.error_code) == (
@@ -272,7 +273,7 @@ def test_check_status_reads_pluggy_and_stores_it(service, connection, fake_plugg
         "INVALID_CREDENTIALS",
         "INVALID_CREDENTIALS",
     )
-    assert c.sync_status(connection) == "CREDENTIALS_REQUIRED"
+    assert sync_status(connection) == "CREDENTIALS_REQUIRED"
 
 
 @pytest.mark.parametrize(
@@ -291,7 +292,7 @@ def test_check_status_reads_pluggy_and_stores_it(service, connection, fake_plugg
 )
 def test_sync_status_in_the_words_of_the_api(connection, item_status, expected):
     connection.item_status = item_status
-    assert c.sync_status(connection) == expected
+    assert sync_status(connection) == expected
 
 
 def test_a_run_whose_outcome_never_came_is_let_go(service, connection, fake_pluggy, session, settings):
@@ -302,6 +303,6 @@ def test_a_run_whose_outcome_never_came_is_let_go(service, connection, fake_plug
 
     result = service.trigger_manual_sync(connection)
 
-    assert result.status == c.SYNC_STARTED
+    assert result.status == Answer.SYNC_STARTED
     session.refresh(stuck)
     assert (stuck.status, stuck.error_code) == ("error", "timeout")

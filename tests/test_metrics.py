@@ -33,13 +33,14 @@ from observability.metrics import endpoint_label
 from pluggy_client import PluggyClient, PluggyNotFound, PluggyUnavailable
 from pluggy_client.client import record_call
 from sync import scheduling
-from sync.connections import BankConnectionService, apply_item
+from sync.connections import BankConnectionService
+from sync.events import event_label
+from sync.item_state import apply_item
 from sync.tokens import issue_webhook_token
 from tests import pluggy_fixtures as pf
 from tests.conftest import TEST_SECRETS, drain, make_app
 from tests.fake_pluggy import now_iso
 from tests.test_pluggy_client_http import AUTH_OK, ITEM_ID, ITEM_OK, ScriptedPluggy
-from webhooks.handlers import event_label
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = {"X-Webhook-Secret": "test-webhook-secret"}

@@ -46,11 +46,11 @@ from schemathesis.specs.openapi.checks import (
 from models import Connection, db
 from models.base import utcnow
 from sync import runs, scheduling
-from sync.connections import apply_item
+from sync.item_state import apply_item
+from sync.jobs import sync_worker
 from sync.runtime import pluggy_client
 from sync.tokens import issue_api_token, issue_webhook_token
 from sync.users import create_user
-from sync.worker import Worker
 from tests import pluggy_fixtures as pf
 from tests.conftest import TEST_SECRETS, make_app
 from tests.fake_pluggy import MFA_VALUE, FakePluggy
@@ -259,7 +259,7 @@ def seed(world: World) -> None:
             creditCardMetadata={"installmentNumber": 1, "totalInstallments": 3, "totalAmount": 299.7},
         )
         gone = fake.add_transaction(card["id"], date=f"{today - timedelta(days=1)}T03:00:00.000Z", amount=12.0)
-        worker = Worker(app, pluggy_client())
+        worker = sync_worker(app, pluggy_client())
         scheduling.queue_initial_sync(session, synced)
         session.commit()
         assert worker.run_one(session, "seed")
@@ -844,7 +844,7 @@ def test_scenario_answers_as_documented(world, other_apps, name):
 def running_worker(app):
     with app.app_context():
         client = pluggy_client()
-    worker = Worker(app, client, poll_interval=0.05)
+    worker = sync_worker(app, client, poll_interval=0.05)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from jobqueue import queue
 from models import Connection, Job, SyncRun, Transaction
 from models.base import utcnow
-from sync import queue, scheduling
-from sync.connections import apply_item
+from sync import scheduling
+from sync.item_state import apply_item
 from tests.conftest import TEST_SECRETS
 from tests.fake_pluggy import FakePluggy
 from tests.waiting import wait_until

@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from jobqueue import queue
 from models import Job, db
 from models.base import utcnow
-from sync import queue
 from tests.waiting import wait_until
 
 

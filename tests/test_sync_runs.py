@@ -11,11 +11,12 @@ import pytest
 import sqlalchemy as sa
 
 from config import Settings, read_environment
+from jobqueue import queue
 from models import Job, SyncRun, Transaction, WebhookEvent
 from models.base import utcnow
-from sync import connections as c
-from sync import queue, runs, scheduling
-from sync.connections import BankConnectionService
+from sync import runs, scheduling
+from sync.manual_sync import ManualSync
+from sync.results import ManualSyncStatus as Answer
 from tests import pluggy_fixtures as pf
 from tests.conftest import drain
 from tests.fake_pluggy import MFA_VALUE, now_iso
@@ -26,7 +27,7 @@ PATCH = r"/items/[^/]+"
 
 @pytest.fixture
 def service(session, pluggy_api, settings):
-    return BankConnectionService(session, pluggy_api, settings)
+    return ManualSync(session, pluggy_api, settings)
 
 
 def runs_of(session, connection) -> list[SyncRun]:
@@ -106,7 +107,7 @@ def test_a_retried_fetch_resumes_its_run_and_counts_what_it_stored(session, conn
     stored = session.scalar(sa.select(sa.func.count()).select_from(Transaction))
     assert (run.status, run.created, stored) == ("running", 20, 20)
 
-    job = session.scalars(sa.select(Job).where(Job.kind == scheduling.INITIAL_SYNC)).one()
+    job = session.scalars(sa.select(Job).where(Job.kind == scheduling.JobKind.INITIAL_SYNC)).one()
     job.run_at = utcnow()
     session.commit()
     drain(worker, session)
@@ -130,7 +131,7 @@ def test_an_item_update_that_never_reached_pluggy_stops_blocking_after_a_minute(
 
     result = service.trigger_manual_sync(connection)
 
-    assert result.status == c.SYNC_STARTED
+    assert result.status == Answer.SYNC_STARTED
     session.refresh(lost)
     assert (lost.status, lost.error_code) == ("error", "item_update_not_sent")
     assert fake_pluggy.count("PATCH", PATCH) == 1
@@ -143,7 +144,7 @@ def test_an_update_pluggy_is_still_answering_keeps_its_run(session, service, con
 
     result = service.trigger_manual_sync(connection)
 
-    assert (result.status, result.sync_run.id) == (c.ALREADY_SYNCING, waiting.id)
+    assert (result.status, result.sync_run.id) == (Answer.ALREADY_SYNCING, waiting.id)
     assert fake_pluggy.count("PATCH", PATCH) == 0
 
 
@@ -151,17 +152,17 @@ def test_an_update_whose_webhook_never_came_is_fetched_by_the_next_sync(
     session, service, connection, fake_pluggy, worker
 ):
     started = service.trigger_manual_sync(connection)
-    assert started.status == c.SYNC_STARTED
+    assert started.status == Answer.SYNC_STARTED
     fake_pluggy.pending_outcomes.clear()
     new_update_at_pluggy(fake_pluggy, connection)  # Pluggy finished; no webhook reaches the service
 
     again = service.trigger_manual_sync(connection)
 
-    assert (again.status, again.sync_run.id) == (c.ALREADY_SYNCING, started.sync_run.id)
+    assert (again.status, again.sync_run.id) == (Answer.ALREADY_SYNCING, started.sync_run.id)
     drain(worker, session)
     (run,) = runs_of(session, connection)
     assert (run.id, run.status, run.accounts) == (started.sync_run.id, "success", 1)
-    assert service.trigger_manual_sync(connection).status == c.SYNC_STARTED
+    assert service.trigger_manual_sync(connection).status == Answer.SYNC_STARTED
     assert fake_pluggy.count("PATCH", PATCH) == 2
     assert started.closed_by == "webhook"  # the answer said what would close its run
 
@@ -175,7 +176,7 @@ def test_an_update_that_ended_waiting_for_a_code_closes_its_run_on_the_next_sync
 
     again = service.trigger_manual_sync(connection)
 
-    assert again.status == c.MFA_REQUIRED
+    assert again.status == Answer.MFA_REQUIRED
     (run,) = runs_of(session, connection)
     assert (run.id, run.status) == (started.sync_run.id, "mfa_required")
 
@@ -185,7 +186,7 @@ def test_check_status_closes_a_run_the_item_shows_is_over(session, service, conn
     fake_pluggy.pending_outcomes.clear()
     fake_pluggy.items[connection.item_id].update(status="LOGIN_ERROR", error=pf.item_error("INVALID_CREDENTIALS"))
 
-    service.check_status(connection)
+    service.connections.check_status(connection)
 
     (run,) = runs_of(session, connection)
     assert run.status == "credentials_required"
@@ -224,9 +225,9 @@ def test_after_a_code_the_update_arrives_as_one_run_whatever_the_order_of_its_we
     )
     account = fake_pluggy.add_account(item["id"])
     add_transactions(fake_pluggy, account["id"], 3)
-    connection, _ = service.register(user, item["id"])
+    connection, _ = service.connections.register(user, item["id"])
     drain(worker, session)
-    service.send_mfa(connection, value=MFA_VALUE)
+    service.connections.send_mfa(connection, value=MFA_VALUE)
     fake_pluggy.items[item["id"]].update(fake_pluggy.pending_outcomes.pop(item["id"]))
 
     receive(session, pf.webhook_event("item/login_succeeded", itemId=item["id"]))
@@ -251,7 +252,7 @@ def test_a_first_sync_of_an_item_waiting_for_its_code_fetches_nothing_and_says_s
     item = fake_pluggy.add_item(status="WAITING_USER_INPUT", parameter=pf.mfa_parameter(), lastUpdatedAt=None)
     fake_pluggy.add_account(item["id"])
 
-    connection, _ = service.register(user, item["id"])
+    connection, _ = service.connections.register(user, item["id"])
     drain(worker, session)
 
     (run,) = runs_of(session, connection)
@@ -272,7 +273,7 @@ def test_a_fetch_whose_job_gave_up_no_longer_blocks_manual_syncs(session, servic
 
     result = service.trigger_manual_sync(connection)
 
-    assert result.status == c.SYNC_STARTED
+    assert result.status == Answer.SYNC_STARTED
     failed, started = runs_of(session, connection)
     assert (failed.status, failed.error_code) == ("error", "fetch_failed")
 
@@ -310,7 +311,7 @@ def test_a_sync_whose_worker_keeps_dying_goes_dead_closing_its_run_and_events(
     assert session.get(Job, job.id).status == "dead"
     event = session.scalars(sa.select(WebhookEvent)).one()
     assert (event.status, event.last_error) == ("failed", "gave up: its worker kept disappearing")
-    assert service.trigger_manual_sync(connection).status == c.SYNC_STARTED  # nothing left open blocks it
+    assert service.trigger_manual_sync(connection).status == Answer.SYNC_STARTED  # nothing left open blocks it
 
 
 def test_a_fetch_that_fails_its_last_attempt_closes_its_run(session, service, connection, fake_pluggy, worker):

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from models import Account, SyncRun, Transaction, db
 from pluggy_client import PluggyError
 from sync import bulk, runs, transactions
+from sync.manual_sync import ManualSync
 from sync.transactions import TransactionService
 
 TODAY = date(2026, 11, 29)
@@ -24,6 +25,11 @@ def day(offset: int) -> str:
 @pytest.fixture
 def service(session, pluggy_api, settings):
     return TransactionService(session, pluggy_api, settings, today=lambda: TODAY)
+
+
+@pytest.fixture
+def manual_sync(session, pluggy_api, settings):
+    return ManualSync(session, pluggy_api, settings)
 
 
 @pytest.fixture
@@ -234,10 +240,12 @@ def test_partial_success_is_recorded_as_partial(session, service, connection):
     assert sync(session, service, connection).status == "partial"
 
 
-def test_sync_transactions_with_an_update_asks_pluggy_once_for_the_whole_connection(service, connection, fake_pluggy):
+def test_sync_transactions_with_an_update_asks_pluggy_once_for_the_whole_connection(
+    manual_sync, service, connection, fake_pluggy
+):
     fake_pluggy.add_account(connection.item_id, name="Poupança")
 
-    result = service.sync_all_accounts_transactions(connection)
+    result = manual_sync.sync_all_accounts_transactions(connection)
 
     assert result.status == "SYNC_STARTED"
     assert fake_pluggy.count("PATCH", r"/items/[^/]+") == 1
@@ -245,20 +253,20 @@ def test_sync_transactions_with_an_update_asks_pluggy_once_for_the_whole_connect
 
 
 def run_jobs(app, session, pluggy_api) -> None:
-    from sync.worker import Worker
+    from sync.jobs import sync_worker
 
-    worker = Worker(app, pluggy_api)
+    worker = sync_worker(app, pluggy_api)
     while worker.run_one(session, "test-worker"):
         pass
 
 
 def test_sync_transactions_without_an_update_queues_a_reread(
-    app, session, service, connection, fake_pluggy, account_id, pluggy_api
+    manual_sync, app, session, service, connection, fake_pluggy, account_id, pluggy_api
 ):
     fake_pluggy.add_transaction(account_id, date=day(1))
     fake_pluggy.items[connection.item_id]["status"] = "LOGIN_ERROR"  # what Pluggy has is read anyway
 
-    result = service.sync_transactions(connection, trigger_update=False)
+    result = manual_sync.sync_transactions(connection, trigger_update=False)
     run_jobs(app, session, pluggy_api)
 
     assert result.status == "SYNC_STARTED"
@@ -267,34 +275,36 @@ def test_sync_transactions_without_an_update_queues_a_reread(
     assert fake_pluggy.count("PATCH", r"/items/[^/]+") == 0
 
 
-def test_a_reread_of_one_account(app, session, service, connection, fake_pluggy, account_id, pluggy_api):
+def test_a_reread_of_one_account(manual_sync, app, session, service, connection, fake_pluggy, account_id, pluggy_api):
     other = fake_pluggy.add_account(connection.item_id, name="Poupança")
     fake_pluggy.add_transaction(account_id, date=day(1))
     fake_pluggy.add_transaction(other["id"], date=day(1))
     service.refresh_accounts(connection)
     savings = session.scalars(sa.select(Account).where(Account.pluggy_id == other["id"])).one()
 
-    result = service.sync_transactions(connection, savings, trigger_update=False)
+    result = manual_sync.sync_transactions(connection, savings, trigger_update=False)
     run_jobs(app, session, pluggy_api)
 
     session.refresh(result.sync_run)
     assert (result.sync_run.accounts, result.sync_run.created) == (1, 1)
 
 
-def test_a_failed_reread_stays_open_for_its_retry(app, session, service, connection, fake_pluggy, pluggy_api):
+def test_a_failed_reread_stays_open_for_its_retry(
+    manual_sync, app, session, service, connection, fake_pluggy, pluggy_api
+):
     fake_pluggy.refuse_next("GET", "/accounts", 400, "INVALID_PARAMETERS")
 
-    result = service.sync_transactions(connection, trigger_update=False)
+    result = manual_sync.sync_transactions(connection, trigger_update=False)
     run_jobs(app, session, pluggy_api)
 
     session.refresh(result.sync_run)
     assert result.sync_run.status == "running"  # the job retries later, into the same run
 
 
-def test_sync_transactions_while_a_run_is_open_is_already_syncing(session, service, connection):
+def test_sync_transactions_while_a_run_is_open_is_already_syncing(manual_sync, session, service, connection):
     open_run = runs.open_run(session, connection, "webhook")
 
-    result = service.sync_transactions(connection, trigger_update=False)
+    result = manual_sync.sync_transactions(connection, trigger_update=False)
 
     assert (result.status, result.sync_run.id) == ("ALREADY_SYNCING", open_run.id)
 

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from models import Connection, ConnectorStatus, Job, SyncRun, Transaction, WebhookEvent
 from models.base import utcnow
 from sync import scheduling
-from sync.connections import BankConnectionService, apply_item, sync_status
+from sync.item_state import apply_item, sync_status
+from sync.manual_sync import ManualSync
 from sync.tokens import issue_api_token, issue_webhook_token
 from tests import pluggy_fixtures as pf
 from tests.conftest import make_app
@@ -192,7 +193,7 @@ def test_item_updated_closes_the_waiting_manual_run_by_fetching(
 ):
     account_id = fake_pluggy.accounts[connection.item_id][0]["id"]
     fake_pluggy.add_transaction(account_id, date=f"{utcnow().date()}T03:00:00.000Z")
-    started = BankConnectionService(session, pluggy_api, settings).trigger_manual_sync(connection)
+    started = ManualSync(session, pluggy_api, settings).trigger_manual_sync(connection)
     fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=now_iso())
 
     deliver(client, worker, session, pf.webhook_event("item/updated", itemId=connection.item_id))
@@ -206,7 +207,7 @@ def test_item_updated_closes_the_waiting_manual_run_by_fetching(
 def test_a_late_item_updated_of_the_previous_update_leaves_our_run_waiting(
     client, session, connection, fake_pluggy, worker, pluggy_api, settings
 ):
-    started = BankConnectionService(session, pluggy_api, settings).trigger_manual_sync(connection)
+    started = ManualSync(session, pluggy_api, settings).trigger_manual_sync(connection)
     fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=pf.SYNCED_AT)  # before our PATCH
 
     deliver(client, worker, session, pf.webhook_event("item/updated", itemId=connection.item_id))
@@ -231,7 +232,7 @@ def test_a_burst_of_item_events_reads_and_fetches_the_item_once(client, session,
 def test_a_login_error_needs_credentials_and_closes_the_run_so(
     client, session, connection, fake_pluggy, worker, pluggy_api, settings, name
 ):
-    BankConnectionService(session, pluggy_api, settings).trigger_manual_sync(connection)
+    ManualSync(session, pluggy_api, settings).trigger_manual_sync(connection)
     fake_pluggy.items[connection.item_id].update(
         status="LOGIN_ERROR", executionStatus="INVALID_CREDENTIALS", error=pf.item_error()
     )

@@ -10,22 +10,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
+from enum import StrEnum
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
+from jobqueue import JobRegistry, MissingHandlers, Worker, maintenance, queue
+from jobqueue import wakeup as wakeup_module
+from jobqueue import worker as worker_module
+from jobqueue.wakeup import CHANNEL, Wakeup
 from models import Job, SyncRun, db
 from models.base import utcnow
 from pluggy_client import PluggyRateLimited
-from sync import connections as c
-from sync import queue, scheduling
-from sync import wakeup as wakeup_module
-from sync import worker as worker_module
-from sync.connections import BankConnectionService, MfaNotRequired, MfaValueRequired
-from sync.wakeup import CHANNEL, Wakeup
-from sync.worker import Worker
+from sync import jobs as sync_jobs
+from sync import scheduling
+from sync.connections import BankConnectionService, ItemOwnedByAnotherUser, MfaNotRequired, MfaValueRequired
+from sync.item_state import sync_status
+from sync.jobs import job_registry, sync_worker
+from sync.manual_sync import ManualSync
+from sync.results import ManualSyncStatus as Answer
 from tests import pluggy_fixtures as pf
 from tests.conftest import drain
 from tests.fake_pluggy import MFA_VALUE, now_iso
@@ -35,12 +40,12 @@ from tests.waiting import wait_until
 @pytest.fixture
 def worker(app, pluggy_api):
     app.config["SYNC_WATCH_INTERVAL_S"] = 0  # a watcher looks again at once instead of in 5 s
-    return Worker(app, pluggy_api, lease=timedelta(minutes=1))
+    return sync_worker(app, pluggy_api, lease=timedelta(minutes=1))
 
 
 @pytest.fixture
-def poll_service(session, pluggy_api, worker):
-    return BankConnectionService(session, pluggy_api, replace(worker.settings, sync_mode="poll"))
+def poll_service(session, pluggy_api, settings, worker):
+    return ManualSync(session, pluggy_api, replace(settings, sync_mode="poll", watch_interval_s=0))
 
 
 def runs_of(session, connection) -> list[SyncRun]:
@@ -79,7 +84,7 @@ def test_an_item_of_another_user_is_refused(session, user, fake_pluggy, pluggy_a
     service = BankConnectionService(session, pluggy_api, settings)
     service.register(user, item["id"])
 
-    with pytest.raises(c.ItemOwnedByAnotherUser):
+    with pytest.raises(ItemOwnedByAnotherUser):
         service.register(create_user(session, "bruno@example.com"), item["id"])
 
 
@@ -112,7 +117,7 @@ def test_poll_mode_watches_the_item_until_it_settles_then_fetches(
 
 
 @pytest.mark.parametrize(
-    "outcome, run_status, sync_status",
+    "outcome, run_status, api_status",
     [
         ({"status": "WAITING_USER_INPUT", "parameter": pf.mfa_parameter()}, "mfa_required", "MFA_REQUIRED"),
         (
@@ -134,7 +139,7 @@ def test_poll_mode_watches_the_item_until_it_settles_then_fetches(
     ids=["mfa", "user action", "login error", "outdated"],
 )
 def test_a_watched_update_that_needs_the_user_closes_the_run_saying_so(
-    session, connection, fake_pluggy, worker, poll_service, outcome, run_status, sync_status
+    session, connection, fake_pluggy, worker, poll_service, outcome, run_status, api_status
 ):
     fake_pluggy.update_outcome = outcome
 
@@ -143,7 +148,7 @@ def test_a_watched_update_that_needs_the_user_closes_the_run_saying_so(
 
     (run,) = runs_of(session, connection)
     assert run.status == run_status
-    assert c.sync_status(connection) == sync_status
+    assert sync_status(connection) == api_status
     assert fake_pluggy.count("GET", "/v2/transactions") == 0
 
 
@@ -151,10 +156,10 @@ def test_the_mfa_round_trip(session, connection, fake_pluggy, worker, poll_servi
     fake_pluggy.update_outcome = {"status": "WAITING_USER_INPUT", "parameter": pf.mfa_parameter()}
     poll_service.trigger_manual_sync(connection)
     drain(worker, session)
-    assert poll_service.trigger_manual_sync(connection).status == c.MFA_REQUIRED
+    assert poll_service.trigger_manual_sync(connection).status == Answer.MFA_REQUIRED
 
     fake_pluggy.update_outcome = {"status": "UPDATED", "executionStatus": "SUCCESS"}
-    poll_service.send_mfa(connection, value=MFA_VALUE)
+    poll_service.connections.send_mfa(connection, value=MFA_VALUE)
     drain(worker, session)
 
     ((_, _, _, body),) = fake_pluggy.calls_to("POST", r"/items/[^/]+/mfa")
@@ -177,22 +182,22 @@ def stored_anywhere(session, value: str) -> bool:
 def test_a_wrong_mfa_value_ends_in_a_login_error(session, connection, fake_pluggy, poll_service):
     fake_pluggy.items[connection.item_id].update(status="WAITING_USER_INPUT", parameter=pf.mfa_parameter())
 
-    poll_service.send_mfa(connection, value="000000")
+    poll_service.connections.send_mfa(connection, value="000000")
 
-    assert c.sync_status(connection) == "CREDENTIALS_REQUIRED"
+    assert sync_status(connection) == "CREDENTIALS_REQUIRED"
 
 
 def test_mfa_is_refused_when_pluggy_is_not_waiting_for_it(connection, poll_service):
     with pytest.raises(MfaNotRequired):
-        poll_service.send_mfa(connection, value=MFA_VALUE)
+        poll_service.connections.send_mfa(connection, value=MFA_VALUE)
     with pytest.raises(MfaValueRequired):
-        poll_service.send_mfa(connection, value="")
+        poll_service.connections.send_mfa(connection, value="")
 
 
 def test_a_fetch_after_an_item_update_closes_the_waiting_run(
     session, connection, fake_pluggy, worker, pluggy_api, settings
 ):
-    result = BankConnectionService(session, pluggy_api, settings).trigger_manual_sync(connection)
+    result = ManualSync(session, pluggy_api, settings).trigger_manual_sync(connection)
     fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=now_iso())
     scheduling.queue_fetch(session, connection, "webhook")
     session.commit()
@@ -247,7 +252,7 @@ def test_a_rate_limited_job_waits_as_long_as_pluggy_says(session, worker, monkey
     def limited(context):
         raise PluggyRateLimited(429, None, "slow down", retry_after=600)
 
-    monkeypatch.setitem(worker_module.HANDLERS, "limited", limited)
+    worker.registry.register("limited", limited)
     queue.enqueue(session, "limited")
     session.commit()
 
@@ -278,7 +283,7 @@ def test_long_jobs_keep_their_lease_alive_at_checkpoints(session, worker, monkey
         context.session.expire_all()
         seen.append(context.session.get(Job, context.job.id).locked_until > before)
 
-    monkeypatch.setitem(worker_module.HANDLERS, "long", long_job)
+    worker.registry.register("long", long_job)
     queue.enqueue(session, "long")
     session.commit()
 
@@ -297,7 +302,7 @@ def test_a_job_taken_over_by_another_worker_is_left_to_it(session, worker, monke
         clock[0] += worker.lease.total_seconds()
         context.checkpoint()
 
-    monkeypatch.setitem(worker_module.HANDLERS, "stolen", stolen)
+    worker.registry.register("stolen", stolen)
     queue.enqueue(session, "stolen")
     session.commit()
 
@@ -320,7 +325,7 @@ def test_a_stop_request_lets_the_job_in_hand_finish(session, worker, monkeypatch
         started.set()
         assert finish.wait(10)
 
-    monkeypatch.setitem(worker_module.HANDLERS, "slow", slow)
+    worker.registry.register("slow", slow)
     job_id = queue.enqueue(session, "slow")
     session.commit()
     thread = run_in_thread(worker)
@@ -343,7 +348,7 @@ def test_a_second_stop_request_releases_the_job_at_its_next_checkpoint(session, 
         assert go_on.wait(10)
         context.checkpoint()
 
-    monkeypatch.setitem(worker_module.HANDLERS, "slow", slow)
+    worker.registry.register("slow", slow)
     job_id = queue.enqueue(session, "slow")
     session.commit()
     thread = run_in_thread(worker)
@@ -404,8 +409,8 @@ def test_a_first_sync_already_done_another_way_is_not_repeated(session, connecti
 
 def test_an_idle_worker_wakes_when_a_job_is_queued_not_at_its_next_poll(app, session, pluggy_api, monkeypatch):
     ran = threading.Event()
-    monkeypatch.setitem(worker_module.HANDLERS, "ping", lambda context: ran.set())
-    idle = Worker(app, pluggy_api, poll_interval=60)
+    idle = sync_worker(app, pluggy_api, poll_interval=60)
+    idle.registry.register("ping", lambda context: ran.set())
     thread = run_in_thread(idle)
     try:
         wait_until(lambda: idle.wakeup is not None and listening(idle.wakeup), what="the worker listening")
@@ -455,7 +460,7 @@ def test_the_sqlite_watcher_rings_when_another_connection_commits(session):
 
 
 def test_a_worker_started_without_wake_only_polls(app, pluggy_api):
-    quiet = Worker(app, pluggy_api, poll_interval=0.05, wake=False)
+    quiet = sync_worker(app, pluggy_api, poll_interval=0.05, wake=False)
     quiet.stopping.set()
     quiet.run()
     assert quiet.wakeup is None
@@ -514,19 +519,19 @@ def running(worker) -> Iterator[threading.Thread]:
 
 
 def messages(caplog, text: str) -> list[logging.LogRecord]:
-    return [record for record in caplog.records if record.name == "sync.worker" and record.getMessage() == text]
+    return [record for record in caplog.records if record.name == "jobqueue.worker" and record.getMessage() == text]
 
 
 def test_a_claim_failing_while_the_database_is_down_is_tried_again_and_the_thread_lives(
     app, session, pluggy_api, monkeypatch, caplog
 ):
-    caplog.set_level(logging.INFO, logger="sync.worker")
+    caplog.set_level(logging.INFO, logger="jobqueue.worker")
     ran = threading.Event()
-    monkeypatch.setitem(worker_module.HANDLERS, "ping", lambda context: ran.set())
     monkeypatch.setattr(queue, "claim", failing_first(queue.claim, 3))
     queue.enqueue(session, "ping")
     session.commit()
-    quick = Worker(app, pluggy_api, poll_interval=0.01, wake=False)
+    quick = sync_worker(app, pluggy_api, poll_interval=0.01, wake=False)
+    quick.registry.register("ping", lambda context: ran.set())
     before = database_errors_counted()
 
     with running(quick):
@@ -542,7 +547,7 @@ def test_a_claim_failing_while_the_database_is_down_is_tried_again_and_the_threa
 
 
 def test_each_outage_has_its_line(app, pluggy_api, monkeypatch, caplog):
-    caplog.set_level(logging.INFO, logger="sync.worker")
+    caplog.set_level(logging.INFO, logger="jobqueue.worker")
     outcomes = [database_gone(), None, database_gone(), database_gone()]  # None: the database answers
     real_claim = queue.claim
 
@@ -554,7 +559,7 @@ def test_each_outage_has_its_line(app, pluggy_api, monkeypatch, caplog):
 
     monkeypatch.setattr(queue, "claim", claim)
 
-    with running(Worker(app, pluggy_api, poll_interval=0.01, wake=False)):
+    with running(sync_worker(app, pluggy_api, poll_interval=0.01, wake=False)):
         wait_until(lambda: len(messages(caplog, "database available again")) == 2, timeout=10)
 
     assert [record.fields["errors"] for record in messages(caplog, "database available again")] == [1, 2]
@@ -571,11 +576,11 @@ def test_a_failed_attempt_the_database_would_not_take_is_written_once_it_is_back
     def loses_the_database(context):
         raise database_gone()
 
-    monkeypatch.setitem(worker_module.HANDLERS, "needs_the_database", loses_the_database)
     monkeypatch.setattr(queue, "fail", failing_first(queue.fail, 2))
     job_id = queue.enqueue(session, "needs_the_database")
     session.commit()
-    quick = Worker(app, pluggy_api, poll_interval=0.01, wake=False)
+    quick = sync_worker(app, pluggy_api, poll_interval=0.01, wake=False)
+    quick.registry.register("needs_the_database", loses_the_database)
     before = database_errors_counted()
 
     with running(quick):
@@ -588,11 +593,11 @@ def test_a_failed_attempt_the_database_would_not_take_is_written_once_it_is_back
 
 def test_a_done_job_the_database_would_not_record_is_left_to_its_lease(app, session, pluggy_api, monkeypatch):
     ran = threading.Event()
-    monkeypatch.setitem(worker_module.HANDLERS, "ping", lambda context: ran.set())
     monkeypatch.setattr(queue, "complete", failing_first(queue.complete, 1))
     job_id = queue.enqueue(session, "ping")
     session.commit()
-    quick = Worker(app, pluggy_api, poll_interval=0.01, wake=False)
+    quick = sync_worker(app, pluggy_api, poll_interval=0.01, wake=False)
+    quick.registry.register("ping", lambda context: ran.set())
     before = database_errors_counted()
 
     with running(quick):
@@ -609,17 +614,17 @@ def test_an_unexpected_error_in_the_loop_is_logged_with_its_traceback_and_the_th
     app, session, pluggy_api, monkeypatch, caplog
 ):
     ran = threading.Event()
-    monkeypatch.setitem(worker_module.HANDLERS, "ping", lambda context: ran.set())
     monkeypatch.setattr(queue, "claim", failing_first(queue.claim, 1, error=lambda: RuntimeError("a bug")))
     queue.enqueue(session, "ping")
     session.commit()
-    quick = Worker(app, pluggy_api, poll_interval=0.01, wake=False)
+    quick = sync_worker(app, pluggy_api, poll_interval=0.01, wake=False)
+    quick.registry.register("ping", lambda context: ran.set())
 
     with running(quick):
         assert ran.wait(10)
         assert all(thread.is_alive() for thread in quick.threads)
 
-    (record,) = [record for record in caplog.records if record.name == "sync.worker" and record.exc_info]
+    (record,) = [record for record in caplog.records if record.name == "jobqueue.worker" and record.exc_info]
     assert str(record.exc_info[1]) == "a bug"
 
 
@@ -636,7 +641,7 @@ def test_a_thread_ending_abnormally_stops_the_worker_and_run_says_so(app, pluggy
         return real_run_one(self, session, worker_id, **kwargs)
 
     monkeypatch.setattr(Worker, "run_one", run_one)
-    doomed = Worker(app, pluggy_api, concurrency=2, poll_interval=0.01, wake=False)
+    doomed = sync_worker(app, pluggy_api, concurrency=2, poll_interval=0.01, wake=False)
     raised = []
     thread = threading.Thread(target=lambda: raised.append(raises(doomed.run)))
     thread.start()
@@ -669,6 +674,50 @@ def test_flask_worker_exits_1_when_its_threads_end_abnormally(runner, session, m
     assert "ended abnormally" in result.output
 
 
+def test_every_kind_the_service_queues_has_a_handler(app, pluggy_api, settings):
+    registry = job_registry(pluggy_api, settings)
+
+    registry.check()
+    assert set(registry.handlers) == {*scheduling.JobKind, *maintenance.KINDS}
+
+
+def test_a_worker_refuses_to_start_naming_a_kind_that_can_be_queued_but_has_no_handler(app, session):
+    registry = JobRegistry(expected=["ping", "pong"])
+    registry.register("ping", lambda context: None)
+    queue.enqueue(session, "ping")
+    session.commit()
+
+    with pytest.raises(MissingHandlers, match="'pong'"):
+        Worker(app, registry, wake=False).run(burst=True)
+
+    (job,) = jobs(session)
+    assert job.status == "queued"  # nothing ran
+
+
+def test_flask_worker_refuses_to_start_without_a_handler_for_every_kind(runner, monkeypatch):
+    grown = StrEnum("JobKind", {**{kind.name: kind.value for kind in scheduling.JobKind}, "NEW": "new_kind"})
+    monkeypatch.setattr(sync_jobs, "JobKind", grown)
+
+    result = runner.invoke(args=["worker", "--burst", "--no-wake"])
+
+    assert result.exit_code == 1
+    assert "no handler for job kind(s) 'new_kind'" in result.output
+
+
+def test_jobs_take_the_configured_number_of_attempts(app, session, worker):
+    app.config["JOB_MAX_ATTEMPTS"] = 2
+    queue.enqueue(session, "failing")
+    session.commit()
+    worker.registry.register("failing", lambda context: 1 / 0)
+
+    worker.run_one(session, "w")
+    queue.retry_now(session, jobs(session)[0].id)
+    worker.run_one(session, "w")
+
+    (job,) = jobs(session)
+    assert (job.max_attempts, job.attempts, job.status) == (2, 2, "dead")
+
+
 class ListeningConnection:
     """A LISTEN connection that works, and stops its Wakeup at its first look for notifications."""
 
@@ -690,11 +739,11 @@ class ListeningConnection:
 
 
 def wakeup_lines(caplog, text: str) -> list[logging.LogRecord]:
-    return [record for record in caplog.records if record.name == "sync.wakeup" and text in record.getMessage()]
+    return [record for record in caplog.records if record.name == "jobqueue.wakeup" and text in record.getMessage()]
 
 
 def test_the_job_listener_outlives_a_lost_database_and_says_so_once(session, monkeypatch, caplog):
-    caplog.set_level(logging.INFO, logger="sync.wakeup")
+    caplog.set_level(logging.INFO, logger="jobqueue.wakeup")
     wakeup = Wakeup(db.engine)
     attempts = [psycopg.OperationalError("server closed the connection")] * 3
 
@@ -725,7 +774,7 @@ class ClosableConnection:
 
 
 def test_the_sqlite_watcher_outlives_failing_reads(monkeypatch, caplog):
-    caplog.set_level(logging.INFO, logger="sync.wakeup")
+    caplog.set_level(logging.INFO, logger="jobqueue.wakeup")
     wakeup = Wakeup(sa.create_engine("sqlite://"))
     reads = [sqlite3.OperationalError("database is locked")] * 2
 

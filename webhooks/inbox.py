@@ -8,9 +8,10 @@ from collections.abc import Mapping
 
 from sqlalchemy.orm import Session
 
-from models import WebhookEvent
-from sync.queue import INSERTS, enqueue
-from sync.scheduling import PROCESS_EVENTS
+from jobqueue import enqueue
+from jobqueue.queue import INSERTS
+from models import EventStatus, WebhookEvent
+from sync.scheduling import JobKind
 
 REDACTED = "[redacted]"
 SECRET_HEADERS = {"x-webhook-secret", "authorization", "cookie", "x-api-key"}
@@ -30,7 +31,7 @@ def store(session: Session, raw: bytes, payload: dict, headers: Mapping[str, str
         "item_id": item_id,
         "payload": payload,
         "headers": redacted(headers),
-        "status": "pending",
+        "status": EventStatus.PENDING,
     }
     row_id = session.execute(event_insert(session.get_bind().dialect.name), values).scalar_one_or_none()
     if row_id is None:
@@ -63,7 +64,7 @@ def redacted(headers: Mapping[str, str]) -> dict:
 
 def queue_processing(session: Session, row_id: int, item_id: str | None) -> None:
     if item_id is None:
-        enqueue(session, PROCESS_EVENTS, {"event_row_id": row_id})
+        enqueue(session, JobKind.PROCESS_EVENTS, {"event_row_id": row_id})
     else:
         # One job drains every pending event of the item, so a burst for one item is one job.
-        enqueue(session, PROCESS_EVENTS, {"item_id": item_id}, key=f"webhooks:{item_id}", item_id=item_id)
+        enqueue(session, JobKind.PROCESS_EVENTS, {"item_id": item_id}, key=f"webhooks:{item_id}", item_id=item_id)

@@ -10,14 +10,14 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from api.errors import ApiError
 from models import db
 from models.base import json_storable
 from observability import logs
 from observability.metrics import WEBHOOKS_RECEIVED
+from sync.events import event_label
 from sync.tokens import accepted_keys, webhook_token_is_valid
+from web.errors import ApiError
 
-from .handlers import event_label  # also registers the worker's handler for stored events
 from .inbox import store
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from pluggy_client import PluggyClient
-
-from .handlers import HANDLED
+from sync.events import HANDLED
 
 # item/login_error is only an alias we accept; Pluggy has no such subscription.
 SUBSCRIBED_EVENTS = sorted(HANDLED - {"item/login_error"})

@@ -1,4 +1,4 @@
-"""The worker: claims jobs from the database queue and runs their handlers.
+"""The worker: claims jobs from the database queue and runs the handlers its registry names.
 
 Any number of worker processes (and threads, with --concurrency) can share one queue. SIGTERM or
 Ctrl-C stops claiming and lets the jobs in hand finish; a second one releases them back to the
@@ -20,7 +20,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 import psycopg
@@ -28,14 +27,12 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from config import Settings
 from models import db
 from observability import logs, metrics
-from pluggy_client import PluggyClient, PluggyRateLimited
 
-from . import giving_up, queue
+from . import queue
 from .queue import ClaimedJob
-from .scheduling import queue_prune, queue_sweep
+from .registry import JobContext, JobRegistry
 from .wakeup import Wakeup
 
 log = logging.getLogger(__name__)
@@ -51,18 +48,6 @@ DATABASE_ERRORS = (
     psycopg.Error,
     sqlite3.Error,
 )
-
-HANDLERS: dict[str, Callable[[JobContext], None]] = {}
-
-
-def handles(kind: str):
-    """Register the function that runs jobs of `kind`."""
-
-    def register(function: Callable[[JobContext], None]):
-        HANDLERS[kind] = function
-        return function
-
-    return register
 
 
 class RetryLater(Exception):
@@ -95,21 +80,11 @@ class WorkerThreadDied(Exception):
     """A worker thread ended for a reason it could not ride out; the worker stopped."""
 
 
-@dataclass
-class JobContext:
-    job: ClaimedJob
-    session: Session
-    client: PluggyClient
-    settings: Settings
-    progress: Callable[[str], None]
-    checkpoint: Callable[..., None] = field(default=lambda **_: None)
-
-
 class Worker:
     def __init__(
         self,
         app: Flask,
-        client: PluggyClient,
+        registry: JobRegistry,
         *,
         concurrency: int = 1,
         poll_interval: float = 1.0,
@@ -118,13 +93,12 @@ class Worker:
         progress: Callable[[str], None] | None = None,
     ) -> None:
         self.app = app
-        self.client = client
+        self.registry = registry
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.wake = wake
         self.lease = lease
         self.progress = progress or (lambda message: log.info("%s", message))
-        self.settings = Settings.from_config(app.config)
         self.stopping = threading.Event()
         self.releasing = threading.Event()
         self.wakeup: Wakeup | None = None
@@ -132,13 +106,14 @@ class Worker:
         self.outage = DatabaseOutage()
         self.threads: list[threading.Thread] = []
         self.died: list[str] = []
-        from . import jobs  # noqa: F401  (registers the handlers)
 
     # Running -------------------------------------------------------------------------------
 
     def run(self, *, burst: bool = False) -> None:
-        """Work until stopped (or, with burst, until nothing is due). Raises WorkerThreadDied if a
-        thread ended abnormally (which stops the others)."""
+        """Work until stopped (or, with burst, until nothing is due). Raises MissingHandlers before
+        anything runs if a kind that can be queued has no handler, and WorkerThreadDied if a thread
+        ended abnormally (which stops the others)."""
+        self.registry.check()
         self.schedule_periodic_jobs()
         if self.wake and not burst:
             self.wakeup = self.start_wakeup()
@@ -168,8 +143,8 @@ class Worker:
 
     def schedule_periodic_jobs(self) -> None:
         with self.app.app_context():
-            queue_prune(db.session)
-            queue_sweep(db.session)
+            for hook in self.registry.start_hooks:
+                hook(db.session)
             db.session.commit()
 
     def loop(self, worker_id: str, burst: bool) -> None:
@@ -230,19 +205,23 @@ class Worker:
         with logs.scope(job_id=job.id, job_kind=job.kind, item_id=job.item_id):
             outcome = self.record_failure(session, job, lost.error)
             if outcome == "dead":
-                giving_up.close_what_it_owned(session, job, lost.error)
+                self.close_what_it_owned(session, job, lost.error)
             logs.event(
                 log, "job", logging.WARNING, outcome=outcome, attempt=job.attempts, error=lost.error, recorded_late=True
             )
 
-    def record_failure(self, session: Session, job: ClaimedJob, error: str) -> str:
+    def record_failure(self, session: Session, job: ClaimedJob, error: str, retry_after: float | None = None) -> str:
         """A failed attempt: "failed" (to be retried) or "dead". FailureNotRecorded if the database
         would not take it, for the thread to write it once the database is back."""
         try:
             session.rollback()
-            return queue.fail(session, job, error)
+            return queue.fail(session, job, error, retry_after=retry_after)
         except DATABASE_ERRORS as exc:
             raise FailureNotRecorded(job, error) from exc
+
+    def close_what_it_owned(self, session: Session, job: ClaimedJob, error: str) -> None:
+        for hook in self.registry.dead_hooks:
+            hook(session, job, error)
 
     def idle(self) -> None:
         """Wait for a job: until woken, or the poll interval passes, or a stop is asked for."""
@@ -269,7 +248,7 @@ class Worker:
                 logs.event(log, "job taken back", logging.WARNING, attempt=job.attempts, reason="its lease ran out")
             outcome, error = self.outcome_of(session, job)
             if outcome == "dead":
-                giving_up.close_what_it_owned(session, job, error or "gave up")
+                self.close_what_it_owned(session, job, error or "gave up")
             seconds = time.monotonic() - started
             metrics.JOB_DURATION.labels(job.kind, outcome).observe(seconds)
             level = logging.WARNING if outcome in ("failed", "dead", "lease_lost") else logging.INFO
@@ -288,12 +267,12 @@ class Worker:
             error = "gave up: its worker kept disappearing"
             queue.finish(session, job, status="dead", error=error)
             return "dead", error
-        handler = HANDLERS.get(job.kind)
+        handler = self.registry.handler_for(job.kind)
         if handler is None:
             error = f"no handler for job kind {job.kind!r}"
             queue.finish(session, job, status="dead", error=error)
             return "dead", error
-        context = JobContext(job, session, self.client, self.settings, self.progress, self.checkpoint_for(job))
+        context = JobContext(job, session, self.progress, self.checkpoint_for(job))
         try:
             handler(context)
         except RetryLater as wait:
@@ -307,12 +286,13 @@ class Worker:
         except LeaseLost:
             session.rollback()
             return "lease_lost", "another worker took the job over"
-        except PluggyRateLimited as exc:
-            session.rollback()
-            return queue.fail(session, job, describe(exc), retry_after=exc.retry_after), describe(exc)
         except Exception as exc:
-            log.exception("job %s (%s) failed", job.id, job.kind)
-            return self.record_failure(session, job, describe(exc)), describe(exc)
+            # An error that says when to come back (Pluggy's rate limit has `retry_after`) is
+            # retried no sooner; it is expected, so it gets no traceback.
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is None:
+                log.exception("job %s (%s) failed", job.id, job.kind)
+            return self.record_failure(session, job, describe(exc), retry_after), describe(exc)
         queue.complete(session, job)
         return "done", None
 

@@ -1,4 +1,5 @@
-"""What the worker does with stored webhook events.
+"""What the worker does with stored webhook events (the receiver in `webhooks/` stores them and
+queues a job of kind `webhook_events`).
 
 Every handler re-reads the item from Pluggy instead of trusting a payload or its order, and is
 idempotent, so a repeated or reordered delivery changes nothing. One job drains all pending events
@@ -13,16 +14,27 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from models import FETCHED_SYNC_STATUSES, Account, Connection, ConnectorStatus, SyncRun, User, WebhookEvent
+from jobqueue import describe, dialect_insert
+from models import (
+    FETCHED_SYNC_STATUSES,
+    Account,
+    Connection,
+    ConnectorStatus,
+    EventStatus,
+    RunStatus,
+    RunTrigger,
+    SyncRun,
+    User,
+    WebhookEvent,
+)
 from models.base import utcnow
 from observability import logs, metrics
-from pluggy_client import PluggyNotFound
-from sync import listing, runs
-from sync.connections import BankConnectionService
-from sync.queue import dialect_insert
-from sync.scheduling import PROCESS_EVENTS
-from sync.transactions import Counts, TransactionService, timestamp
-from sync.worker import JobContext, describe, handles
+from pluggy_client import PluggyNotFound, timestamp
+
+from . import listing, runs
+from .connections import BankConnectionService
+from .job_context import SyncJobContext
+from .transactions import Counts, TransactionService
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +59,7 @@ def event_label(event: object) -> str:
     return event if isinstance(event, str) and event in HANDLED else "other"
 
 
-@handles(PROCESS_EVENTS)
-def process_events(context: JobContext) -> None:
+def process_events(context: SyncJobContext) -> None:
     """Handle the events the job was queued for, a batch at a time: for an item, every event of it
     pending when the job began (later ones have a job of their own queued)."""
     last_id, after_id = newest_pending_id(context), 0
@@ -58,7 +69,7 @@ def process_events(context: JobContext) -> None:
         context.checkpoint(progressed=True)
 
 
-def process_batch(context: JobContext, events: list[WebhookEvent]) -> None:
+def process_batch(context: SyncJobContext, events: list[WebhookEvent]) -> None:
     ids = [e.id for e in events]
     logs.bind(event_ids=[e.event_id for e in events])
     try:
@@ -97,7 +108,7 @@ def report_outcomes(session: Session, ids: list[int]) -> None:
     )
 
 
-def pending_events(context: JobContext, *, after_id: int, up_to: int | None) -> list[WebhookEvent]:
+def pending_events(context: SyncJobContext, *, after_id: int, up_to: int | None) -> list[WebhookEvent]:
     if up_to is None:
         return []
     statement = pending_of_job(context.job.payload, sa.select(WebhookEvent)).where(
@@ -106,18 +117,18 @@ def pending_events(context: JobContext, *, after_id: int, up_to: int | None) -> 
     return list(context.session.scalars(statement.order_by(WebhookEvent.id).limit(BATCH)))
 
 
-def newest_pending_id(context: JobContext) -> int | None:
+def newest_pending_id(context: SyncJobContext) -> int | None:
     return context.session.scalar(pending_of_job(context.job.payload, sa.select(sa.func.max(WebhookEvent.id))))
 
 
 def pending_of_job(payload: dict, statement: sa.Select) -> sa.Select:
-    statement = statement.where(WebhookEvent.status == "pending")
+    statement = statement.where(WebhookEvent.status == EventStatus.PENDING)
     if "item_id" in payload:
         return statement.where(WebhookEvent.item_id == payload["item_id"])
     return statement.where(WebhookEvent.id == payload["event_row_id"])
 
 
-def record_failure(context: JobContext, events: list[WebhookEvent], exc: Exception) -> None:
+def record_failure(context: SyncJobContext, events: list[WebhookEvent], exc: Exception) -> None:
     """Keep the error on each event; the last attempt leaves them failed, the others pending."""
     last_attempt = context.job.attempts >= context.job.max_attempts
     context.session.execute(
@@ -126,13 +137,15 @@ def record_failure(context: JobContext, events: list[WebhookEvent], exc: Excepti
         .values(
             attempts=WebhookEvent.attempts + 1,
             last_error=describe(exc),
-            status="failed" if last_attempt else "pending",
+            status=EventStatus.FAILED if last_attempt else EventStatus.PENDING,
         )
     )
     context.session.commit()
 
 
-def mark(events: list[WebhookEvent], status: str, *, run: SyncRun | None = None, note: str | None = None) -> None:
+def mark(
+    events: list[WebhookEvent], status: EventStatus, *, run: SyncRun | None = None, note: str | None = None
+) -> None:
     for event in events:
         event.status = status
         event.attempts += 1
@@ -142,15 +155,15 @@ def mark(events: list[WebhookEvent], status: str, *, run: SyncRun | None = None,
             event.sync_run_id = run.id
 
 
-def process_single(context: JobContext, event: WebhookEvent) -> None:
+def process_single(context: SyncJobContext, event: WebhookEvent) -> None:
     """An event about no item: a connector's health, or something this service does not handle."""
     data = event.payload.get("data") if isinstance(event.payload.get("data"), dict) else {}
     connector_id = event.payload.get("id")
     if event.event == "connector/status_updated" and isinstance(connector_id, int) and data.get("status"):
         record_connector_status(context.session, connector_id, data)
-        mark([event], "processed")
+        mark([event], EventStatus.PROCESSED)
     else:
-        mark([event], "ignored", note=f"not handled: {event.event}")
+        mark([event], EventStatus.IGNORED, note=f"not handled: {event.event}")
     context.session.commit()
 
 
@@ -173,7 +186,7 @@ def record_connector_status(session: Session, connector_id: int, data: dict) -> 
 class ItemEvents:
     """The pending events of one item, processed together."""
 
-    def __init__(self, context: JobContext, events: list[WebhookEvent]) -> None:
+    def __init__(self, context: SyncJobContext, events: list[WebhookEvent]) -> None:
         self.context = context
         self.session = context.session
         self.item_id = context.job.payload["item_id"]
@@ -186,12 +199,12 @@ class ItemEvents:
     def process(self) -> None:
         mark(
             [e for e in self.events if e.event not in ITEM_EVENTS | TRANSACTION_EVENTS],
-            "ignored",
+            EventStatus.IGNORED,
             note="not handled for an item",
         )
         connection = self.connections.by_item_id(self.item_id)
         if connection is not None and connection.deleted_at is not None:
-            mark(self.of(HANDLED), "ignored", note="the item was deleted")
+            mark(self.of(HANDLED), EventStatus.IGNORED, note="the item was deleted")
         elif self.of({"item/deleted"}):
             self.item_deleted(connection)
         elif connection is None:
@@ -203,8 +216,8 @@ class ItemEvents:
     def item_deleted(self, connection: Connection | None) -> None:
         if connection is not None:
             connection.deleted_at = utcnow()
-        mark(self.of({"item/deleted"}), "processed")
-        mark(self.of(HANDLED - {"item/deleted"}), "ignored", note="the item was deleted")
+        mark(self.of({"item/deleted"}), EventStatus.PROCESSED)
+        mark(self.of(HANDLED - {"item/deleted"}), EventStatus.IGNORED, note="the item was deleted")
 
     def unknown_item(self) -> None:
         """An item we have not registered: adopt it if it names one of our users (clientUserId),
@@ -212,14 +225,14 @@ class ItemEvents:
         try:
             item = self.context.client.get_item(self.item_id)
         except PluggyNotFound:
-            mark(self.of(HANDLED), "ignored", note="Pluggy does not know the item")
+            mark(self.of(HANDLED), EventStatus.IGNORED, note="Pluggy does not know the item")
             return
         user = user_of(self.session, item.get("clientUserId"))
         if user is None:
-            mark(self.of(HANDLED), "ignored", note="the item belongs to no user of this service")
+            mark(self.of(HANDLED), EventStatus.IGNORED, note="the item belongs to no user of this service")
             return
         self.connections.register(user, self.item_id)
-        mark(self.of(HANDLED), "processed", note="registered; first sync queued")
+        mark(self.of(HANDLED), EventStatus.PROCESSED, note="registered; first sync queued")
 
     def known_item(self, connection: Connection) -> None:
         """Read the item and settle it once for the whole batch (fetching when Pluggy has a new
@@ -228,13 +241,17 @@ class ItemEvents:
             item = self.context.client.get_item(self.item_id)
         except PluggyNotFound:
             connection.deleted_at = utcnow()
-            mark(self.of(HANDLED), "processed", note="Pluggy no longer knows the item")
+            mark(self.of(HANDLED), EventStatus.PROCESSED, note="Pluggy no longer knows the item")
             return
         settling_began = utcnow()
         run = self.connections.settle(
-            connection, item, trigger="webhook", progress=self.context.progress, checkpoint=self.context.checkpoint
+            connection,
+            item,
+            trigger=RunTrigger.WEBHOOK,
+            progress=self.context.progress,
+            checkpoint=self.context.checkpoint,
         )
-        mark(self.of(ITEM_EVENTS), "processed", run=run)
+        mark(self.of(ITEM_EVENTS), EventStatus.PROCESSED, run=run)
         fetched = run if run is not None and run.status in FETCHED_SYNC_STATUSES else None
         # A run that closed just now fetched after every event of the batch had arrived.
         fetched_now = fetched is not None and fetched.finished_at is not None and fetched.finished_at >= settling_began
@@ -246,24 +263,24 @@ class ItemEvents:
         events = self.of(TRANSACTION_EVENTS)
         if fetched_now:
             covered = [e for e in events if e.event == "transactions/created"]
-            mark(covered, "processed", run=fetched_run)
+            mark(covered, EventStatus.PROCESSED, run=fetched_run)
             events = [e for e in events if e not in covered]
         if not events:
             return
         run, opened = runs.find_open_run(self.session, connection.id) or fetched_run, False
         if run is None:
-            run, opened = runs.open_run(self.session, connection, "webhook"), True
+            run, opened = runs.open_run(self.session, connection, RunTrigger.WEBHOOK), True
         service = TransactionService(
             self.session, self.context.client, self.context.settings, checkpoint=self.context.checkpoint, run=run
         )
         for event in events:
             if self.transaction_event(service, connection, event) is None:
-                mark([event], "ignored", note="unknown account")
+                mark([event], EventStatus.IGNORED, note="unknown account")
             else:
-                mark([event], "processed", run=run)
+                mark([event], EventStatus.PROCESSED, run=run)
             self.session.commit()
         if opened:
-            runs.close_run(self.session, run, "success")
+            runs.close_run(self.session, run, RunStatus.SUCCESS)
 
     def transaction_event(
         self, service: TransactionService, connection: Connection, event: WebhookEvent

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from flask import current_app, has_app_context
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
@@ -63,7 +64,8 @@ def enqueue(
     max_attempts: int | None = None,
 ) -> int:
     """Queue a job and return its id. With a key, a job already queued under it is joined instead
-    (it runs at the earlier of the two times). The caller commits."""
+    (it runs at the earlier of the two times). It may fail `max_attempts` times before it is dead:
+    by default the app's JOB_MAX_ATTEMPTS. The caller commits."""
     values = {
         "kind": kind,
         "payload": payload or {},
@@ -72,13 +74,19 @@ def enqueue(
         "item_id": item_id,
         "run_at": run_at or utcnow(),
         "created_at": utcnow(),
-        "max_attempts": DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts,
+        "max_attempts": default_max_attempts() if max_attempts is None else max_attempts,
     }
     statement = job_insert(session.get_bind().dialect.name, coalesce=key is not None)
     job_id = session.execute(statement, values).scalar_one()
     if values["run_at"] <= utcnow():
         wakeup.notify(session)
     return job_id
+
+
+def default_max_attempts() -> int:
+    if has_app_context():
+        return current_app.config.get("JOB_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)
+    return DEFAULT_MAX_ATTEMPTS
 
 
 @functools.cache
