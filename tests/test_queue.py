@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from api.extensions import db
+from harness.waiting import wait_until
 from models import Job
 from models.base import utcnow
 from sync import queue
-from tests.waiting import wait_until
 
 
 def job(session, job_id: int) -> Job:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from api.extensions import db
+from harness.waiting import wait_until
 from models import Job, SyncRun
 from models.base import utcnow
 from pluggy_client import PluggyRateLimited
@@ -30,7 +31,6 @@ from sync.worker import Worker
 from tests import pluggy_fixtures as pf
 from tests.conftest import drain
 from tests.fake_pluggy import MFA_VALUE, now_iso
-from tests.waiting import wait_until
 
 
 @pytest.fixture
