@@ -1,16 +1,12 @@
-"""What every benchmark needs: the stand-in in a process of its own, an item of a given size, the
-service's app on a database, and a place for the results."""
+"""What every benchmark needs beside `harness` (which starts the stand-in and the service's processes):
+the keys they share, an item of a given size, the service's app on a database, and a place for the
+results."""
 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -19,11 +15,13 @@ from flask import Flask
 from flask_migrate import upgrade
 
 from api import create_app
+from harness.processes import STAND_IN_CLIENT_ID, STAND_IN_CLIENT_SECRET, service_env
+from harness.waiting import stand_in_idle
 from models import db
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIENT_ID = "sandbox-client-id"
-CLIENT_SECRET = "sandbox-client-secret"
+CLIENT_ID = STAND_IN_CLIENT_ID
+CLIENT_SECRET = STAND_IN_CLIENT_SECRET
 SECRET_KEY = "bench-secret-key-0123456789abcdef"
 WEBHOOK_SECRET = "bench-webhook-secret"
 PER_ACCOUNT_AT_PERF_1 = 60  # the stand-in's history per account for a perf multiplier of 1
@@ -31,53 +29,10 @@ ACCOUNTS = 2
 TIMEOUT = 30
 
 
-@contextmanager
-def sandbox_process(*args: str) -> Iterator[str]:
-    """The stand-in in a process of its own, as Pluggy is a server of its own; yields its URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--port", "0", "--step-delay", "0", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        yield process.stdout.readline().split()[-1]  # "sandbox listening on http://127.0.0.1:PORT"
-    finally:
-        stop(process)
-
-
-def stop(process: subprocess.Popen, timeout: float = 15) -> None:
-    """SIGTERM (servers finish what is in flight, workers the job in hand), then SIGKILL."""
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def service_env(database_url: str, sandbox: str, **settings: str) -> dict[str, str]:
-    """The environment a deployed web or worker process runs with (API.md), for `sandbox`."""
-    env = {
-        **os.environ,
-        "FLASK_APP": "wsgi",
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": SECRET_KEY,
-        "PLUGGY_BASE_URL": sandbox,
-        "PLUGGY_CLIENT_ID": CLIENT_ID,
-        "PLUGGY_CLIENT_SECRET": CLIENT_SECRET,
-        "PLUGGY_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        **settings,
-    }
-    env.pop("FLASK_DEBUG", None)  # production settings: no generated key, no debugger
-    return env
+def bench_env(database_url: str, sandbox: str, **settings: str) -> dict[str, str]:
+    """The environment a deployed web or worker process runs with, on the benchmark's keys, for the
+    stand-in at `sandbox`."""
+    return service_env(database_url, SECRET_KEY, pluggy_url=sandbox, webhook_secret=WEBHOOK_SECRET, **settings)
 
 
 def api_key(sandbox: str) -> str:
@@ -94,13 +49,8 @@ def create_item(sandbox: str, transactions: int) -> str:
         json={"connectorId": 0, "parameters": {"user": f"user-ok-perf-{perf}", "password": "password-ok"}},
         timeout=TIMEOUT,
     ).json()
-    wait_for_sandbox(sandbox)
+    stand_in_idle(sandbox)
     return item["id"]
-
-
-def wait_for_sandbox(sandbox: str) -> None:
-    """Until the stand-in has finished every execution and delivery."""
-    requests.post(f"{sandbox}/sandbox/idle", params={"timeout": 600}, timeout=610).raise_for_status()
 
 
 def service_app(database_url: str, sandbox: str = "http://sandbox.invalid", **config) -> Flask:

@@ -30,7 +30,7 @@ and in the same transaction (so the staging table holds the page): EXPLAIN on Po
 QUERY PLAN on SQLite (which shows nothing for an INSERT ... VALUES: its conflict check is a probe of
 the unique index). A plan that scans the whole table (Seq Scan / SCAN) is flagged.
 
-Goal (issue 7): with 100,000 transactions stored (1,000,000 on PostgreSQL), an update bringing 100
+Goal: with 100,000 transactions stored (1,000,000 on PostgreSQL), an update bringing 100
 new ones costs within 2x of the same update on an empty database, in time, Pluggy calls and SQL
 statements: cost follows the change, not the history.
 """
@@ -57,6 +57,8 @@ import sqlalchemy as sa
 from flask import Flask
 from psycopg.types.json import Jsonb
 
+from harness.processes import stand_in
+from harness.waiting import stand_in_idle
 from models import Account, Connection, SyncRun, Transaction, User, db
 from models.base import utcnow
 from pluggy_client import PluggyClient
@@ -75,10 +77,8 @@ from .common import (
     create_item,
     empty_tables,
     engine_name,
-    sandbox_process,
     service_app,
     timed,
-    wait_for_sandbox,
     write_json,
 )
 
@@ -240,7 +240,7 @@ def add_transactions(sandbox: str, item_id: str, count: int) -> None:
     requests.post(
         f"{sandbox}/sandbox/items/{item_id}/add_transactions", json={"count": count}, timeout=TIMEOUT
     ).raise_for_status()
-    wait_for_sandbox(sandbox)
+    stand_in_idle(sandbox)
 
 
 def created_by_latest_run(connection: Connection) -> int:
@@ -363,7 +363,8 @@ def squeezed(statement: str, limit: int = 400) -> str:
 def run(database_url: str, history: int | None = None, repetitions: int = REPETITIONS, explain: bool = False) -> dict:
     engine = engine_name(database_url)
     history = DEFAULT_HISTORY.get(engine, DEFAULT_HISTORY["sqlite"]) if history is None else history
-    with sandbox_process() as sandbox:
+    with stand_in() as pluggy:
+        sandbox = pluggy.url
         app = service_app(database_url, sandbox, PLUGGY_WEBHOOK_SECRETS=(WEBHOOK_SECRET,))
         with app.app_context():
             bench = UpdateBench(app, sandbox)

@@ -17,88 +17,44 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 import sqlalchemy as sa
 
+from harness.ports import free_port
+from harness.processes import DEVNULL, gunicorn, last_line, python_m, stand_in, start, stopped_on_exit
+from harness.processes import run as run_commands
+from harness.waiting import stand_in_idle, wait_until
 from models import Connection, SyncRun, WebhookEvent, db
 
-from .common import (
-    ROOT,
-    TIMEOUT,
-    empty_tables,
-    engine_name,
-    free_port,
-    sandbox_process,
-    service_app,
-    service_env,
-    stop,
-    wait_for_sandbox,
-    write_json,
-)
+from .common import TIMEOUT, bench_env, empty_tables, engine_name, service_app, write_json
 
 POLL_INTERVAL_S = 1.0  # the worker's default
-
-
-def wait_until(condition, seconds: float = 60, what: str = "condition"):
-    """Polling is the only way to watch another process's database state; the deadline turns a
-    hang into an error."""
-    deadline = time.monotonic() + seconds
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not met within {seconds} s")
-        time.sleep(0.01)
-    return value
+# Polling is the only way to watch another process's database state; the deadline turns a hang into an error.
+WAIT_S = 60
+WAIT_INTERVAL_S = 0.01
 
 
 class Service:
     """The web service and a worker as processes on one database, talking to the stand-in."""
 
     def __init__(self, database_url: str, sandbox: str) -> None:
-        self.web = f"http://127.0.0.1:{free_port()}"
-        self.env = service_env(database_url, sandbox, PUBLIC_BASE_URL=self.web, SYNC_BACKFILL_DAYS="400")
+        self.port = free_port()
+        self.web = f"http://127.0.0.1:{self.port}"
+        self.env = bench_env(database_url, sandbox, PUBLIC_BASE_URL=self.web, SYNC_BACKFILL_DAYS="400")
         self.token = ""
 
-    def spawn(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", *args], cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-
     def flask(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "flask", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=True
-        )
-        return done.stdout.strip().splitlines()[-1]
+        return last_line(run_commands(python_m("flask", *args), env=self.env)[0])
 
-    @contextmanager
     def web_server(self):
-        port = self.web.rsplit(":", 1)[1]
-        process = self.spawn("gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2", "wsgi:app")
-        try:
-            wait_until(self.web_up, what="the web service up")
-            yield
-        finally:
-            stop(process)
+        return gunicorn(self.env, "--workers", "2", port=self.port)
 
-    @contextmanager
     def worker(self, *flags: str):
-        process = self.spawn("flask", "worker", *flags)
-        try:
-            yield process
-        finally:
-            stop(process)
-
-    def web_up(self) -> bool:
-        try:
-            return requests.get(f"{self.web}/health", timeout=TIMEOUT).ok
-        except requests.ConnectionError:
-            return False
+        return stopped_on_exit(start(python_m("flask", "worker", *flags), env=self.env, stdout=DEVNULL, stderr=DEVNULL))
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -140,7 +96,12 @@ def first_synced(item_id: str) -> bool:
 def one_trial(sandbox: str, item_id: str) -> float:
     before = len(processed_updates(item_id))
     requests.post(f"{sandbox}/sandbox/items/{item_id}/auto_sync", timeout=TIMEOUT).raise_for_status()
-    done = wait_until(lambda: (rows := processed_updates(item_id)) and len(rows) > before and rows, what="the update")
+    done = wait_until(
+        lambda: (rows := processed_updates(item_id)) and len(rows) > before and rows,
+        timeout=WAIT_S,
+        interval=WAIT_INTERVAL_S,
+        what="the update",
+    )
     received, committed = done[-1]
     return (committed - received).total_seconds()
 
@@ -149,7 +110,7 @@ def trials_with(service: Service, sandbox: str, item_id: str, trials: int, *flag
     with service.worker(*flags):
         lags = []
         for _ in range(trials):
-            wait_for_sandbox(sandbox)
+            stand_in_idle(sandbox)
             # A webhook comes at any moment of a polling worker's cycle, not just after its last look.
             time.sleep(random.uniform(0, POLL_INTERVAL_S))
             lags.append(one_trial(sandbox, item_id))
@@ -165,7 +126,8 @@ def summary(lags: list[float]) -> dict:
 
 
 def run(database_url: str, trials: int = 15) -> dict:
-    with sandbox_process() as sandbox:
+    with stand_in() as pluggy:
+        sandbox = pluggy.url
         app = service_app(database_url, sandbox)
         with app.app_context():
             empty_tables()
@@ -175,7 +137,9 @@ def run(database_url: str, trials: int = 15) -> dict:
                 service.token = service.flask("users", "create", "bench@example.com")
                 item_id = connect_item(service, sandbox)
                 with service.worker():  # the first sync, before any trial
-                    wait_until(lambda: first_synced(item_id), what="the first sync")
+                    wait_until(
+                        lambda: first_synced(item_id), timeout=WAIT_S, interval=WAIT_INTERVAL_S, what="the first sync"
+                    )
                 woken = trials_with(service, sandbox, item_id, trials)
                 polling = trials_with(service, sandbox, item_id, trials, "--no-wake")
             db.engine.dispose()

@@ -17,7 +17,7 @@ through the Pluggy client), or the figure would not be a backfill's.
 
 MB here are 10^6 bytes (ru_maxrss is in KiB on Linux).
 
-Goal (issue 7): peak RSS of the worker during a 500,000-transaction backfill at most 150 MB, and flat
+Goal: peak RSS of the worker during a 500,000-transaction backfill at most 150 MB, and flat
 in the size of the history: the large item's peak within 1.2x the small one's, plus 5 MB.
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,22 +32,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from harness.processes import PIPE, finish, last_line, python_m, stand_in, start
 from models import Account, Job, SyncRun, Transaction, User, db
 from sync.connections import BankConnectionService
 from sync.runtime import pluggy_client, sync_settings
 from sync.scheduling import JobKind
 
-from .common import (
-    ROOT,
-    create_item,
-    empty_tables,
-    engine_name,
-    sandbox_process,
-    service_app,
-    service_env,
-    timed,
-    write_json,
-)
+from .common import bench_env, create_item, empty_tables, engine_name, service_app, timed, write_json
 
 SIZES = (50_000, 500_000)
 GOAL_MB = 150.0
@@ -61,7 +51,7 @@ SINCE = "2000-01-01"  # before the stand-in's oldest row
 
 def worker_env(database_url: str, sandbox: str) -> dict[str, str]:
     """The worker configured from the environment, as it is deployed."""
-    return service_env(database_url, sandbox, SYNC_BACKFILL_DAYS=str(BACKFILL_DAYS))
+    return bench_env(database_url, sandbox, SYNC_BACKFILL_DAYS=str(BACKFILL_DAYS))
 
 
 # A small process that starts the worker and reports its peak RSS. The worker must not be a direct
@@ -75,26 +65,21 @@ watchdog = threading.Timer(deadline, worker.kill)
 watchdog.start()
 _, status, usage = os.wait4(worker.pid, 0)
 watchdog.cancel()
-print(json.dumps({"exit": os.waitstatus_to_exitcode(status), "maxrss_kb": usage.ru_maxrss}))
+code = os.waitstatus_to_exitcode(status)
+print(json.dumps({"exit": code, "maxrss_kb": usage.ru_maxrss}))
+sys.exit(code and f"the worker exited with {code}")
 """
 
 
 def run_worker(env: dict[str, str]) -> dict:
     """`flask worker --burst` in a process of its own until the queue is empty: its peak RSS and
     how long it took. A worker still running at the deadline is killed and the bench fails."""
-    command = [sys.executable, "-m", "flask", "worker", "--burst"]
+    command = [sys.executable, "-c", MEASURE, str(WORKER_DEADLINE_S), *python_m("flask", "worker", "--burst")]
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(WORKER_DEADLINE_S), *command],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    # Fails (harness.processes.Exited) with the end of what the worker wrote when it did not exit 0.
+    output = finish(start(command, env=env, stdout=PIPE, stderr=PIPE, name="flask worker --burst"), timeout=None)
     seconds = time.perf_counter() - started
-    measured = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {"exit": done.returncode}
-    if measured["exit"] != 0:
-        raise RuntimeError(f"the worker exited with {measured['exit']}:\n{done.stderr[-4000:]}")
+    measured = json.loads(last_line(output))
     return {"peak_rss_mb": round(measured["maxrss_kb"] * 1024 / 1e6, 1), "seconds": round(seconds, 1)}
 
 
@@ -198,7 +183,8 @@ def table(idle: dict, results: dict[int, dict]) -> list[dict]:
 
 def run(database_url: str, sizes: tuple[int, ...] = SIZES) -> dict:
     sizes = tuple(sorted(sizes))
-    with sandbox_process() as sandbox:
+    with stand_in() as pluggy:
+        sandbox = pluggy.url
         generation = {}
         items = {}
         for size in sizes:

@@ -43,11 +43,10 @@ import json
 import os
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +56,8 @@ import sqlalchemy as sa
 from flask import current_app
 
 from api import create_app
+from harness.processes import DEVNULL, Child, kill, python_m, stand_in, start
+from harness.waiting import stand_in_idle, wait_until
 from jobqueue import enqueue
 from models import Account, Job, SyncRun, Transaction, User, WebhookEvent, db
 from pluggy_client import PluggyClient
@@ -69,16 +70,13 @@ from webhooks.inbox import store
 from .common import (
     CLIENT_ID,
     CLIENT_SECRET,
-    ROOT,
     TIMEOUT,
     WEBHOOK_SECRET,
     api_key,
+    bench_env,
     empty_tables,
     engine_name,
-    sandbox_process,
     service_app,
-    service_env,
-    wait_for_sandbox,
     write_json,
 )
 
@@ -87,6 +85,7 @@ WORKER_APP_NAME = "bench-scale-out-worker"  # PostgreSQL's application_name of t
 NEW_TRANSACTIONS_PER_ITEM = 5
 POLL_INTERVAL = "0.05"
 START_TIMEOUT_S = 120.0
+POLL_S = 0.02  # how often the database is looked at while waiting on the workers
 DRAIN_TIMEOUT_S = 600.0
 CPU_SATURATED = 0.9  # share of all cores busy above which the machine counts as CPU-bound
 SHARED_MACHINE = 0.05  # share of all cores used by others above which the figures are suspect
@@ -95,17 +94,6 @@ TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 class BenchmarkError(RuntimeError):
     pass
-
-
-# Waiting on other processes --------------------------------------------------------------------
-
-
-def poll_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise BenchmarkError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 # CPU accounting ---------------------------------------------------------------------------------
@@ -195,27 +183,6 @@ def cpu_sample(worker_pids: list[int], stand_in_pid: int) -> CpuSample:
     )
 
 
-def find_stand_in() -> int:
-    """The stand-in: the child of this process that runs `-m sandbox` (bench.common starts it and
-    does not expose it; `make bench` may have left other children, such as multiprocessing's)."""
-    children = [
-        pid
-        for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
-        if (stat := proc_stat(pid)) is not None and stat.ppid == os.getpid() and is_stand_in(pid)
-    ]
-    if len(children) != 1:
-        raise BenchmarkError(f"expected one stand-in among this process's children, found {children}")
-    return children[0]
-
-
-def is_stand_in(pid: int) -> bool:
-    try:
-        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"sandbox" in arguments
-
-
 # PostgreSQL's own counters ----------------------------------------------------------------------
 
 
@@ -261,63 +228,52 @@ def worker_sessions(waiting_on_a_lock: bool = False) -> int:
 def worker_env(database_url: str, sandbox: str) -> dict[str, str]:
     """The environment a deployed worker runs with, as the end-to-end tests' Stack builds it."""
     # PGAPPNAME is libpq's default application_name: it finds the workers' sessions.
-    return service_env(database_url, sandbox, PGAPPNAME=WORKER_APP_NAME)
+    return bench_env(database_url, sandbox, PGAPPNAME=WORKER_APP_NAME)
 
 
 def service_worker_command() -> list[str]:
-    return [sys.executable, "-m", "flask", "worker", "--burst", "--poll-interval", POLL_INTERVAL]
+    return python_m("flask", "worker", "--burst", "--poll-interval", POLL_INTERVAL)
 
 
 def noop_worker_command(database_url: str) -> list[str]:
-    return [sys.executable, "-m", "bench.scale_out", "--noop-worker", "--database-url", database_url]
-
-
-@dataclass
-class WorkerProcess:
-    process: subprocess.Popen
-    stderr: Path
-
-    def failure(self) -> str:
-        tail = self.stderr.read_text(errors="replace")[-2000:]
-        return f"worker {self.process.pid} exited with {self.process.returncode}:\n{tail}"
+    return python_m("bench.scale_out", "--noop-worker", "--database-url", database_url)
 
 
 @contextmanager
-def worker_processes(command: list[str], env: dict[str, str], count: int) -> Iterator[list[WorkerProcess]]:
-    with tempfile.TemporaryDirectory(prefix="scale-out-") as scratch, ExitStack() as files:
+def worker_processes(command: list[str], env: dict[str, str], count: int) -> Iterator[list[Child]]:
+    with tempfile.TemporaryDirectory(prefix="scale-out-") as scratch:
         workers = []
         try:
             for n in range(count):
-                path = Path(scratch) / f"worker-{n}.err"
                 # A file, not a pipe: nobody reads while they run, and a full pipe would block them.
-                stderr = files.enter_context(path.open("w"))
-                process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-                workers.append(WorkerProcess(process, path))
+                stderr = Path(scratch) / f"worker-{n}.err"
+                workers.append(start(command, env=env, stdout=DEVNULL, stderr=stderr, name=f"worker {n}"))
             yield workers
         finally:
-            for worker in workers:
-                if worker.process.poll() is None:
-                    # Blocked on the queue's lock, a worker would handle SIGTERM only once it is free.
-                    worker.process.kill()
-                    worker.process.wait()
+            # Blocked on the queue's lock, a worker would handle SIGTERM only once it is free.
+            kill(*workers)
 
 
-def all_blocked_on_the_queue(workers: list[WorkerProcess]) -> bool:
+def all_blocked_on_the_queue(workers: list[Child]) -> bool:
     for worker in workers:
-        if worker.process.poll() is not None:
-            raise BenchmarkError("a worker stopped before the start: " + worker.failure())
+        if worker.poll() is not None:
+            raise BenchmarkError(f"a worker stopped before the start: {failure(worker)}")
     return worker_sessions(waiting_on_a_lock=True) == len(workers)
 
 
-def wait_for_exits(workers: list[WorkerProcess], timeout: float) -> None:
+def failure(worker: Child) -> str:
+    return f"{worker.name} (pid {worker.pid}) exited with {worker.returncode}:\n{worker.said(2000)}"
+
+
+def wait_for_exits(workers: list[Child], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for worker in workers:
         try:
-            worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            worker.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             raise BenchmarkError(f"the queue was not drained within {timeout:.0f} s") from None
-        if worker.process.returncode != 0:
-            raise BenchmarkError(worker.failure())
+        if worker.returncode != 0:
+            raise BenchmarkError(failure(worker))
 
 
 @dataclass(frozen=True)
@@ -336,8 +292,10 @@ def drain(command: list[str], env: dict[str, str], count: int, stand_in_pid: int
     with db.engine.connect() as gate:
         gate.execute(sa.text("LOCK TABLE jobs IN EXCLUSIVE MODE"))  # readers pass, writers wait
         with worker_processes(command, env, count) as workers:
-            poll_until(lambda: all_blocked_on_the_queue(workers), START_TIMEOUT_S, "the workers to start")
-            pids = [worker.process.pid for worker in workers]
+            wait_until(
+                lambda: all_blocked_on_the_queue(workers), START_TIMEOUT_S, interval=POLL_S, what="the workers to start"
+            )
+            pids = [worker.pid for worker in workers]
             cpu_before, server_before = cpu_sample(pids, stand_in_pid), server_counters()
             released_at = datetime.now(UTC)
             gate.commit()
@@ -345,7 +303,7 @@ def drain(command: list[str], env: dict[str, str], count: int, stand_in_pid: int
             wait_for_exits(workers, DRAIN_TIMEOUT_S)
             seconds = time.perf_counter() - started
     # Sessions close a moment after their process exits; only then are their statistics written.
-    poll_until(lambda: worker_sessions() == 0, START_TIMEOUT_S, "the workers' sessions to close")
+    wait_until(lambda: worker_sessions() == 0, START_TIMEOUT_S, interval=POLL_S, what="the workers' sessions to close")
     return Drain(
         workers=count,
         seconds=seconds,
@@ -386,7 +344,7 @@ def create_small_items(sandbox: str, count: int) -> list[str]:
         response = requests.post(f"{sandbox}/items", headers=headers, json=body, timeout=TIMEOUT)
         response.raise_for_status()
         ids.append(response.json()["id"])
-    wait_for_sandbox(sandbox)
+    stand_in_idle(sandbox)
     return ids
 
 
@@ -436,7 +394,7 @@ def queue_item_jobs(sandbox: str, item_ids: list[str], tag: str) -> None:
             timeout=TIMEOUT,
         )
         response.raise_for_status()
-    wait_for_sandbox(sandbox)
+    stand_in_idle(sandbox)
     for item_id in item_ids:
         store_item_updated(item_id, f"scale-out-{tag}-{item_id}")
     analyze_queue()
@@ -585,8 +543,8 @@ def require_postgresql(database_url: str) -> None:
 
 def run(database_url: str, items: int = 200, noop_jobs: int = 5000, workers: tuple[int, ...] = (1, 2, 4)) -> dict:
     require_postgresql(database_url)
-    with sandbox_process() as sandbox:
-        stand_in_pid = find_stand_in()
+    with stand_in() as pluggy:
+        sandbox, stand_in_pid = pluggy.url, pluggy.pid
         item_ids = create_small_items(sandbox, items)
         app = service_app(database_url, sandbox)
         env = worker_env(database_url, sandbox)

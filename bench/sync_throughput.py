@@ -5,7 +5,7 @@ side by side in one run against
 
     python -m bench.sync_throughput [--transactions 100000] [--rounds 3] [--database-url URL] [--json PATH]
 
-Goal (issue 7): ours at most 1.5x the floor, and at least 10x faster than the naive upsert.
+Goal: ours at most 1.5x the floor, and at least 10x faster than the naive upsert.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from harness.processes import stand_in
 from models import Transaction, User, db
 from models.base import utcnow
 from sync import runs
@@ -24,7 +25,7 @@ from sync.connections import BankConnectionService
 from sync.runtime import pluggy_client, sync_settings
 from sync.transactions import TransactionService, transaction_row
 
-from .common import create_item, empty_tables, engine_name, sandbox_process, service_app, timed, write_json
+from .common import create_item, empty_tables, engine_name, service_app, timed, write_json
 
 SINCE = "2000-01-01"  # before the stand-in's oldest row: every pass reads the whole history
 
@@ -79,7 +80,8 @@ def naive(connection) -> int:
 def run(database_url: str, transactions: int = 100_000, rounds: int = 3) -> dict:
     """The floor and ours `rounds` times each, alternating, and their medians (this machine's speed
     drifts); the naive pass, slow enough to average itself, once."""
-    with sandbox_process() as sandbox:
+    with stand_in() as pluggy:
+        sandbox = pluggy.url
         item_id = create_item(sandbox, transactions)
         app = service_app(database_url, sandbox)
         with app.app_context():

@@ -3,7 +3,7 @@ loopback, measured side by side in one run against a bare Flask endpoint that in
 
     python -m bench.webhook_intake [--database-url URL] [--seconds 15] [--json PATH]
 
-Goal (issue 7): ours at least 0.7x the bare endpoint's throughput, and a p99 under 20 ms at half
+Goal: ours at least 0.7x the bare endpoint's throughput, and a p99 under 20 ms at half
 of the maximum load, on SQLite and on PostgreSQL.
 
 The two servers. Both are gunicorn processes started here on 127.0.0.1 with the same settings:
@@ -54,8 +54,6 @@ import multiprocessing
 import os
 import random
 import secrets
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -75,10 +73,11 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from config.values import database_url as normalised_url
+from harness.processes import gunicorn, service_env
 from models import WebhookEvent, db, engine_options
 from models.base import JSONType, UTCDateTime, utcnow
 
-from .common import ROOT, empty_tables, engine_name, service_app, stop, write_json
+from .common import empty_tables, engine_name, service_app, write_json
 
 APPS = ("ours", "bare")
 SLOT_ORDER = ("ours", "bare", "bare", "ours")  # ABBA: a linear drift in background load cancels out
@@ -260,7 +259,7 @@ def post_webhook(connection: http.client.HTTPConnection, target: Target, body: b
     return response.status, response.read()
 
 
-def wait_until(moment: float) -> None:
+def sleep_until(moment: float) -> None:
     delay = moment - time.perf_counter()
     if delay > 0:
         time.sleep(delay)
@@ -275,7 +274,7 @@ def drive_connection(target: Target, schedule, tally: Tally) -> None:
             due = schedule.next_send_time()
             if due is None:
                 break
-            wait_until(due)
+            sleep_until(due)
             sent = time.perf_counter()
             try:
                 status, answer = post_webhook(connection, target, body)
@@ -320,63 +319,16 @@ def merged(tallies: list[Tally], *, seconds: float, client_cpu: float) -> dict:
 
 def server_environment(database_url: str, webhook_secret: str) -> dict[str, str]:
     """Production configuration: no debug, a real SECRET_KEY, the webhook secret."""
-    environ = {name: value for name, value in os.environ.items() if not name.startswith("FLASK_")}
-    environ.update(
-        DATABASE_URL=database_url,
-        SECRET_KEY=secrets.token_hex(32),
-        PLUGGY_WEBHOOK_SECRET=webhook_secret,
+    return service_env(database_url, secrets.token_hex(32), webhook_secret=webhook_secret)
+
+
+def gunicorn_server(app_spec: str, environ: dict, settings: Settings, log_path: Path):
+    """gunicorn serving `app_spec` on a loopback port; yields the port once /health answers 200,
+    and stops it at the end (gunicorn finishes the answers in flight)."""
+    options = (*settings.gunicorn_args(), "--log-level", "warning")
+    return gunicorn(
+        environ, *options, app=app_spec, log=log_path, startup_timeout=STARTUP_TIMEOUT, stop_timeout=STOP_TIMEOUT
     )
-    return environ
-
-
-@contextmanager
-def gunicorn_server(app_spec: str, environ: dict, settings: Settings, log_path: Path) -> Iterator[int]:
-    """gunicorn serving `app_spec` on a loopback port; yields the port once /health answers 200."""
-    # The socket is bound here and handed over, so the port is known and cannot be taken meanwhile.
-    listener = socket.create_server(("127.0.0.1", 0), backlog=2048)
-    port = listener.getsockname()[1]
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        *settings.gunicorn_args(),
-        "--bind",
-        f"fd://{listener.fileno()}",
-        "--log-level",
-        "warning",
-        app_spec,
-    ]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=environ, pass_fds=[listener.fileno()], stdout=log, stderr=subprocess.STDOUT
-        )
-    listener.close()
-    try:
-        wait_until_healthy(process, port, log_path)
-        yield port
-    finally:
-        stop(process, STOP_TIMEOUT)  # gunicorn finishes the answers in flight
-
-
-def wait_until_healthy(process: subprocess.Popen, port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while not health_ok(port):
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"gunicorn not healthy within {STARTUP_TIMEOUT} s:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.05)
-
-
-def health_ok(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", "/health")
-        return connection.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
 
 
 def log_problems(log_path: Path) -> list[str]:

@@ -16,15 +16,15 @@ import os
 import secrets
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
-from subprocess import PIPE
 from typing import IO
 
 import requests
+
+from harness.ports import port_taken
+from harness.processes import Child, Exited, last_line, python_m, run, service_env, start, stop, wait_until_serving
+from harness.waiting import NotMet
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -44,18 +44,15 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 def environment() -> dict[str, str]:
     """The demo's database, a key for this run, the stand-in's keys and URLs, over the environment:
     the processes must agree with the stand-in and the ports this demo checked."""
-    return {
-        **os.environ,
-        "FLASK_DEBUG": "1",
-        "DATABASE_URL": f"sqlite:///{DATABASE}",
-        "SECRET_KEY": secrets.token_hex(32),  # the database is new, so no earlier token must stay valid
-        "PLUGGY_BASE_URL": SANDBOX,
-        "PLUGGY_CLIENT_ID": "sandbox-client-id",
-        "PLUGGY_CLIENT_SECRET": "sandbox-client-secret",
-        "PLUGGY_WEBHOOK_SECRET": "demo-webhook-secret",
-        "PUBLIC_BASE_URL": WEB,
-        "PROMETHEUS_MULTIPROC_DIR": str(METRICS_DIR),
-    }
+    return service_env(
+        f"sqlite:///{DATABASE}",
+        secrets.token_hex(32),  # the database is new, so no earlier token must stay valid
+        pluggy_url=SANDBOX,
+        webhook_secret="demo-webhook-secret",
+        debug=True,
+        PUBLIC_BASE_URL=WEB,
+        PROMETHEUS_MULTIPROC_DIR=str(METRICS_DIR),
+    )
 
 
 def refuse_taken_ports() -> None:
@@ -63,21 +60,10 @@ def refuse_taken_ports() -> None:
     if WEB_PORT == SANDBOX_PORT:
         raise SystemExit(f"PORT and SANDBOX_PORT are both {WEB_PORT}; give them different values")
     for port, variable in ((WEB_PORT, "PORT"), (SANDBOX_PORT, "SANDBOX_PORT")):
-        if port_taken(port):
+        if port_taken(port, HOST):
             raise SystemExit(
                 f"port {port} on {HOST} is in use (another make run?): choose a free one with make run {variable}=..."
             )
-
-
-def port_taken(port: int) -> bool:
-    with socket.socket() as probe:
-        # As the servers themselves bind: connections of an earlier run still closing do not count.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            return True
-    return False
 
 
 def hold_demo_dir() -> IO:
@@ -101,46 +87,26 @@ def empty_demo_dir() -> None:
     METRICS_DIR.mkdir()
 
 
-def start(name: str, processes: list[subprocess.Popen], *args: str, env: dict[str, str]) -> None:
+def launch(name: str, processes: list[Child], *args: str, env: dict[str, str]) -> None:
+    """`python -m args...`, its output on the demo's own."""
     print(f"starting {name}: {' '.join(args)}", flush=True)
-    processes.append(subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env))
+    processes.append(start(python_m(*args), env=env, name=name))
 
 
 def flask(*commands: tuple[str, ...], env: dict[str, str]) -> list[str]:
-    """Run `flask` commands side by side to the end; the last line each printed. Side by side
-    because each is a new interpreter loading the whole app: about a second of CPU."""
-    running = [
-        subprocess.Popen([sys.executable, "-m", "flask", *args], cwd=ROOT, env=env, stdout=PIPE, stderr=PIPE, text=True)
-        for args in commands
-    ]
+    """Run `flask` commands side by side to the end; the last line each printed."""
     try:
-        return [last_line(args, process) for args, process in zip(commands, running, strict=True)]
-    finally:
-        for process in running:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        return [last_line(output) for output in run(*(python_m("flask", *args) for args in commands), env=env)]
+    except Exited as failure:
+        raise SystemExit(str(failure)) from None
 
 
-def last_line(args: tuple[str, ...], process: subprocess.Popen) -> str:
-    output, errors = process.communicate()
-    if process.returncode != 0:
-        raise SystemExit(f"flask {' '.join(args[:2])} failed:\n{errors.strip()}")
-    return output.strip().splitlines()[-1] if output.strip() else ""
-
-
-def wait_for(url: str, processes: list[subprocess.Popen], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in processes):
-            raise SystemExit(f"a process exited while waiting for {url}")
-        try:
-            if requests.get(url, timeout=TIMEOUT).ok:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within {seconds:.0f} s")
+def wait_for(url: str, processes: list[Child]) -> None:
+    """Until `url` answers; a process exiting meanwhile, or 30 s, ends the demo."""
+    try:
+        wait_until_serving(url, *processes, timeout=30, interval=0.2)
+    except NotMet as failure:  # Exited too
+        raise SystemExit(f"while waiting for {url}: {failure}") from None
 
 
 def connect_demo_item(token: str) -> int:
@@ -205,14 +171,14 @@ def interrupt(*_) -> None:
     raise KeyboardInterrupt
 
 
-def run_demo(processes: list[subprocess.Popen]) -> None:
+def run_demo(processes: list[Child]) -> None:
     empty_demo_dir()
     env = environment()
-    start("the Pluggy stand-in", processes, "-m", "sandbox", "--host", HOST, "--port", str(SANDBOX_PORT), env=env)
+    launch("the Pluggy stand-in", processes, "sandbox", "--host", HOST, "--port", str(SANDBOX_PORT), env=env)
     flask(("db", "upgrade"), env=env)
-    web = ("-m", "flask", "run", "--no-reload", "--host", HOST, "--port", str(WEB_PORT))
-    start("the web service", processes, *web, env=env)
-    start("the worker", processes, "-m", "flask", "worker", "--poll-interval", "0.5", env=env)
+    web = ("flask", "run", "--no-reload", "--host", HOST, "--port", str(WEB_PORT))
+    launch("the web service", processes, *web, env=env)
+    launch("the worker", processes, "flask", "worker", "--poll-interval", "0.5", env=env)
     wait_for(f"{SANDBOX}/health", processes)
     _, token = flask(("webhooks", "register", f"{WEB}/webhooks/pluggy"), ("users", "create", DEMO_EMAIL), env=env)
     wait_for(f"{WEB}/health", processes)
@@ -223,32 +189,21 @@ def run_demo(processes: list[subprocess.Popen]) -> None:
 
 
 def run_until_stopped() -> None:
-    processes: list[subprocess.Popen] = []
+    processes: list[Child] = []
     try:
         run_demo(processes)
     finally:
-        stop(processes)
+        stop_all(processes)
 
 
-def stop(processes: list[subprocess.Popen]) -> None:
+def stop_all(processes: list[Child]) -> None:
     # A second Ctrl-C or SIGTERM must not cut the stopping short and leave a process behind; on a
     # terminal Ctrl-C reaches the processes themselves anyway.
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, signal.SIG_IGN)
     # Newest first: the worker finishes its jobs in hand while the stand-in is still there to answer
     # (gone, it would make the worker retry its calls for seconds before giving up).
-    for process in reversed(processes):
-        stop_one(process)
-
-
-def stop_one(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop(*reversed(processes))
 
 
 def main() -> None:

@@ -213,7 +213,10 @@ class BankConnectionService:
         checkpoint=ignore,
     ) -> SyncRun:
         """Fetch into the run, or, when Pluggy has nothing yet, close it with what the item needs: a
-        run succeeds only by fetching."""
+        run succeeds only by fetching. While Pluggy is at work on such an item (its user just sent
+        the code it waited for), the run stays open: the update's outcome settles it."""
+        if not has_collected(connection) and connection.item_status in ITEM_BUSY:
+            return run
         if not has_collected(connection):
             return runs.close_run(
                 self.session,

@@ -8,25 +8,18 @@ import contextlib
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.waiting import wait_until
+from harness.ports import free_port
+from harness.processes import STDOUT, start
+from harness.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 10
 STARTUP_S = 60
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def descendants_of(pid: int) -> list[int]:
@@ -69,10 +62,7 @@ class Demo:
         # -o: the virtualenv is taken as installed, so the test never runs pip.
         make_run = ["make", "-s", "-o", ".venv/.installed", "run", *(f"{k}={v}" for k, v in ports.items())]
         command = make_run if make else [sys.executable, "-m", "sandbox.demo"]
-        with open(self.output_file, "w") as output:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        self.process = start(command, env=env, stdout=self.output_file, stderr=STDOUT, start_new_session=True)
 
     def output(self) -> str:
         return self.output_file.read_text()

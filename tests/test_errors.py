@@ -2,22 +2,15 @@
 
 import http.client
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from harness.processes import gunicorn, service_env
 from sync.tokens import issue_api_token
 from tests.conftest import TEST_SECRETS
-from tests.waiting import wait_until
 from web.errors import ApiError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -91,46 +84,13 @@ def test_no_path_answers_a_redirect_or_html(app, client):
 # Under gunicorn ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def gunicorn(database_url: str, log_path: Path):
+def served(database_url: str, log_path: Path):
     """The service as deployed (gthread workers, which keep connections alive), on loopback."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": TEST_SECRETS["SECRET_KEY"],
-        "PLUGGY_WEBHOOK_SECRET": TEST_SECRETS["PLUGGY_WEBHOOK_SECRETS"][0],
-    }
-    command = [sys.executable, "-m", "gunicorn", "--workers", "1", "--threads", "2", "--worker-class", "gthread"]
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(
-            [*command, "--bind", f"127.0.0.1:{port}", "wsgi:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until(lambda: listening(server, port, log_path), what="gunicorn up")
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def listening(server: subprocess.Popen, port: int, log_path: Path) -> bool:
-    assert server.poll() is None, log_path.read_text()
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
+    env = service_env(
+        database_url, TEST_SECRETS["SECRET_KEY"], webhook_secret=TEST_SECRETS["PLUGGY_WEBHOOK_SECRETS"][0]
+    )
+    options = ("--workers", "1", "--threads", "2", "--worker-class", "gthread")
+    return gunicorn(env, *options, log=log_path, any_status=True, stop_timeout=30)
 
 
 def answer(connection: http.client.HTTPConnection, method: str, path: str, body: bytes, headers: dict):
@@ -141,14 +101,15 @@ def answer(connection: http.client.HTTPConnection, method: str, path: str, body:
 
 
 def test_after_a_413_the_same_connection_answers_the_next_request(app, user, database_url, tmp_path):
-    """The issue's lost answers: gunicorn said keep-alive after a 413, then closed the connection
-    because the refused body was still on it. Webhooks and API alike, one kept-alive connection."""
+    """Once, gunicorn said keep-alive after a 413 and then closed the connection because the refused
+    body was still on it, so the next request's answer was lost. Webhooks and API alike, one
+    kept-alive connection."""
     webhook = {"X-Webhook-Secret": TEST_SECRETS["PLUGGY_WEBHOOK_SECRETS"][0]}
     api = {"Authorization": f"Bearer {issue_api_token(TEST_SECRETS['SECRET_KEY'], user)}"}
     oversized_webhook = json.dumps({"event": "item/updated", "pad": "x" * (256 * 1024)}).encode()
     oversized_api = json.dumps({"item_id": "x" * (1024 * 1024 + 256 * 1024)}).encode()
 
-    with gunicorn(database_url, tmp_path / "gunicorn.log") as port:
+    with served(database_url, tmp_path / "gunicorn.log") as port:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         first = answer(connection, "POST", "/webhooks/pluggy", oversized_webhook, webhook)
         kept = connection.sock

@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
 import sqlalchemy as sa
 
+from harness.processes import killed_on_exit, reading
+from harness.waiting import wait_until
 from models import Connection, Job, Transaction
 from models.base import utcnow
 from sync import scheduling
 from tests.tcp_proxy import CuttableProxy
-from tests.test_processes import add_connection, flask, killed_on_exit
-from tests.waiting import wait_until
+from tests.test_processes import add_connection, flask
 
 CONNECTIONS = 6
 TRANSACTIONS = 3
@@ -85,26 +84,6 @@ class DatabaseLock:
 
 def fault_for(database_url: str) -> DatabaseCut | DatabaseLock:
     return DatabaseCut(database_url) if database_url.startswith("postgresql") else DatabaseLock(database_url)
-
-
-@contextmanager
-def reading(process: subprocess.Popen) -> Iterator[list[str]]:
-    """The process's output lines as they come (a full pipe would stall it); the reader ends with it."""
-    lines: list[str] = []
-
-    def read() -> None:
-        for line in process.stdout:
-            lines.append(line)
-
-    reader = threading.Thread(target=read, name="worker-output", daemon=True)
-    reader.start()
-    try:
-        yield lines
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        reader.join(10)
 
 
 def seen(condition, output: list[str], what: str, timeout: float = 20) -> None:

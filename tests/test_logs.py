@@ -8,11 +8,7 @@ import contextvars
 import io
 import json
 import logging
-import os
 import re
-import socket
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -27,6 +23,7 @@ from werkzeug.serving import make_server
 
 import tests.fake_pluggy as fake_pluggy_module
 from config import ConfigError
+from harness.processes import gunicorn, service_env
 from models import Job, SyncRun, db
 from models.base import utcnow
 from observability import logs
@@ -46,7 +43,6 @@ from sync.users import create_user
 from tests import pluggy_fixtures as pf
 from tests.conftest import TEST_SECRETS, drain
 from tests.fake_pluggy import FakePluggy, now_iso
-from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -429,42 +425,12 @@ def test_under_gunicorn_every_line_is_the_services_and_no_access_line_shows_a_to
     """gunicorn.conf.py's logger class: gunicorn's own lines in the service's format, none of its
     access lines (they would show the raw path)."""
     token = issue_webhook_token(TEST_SECRETS["SECRET_KEY"])
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
-        "SECRET_KEY": TEST_SECRETS["SECRET_KEY"],
-    }
-    env.pop("LOG_FORMAT", None)
-    with open(tmp_path / "gunicorn.log", "w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def answers() -> bool:
-            assert server.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
-            except urllib.error.HTTPError:
-                return True  # the database is not migrated here: a 503 is an answer
-            except OSError:
-                return False
-            return True
-
-        wait_until(answers, what="gunicorn up")
+    env = service_env(f"sqlite:///{tmp_path / 'db.sqlite'}", TEST_SECRETS["SECRET_KEY"], LOG_FORMAT=None)
+    # The database is not migrated here: /health's 503 is an answer.
+    with gunicorn(env, "--workers", "1", log=tmp_path / "gunicorn.log", any_status=True, stop_timeout=30) as port:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/webhooks/pluggy/{token}", data=b"{}", method="POST")
         with pytest.raises(urllib.error.HTTPError):  # an empty event: 400, and logged
             urllib.request.urlopen(request, timeout=5)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
     written = (tmp_path / "gunicorn.log").read_text()
     assert token not in written

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import socket
-import subprocess
 import sys
 import textwrap
 import threading
@@ -26,6 +25,8 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.ports import free_port
+from harness.processes import run
 from models import Connection, Job, db
 from models.base import utcnow
 from observability import metrics as metrics_module
@@ -110,11 +111,6 @@ def scrape(client) -> tuple[str, dict[tuple, float]]:
 def post_webhook(client, payload, headers=SECRET, path="/webhooks/pluggy"):
     data = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
     return client.post(path, data=data, headers=headers, content_type="application/json")
-
-
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return probe.getsockname()[1]
 
 
 def http_get(url: str) -> tuple[int, str, str]:
@@ -452,8 +448,7 @@ def test_server_errors_retried_on_a_get_are_each_counted(scripted):
 
 
 def test_no_answer_is_counted_with_status_none(no_retry_sleep):
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens there
     client = PluggyClient(f"http://127.0.0.1:{port}", "client-id", "client-secret", timeout=(1, 1))
     keys = [calls("POST", "/auth", "none")]
 
@@ -641,16 +636,9 @@ def test_serve_answers_over_http(metrics_servers):
 
 
 def run_python(code: str, multiproc_dir: Path, **env: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir), **env}
+    (output,) = run([sys.executable, "-c", textwrap.dedent(code)], env=environment, timeout=60)
+    return output
 
 
 def test_multiprocess_mode_reports_every_process(tmp_path, migrated_database):

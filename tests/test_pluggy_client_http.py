@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from harness.ports import free_port
 from pluggy_client import PluggyClient, PluggyRateLimited, PluggyUnavailable
 from tests import pluggy_fixtures as pf
 
@@ -173,9 +174,7 @@ def test_a_server_that_never_answers_times_out(waits):
 
 
 def test_a_closed_port_is_unavailable(waits):
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        host, port = probe.getsockname()
-    client = PluggyClient(f"http://{host}:{port}", "client-id", CLIENT_SECRET, timeout=(1, 1))
+    client = PluggyClient(f"http://127.0.0.1:{free_port()}", "client-id", CLIENT_SECRET, timeout=(1, 1))
 
     with pytest.raises(PluggyUnavailable) as raised:
         client.get_item(ITEM_ID)

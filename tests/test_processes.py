@@ -5,17 +5,14 @@ The processes are real `flask` commands; Pluggy is the in-memory fake served ove
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
-from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 
 import sqlalchemy as sa
 
+from harness.processes import PIPE, STDOUT, Child, finish, killed_on_exit, python_m, service_env, start
+from harness.waiting import wait_until
 from jobqueue import queue
 from models import Connection, Job, SyncRun, Transaction
 from models.base import utcnow
@@ -23,46 +20,18 @@ from sync import scheduling
 from sync.item_state import apply_item
 from tests.conftest import TEST_SECRETS
 from tests.fake_pluggy import FakePluggy
-from tests.waiting import wait_until
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def flask(database_url: str, pluggy_url: str, *args: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": TEST_SECRETS["SECRET_KEY"],
-        "PLUGGY_BASE_URL": pluggy_url,
-        "PLUGGY_CLIENT_ID": TEST_SECRETS["PLUGGY_CLIENT_ID"],
-        "PLUGGY_CLIENT_SECRET": TEST_SECRETS["PLUGGY_CLIENT_SECRET"],
-        "FLASK_APP": "wsgi",
-    }
-    env.pop("FLASK_DEBUG", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "flask", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+def flask(database_url: str, pluggy_url: str, *args: str) -> Child:
+    """`flask args...` on the test database with the test's keys, its output (stderr included) piped."""
+    env = service_env(
+        database_url,
+        TEST_SECRETS["SECRET_KEY"],
+        pluggy_url=pluggy_url,
+        client_id=TEST_SECRETS["PLUGGY_CLIENT_ID"],
+        client_secret=TEST_SECRETS["PLUGGY_CLIENT_SECRET"],
     )
-
-
-def finish(process: subprocess.Popen, timeout: float = 60) -> str:
-    output, _ = process.communicate(timeout=timeout)
-    assert process.returncode == 0, output
-    return output
-
-
-@contextmanager
-def killed_on_exit(process: subprocess.Popen):
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    return start(python_m("flask", *args), env=env, stdout=PIPE, stderr=STDOUT)
 
 
 def add_connection(session, user, fake: FakePluggy, transactions: int = 3) -> Connection:
@@ -230,7 +199,7 @@ def job_row(session, job_id: int) -> Job:
     return session.get(Job, job_id)
 
 
-def held_by(session, job_id: int, worker: subprocess.Popen) -> bool:
+def held_by(session, job_id: int, worker: Child) -> bool:
     job = job_row(session, job_id)
     return job.status == "running" and f":{worker.pid}:" in (job.locked_by or "")
 

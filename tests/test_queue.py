@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from harness.waiting import wait_until
 from jobqueue import queue
 from models import Job, db
 from models.base import utcnow
-from tests.waiting import wait_until
 
 
 def job(session, job_id: int) -> Job:

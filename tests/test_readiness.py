@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import socket
 import time
 from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
 
+from harness.ports import free_port
 from models import Job, db
 from models.base import utcnow
 from sync.monitoring import PLUGGY_FAILURE_REMEMBERED_S, PluggyAccessCheck
@@ -198,9 +198,7 @@ def test_a_pluggy_that_cannot_be_reached_is_not_ready(app, client, monkeypatch):
     monkeypatch.setattr(
         importlib.import_module("urllib3.util.retry"), "time", SimpleNamespace(sleep=waits.append, time=time.time)
     )
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        port = probe.getsockname()[1]
-    app.config["PLUGGY_BASE_URL"] = f"http://127.0.0.1:{port}"
+    app.config["PLUGGY_BASE_URL"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
 
     status, body = ready(client)
 

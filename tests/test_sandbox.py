@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
@@ -24,6 +20,7 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from harness.processes import stand_in
 from pluggy_client import PluggyClient
 from sandbox import create_sandbox, world_of
 from tests.oas import validate_response, validate_schema
@@ -33,7 +30,6 @@ CLIENT_SECRET = "sandbox-client-secret"
 GOOD = {"user": "user-ok", "password": "password-ok"}
 FAST_BACKOFF = (0.01, 0.01, 0.01)
 FIXED_NOW = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
-REPO = Path(__file__).resolve().parents[1]
 
 
 # Fixtures and helpers -----------------------------------------------------------------------
@@ -874,21 +870,8 @@ def test_pluggy_client_works_against_the_sandbox_unchanged(served):
 
 
 def test_python_m_sandbox_serves_until_sigterm():
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--port", "0", "--step-delay", "0"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    try:
-        line = process.stdout.readline()
-        assert line.startswith("sandbox listening on http://127.0.0.1:")
-        url = line.split()[-1]
-        assert requests.get(f"{url}/health", timeout=5).json() == {"status": "ok"}
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    with stand_in(stderr=None) as sandbox:  # it said "sandbox listening on <its URL>"
+        assert sandbox.url.startswith("http://127.0.0.1:")
+        assert requests.get(f"{sandbox.url}/health", timeout=5).json() == {"status": "ok"}
+        sandbox.send_signal(signal.SIGTERM)
+        assert sandbox.wait(timeout=10) == 0

@@ -15,6 +15,7 @@ from jobqueue import queue
 from models import Job, SyncRun, Transaction, WebhookEvent
 from models.base import utcnow
 from sync import runs, scheduling
+from sync.connections import BankConnectionService
 from sync.manual_sync import ManualSync
 from sync.results import ManualSyncStatus as Answer
 from tests import pluggy_fixtures as pf
@@ -260,6 +261,39 @@ def test_a_first_sync_of_an_item_waiting_for_its_code_fetches_nothing_and_says_s
     session.refresh(connection)
     assert connection.last_synced_at is None  # never fetched: the connection says so
     assert fake_pluggy.count("GET", "/accounts") == 0
+
+
+def test_a_first_sync_that_finds_the_code_just_sent_waits_for_the_outcome_then_fetches(
+    session, service, user, fake_pluggy, worker, monkeypatch
+):
+    item = fake_pluggy.add_item(status="WAITING_USER_INPUT", parameter=pf.mfa_parameter(), lastUpdatedAt=None)
+    fake_pluggy.add_account(item["id"])
+    fake_pluggy.add_transaction(fake_pluggy.accounts[item["id"]][0]["id"], date=now_iso())
+    connection, _ = service.connections.register(user, item["id"])
+    # The user sends the code between the job's read of the item and its look at what Pluggy has:
+    # the web process writes the item's new state in between.
+    read_item = BankConnectionService.refresh_item
+
+    def code_sent_meanwhile(self, connection):
+        answer = read_item(self, connection)
+        connection.item_status = "UPDATING"
+        self.session.commit()
+        return answer
+
+    monkeypatch.setattr(BankConnectionService, "refresh_item", code_sent_meanwhile)
+    drain(worker, session)
+    monkeypatch.undo()
+
+    (run,) = runs_of(session, connection)
+    assert (run.trigger, run.status) == ("initial", "pending")  # not closed as an error
+
+    fake_pluggy.items[item["id"]].update(status="UPDATED", lastUpdatedAt=now_iso())
+    scheduling.queue_fetch(session, connection, "webhook")  # what item/updated queues
+    session.commit()
+    drain(worker, session)
+
+    (run,) = runs_of(session, connection)
+    assert (run.trigger, run.status, run.created) == ("initial", "success", 1)
 
 
 def test_a_fetch_whose_job_gave_up_no_longer_blocks_manual_syncs(session, service, connection, fake_pluggy, worker):

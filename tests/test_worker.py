@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
+from harness.waiting import wait_until
 from jobqueue import JobRegistry, MissingHandlers, Worker, maintenance, queue
 from jobqueue import wakeup as wakeup_module
 from jobqueue import worker as worker_module
@@ -34,7 +35,6 @@ from sync.results import ManualSyncStatus as Answer
 from tests import pluggy_fixtures as pf
 from tests.conftest import drain
 from tests.fake_pluggy import MFA_VALUE, now_iso
-from tests.waiting import wait_until
 
 
 @pytest.fixture

@@ -9,11 +9,7 @@ sandbox's. One run drops and duplicates webhooks and is healed by redelivery and
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,78 +17,74 @@ from pathlib import Path
 import pytest
 import requests
 
+from harness.ports import free_port
+from harness.processes import (
+    DEVNULL,
+    STAND_IN_CLIENT_SECRET,
+    Child,
+    last_line,
+    python_m,
+    run,
+    service_env,
+    start,
+    start_stand_in,
+    stop,
+    wait_until_serving,
+)
+from harness.waiting import stand_in_idle, wait_until
 from tests.conftest import TEST_SECRETS
-from tests.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 10
 WEBHOOK_SECRET = "e2e-webhook-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Stack:
     """The three processes and the calls a test makes to them."""
 
     def __init__(self, database_url: str, logs: Path, **settings: str) -> None:
+        self.database_url = database_url
+        self.settings = settings
         self.logs = logs
         self.web = f"http://127.0.0.1:{free_port()}"
-        self.sandbox = f"http://127.0.0.1:{free_port()}"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "SECRET_KEY": TEST_SECRETS["SECRET_KEY"],
-            "PLUGGY_BASE_URL": self.sandbox,
-            "PLUGGY_CLIENT_ID": "sandbox-client-id",
-            "PLUGGY_CLIENT_SECRET": "sandbox-client-secret",
-            "PLUGGY_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "PUBLIC_BASE_URL": self.web,
-            "SYNC_BACKFILL_DAYS": "400",  # the sandbox generates a year of history
-            "FLASK_APP": "wsgi",
-            **settings,
-        }
-        self.env.pop("FLASK_DEBUG", None)
-        self.processes: dict[str, subprocess.Popen] = {}
+        self.sandbox = ""
+        self.env: dict[str, str] = {}
+        self.processes: dict[str, Child] = {}
         self.token = ""
 
     def start(self) -> None:
-        self.spawn(
-            "sandbox",
-            "-m",
-            "sandbox",
-            "--port",
-            self.sandbox.rsplit(":", 1)[1],
-            "--seed",
-            "7",
-            "--step-delay",
-            "0.05",
-            "--retry-backoff",
-            "1,2,4,8",
+        options = ("--seed", "7", "--retry-backoff", "1,2,4,8")
+        sandbox = start_stand_in(*options, step_delay=0.05, stderr=self.log_file("sandbox"))
+        self.processes["sandbox"], self.sandbox = sandbox, sandbox.url
+        self.env = service_env(
+            self.database_url,
+            TEST_SECRETS["SECRET_KEY"],
+            pluggy_url=self.sandbox,
+            webhook_secret=WEBHOOK_SECRET,
+            PUBLIC_BASE_URL=self.web,
+            SYNC_BACKFILL_DAYS="400",  # the sandbox generates a year of history
+            **self.settings,
         )
-        self.start_web()
-        self.spawn("worker", "-m", "flask", "worker", "--poll-interval", "0.1", "--concurrency", "2")
-        wait_until(lambda: self.up(f"{self.sandbox}/health") and self.up(f"{self.web}/health"), what="the stack up")
+        self.start_web(wait=False)  # the web service and the worker start up side by side
+        self.spawn("worker", "flask", "worker", "--poll-interval", "0.1", "--concurrency", "2")
+        self.wait_for_web()
         self.flask("webhooks", "register", f"{self.web}/webhooks/pluggy")
         self.token = self.flask("users", "create", "ana@example.com")
 
-    def start_web(self) -> None:
-        self.spawn("web", "-m", "flask", "run", "--no-reload", "--port", self.web.rsplit(":", 1)[1])
+    def start_web(self, wait: bool = True) -> None:
+        self.spawn("web", "flask", "run", "--no-reload", "--port", self.web.rsplit(":", 1)[1])
+        if wait:
+            self.wait_for_web()
+
+    def wait_for_web(self) -> None:
+        """Until it answers; at once a failure, with its log, if any process of the stack exited."""
+        wait_until_serving(f"{self.web}/health", *self.processes.values())
 
     def stop_web(self) -> None:
-        web = self.processes.pop("web")
-        web.terminate()
-        web.wait(timeout=15)
+        stop(self.processes.pop("web"))
 
     def spawn(self, name: str, *args: str) -> None:
         # Logs go to files: a pipe nobody reads would fill and stall the process.
-        with open(self.log_file(name), "a") as log:
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, *args], cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=log
-            )
+        self.processes[name] = start(python_m(*args), env=self.env, stdout=DEVNULL, stderr=self.log_file(name))
 
     def log_file(self, name: str) -> Path:
         return self.logs / f"{name}.log"
@@ -100,31 +92,12 @@ class Stack:
     def log_lines(self, name: str) -> list[str]:
         return self.log_file(name).read_text().splitlines()
 
-    def up(self, url: str) -> bool:
-        for name, process in self.processes.items():
-            assert process.poll() is None, self.log_file(name).read_text()[-5000:]
-        try:
-            return requests.get(url, timeout=TIMEOUT).ok
-        except requests.ConnectionError:
-            return False
-
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        # Newest first, the stand-in last: the worker finishes its job in hand while it still answers.
+        stop(*reversed(self.processes.values()))
 
     def flask(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "flask", *args], cwd=ROOT, env=self.env, capture_output=True, text=True
-        )
-        with open(self.log_file("cli"), "a") as log:
-            log.write(done.stderr)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout.strip().splitlines()[-1]
+        return last_line(run(python_m("flask", *args), env=self.env, log=self.log_file("cli"))[0])
 
     # The service's API -------------------------------------------------------------------------
 
@@ -179,7 +152,7 @@ class Stack:
         return response.json()
 
     def idle(self) -> None:
-        requests.post(f"{self.sandbox}/sandbox/idle", params={"timeout": 30}, timeout=40).raise_for_status()
+        stand_in_idle(self.sandbox, timeout=30)
 
     def sandbox_transactions(self, item_id: str) -> dict[str, dict]:
         state = requests.get(f"{self.sandbox}/sandbox/state", timeout=TIMEOUT).json()
@@ -280,11 +253,14 @@ def test_the_whole_journey(stack):
     wait_until(lambda: stack.connection(mfa_connection)["sync_status"] == "UPDATED", what="the MFA item's first fetch")
     quiet(stack, mfa_connection)
     # The update after the code is one run. The first sync found nothing to fetch yet, if it ran before
-    # the code was in; after it, the item was already fetched and the first sync had nothing to do.
+    # the code was in; after the update's outcome, the item was already fetched and the first sync had
+    # nothing to do; in between, its run waited for that outcome and fetched it.
     runs_after_code = [(run["trigger"], run["status"]) for run in stack.runs(mfa_connection)]
-    assert runs_after_code in ([("webhook", "success"), ("initial", "mfa_required")], [("webhook", "success")]), (
-        runs_after_code
-    )
+    assert runs_after_code in (
+        [("webhook", "success"), ("initial", "mfa_required")],
+        [("webhook", "success")],
+        [("initial", "success")],
+    ), runs_after_code
     asked = stack.api("POST", f"/connections/{mfa_connection}/sync_transactions/", params={"wait": 30})
     assert (asked.status_code, asked.json()["status"]) == (409, "MFA_REQUIRED"), (
         asked.json(),
@@ -348,7 +324,7 @@ def assert_no_secret_in_logs(stack: Stack, tokens: list[str]) -> None:
     assert url_tokens, "the service gave the sandbox signed webhook URLs"
     secrets = [
         TEST_SECRETS["SECRET_KEY"],
-        "sandbox-client-secret",
+        STAND_IN_CLIENT_SECRET,
         WEBHOOK_SECRET,
         stack.token,
         *tokens,
@@ -408,7 +384,6 @@ def test_lost_and_repeated_webhooks_are_healed(app, database_url, tmp_path):
         stack.stop_web()
         created = stack.control(f"items/{item_id}/add_transactions", count=2)["created"]
         stack.start_web()
-        wait_until(lambda: stack.up(f"{stack.web}/health"), what="the web service back")
         wait_until(lambda: set(created) <= set(stack.transactions(connection_id)), timeout=60, what="the redelivery")
         deliveries = requests.get(f"{stack.sandbox}/sandbox/deliveries", timeout=TIMEOUT).json()["deliveries"]
         assert any(d["status"] == "error" for d in deliveries) and any(d["attempt"] > 1 for d in deliveries)
