@@ -1,4 +1,4 @@
-"""/api/banking: a user's bank connections and their syncs (API.md "Connections").
+"""/api/banking: a user's bank connections and their syncs (docs/API.md "Connections").
 
 Views parse, authorise, call one service and render; `sync/` decides everything else.
 """
@@ -76,7 +76,7 @@ def render_connection(connection):
 
 
 def sync_response(result: ManualSyncResult):
-    """API.md's sync table: the status, the connection, the extra fields, and an error when it is one."""
+    """docs/API.md's sync table: the status, the connection, the extra fields, and an error when it is one."""
     body = {"status": result.status, "connection": render_connection(result.connection), **result_fields(result)}
     http_status = HTTP_STATUS[result.status]
     if http_status >= 400:

@@ -1,4 +1,4 @@
-"""The JSON shapes of API.md, built from the models."""
+"""The JSON shapes of docs/API.md, built from the models."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def connect_token_json(token: ConnectToken) -> dict:
 
 
 def result_fields(result: ManualSyncResult) -> dict:
-    """What a manual sync result adds beside its status (API.md's "extra fields")."""
+    """What a manual sync result adds beside its status (docs/API.md's "extra fields")."""
     fields: dict = {}
     if result.sync_run is not None:
         fields["sync_run_id"] = result.sync_run.id
@@ -131,7 +131,7 @@ def result_fields(result: ManualSyncResult) -> dict:
 
 
 def mfa_json(parameter: dict) -> dict:
-    """Pluggy's prompt as API.md names it: name, label, type, expires_at, then its optional keys in snake_case."""
+    """Pluggy's prompt as docs/API.md names it: name, label, type, expires_at, then its optional keys in snake_case."""
     shown = {
         "name": parameter.get("name"),
         "label": parameter.get("label"),

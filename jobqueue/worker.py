@@ -290,7 +290,7 @@ class Worker:
             # An error that says when to come back (Pluggy's rate limit has `retry_after`) is
             # retried no sooner; it is expected, so it gets no traceback.
             retry_after = getattr(exc, "retry_after", None)
-            if retry_after is None:
+            if not hasattr(exc, "retry_after"):
                 log.exception("job %s (%s) failed", job.id, job.kind)
             return self.record_failure(session, job, describe(exc), retry_after), describe(exc)
         queue.complete(session, job)
