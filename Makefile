@@ -24,10 +24,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Ruff (lint, import order, format check) and mypy over the service's packages; `make format` rewrites.
+# Ruff (lint, import order, format check), mypy over the service's packages and import-linter's
+# layer contracts (setup.cfg); `make format` rewrites.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .

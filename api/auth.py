@@ -21,6 +21,6 @@ def authenticate() -> None:
         raise unauthorized("Send the API token as 'Authorization: Bearer <token>'.")
     claims = read_api_token(accepted_keys(current_app.config), token.strip())
     user = db.session.get(User, claims[0]) if claims else None
-    if user is None or user.token_version != claims[1]:
+    if claims is None or user is None or user.token_version != claims[1]:
         raise unauthorized("The API token is not valid.")
     g.user = user

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from models import Job
 from models.base import utcnow
+from models.database import DbSession
 
 from .queue import enqueue
 from .registry import JobContext, JobRegistry
@@ -24,7 +24,7 @@ def register(registry: JobRegistry) -> None:
     registry.at_start(queue_prune)
 
 
-def queue_prune(session: Session, *, after: timedelta = timedelta(0)) -> int:
+def queue_prune(session: DbSession, *, after: timedelta = timedelta(0)) -> int:
     # One key for the periodic job: every worker may ask for it, only one is ever queued.
     return enqueue(session, PRUNE_JOBS, key="periodic:prune_jobs", run_at=utcnow() + after)
 

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeAlias, cast
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import aliased
 
 from models import Job
 from models.base import utcnow
+from models.database import DbSession
 from models.job import DEAD_ONLY, DEFAULT_MAX_ATTEMPTS, QUEUED_ONLY, RUNNING_ONLY
 from observability import metrics
 
@@ -33,7 +37,12 @@ BACKOFF_CAP_SECONDS = 3600.0
 # A claim that collides with another worker's lease on the same item looks again; each collision
 # means that worker got a job, so the whole queue advances even when this claim gives up.
 CLAIM_TRIES = 5
-INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+# The dialect's own INSERT, for its ON CONFLICT clauses; it takes a table or a mapped class.
+DialectInsert: TypeAlias = postgresql.Insert | sqlite.Insert
+INSERTS: dict[str, Callable[[sa.Table | type], DialectInsert]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
 
 
 @dataclass
@@ -54,7 +63,7 @@ class ClaimedJob:
 
 
 def enqueue(
-    session: Session,
+    session: DbSession,
     kind: str,
     payload: dict | None = None,
     *,
@@ -66,19 +75,20 @@ def enqueue(
     """Queue a job and return its id. With a key, a job already queued under it is joined instead
     (it runs at the earlier of the two times). It may fail `max_attempts` times before it is dead:
     by default the app's JOB_MAX_ATTEMPTS. The caller commits."""
+    run_at = run_at or utcnow()
     values = {
         "kind": kind,
         "payload": payload or {},
         "status": "queued",
         "key": key,
         "item_id": item_id,
-        "run_at": run_at or utcnow(),
+        "run_at": run_at,
         "created_at": utcnow(),
         "max_attempts": default_max_attempts() if max_attempts is None else max_attempts,
     }
     statement = job_insert(session.get_bind().dialect.name, coalesce=key is not None)
     job_id = session.execute(statement, values).scalar_one()
-    if values["run_at"] <= utcnow():
+    if run_at <= utcnow():
         wakeup.notify(session)
     return job_id
 
@@ -103,12 +113,12 @@ def job_insert(dialect_name: str, *, coalesce: bool):
     return insert.returning(table.c.id)
 
 
-def dialect_insert(session: Session):
+def dialect_insert(session: DbSession) -> Callable[[sa.Table | type], DialectInsert]:
     return INSERTS[session.get_bind().dialect.name]
 
 
 def claim(
-    session: Session,
+    session: DbSession,
     worker_id: str,
     *,
     lease: timedelta = DEFAULT_LEASE,
@@ -144,7 +154,7 @@ def claim(
 
 
 def take(
-    session: Session,
+    session: DbSession,
     worker_id: str,
     condition,
     order,
@@ -209,11 +219,11 @@ def forgive_attempts(connection: sa.Connection, job: ClaimedJob) -> None:
         job.attempts = 1
 
 
-def complete(session: Session, job: ClaimedJob) -> None:
+def complete(session: DbSession, job: ClaimedJob) -> None:
     finish(session, job, status="done")
 
 
-def fail(session: Session, job: ClaimedJob, error: str, *, retry_after: float | None = None) -> str:
+def fail(session: DbSession, job: ClaimedJob, error: str, *, retry_after: float | None = None) -> str:
     """Record a failed attempt: retry later with backoff, or give up once attempts are spent.
     Returns the outcome: "failed" (to be retried) or "dead"."""
     if job.attempts >= job.max_attempts:
@@ -223,7 +233,7 @@ def fail(session: Session, job: ClaimedJob, error: str, *, retry_after: float | 
     return "failed"
 
 
-def postpone(session: Session, job: ClaimedJob, after_seconds: float, reason: str = "") -> None:
+def postpone(session: DbSession, job: ClaimedJob, after_seconds: float, reason: str = "") -> None:
     """Run the job again later without spending an attempt (e.g. waiting for Pluggy to settle)."""
     requeue(session, job, after_seconds=after_seconds, error=reason or None, spend_attempt=False)
 
@@ -235,7 +245,7 @@ def backoff_seconds(attempts: int) -> float:
 
 
 def requeue(
-    session: Session, job: ClaimedJob, *, after_seconds: float, error: str | None, spend_attempt: bool = True
+    session: DbSession, job: ClaimedJob, *, after_seconds: float, error: str | None, spend_attempt: bool = True
 ) -> None:
     values = {
         "status": "queued",
@@ -254,7 +264,7 @@ def requeue(
         finish(session, job, status="done", error=f"superseded by a queued job with key {job.key}")
 
 
-def finish(session: Session, job: ClaimedJob, *, status: str, error: str | None = None) -> None:
+def finish(session: DbSession, job: ClaimedJob, *, status: str, error: str | None = None) -> None:
     # locked_by stays: which worker finished the job is worth knowing afterwards.
     values = {"status": status, "finished_at": utcnow(), "locked_until": None}
     if error is not None:
@@ -262,7 +272,7 @@ def finish(session: Session, job: ClaimedJob, *, status: str, error: str | None 
     update_own_job(session, job, values)
 
 
-def update_own_job(session: Session, job: ClaimedJob, values: dict) -> None:
+def update_own_job(session: DbSession, job: ClaimedJob, values: dict) -> None:
     """Update a job only while this worker still holds it, so a worker that lost its lease
     cannot overwrite the outcome of the worker that took the job over."""
     session.execute(
@@ -274,7 +284,7 @@ def update_own_job(session: Session, job: ClaimedJob, values: dict) -> None:
     session.commit()
 
 
-def retry_now(session: Session, job_id: int) -> bool:
+def retry_now(session: DbSession, job_id: int) -> bool:
     """Run a dead or waiting job as soon as a worker is free (a dead one with fresh attempts).
     False if there is no such job, or the same work is already queued under its key."""
     statement = (
@@ -288,7 +298,8 @@ def retry_now(session: Session, job_id: int) -> bool:
         )
     )
     try:
-        updated = session.execute(statement).rowcount == 1
+        # Session.execute is typed to answer a Result; an UPDATE's is a CursorResult, with a rowcount.
+        updated = cast(CursorResult, session.execute(statement)).rowcount == 1
         wakeup.notify(session)
         session.commit()
     except IntegrityError:
@@ -297,7 +308,7 @@ def retry_now(session: Session, job_id: int) -> bool:
     return updated
 
 
-def queue_stats(session: Session, now: datetime | None = None) -> dict:
+def queue_stats(session: DbSession, now: datetime | None = None) -> dict:
     """What an operator watches: due, scheduled, running and dead jobs, and how long the oldest due
     job has waited. Each figure is read along its own partial index, never the done jobs."""
     now = now or utcnow()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy.orm import Session
+from models.database import DbSession
 
 from .queue import ClaimedJob
 
@@ -22,7 +22,7 @@ class JobContext:
     stop; `checkpoint(progressed=True)` after a step that changed something)."""
 
     job: ClaimedJob
-    session: Session
+    session: DbSession
     progress: Callable[[str], None] = ignore
     checkpoint: Callable[..., None] = field(default=ignore)
 
@@ -30,8 +30,9 @@ class JobContext:
 Handler = Callable[[JobContext], None]
 # Called with the session, the job and its last error when a job goes dead: whatever the job owned
 # (a run it was to close, events it was to handle) is closed by its owner.
-DeadHook = Callable[[Session, ClaimedJob, str], None]
-StartHook = Callable[[Session], None]
+DeadHook = Callable[[DbSession, ClaimedJob, str], None]
+# Called with the session when a worker starts; what it returns (a periodic job's id) is not used.
+StartHook = Callable[[DbSession], object]
 
 
 class MissingHandlers(Exception):

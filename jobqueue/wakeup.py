@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
+from models.database import DbSession
 from observability import metrics
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,7 @@ SQLITE_WATCH_INTERVAL_S = 0.05  # a pragma read on a local file: cheap enough to
 LISTEN_RETRY_S = 5.0
 
 
-def notify(session: Session) -> None:
+def notify(session: DbSession) -> None:
     """Tell listening workers a job is due; sent when the caller's transaction commits."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.select(sa.func.pg_notify(CHANNEL, "")))
@@ -44,6 +46,8 @@ class Wakeup:
         self.deaf = False  # lost its connection (or its reads fail): the workers poll meanwhile
 
     def start(self) -> None:
+        target: Callable[..., None]
+        args: tuple[Any, ...]
         if self.engine.dialect.name == "postgresql":
             target, args = self.listen, ()
         else:

@@ -25,9 +25,9 @@ from datetime import timedelta
 import psycopg
 import sqlalchemy as sa
 from flask import Flask
-from sqlalchemy.orm import Session
 
 from models import db
+from models.database import DbSession
 from observability import logs, metrics
 
 from . import queue
@@ -172,7 +172,7 @@ class Worker:
                 worked = self.run_one(db.session, worker_id)
             except FailureNotRecorded as lost:
                 unrecorded = lost
-                self.ride_out(lost.__cause__, backoff)
+                self.ride_out(lost.__cause__ or lost, backoff)
                 continue
             except Exception as exc:
                 # A job whose outcome (done, postponed) could not be written is left as it is: its
@@ -197,7 +197,7 @@ class Worker:
             log.error("unexpected error in the worker loop; backing off", exc_info=exc)
         self.stopping.wait(backoff.next())
 
-    def record_late(self, session: Session, lost: FailureNotRecorded) -> None:
+    def record_late(self, session: DbSession, lost: FailureNotRecorded) -> None:
         """The failed attempt the database would not take when the handler failed. Written only
         while the job is still ours: if its lease ran out and another worker took it, nothing is
         (and if the worker stops first, the job is left to its lease)."""
@@ -210,7 +210,7 @@ class Worker:
                 log, "job", logging.WARNING, outcome=outcome, attempt=job.attempts, error=lost.error, recorded_late=True
             )
 
-    def record_failure(self, session: Session, job: ClaimedJob, error: str, retry_after: float | None = None) -> str:
+    def record_failure(self, session: DbSession, job: ClaimedJob, error: str, retry_after: float | None = None) -> str:
         """A failed attempt: "failed" (to be retried) or "dead". FailureNotRecorded if the database
         would not take it, for the thread to write it once the database is back."""
         try:
@@ -219,7 +219,7 @@ class Worker:
         except DATABASE_ERRORS as exc:
             raise FailureNotRecorded(job, error) from exc
 
-    def close_what_it_owned(self, session: Session, job: ClaimedJob, error: str) -> None:
+    def close_what_it_owned(self, session: DbSession, job: ClaimedJob, error: str) -> None:
         for hook in self.registry.dead_hooks:
             hook(session, job, error)
 
@@ -230,7 +230,7 @@ class Worker:
         else:
             self.wakeup.wait(self.poll_interval)
 
-    def run_one(self, session: Session, worker_id: str, *, item_id: str | None = None) -> bool:
+    def run_one(self, session: DbSession, worker_id: str, *, item_id: str | None = None) -> bool:
         """Claim and run one job. False when no job was due."""
         job = queue.claim(session, worker_id, lease=self.lease, item_id=item_id)
         if job is None:
@@ -238,7 +238,7 @@ class Worker:
         self.execute(session, job)
         return True
 
-    def execute(self, session: Session, job: ClaimedJob) -> None:
+    def execute(self, session: DbSession, job: ClaimedJob) -> None:
         """Run one claimed job to an outcome, under its ids in every log line it causes, and
         finish with one line and one duration sample for it. A job that goes dead closes what it
         owned."""
@@ -262,7 +262,7 @@ class Worker:
                 error=error,
             )
 
-    def outcome_of(self, session: Session, job: ClaimedJob) -> tuple[str, str | None]:
+    def outcome_of(self, session: DbSession, job: ClaimedJob) -> tuple[str, str | None]:
         if job.attempts > job.max_attempts:
             error = "gave up: its worker kept disappearing"
             queue.finish(session, job, status="dead", error=error)
@@ -355,7 +355,7 @@ def summary(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {lines[0] if lines else ''}"[:200]
 
 
-def discard(session: Session) -> None:
+def discard(session: DbSession) -> None:
     # A connection that is gone: close() hands it back to the pool, which drops it.
     with contextlib.suppress(*DATABASE_ERRORS):
         session.rollback()

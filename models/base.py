@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, ClassVar
 
 import orjson
 import sqlalchemy as sa
@@ -94,3 +95,7 @@ class Base(DeclarativeBase):
         metadata=sa.MetaData(naming_convention=NAMING_CONVENTION),
         type_annotation_map={datetime: UTCDateTime(), Decimal: Money, dict: JSONType},
     )
+
+    if TYPE_CHECKING:
+        # Every model here maps one Table (none a join or a select), with its name and columns.
+        __table__: ClassVar[sa.Table]

@@ -4,17 +4,23 @@ unbound here and attached by the app factory, and how connections to each engine
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, TypeAlias
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, scoped_session
 
 from .base import Base, dump_json
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate(render_as_batch=True, compare_type=True)
+
+# What the service layer and the queue take as `session`: the app hands them `db.session`, a
+# scoped_session that proxies the current Session (a Flask-SQLAlchemy subclass, hence Any), and
+# tests and scripts may hand them a plain Session. Both offer the same methods.
+DbSession: TypeAlias = Session | scoped_session[Any]
 
 
 def engine_options(database_uri: str) -> dict[str, Any]:

@@ -131,16 +131,21 @@ def configure_logging(environ: Mapping[str, str], stream=None) -> logging.Handle
     return handler
 
 
+class ServiceHandler(logging.StreamHandler):
+    """The service's handler, marked so that configuring logging again replaces it."""
+
+    pluggy_sync = True
+
+
 def make_handler(environ: Mapping[str, str] = os.environ, stream=None) -> logging.Handler:
     """The service's handler: JSON or text as LOG_FORMAT (or the stream) says, with the ids in scope."""
     stream = stream or sys.stderr
     log_format = read_setting(environ, "LOG_FORMAT") or ("text" if stream.isatty() else "json")
     level_of(environ)  # a bad LOG_LEVEL stops the process before anything runs
-    handler = logging.StreamHandler(stream)
+    handler = ServiceHandler(stream)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
     handler.addFilter(WithoutDevServerAccessLines())
-    handler.pluggy_sync = True
     return handler
 
 

@@ -134,7 +134,7 @@ class SharedFigures:
         up = GaugeMetricFamily(f"{PREFIX}_database_up", "Whether the database answered this scrape.")
         up.add_metric([], 0 if self.queue is None else 1)
         yield up
-        if self.queue is None:
+        if self.queue is None or self.staleness is None:  # both are, when the database did not answer
             return
         jobs = GaugeMetricFamily(f"{PREFIX}_jobs", "Jobs in the queue, by state.", labels=["state"])
         for state in ("due", "scheduled", "running", "dead"):

@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -359,7 +359,7 @@ def record_call(
     status: int | None,
     seconds: float,
     *,
-    retried: list[int | None] = (),
+    retried: Sequence[int | None] = (),
     error: str | None = None,
 ) -> None:
     """One log line and the metrics of one call, its retried attempts counted under their own status."""
@@ -368,7 +368,7 @@ def record_call(
         metrics.PLUGGY_REQUESTS.labels(method, endpoint, str(earlier or "none")).inc()
     metrics.PLUGGY_REQUESTS.labels(method, endpoint, str(status or "none")).inc()
     metrics.PLUGGY_DURATION.labels(method, endpoint).observe(seconds)
-    fields = {
+    fields: dict[str, Any] = {
         "method": method,
         "path": path,
         "endpoint": endpoint,

@@ -64,7 +64,9 @@ def upsert_in_sqlite(connection: Connection, rows: list[dict]) -> Written:
         {"ids": dump_json([row["pluggy_id"] for row in rows]), "account_id": rows[0]["account_id"]},
     ).one()
     sql, columns = sqlite_upsert(tuple(rows[0]), connection.dialect)
-    cursor = connection.connection.driver_connection.cursor()
+    driver = connection.connection.driver_connection
+    assert driver is not None, "a connection in use is never detached from its driver's"
+    cursor = driver.cursor()
     try:
         cursor.executemany(
             sql, [[process(row[name]) if process else row[name] for name, process in columns] for row in rows]
@@ -136,7 +138,9 @@ def copy_new_rows(connection: Connection, rows: list[dict]) -> bool:
 
 def copy_rows(connection: Connection, table_name: str, rows: list[dict]) -> sa.TableClause:
     names = list(rows[0])
-    cursor = connection.connection.driver_connection.cursor()
+    driver = connection.connection.driver_connection
+    assert driver is not None, "a connection in use is never detached from its driver's"
+    cursor = driver.cursor()
     if table_name == STAGING:
         # Per connection, emptied at each commit; IF NOT EXISTS as a rollback also undoes its creation.
         cursor.execute(

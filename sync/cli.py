@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import click
 import sqlalchemy as sa
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from config import ConfigError
@@ -38,6 +38,14 @@ from .users import UserError, create_user, find_user, rotate_token
 jobs_cli = AppGroup("jobs", help="Inspect and retry jobs in the queue.")
 users_cli = AppGroup("users", help="Manage the service's users.")
 connections_cli = AppGroup("connections", help="Manage bank connections (Pluggy items).")
+
+
+def app_object() -> Flask:
+    """The app itself rather than the proxy bound to this context: the worker's threads push
+    contexts of their own."""
+    # Flask types current_app as a Flask so that its attributes check; it is a werkzeug LocalProxy,
+    # whose _get_current_object mypy cannot see.
+    return current_app._get_current_object()  # type: ignore[attr-defined]
 
 
 def pluggy() -> PluggyClient:
@@ -96,7 +104,7 @@ def worker_command(
 ) -> None:
     """Run the job worker. Exits 0 once stopped (SIGTERM, Ctrl-C) or a burst is done, 1 if a worker
     thread ended abnormally, so that a supervisor restarting on failure brings it back."""
-    app = current_app._get_current_object()
+    app = app_object()
     if metrics_port is not None:
         serve_metrics(metrics_port, metrics_host)
     worker = sync_worker(
@@ -260,6 +268,7 @@ def selected_connections(connection_id: int | None, item_id: str | None, user_em
     elif item_id is not None:
         statement = statement.where(Connection.item_id == item_id)
     else:
+        assert user_email is not None  # the command takes exactly one of the three
         statement = statement.where(Connection.user_id == user_by_email(user_email).id)
     found = list(db.session.scalars(statement))
     if not found:
@@ -271,7 +280,7 @@ def follow(connection: Connection, run: SyncRun, wait_s: float) -> SyncRun:
     """Watch the run's item in this process until the run closes or time runs out, printing progress."""
     scheduling.queue_watch(db.session, run, connection)
     db.session.commit()
-    worker = sync_worker(current_app._get_current_object(), pluggy(), progress=click.echo)
+    worker = sync_worker(app_object(), pluggy(), progress=click.echo)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         worked = worker.run_one(db.session, f"{worker.name}:cli", item_id=connection.item_id)

@@ -8,10 +8,10 @@ import logging
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from config import Settings, SyncMode
 from models import Account, Connection, RunStatus, RunTrigger, SyncRun, User
+from models.database import DbSession
 from pluggy_client import ConnectToken, ItemStatus, PluggyClient, PluggyNotFound
 
 from . import runs, scheduling
@@ -39,7 +39,7 @@ class MfaValueRequired(ConnectionRefusal):
 
 
 class BankConnectionService:
-    def __init__(self, session: Session, client: PluggyClient, settings: Settings) -> None:
+    def __init__(self, session: DbSession, client: PluggyClient, settings: Settings) -> None:
         self.session = session
         self.client = client
         self.settings = settings
@@ -63,7 +63,10 @@ class BankConnectionService:
             self.session.flush()
         except IntegrityError:
             self.session.rollback()  # registered by a concurrent request a moment ago
-            return self.owned(self.by_item_id(item_id), user), False
+            concurrent = self.by_item_id(item_id)
+            if concurrent is None:
+                raise  # not that: another constraint refused the row
+            return self.owned(concurrent, user), False
         scheduling.queue_initial_sync(self.session, connection)
         self.session.commit()
         return connection, True
@@ -110,6 +113,7 @@ class BankConnectionService:
         return item
 
     def watch_after_input(self, connection: Connection) -> None:
+        run: SyncRun | None
         try:
             run = runs.open_run(self.session, connection, RunTrigger.MANUAL)
         except runs.AlreadySyncing as exc:

@@ -12,7 +12,6 @@ import logging
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from jobqueue import describe, dialect_insert
 from models import (
@@ -28,6 +27,7 @@ from models import (
     WebhookEvent,
 )
 from models.base import utcnow
+from models.database import DbSession
 from observability import logs, metrics
 from pluggy_client import PluggyNotFound, timestamp
 
@@ -84,7 +84,7 @@ def process_batch(context: SyncJobContext, events: list[WebhookEvent]) -> None:
     report_outcomes(context.session, ids)
 
 
-def report_outcomes(session: Session, ids: list[int]) -> None:
+def report_outcomes(session: DbSession, ids: list[int]) -> None:
     """One line naming each event's outcome and the run that wrote its rows, and each event's lag
     from arrival to now."""
     rows = session.execute(
@@ -157,7 +157,9 @@ def mark(
 
 def process_single(context: SyncJobContext, event: WebhookEvent) -> None:
     """An event about no item: a connector's health, or something this service does not handle."""
-    data = event.payload.get("data") if isinstance(event.payload.get("data"), dict) else {}
+    data = event.payload.get("data")
+    if not isinstance(data, dict):
+        data = {}
     connector_id = event.payload.get("id")
     if event.event == "connector/status_updated" and isinstance(connector_id, int) and data.get("status"):
         record_connector_status(context.session, connector_id, data)
@@ -167,7 +169,7 @@ def process_single(context: SyncJobContext, event: WebhookEvent) -> None:
     context.session.commit()
 
 
-def record_connector_status(session: Session, connector_id: int, data: dict) -> None:
+def record_connector_status(session: DbSession, connector_id: int, data: dict) -> None:
     insert = dialect_insert(session)(ConnectorStatus).values(
         connector_id=connector_id, status=str(data["status"])[:32], payload=data, updated_at=utcnow()
     )
@@ -311,7 +313,7 @@ class ItemEvents:
         return None
 
 
-def user_of(session: Session, client_user_id) -> User | None:
+def user_of(session: DbSession, client_user_id) -> User | None:
     """Connect tokens carry our user id as clientUserId, so an item names its owner."""
     if not isinstance(client_user_id, str) or not client_user_id.isdigit():
         return None

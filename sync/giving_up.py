@@ -9,7 +9,6 @@ running, nothing is closed: that job carries the run and the events on.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from jobqueue import ClaimedJob, queue
 from models import (
@@ -24,12 +23,13 @@ from models import (
     WebhookEvent,
 )
 from models.base import utcnow
+from models.database import DbSession
 
 from . import runs
 from .scheduling import JobKind
 
 
-def close_what_it_owned(session: Session, job: ClaimedJob, error: str) -> None:
+def close_what_it_owned(session: DbSession, job: ClaimedJob, error: str) -> None:
     """Close the dead job's run and events (committed)."""
     owned = events_of(job)
     if owned is not None and not (job.item_id and item_has_live_job(session, job.item_id, kind=JobKind.PROCESS_EVENTS)):
@@ -41,7 +41,7 @@ def close_what_it_owned(session: Session, job: ClaimedJob, error: str) -> None:
             )
 
 
-def retry(session: Session, job: Job) -> bool:
+def retry(session: DbSession, job: Job) -> bool:
     """Run a dead or waiting job as soon as a worker is free, the events a dead one gave up on
     pending again with it (one commit). False if the same work is already queued under its key."""
     if job.status == "dead":
@@ -49,13 +49,13 @@ def retry(session: Session, job: Job) -> bool:
     return queue.retry_now(session, job.id)
 
 
-def retry_dead(session: Session) -> int:
+def retry_dead(session: DbSession) -> int:
     """Queue every dead job again; returns how many were."""
     dead = session.scalars(sa.select(Job).where(Job.status == JobStatus.DEAD).order_by(Job.id)).all()
     return sum(retry(session, job) for job in dead)
 
 
-def reopen_what_it_owned(session: Session, job: Job) -> None:
+def reopen_what_it_owned(session: DbSession, job: Job) -> None:
     owned = events_of(job)
     if owned is not None:
         session.execute(
@@ -74,14 +74,14 @@ def events_of(job: ClaimedJob | Job) -> sa.ColumnElement[bool] | None:
     return WebhookEvent.id == job.payload["event_row_id"]
 
 
-def item_has_live_job(session: Session, item_id: str, *, kind: str | None = None) -> bool:
+def item_has_live_job(session: DbSession, item_id: str, *, kind: str | None = None) -> bool:
     live = sa.select(Job.id).where(Job.item_id == item_id, Job.status.in_(LIVE_JOB_STATUSES))
     if kind is not None:
         live = live.where(Job.kind == kind)
     return bool(session.scalar(sa.select(live.exists())))
 
 
-def fail_events(session: Session, owned: sa.ColumnElement[bool], error: str) -> None:
+def fail_events(session: DbSession, owned: sa.ColumnElement[bool], error: str) -> None:
     session.execute(
         sa.update(WebhookEvent)
         .where(owned, WebhookEvent.status == EventStatus.PENDING)
@@ -90,7 +90,7 @@ def fail_events(session: Session, owned: sa.ColumnElement[bool], error: str) -> 
     session.commit()
 
 
-def open_runs_of_item(session: Session, item_id: str) -> list[SyncRun]:
+def open_runs_of_item(session: DbSession, item_id: str) -> list[SyncRun]:
     return list(
         session.scalars(
             sa.select(SyncRun)

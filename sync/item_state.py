@@ -31,14 +31,15 @@ ITEM_BUSY = (ItemStatus.UPDATING, ItemStatus.MERGING)
 # Item statuses that only the user can move on (a code, an action, new credentials).
 WAITING_FOR_USER = (ItemStatus.WAITING_USER_INPUT, ItemStatus.WAITING_USER_ACTION, ItemStatus.LOGIN_ERROR)
 # An item update that ended without anything to fetch, and how its run closes (UPDATED ends by fetching).
-RUN_OUTCOME = {
+# Both tables are looked up with the status stored on the connection, a plain string.
+RUN_OUTCOME: dict[str, RunStatus] = {
     ItemStatus.WAITING_USER_INPUT: RunStatus.MFA_REQUIRED,
     ItemStatus.WAITING_USER_ACTION: RunStatus.USER_ACTION_REQUIRED,
     ItemStatus.LOGIN_ERROR: RunStatus.CREDENTIALS_REQUIRED,
     ItemStatus.OUTDATED: RunStatus.ERROR,
 }
 # The item's status, as the API's sync_status (any other: ERROR).
-SYNC_STATUS = {
+SYNC_STATUS: dict[str, SyncStatus] = {
     ItemStatus.UPDATED: SyncStatus.UPDATED,
     ItemStatus.OUTDATED: SyncStatus.OUTDATED,
     ItemStatus.WAITING_USER_INPUT: SyncStatus.MFA_REQUIRED,

@@ -6,18 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
 from config import Settings
 from jobqueue import ClaimedJob, JobContext
 from jobqueue.registry import Handler
+from models.database import DbSession
 from pluggy_client import PluggyClient
 
 
 @dataclass
 class SyncJobContext:
     job: ClaimedJob
-    session: Session
+    session: DbSession
     client: PluggyClient
     settings: Settings
     progress: Callable[[str], None]

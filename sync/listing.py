@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from models import OPEN_SYNC_STATUSES, Account, Connection, SyncRun, Transaction, User
+from models.database import DbSession
 
 
-def user_connections(session: Session, user: User) -> list[Connection]:
+def user_connections(session: DbSession, user: User) -> list[Connection]:
     return list(
         session.scalars(
             sa.select(Connection)
@@ -22,7 +22,7 @@ def user_connections(session: Session, user: User) -> list[Connection]:
 
 
 def user_connection(
-    session: Session, user: User, *, connection_id: int | None = None, item_id: str | None = None
+    session: DbSession, user: User, *, connection_id: int | None = None, item_id: str | None = None
 ) -> Connection | None:
     """One of the user's live connections; another user's is as absent as a missing one."""
     statement = sa.select(Connection).where(Connection.user_id == user.id, Connection.deleted_at.is_(None))
@@ -33,7 +33,7 @@ def user_connection(
     return session.scalars(statement).one_or_none()
 
 
-def open_runs(session: Session, connections: list[Connection]) -> dict[int, SyncRun]:
+def open_runs(session: DbSession, connections: list[Connection]) -> dict[int, SyncRun]:
     """The open run of each connection that has one, in one query."""
     runs = session.scalars(
         sa.select(SyncRun).where(
@@ -43,17 +43,17 @@ def open_runs(session: Session, connections: list[Connection]) -> dict[int, Sync
     return {run.connection_id: run for run in runs}
 
 
-def accounts(session: Session, connection: Connection) -> list[Account]:
+def accounts(session: DbSession, connection: Connection) -> list[Account]:
     return list(session.scalars(sa.select(Account).where(Account.connection_id == connection.id).order_by(Account.id)))
 
 
-def account_by_pluggy_id(session: Session, connection: Connection, pluggy_id: str) -> Account | None:
+def account_by_pluggy_id(session: DbSession, connection: Connection, pluggy_id: str) -> Account | None:
     return session.scalars(
         sa.select(Account).where(Account.connection_id == connection.id, Account.pluggy_id == pluggy_id)
     ).one_or_none()
 
 
-def sync_runs(session: Session, connection: Connection, limit: int = 50) -> list[SyncRun]:
+def sync_runs(session: DbSession, connection: Connection, limit: int = 50) -> list[SyncRun]:
     return list(
         session.scalars(
             sa.select(SyncRun)
@@ -74,7 +74,7 @@ class TransactionFilter:
 
 
 def transactions_page(
-    session: Session, connection: Connection, filters: TransactionFilter, *, page: int, page_size: int
+    session: DbSession, connection: Connection, filters: TransactionFilter, *, page: int, page_size: int
 ) -> tuple[list[tuple[Transaction, str]], int]:
     """One page of the connection's transactions, newest first, with each one's Pluggy account id,
     and the total that match."""
@@ -93,7 +93,7 @@ def transactions_page(
         statement = statement.where(Transaction.status == filters.status)
     if not filters.include_deleted:
         statement = statement.where(Transaction.deleted_at.is_(None))
-    total = session.scalar(sa.select(sa.func.count()).select_from(statement.subquery()))
+    total = session.execute(sa.select(sa.func.count()).select_from(statement.subquery())).scalar_one()
     rows = session.execute(
         statement.order_by(Transaction.date.desc(), Transaction.id.desc())
         .limit(page_size)

@@ -7,11 +7,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
-
 from config import Settings, SyncMode
 from models import Account, Connection, RunStatus, RunTrigger, SyncRun
 from models.base import utcnow
+from models.database import DbSession
 from pluggy_client import ItemStatus, PluggyClient, PluggyError, PluggyNotFound, PluggyRateLimited, timestamp
 
 from . import runs, scheduling
@@ -27,7 +26,7 @@ DEFAULT_RETRY_AFTER = 60.0
 class ManualSync:
     """A user's "sync now", from the API or the command line."""
 
-    def __init__(self, session: Session, client: PluggyClient, settings: Settings) -> None:
+    def __init__(self, session: DbSession, client: PluggyClient, settings: Settings) -> None:
         self.session = session
         self.client = client
         self.settings = settings

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from jobqueue.queue import age_seconds
 from models import Connection
 from models.base import utcnow
+from models.database import DbSession
 from pluggy_client import PluggyClient, PluggyError
 
 from .item_state import WAITING_FOR_USER
@@ -22,7 +22,7 @@ DEFAULT_MAX_DUE_AGE_S = 300.0
 PLUGGY_FAILURE_REMEMBERED_S = 30.0
 
 
-def oldest_connection_staleness(session: Session, now: datetime | None = None) -> dict[bool, float]:
+def oldest_connection_staleness(session: DbSession, now: datetime | None = None) -> dict[bool, float]:
     """Seconds since the least recently synced live connection was synced (or registered, if it
     never was), apart for the connections waiting for their user (True) and the others (False),
     which this service should be keeping fresh; 0 where there is none."""

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from models import FETCHED_SYNC_STATUSES, LIVE_JOB_STATUSES, OPEN_SYNC_STATUSES, Connection, Job, RunStatus, SyncRun
 from models.base import UTCDateTime, utcnow
+from models.database import DbSession
 from observability import logs, metrics
 
 log = logging.getLogger(__name__)
@@ -37,13 +37,13 @@ class Throttled(Exception):
         self.retry_after = retry_after
 
 
-def find_open_run(session: Session, connection_id: int) -> SyncRun | None:
+def find_open_run(session: DbSession, connection_id: int) -> SyncRun | None:
     return session.scalars(
         sa.select(SyncRun).where(SyncRun.connection_id == connection_id, SyncRun.status.in_(OPEN_SYNC_STATUSES))
     ).one_or_none()
 
 
-def run_of_update(session: Session, connection: Connection) -> SyncRun | None:
+def run_of_update(session: DbSession, connection: Connection) -> SyncRun | None:
     """The run that fetched the item's current update (Pluggy's lastUpdatedAt), if one did: later
     webhooks about that update join it instead of opening another run."""
     if connection.last_updated_at is None:
@@ -60,7 +60,7 @@ def run_of_update(session: Session, connection: Connection) -> SyncRun | None:
     ).one_or_none()
 
 
-def open_run(session: Session, connection: Connection, trigger: str) -> SyncRun:
+def open_run(session: DbSession, connection: Connection, trigger: str) -> SyncRun:
     """A new pending run, committed; AlreadySyncing if the connection has an open one."""
     run = SyncRun(connection_id=connection.id, trigger=trigger, status=RunStatus.PENDING)
     session.add(run)
@@ -73,7 +73,7 @@ def open_run(session: Session, connection: Connection, trigger: str) -> SyncRun:
 
 
 def reserve_item_update(
-    session: Session, connection: Connection, trigger: str, *, per_minute: int, now: datetime | None = None
+    session: DbSession, connection: Connection, trigger: str, *, per_minute: int, now: datetime | None = None
 ) -> SyncRun:
     """Open a run that is about to PATCH the item, if the throttle allows one more PATCH this minute.
 
@@ -106,10 +106,10 @@ def reserve_item_update(
         raise AlreadySyncing(find_open_run(session, connection.id)) from None
     if run_id is None:
         raise Throttled(throttle_retry_after(session, now))
-    return session.get(SyncRun, run_id)
+    return session.get_one(SyncRun, run_id)
 
 
-def throttle_retry_after(session: Session, now: datetime) -> float:
+def throttle_retry_after(session: DbSession, now: datetime) -> float:
     oldest = session.scalar(
         sa.select(sa.func.min(SyncRun.item_update_requested_at)).where(
             SyncRun.item_update_requested_at > now - THROTTLE_WINDOW
@@ -139,7 +139,7 @@ def update_never_reached_pluggy(run: SyncRun, now: datetime | None = None) -> bo
     )
 
 
-def orphaned(session: Session, run: SyncRun) -> bool:
+def orphaned(session: DbSession, run: SyncRun) -> bool:
     """A fetch left running with no job of its item left to resume it (its job gave up)."""
     live_job = (
         sa.select(Job.id).where(Job.item_id == run.connection.item_id, Job.status.in_(LIVE_JOB_STATUSES)).exists()
@@ -147,7 +147,7 @@ def orphaned(session: Session, run: SyncRun) -> bool:
     return run.status == "running" and not session.scalar(sa.select(live_job))
 
 
-def let_go_of_stale_run(session: Session, connection: Connection, timeout_s: float) -> None:
+def let_go_of_stale_run(session: DbSession, connection: Connection, timeout_s: float) -> None:
     """Close a run still waiting for Pluggy's outcome long after it began: none is coming (Pluggy
     had nothing to do, or every signal was lost), and it would block every later sync. A running
     fetch is never given up here: a dead worker's job takes it over."""
@@ -158,7 +158,7 @@ def let_go_of_stale_run(session: Session, connection: Connection, timeout_s: flo
         close_run(session, run, RunStatus.ERROR, error_code="fetch_failed", error="The fetch failed and was given up.")
 
 
-def wait_until_closed(session: Session, run: SyncRun, timeout_s: float, *, interval_s: float = 0.25) -> SyncRun:
+def wait_until_closed(session: DbSession, run: SyncRun, timeout_s: float, *, interval_s: float = 0.25) -> SyncRun:
     """Re-read the run until another process (the worker) closes it, or the time is up."""
     deadline = time.monotonic() + timeout_s
     while run.status in OPEN_SYNC_STATUSES and time.monotonic() < deadline:
@@ -169,7 +169,7 @@ def wait_until_closed(session: Session, run: SyncRun, timeout_s: float, *, inter
 
 
 def close_run(
-    session: Session, run: SyncRun, status: str, *, error_code: str | None = None, error: str | None = None
+    session: DbSession, run: SyncRun, status: str, *, error_code: str | None = None, error: str | None = None
 ) -> SyncRun:
     """Record a run's outcome, committed; counted and logged with what it wrote."""
     run.status = status

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from enum import StrEnum
 
-from sqlalchemy.orm import Session
-
 from jobqueue import enqueue
 from models import Connection, RunTrigger, SyncRun
 from models.base import utcnow
+from models.database import DbSession
 
 
 class JobKind(StrEnum):
@@ -22,7 +21,7 @@ class JobKind(StrEnum):
     PROCESS_EVENTS = "webhook_events"  # handle stored webhook events: all of an item's, or one without an item
 
 
-def queue_initial_sync(session: Session, connection: Connection) -> int:
+def queue_initial_sync(session: DbSession, connection: Connection) -> int:
     return enqueue(
         session,
         JobKind.INITIAL_SYNC,
@@ -32,7 +31,7 @@ def queue_initial_sync(session: Session, connection: Connection) -> int:
     )
 
 
-def queue_fetch(session: Session, connection: Connection, trigger: str) -> int:
+def queue_fetch(session: DbSession, connection: Connection, trigger: str) -> int:
     # While one fetch of the item waits in the queue, asking again joins it: it reads everything new.
     return enqueue(
         session,
@@ -43,7 +42,7 @@ def queue_fetch(session: Session, connection: Connection, trigger: str) -> int:
     )
 
 
-def queue_reread(session: Session, connection: Connection, account_id: str | None = None) -> int:
+def queue_reread(session: DbSession, connection: Connection, account_id: str | None = None) -> int:
     """Re-read what Pluggy already has (no item update) into the connection's open run."""
     return enqueue(
         session,
@@ -54,7 +53,7 @@ def queue_reread(session: Session, connection: Connection, account_id: str | Non
     )
 
 
-def queue_watch(session: Session, run: SyncRun, connection: Connection, *, after_s: float = 0) -> int:
+def queue_watch(session: DbSession, run: SyncRun, connection: Connection, *, after_s: float = 0) -> int:
     return enqueue(
         session,
         JobKind.WATCH_ITEM,
@@ -65,5 +64,5 @@ def queue_watch(session: Session, run: SyncRun, connection: Connection, *, after
     )
 
 
-def queue_sweep(session: Session, *, after: timedelta = timedelta(0)) -> int:
+def queue_sweep(session: DbSession, *, after: timedelta = timedelta(0)) -> int:
     return enqueue(session, JobKind.SWEEP_ITEMS, key="periodic:sweep_items", run_at=utcnow() + after)

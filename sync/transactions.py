@@ -18,14 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import cast
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import CursorResult
 
 from config import Settings
 from jobqueue import dialect_insert
 from models import Account, Connection, SyncRun, Transaction
 from models.base import utcnow
+from models.database import DbSession
 from observability import logs, metrics
 from pluggy_client import PluggyClient, timestamp
 
@@ -66,7 +68,7 @@ class TransactionService:
 
     def __init__(
         self,
-        session: Session,
+        session: DbSession,
         client: PluggyClient,
         settings: Settings,
         *,
@@ -171,7 +173,8 @@ class TransactionService:
         """Mark named transactions deleted (transactions/deleted)."""
         deleted = 0
         for chunk in chunks(list(ids), 500):
-            deleted += self.session.execute(
+            # Session.execute is typed to answer a Result; an UPDATE's is a CursorResult, with a rowcount.
+            result = self.session.execute(
                 sa.update(Transaction)
                 .where(
                     Transaction.account_id == account.id,
@@ -179,7 +182,8 @@ class TransactionService:
                     Transaction.deleted_at.is_(None),
                 )
                 .values(deleted_at=utcnow(), updated_at=utcnow())
-            ).rowcount
+            )
+            deleted += cast(CursorResult, result).rowcount
         counts = Counts(deleted=deleted)
         self.count_into_run(counts)
         self.session.commit()
@@ -232,7 +236,7 @@ class TransactionService:
             return Counts(), None
         written = upsert_transactions(self.session.connection(), rows)
         if written.refused:
-            account = self.session.get(Account, rows[0]["account_id"])
+            account = self.session.get_one(Account, rows[0]["account_id"])
             report_refused("transaction", written.refused, connection_id=account.connection_id, account_id=account.id)
         metrics.count_transactions(created=written.created, updated=written.updated)
         newest = max((row["pluggy_created_at"] for row in rows if row["pluggy_created_at"]), default=None)
@@ -278,10 +282,14 @@ def read_ahead(pages: Iterable[list[dict]]) -> Iterator[list[dict]]:
     fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
     # The fetching thread logs its Pluggy calls under the same job and event ids as this one.
     context = contextvars.copy_context()
+
+    def next_page() -> list[dict] | None:
+        return next(iterator, None)
+
     try:
-        upcoming = fetcher.submit(context.run, next, iterator, None)
+        upcoming = fetcher.submit(context.run, next_page)
         while (page := upcoming.result()) is not None:
-            upcoming = fetcher.submit(context.run, next, iterator, None)
+            upcoming = fetcher.submit(context.run, next_page)
             yield page
     finally:
         fetcher.shutdown(cancel_futures=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from models import User
+from models.database import DbSession
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -23,7 +23,7 @@ def normalise_email(email: str) -> str:
     return email
 
 
-def create_user(session: Session, email: str) -> User:
+def create_user(session: DbSession, email: str) -> User:
     email = normalise_email(email)
     if find_user(session, email) is not None:
         raise UserError(f"a user with e-mail {email} already exists")
@@ -33,11 +33,11 @@ def create_user(session: Session, email: str) -> User:
     return user
 
 
-def find_user(session: Session, email: str) -> User | None:
+def find_user(session: DbSession, email: str) -> User | None:
     return session.scalars(sa.select(User).where(User.email == normalise_email(email))).one_or_none()
 
 
-def rotate_token(session: Session, user: User) -> None:
+def rotate_token(session: DbSession, user: User) -> None:
     """Revoke every token issued so far: they carry the old version."""
     user.token_version += 1
     session.commit()

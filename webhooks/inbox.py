@@ -6,11 +6,12 @@ import functools
 import hashlib
 from collections.abc import Mapping
 
-from sqlalchemy.orm import Session
+from werkzeug.datastructures import Headers
 
 from jobqueue import enqueue
 from jobqueue.queue import INSERTS
 from models import EventStatus, WebhookEvent
+from models.database import DbSession
 from sync.scheduling import JobKind
 
 REDACTED = "[redacted]"
@@ -18,7 +19,7 @@ SECRET_HEADERS = {"x-webhook-secret", "authorization", "cookie", "x-api-key"}
 MAX_EVENT_ID = 128
 
 
-def store(session: Session, raw: bytes, payload: dict, headers: Mapping[str, str]) -> tuple[bool, str]:
+def store(session: DbSession, raw: bytes, payload: dict, headers: Mapping[str, str] | Headers) -> tuple[bool, str]:
     """Store a delivery and queue its processing, committed. Returns (new, event_id); a delivery
     seen before (same eventId, or same body when Pluggy sent none) is not stored twice."""
     event_id = delivery_id(raw, payload)
@@ -58,11 +59,11 @@ def delivery_id(raw: bytes, payload: dict) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def redacted(headers: Mapping[str, str]) -> dict:
+def redacted(headers: Mapping[str, str] | Headers) -> dict:
     return {name: REDACTED if name.lower() in SECRET_HEADERS else value for name, value in headers.items()}
 
 
-def queue_processing(session: Session, row_id: int, item_id: str | None) -> None:
+def queue_processing(session: DbSession, row_id: int, item_id: str | None) -> None:
     if item_id is None:
         enqueue(session, JobKind.PROCESS_EVENTS, {"event_row_id": row_id})
     else:
