@@ -20,6 +20,7 @@ from api.extensions import db
 from models import Job, SyncRun
 from models.base import utcnow
 from pluggy_client import PluggyRateLimited
+from sandbox import data as pf
 from sync import connections as c
 from sync import queue, scheduling
 from sync import wakeup as wakeup_module
@@ -27,9 +28,8 @@ from sync import worker as worker_module
 from sync.connections import BankConnectionService, MfaNotRequired, MfaValueRequired
 from sync.wakeup import CHANNEL, Wakeup
 from sync.worker import Worker
-from tests import pluggy_fixtures as pf
 from tests.conftest import drain
-from tests.fake_pluggy import MFA_VALUE, now_iso
+from tests.fake_pluggy import MFA_CONNECTOR, MFA_VALUE, now_iso
 from tests.waiting import wait_until
 
 
@@ -112,34 +112,33 @@ def test_poll_mode_watches_the_item_until_it_settles_then_fetches(
     assert connection.last_synced_at is not None
 
 
+def user_action_at_the_bank(fake_pluggy, item_id: str) -> None:
+    # The sandbox has no connector that asks for an action at the bank: the item is put in that state.
+    user_action = {"instructions": "Abra o app", "type": "qr", "expiresAt": pf.NEXT_SYNC_AT}
+    fake_pluggy.set_item(
+        item_id, status="WAITING_USER_ACTION", executionStatus="WAITING_USER_ACTION", userAction=user_action
+    )
+
+
 @pytest.mark.parametrize(
-    "outcome, run_status, sync_status",
+    "update_ends, run_status, sync_status",
     [
-        ({"status": "WAITING_USER_INPUT", "parameter": pf.mfa_parameter()}, "mfa_required", "MFA_REQUIRED"),
+        (lambda fake, item_id: fake.set_connector(item_id, MFA_CONNECTOR), "mfa_required", "MFA_REQUIRED"),
+        (user_action_at_the_bank, "user_action_required", "USER_ACTION_REQUIRED"),
         (
-            {"status": "WAITING_USER_ACTION", "userAction": {"instructions": "Abra o app"}},
-            "user_action_required",
-            "USER_ACTION_REQUIRED",
+            lambda fake, item_id: fake.set_credentials(item_id, password="changed-at-the-bank"),
+            "credentials_required",
+            "CREDENTIALS_REQUIRED",
         ),
-        ({"status": "LOGIN_ERROR", "error": pf.item_error()}, "credentials_required", "CREDENTIALS_REQUIRED"),
-        (
-            {
-                "status": "OUTDATED",
-                "executionStatus": "SITE_NOT_AVAILABLE",
-                "error": pf.item_error("SITE_NOT_AVAILABLE"),
-            },
-            "error",
-            "OUTDATED",
-        ),
+        (lambda fake, item_id: fake.set_credentials(item_id, user="user-unavailable"), "error", "OUTDATED"),
     ],
     ids=["mfa", "user action", "login error", "outdated"],
 )
 def test_a_watched_update_that_needs_the_user_closes_the_run_saying_so(
-    session, connection, fake_pluggy, worker, poll_service, outcome, run_status, sync_status
+    session, connection, fake_pluggy, worker, poll_service, update_ends, run_status, sync_status
 ):
-    fake_pluggy.update_outcome = outcome
-
     poll_service.trigger_manual_sync(connection)
+    update_ends(fake_pluggy, connection.item_id)
     drain(worker, session)
 
     (run,) = runs_of(session, connection)
@@ -149,12 +148,11 @@ def test_a_watched_update_that_needs_the_user_closes_the_run_saying_so(
 
 
 def test_the_mfa_round_trip(session, connection, fake_pluggy, worker, poll_service, caplog):
-    fake_pluggy.update_outcome = {"status": "WAITING_USER_INPUT", "parameter": pf.mfa_parameter()}
+    fake_pluggy.set_connector(connection.item_id, MFA_CONNECTOR)  # every update asks for a code
     poll_service.trigger_manual_sync(connection)
     drain(worker, session)
     assert poll_service.trigger_manual_sync(connection).status == c.MFA_REQUIRED
 
-    fake_pluggy.update_outcome = {"status": "UPDATED", "executionStatus": "SUCCESS"}
     poll_service.send_mfa(connection, value=MFA_VALUE)
     drain(worker, session)
 
@@ -176,7 +174,7 @@ def stored_anywhere(session, value: str) -> bool:
 
 
 def test_a_wrong_mfa_value_ends_in_a_login_error(session, connection, fake_pluggy, poll_service):
-    fake_pluggy.items[connection.item_id].update(status="WAITING_USER_INPUT", parameter=pf.mfa_parameter())
+    fake_pluggy.set_item(connection.item_id, status="WAITING_USER_INPUT", parameter=pf.mfa_parameter())
 
     poll_service.send_mfa(connection, value="000000")
 
@@ -194,7 +192,7 @@ def test_a_fetch_after_an_item_update_closes_the_waiting_run(
     session, connection, fake_pluggy, worker, pluggy_api, settings
 ):
     result = BankConnectionService(session, pluggy_api, settings).trigger_manual_sync(connection)
-    fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=now_iso())
+    fake_pluggy.set_item(connection.item_id, status="UPDATED", lastUpdatedAt=now_iso())
     scheduling.queue_fetch(session, connection, "webhook")
     session.commit()
 
@@ -386,7 +384,7 @@ def test_registering_a_deleted_item_again_asks_pluggy(session, user, connection,
 
     again.deleted_at = utcnow()
     session.commit()
-    del fake_pluggy.items[connection.item_id]
+    fake_pluggy.remove_item(connection.item_id)
     from pluggy_client import PluggyNotFound
 
     with pytest.raises(PluggyNotFound):
