@@ -26,10 +26,11 @@ import io
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -155,31 +156,34 @@ class FakePluggy:
 
     # Pluggy's state, read -------------------------------------------------------------------
 
-    @property
-    def items(self) -> dict[str, dict]:
-        """Item id -> the item as Pluggy has it (change it with `set_item`)."""
-        with self.world.lock:
-            return {item_id: record.json for item_id, record in self.world.items.items()}
+    # Read-only views: Pluggy's state changes only through the methods below, never by writing here.
 
     @property
-    def accounts(self) -> dict[str, list[dict]]:
+    def items(self) -> Mapping[str, dict]:
+        """Item id -> the item as Pluggy has it (change it with `set_item`)."""
+        with self.world.lock:
+            return MappingProxyType({item_id: record.json for item_id, record in self.world.items.items()})
+
+    @property
+    def accounts(self) -> Mapping[str, tuple[dict, ...]]:
         """Item id -> its accounts."""
         with self.world.lock:
             found: dict[str, list[dict]] = {item_id: [] for item_id in self.world.items}
             for account in self.world.accounts.values():
                 found.setdefault(account["itemId"], []).append(account)
-            return found
+            return MappingProxyType({item_id: tuple(accounts) for item_id, accounts in found.items()})
 
     @property
-    def transactions(self) -> dict[str, list[dict]]:
+    def transactions(self) -> Mapping[str, tuple[dict, ...]]:
         """Account id -> its transactions, in Pluggy's (date, id) order."""
         with self.world.lock:
-            return {account_id: list(self.world.sorted_rows(account_id)) for account_id in self.world.accounts}
+            rows = {account_id: tuple(self.world.sorted_rows(account_id)) for account_id in self.world.accounts}
+            return MappingProxyType(rows)
 
     @property
-    def webhooks(self) -> dict[str, dict]:
+    def webhooks(self) -> Mapping[str, dict]:
         """Webhook id -> the subscription, with the headers Pluggy keeps (GET /webhooks hides them)."""
-        return {webhook["id"]: webhook for webhook in self.world.snapshot()["webhooks"]}
+        return MappingProxyType({webhook["id"]: webhook for webhook in self.world.snapshot()["webhooks"]})
 
     @property
     def deliveries(self) -> list[dict]:

@@ -596,8 +596,8 @@ def test_register_twice_changes_nothing_and_removes_duplicates(runner, fake_plug
     url = "https://sync.example.com/webhooks/pluggy"
     runner.invoke(args=["webhooks", "register", url])
     before = {w["id"]: dict(w) for w in fake_pluggy.webhooks.values()}
-    duplicate = pf.webhook(event="item/updated", url=url)
-    fake_pluggy.webhooks[duplicate["id"]] = duplicate
+    duplicate = fake_pluggy.add_webhook("item/updated", url)  # left by an earlier run, without the secret header
+    assert duplicate["id"] in fake_pluggy.webhooks
 
     result = runner.invoke(args=["webhooks", "register", url])
 
