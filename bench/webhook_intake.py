@@ -237,7 +237,7 @@ class OpenSchedule:
 
 
 def webhook_body(target: Target, rng: random.Random) -> bytes:
-    """An item/updated delivery as Pluggy sends it (tests/pluggy_fixtures.webhook_event)."""
+    """An item/updated delivery as Pluggy sends it (sandbox/data.webhook_event)."""
     event_id = str(uuid.uuid4())
     item_id, client_user_id = rng.choice(target.items)
     return json.dumps(

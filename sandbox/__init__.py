@@ -22,16 +22,19 @@ def create_sandbox(
     seed: int = 0,
     client_id: str = "sandbox-client-id",
     client_secret: str = "sandbox-client-secret",
-    step_delay: float = 0.2,
+    step_delay: float | None = 0.2,
     page_size: int = 500,
     *,
     clock: Callable[[], datetime] | None = None,
     retry_backoff: tuple[float, ...] = DEFAULT_BACKOFF,
     mfa_timeout_s: float = DEFAULT_MFA_TIMEOUT_S,
     base_url: str | None = None,
+    deliver: bool = True,
 ) -> Flask:
     """The sandbox app. ``clock`` fixes "now" (data and timestamps); ``base_url`` is the root put
-    in webhook links (default: learnt from the first request)."""
+    in webhook links (default: learnt from the first request). ``step_delay=None`` runs each
+    execution when the item is next read instead of on a thread (see sandbox.execution);
+    ``deliver=False`` keeps webhook deliveries in ``world.deliverer.held`` instead of sending them."""
     world = World(
         seed=seed,
         client_id=client_id,
@@ -42,6 +45,7 @@ def create_sandbox(
         retry_backoff=retry_backoff,
         mfa_timeout_s=mfa_timeout_s,
         base_url=base_url,
+        deliver=deliver,
     )
     return create_app(world)
 

@@ -100,12 +100,8 @@ def paged(results: list[Json], page_size: int) -> Json:
         raise bad_request("page must be a positive integer", "INVALID_PAGE")
     number = int(page_text)
     start = (number - 1) * page_size
-    return {
-        "page": number,
-        "total": len(results),
-        "totalPages": max(1, math.ceil(len(results) / page_size)),
-        "results": results[start : start + page_size],
-    }
+    total_pages = max(1, math.ceil(len(results) / page_size))
+    return data.page(results[start : start + page_size], number=number, total_pages=total_pages, total=len(results))
 
 
 @api.get("/health")
@@ -120,7 +116,7 @@ def health():
 def auth():
     credentials = body()
     key = world_of().issue_api_key(credentials.get("clientId"), credentials.get("clientSecret"))
-    return jsonify(apiKey=key)
+    return jsonify(data.auth_response(key))
 
 
 @api.post("/connect_token")
@@ -133,7 +129,7 @@ def connect_token():
     for name in ("clientUserId", "webhookUrl", "oauthRedirectUri"):
         optional_string(options, name)
     token = world_of().issue_connect_token(optional_string(payload, "itemId"), dict(options))
-    return jsonify(accessToken=token)
+    return jsonify(data.connect_token_response(token))
 
 
 # Items -----------------------------------------------------------------------------------
@@ -171,7 +167,11 @@ def _credentials(parameters: Any) -> dict[str, str]:
 @api.get("/items/<item_id>")
 def get_item(item_id: str):
     token = caller(allow_connect=True)
-    return jsonify(world_of().item_json(item_id, token))
+    world = world_of()
+    with world.lock:
+        answer = world.item_json(item_id, token)
+        execution.catch_up(world, world.record_for(item_id))
+    return jsonify(answer)
 
 
 @api.patch("/items/<item_id>")
@@ -210,7 +210,7 @@ def send_mfa(item_id: str):
 def delete_item(item_id: str):
     caller()
     world_of().delete_item(item_id)
-    return jsonify(count=1)
+    return jsonify(data.count_response(1))
 
 
 # Accounts and transactions ---------------------------------------------------------------
@@ -301,7 +301,7 @@ def update_webhook(webhook_id: str):
 def delete_webhook(webhook_id: str):
     caller()
     world_of().remove_webhook(webhook_id)
-    return jsonify(count=1)
+    return jsonify(data.count_response(1))
 
 
 def _event(value: Any) -> str:

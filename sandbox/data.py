@@ -1,16 +1,24 @@
-"""Deterministic world data: connectors, credential outcomes, accounts and transactions.
+"""Pluggy's payloads: the one factory for the sandbox and the tests, plus the sandbox's world data.
 
-Everything random comes from a ``random.Random`` handed in by the caller, so the same seed and the
-same sequence of calls give the same ids and rows.
+The builders (``item``, ``account``, ``transaction``, ``webhook``, ``error_body``...) give realistic
+payloads of sandbox connector 0 "Pluggy Bank" in BRL and take keyword overrides named like Pluggy's
+JSON fields; tests/test_pluggy_fixtures.py checks them against Pluggy's OpenAPI document. The
+sandbox's generated world (connectors, credential outcomes, accounts, transactions) is built on
+them: everything random there comes from a ``random.Random`` handed in by the caller, so the same
+seed and the same sequence of calls give the same ids and rows.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import random
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 Json = dict[str, Any]
 
@@ -25,6 +33,9 @@ NEW_PER_SYNC = (1, 3)
 PRODUCTS = ["ACCOUNTS", "CREDIT_CARDS", "TRANSACTIONS", "IDENTITY"]
 OWNER = "John Doe"
 OWNER_CPF = "416.799.495-00"
+CREATED_AT = "2024-05-02T13:05:11.402Z"
+SYNCED_AT = "2024-05-10T09:15:42.118Z"
+NEXT_SYNC_AT = "2024-05-11T09:15:42.118Z"
 
 
 def iso(moment: datetime) -> str:
@@ -38,6 +49,11 @@ def day_timestamp(day: date) -> str:
 
 def new_uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def new_id() -> str:
+    """A fresh random id, for payloads built outside the seeded world."""
+    return str(uuid.uuid4())
 
 
 # Connectors ---------------------------------------------------------------------------------
@@ -85,7 +101,13 @@ def connector_json(connector: Connector, health: str = "ONLINE") -> Json:
     }
 
 
-def mfa_parameter(name: str, expires_at: datetime) -> Json:
+def connector(**overrides: Any) -> Json:
+    """Connector 0 "Pluggy Bank", as an item embeds it."""
+    return {**connector_json(CONNECTORS[0]), **overrides}
+
+
+def mfa_parameter(name: str = "token", expires_at: datetime | None = None, **overrides: Any) -> Json:
+    """The prompt of an item WAITING_USER_INPUT (``item(parameter=mfa_parameter(), ...)``)."""
     return {
         "name": name,
         "label": MFA_LABELS.get(name, name),
@@ -95,7 +117,35 @@ def mfa_parameter(name: str, expires_at: datetime) -> Json:
         "validation": "^\\d{6}$",
         "validationMessage": "O token deve ter 6 dígitos",
         "mfa": True,
-        "expiresAt": iso(expires_at),
+        "expiresAt": iso(expires_at) if expires_at else "2024-05-10T09:20:42.118Z",
+        **overrides,
+    }
+
+
+# Items ----------------------------------------------------------------------------------------
+
+
+def item(**overrides: Any) -> Json:
+    """An item that finished syncing (UPDATED / SUCCESS)."""
+    return {
+        "id": new_id(),
+        "connector": connector(),
+        "status": "UPDATED",
+        "executionStatus": "SUCCESS",
+        "error": None,
+        "statusDetail": None,
+        "parameter": None,
+        "userAction": None,
+        "clientUserId": None,
+        "webhookUrl": None,
+        "products": PRODUCTS,
+        "createdAt": CREATED_AT,
+        "updatedAt": SYNCED_AT,
+        "lastUpdatedAt": SYNCED_AT,
+        "nextAutoSyncAt": NEXT_SYNC_AT,
+        "consecutiveFailedLoginAttempts": 0,
+        "consentExpiresAt": None,
+        **overrides,
     }
 
 
@@ -153,8 +203,9 @@ def outcome_for(parameters: Json) -> Outcome:
     return INVALID_CREDENTIALS
 
 
-def item_error(code: str) -> Json:
-    return {"code": code, "message": ERROR_MESSAGES.get(code, code), "providerMessage": None}
+def item_error(code: str = "INVALID_CREDENTIALS", **overrides: Any) -> Json:
+    """The ``error`` of a failed item, e.g. ``item(status="LOGIN_ERROR", error=item_error())``."""
+    return {"code": code, "message": ERROR_MESSAGES.get(code, code), "providerMessage": None, **overrides}
 
 
 def partial_status_detail(now: datetime) -> Json:
@@ -170,64 +221,85 @@ def partial_status_detail(now: datetime) -> Json:
 # Accounts -----------------------------------------------------------------------------------
 
 
-def bank_account(rng: random.Random, item_id: str, now: datetime) -> Json:
-    number = f"0001/{rng.randint(10000, 99999)}-{rng.randint(0, 9)}"
+def account(**overrides: Any) -> Json:
+    """A BRL checking account."""
+    number = overrides.pop("number", "0001/12345-0")
     return {
-        "id": new_uuid(rng),
-        "itemId": item_id,
+        "id": new_id(),
+        "itemId": new_id(),
         "type": "BANK",
         "subtype": "CHECKING_ACCOUNT",
         "number": number,
         "name": "Conta Corrente",
         "marketingName": "GOLD Conta Corrente",
-        "balance": 0.0,
+        "balance": 3210.55,
         "currencyCode": "BRL",
         "owner": OWNER,
         "taxNumber": OWNER_CPF,
         "bankData": {
             "transferNumber": number,
-            "closingBalance": 0.0,
+            "closingBalance": overrides.get("balance", 3210.55),
             "automaticallyInvestedBalance": 0,
             "overdraftContractedLimit": 1000,
             "overdraftUsedLimit": 0,
             "unarrangedOverdraftAmount": 0,
         },
         "creditData": None,
-        "createdAt": iso(now),
-        "updatedAt": iso(now),
+        "createdAt": CREATED_AT,
+        "updatedAt": SYNCED_AT,
+        **overrides,
     }
 
 
-def credit_card_account(rng: random.Random, item_id: str, now: datetime) -> Json:
-    close_day = (now + timedelta(days=rng.randint(3, 20))).date()
-    return {
-        "id": new_uuid(rng),
-        "itemId": item_id,
+def credit_card_account(**overrides: Any) -> Json:
+    """A Mastercard Black credit card account."""
+    credit = {
+        "level": "BLACK",
+        "brand": "MASTERCARD",
+        "balanceCloseDate": "2024-05-25T00:00:00.000Z",
+        "balanceDueDate": "2024-06-03T00:00:00.000Z",
+        "availableCreditLimit": 8104.7,
+        "creditLimit": 10000,
+        "minimumPayment": 284.3,
+        "isLimitFlexible": False,
+        "status": "ACTIVE",
+        "holderType": "MAIN",
+    }
+    defaults = {
         "type": "CREDIT",
         "subtype": "CREDIT_CARD",
-        "number": f"xxxx{rng.randint(1000, 9999)}",
+        "number": "xxxx8670",
         "name": "Mastercard Black",
         "marketingName": "PLUGGY UNICLASS MASTERCARD BLACK",
-        "balance": 0.0,
-        "currencyCode": "BRL",
-        "owner": OWNER,
-        "taxNumber": OWNER_CPF,
+        "balance": 1895.3,
         "bankData": None,
-        "creditData": {
-            "level": "BLACK",
-            "brand": "MASTERCARD",
-            "balanceCloseDate": day_timestamp(close_day),
-            "balanceDueDate": day_timestamp(close_day + timedelta(days=9)),
-            "availableCreditLimit": 10000.0,
-            "creditLimit": 10000,
-            "minimumPayment": 0.0,
-            "isLimitFlexible": False,
-            "status": "ACTIVE",
-            "holderType": "MAIN",
-        },
-        "createdAt": iso(now),
-        "updatedAt": iso(now),
+        "creditData": credit,
     }
+    return account(**{**defaults, **overrides})
+
+
+def new_bank_account(rng: random.Random, item_id: str, now: datetime) -> Json:
+    number = f"0001/{rng.randint(10000, 99999)}-{rng.randint(0, 9)}"
+    return account(id=new_uuid(rng), itemId=item_id, number=number, balance=0.0, createdAt=iso(now), updatedAt=iso(now))
+
+
+def new_credit_card_account(rng: random.Random, item_id: str, now: datetime) -> Json:
+    close_day = (now + timedelta(days=rng.randint(3, 20))).date()
+    card = credit_card_account(
+        id=new_uuid(rng),
+        itemId=item_id,
+        number=f"xxxx{rng.randint(1000, 9999)}",
+        balance=0.0,
+        createdAt=iso(now),
+        updatedAt=iso(now),
+    )
+    card["creditData"].update(
+        balanceCloseDate=day_timestamp(close_day),
+        balanceDueDate=day_timestamp(close_day + timedelta(days=9)),
+        availableCreditLimit=10000.0,
+        minimumPayment=0.0,
+    )
+    return card
 
 
 def refresh_balance(account: Json, transactions: list[Json], now: datetime) -> None:
@@ -384,34 +456,68 @@ def _payment(payer: str, receiver: str, method: str) -> Json:
     }
 
 
+def transaction(**overrides: Any) -> Json:
+    """A posted bank transaction; a negative ``amount`` (the default) is a debit."""
+    amount = overrides.get("amount", -52.9)
+    return {
+        "id": new_id(),
+        "accountId": new_id(),
+        "date": "2024-05-08T00:00:00.000Z",
+        "description": "Pix enviado Padaria Pão Quente",
+        "descriptionRaw": "PIX ENVIADO PADARIA PAO QUENTE LTDA",
+        "currencyCode": "BRL",
+        "amount": amount,
+        "amountInAccountCurrency": None,
+        "balance": 3210.55,
+        "type": "DEBIT" if amount < 0 else "CREDIT",
+        "status": "POSTED",
+        "category": "Transfer - PIX",
+        "categoryId": "05070000",
+        "providerCode": "123",
+        "providerId": "7e0f4c58b9a14a1c",
+        "operationType": "PIX",
+        "paymentData": {
+            "payer": {"name": OWNER, "documentNumber": {"type": "CPF", "value": OWNER_CPF}},
+            "receiver": {
+                "name": "Padaria Pão Quente Ltda",
+                "documentNumber": {"type": "CNPJ", "value": "12.345.678/0001-90"},
+            },
+            "paymentMethod": "PIX",
+            "referenceNumber": None,
+            "reason": None,
+        },
+        "creditCardMetadata": None,
+        "merchant": None,
+        "createdAt": "2024-05-08T10:31:27.645Z",
+        "updatedAt": "2024-05-08T10:31:27.645Z",
+        **overrides,
+    }
+
+
 def new_transaction(rng: random.Random, account: Json, day: date, status: str, now: datetime) -> Json:
     kinds = BANK_KINDS if account["type"] == "BANK" else CARD_KINDS
     make = rng.choices([kind for kind, _ in kinds], weights=[weight for _, weight in kinds])[0]
     fields = make(rng)
-    amount = fields["amount"]
-    return {
-        "id": new_uuid(rng),
-        "accountId": account["id"],
-        "date": day_timestamp(day),
-        "description": fields["description"],
-        "descriptionRaw": fields["descriptionRaw"],
-        "currencyCode": "BRL",
-        "amount": amount,
-        "amountInAccountCurrency": None,
-        "balance": None,
-        "type": "DEBIT" if amount < 0 else "CREDIT",
-        "status": status,
-        "category": fields["category"],
-        "categoryId": fields["categoryId"],
-        "providerCode": str(rng.randint(100000, 999999)),
-        "providerId": None,
-        "operationType": None,
-        "paymentData": fields.get("paymentData"),
-        "creditCardMetadata": fields.get("creditCardMetadata"),
-        "merchant": fields.get("merchant"),
-        "createdAt": iso(now),
-        "updatedAt": iso(now),
-    }
+    return transaction(
+        id=new_uuid(rng),
+        accountId=account["id"],
+        date=day_timestamp(day),
+        description=fields["description"],
+        descriptionRaw=fields["descriptionRaw"],
+        amount=fields["amount"],
+        balance=None,
+        status=status,
+        category=fields["category"],
+        categoryId=fields["categoryId"],
+        providerCode=str(rng.randint(100000, 999999)),
+        providerId=None,
+        operationType=None,
+        paymentData=fields.get("paymentData"),
+        creditCardMetadata=fields.get("creditCardMetadata"),
+        merchant=fields.get("merchant"),
+        createdAt=iso(now),
+        updatedAt=iso(now),
+    )
 
 
 def history(rng: random.Random, account: Json, count: int, now: datetime) -> list[Json]:
@@ -455,3 +561,78 @@ def fill_running_balances(rows: list[Json]) -> None:
     for row in sorted(rows, key=sort_key):
         balance = round(balance + row["amount"], 2)
         row["balance"] = balance if row["status"] == "POSTED" else None
+
+
+# Answers -------------------------------------------------------------------------------------
+
+
+def page(results: list[Json], *, number: int = 1, total_pages: int = 1, total: int | None = None) -> Json:
+    """A numbered page, the shape of ``/accounts`` and ``/webhooks`` answers."""
+    return {
+        "page": number,
+        "total": len(results) if total is None else total,
+        "totalPages": total_pages,
+        "results": results,
+    }
+
+
+def transactions_page(results: list[Json], *, after: str | None = None, account_id: str | None = None) -> Json:
+    """A ``/v2/transactions`` answer; ``after`` is the cursor put in ``next`` (None: last page)."""
+    if after is None:
+        return {"results": results, "next": None}
+    account_id = account_id or (results[0]["accountId"] if results else new_id())
+    return {"results": results, "next": "?" + urlencode({"accountId": account_id, "after": after})}
+
+
+def webhook(**overrides: Any) -> Json:
+    return {
+        "id": new_id(),
+        "event": "item/updated",
+        "url": "https://sync.example.com/webhooks/pluggy",
+        "disabledAt": None,
+        "createdAt": CREATED_AT,
+        "updatedAt": CREATED_AT,
+        **overrides,
+    }
+
+
+def error_body(status: int, code_description: str | None, message: str, data: Json | None = None) -> Json:
+    """Pluggy's error answer: ``{"code": <status>, "message", "codeDescription"?, "data"?}``."""
+    body: Json = {"code": status, "message": message}
+    if code_description is not None:
+        body["codeDescription"] = code_description
+    if data is not None:
+        body["data"] = data
+    return body
+
+
+def api_key(exp: float | None = None, claims: Json | None = None) -> str:
+    """A JWT-shaped API key; its signature is random bytes (clients read ``exp`` without verifying)."""
+    claims = claims or {"clientId": "5f9f2a74-7f0e-4b6c-9a43-1b1c1f0d9f10", "iat": 1715331342}
+    if exp is not None:
+        claims = {**claims, "exp": int(exp)}
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    return f"{header}.{_b64url(json.dumps(claims).encode())}.{_b64url(secrets.token_bytes(32))}"
+
+
+def auth_response(key: str) -> Json:
+    return {"apiKey": key}
+
+
+def connect_token_response(access_token: str) -> Json:
+    return {"accessToken": access_token}
+
+
+def count_response(count: int = 1) -> Json:
+    """The answer of DELETE /items/{id} and DELETE /webhooks/{id}."""
+    return {"count": count}
+
+
+def webhook_event(event: str, **fields: Any) -> Json:
+    """A webhook delivery as Pluggy sends it (PLUGGY.md "Webhooks"); item events carry itemId."""
+    event_id = new_id()
+    return {"event": event, "eventId": event_id, "id": event_id, "triggeredBy": "SYNC", **fields}
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

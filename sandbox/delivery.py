@@ -57,6 +57,8 @@ class Deliverer:
         rng: random.Random,
         backoff: tuple[float, ...] = DEFAULT_BACKOFF,
         timeout: float = TIMEOUT_S,
+        *,
+        sending: bool = True,
     ) -> None:
         self.faults = Faults()
         self._rng = rng
@@ -69,8 +71,11 @@ class Deliverer:
         self._log: list[dict[str, Any]] = []
         self._stopping = threading.Event()
         self._session = requests.Session()
-        self._thread = threading.Thread(target=self._run, name="sandbox-deliveries", daemon=True)
-        self._thread.start()
+        self.held: list[Delivery] = []  # what was queued while not sending
+        self._thread: threading.Thread | None = None
+        if sending:
+            self._thread = threading.Thread(target=self._run, name="sandbox-deliveries", daemon=True)
+            self._thread.start()
 
     # Used by the world and the control routes -----------------------------------------------
 
@@ -79,6 +84,9 @@ class Deliverer:
         if not deliveries:
             return
         with self._changed:
+            if self._thread is None:
+                self.held += deliveries
+                return
             now = time.monotonic()
             self._queue += [_Attempt(now, next(self._seq), delivery) for delivery in deliveries]
             self._changed.notify_all()
@@ -111,7 +119,8 @@ class Deliverer:
         self._stopping.set()
         with self._changed:
             self._changed.notify_all()
-        self._thread.join(timeout=2 * self._timeout)
+        if self._thread is not None:
+            self._thread.join(timeout=2 * self._timeout)
         self._session.close()
 
     # The delivery thread ---------------------------------------------------------------------

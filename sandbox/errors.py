@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .data import error_body
+
 
 class PluggyApiError(Exception):
     def __init__(
@@ -24,12 +26,7 @@ class PluggyApiError(Exception):
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.status, "message": self.message}
-        if self.code_description is not None:
-            body["codeDescription"] = self.code_description
-        if self.data is not None:
-            body["data"] = self.data
-        return {**body, **self.extra}
+        return {**error_body(self.status, self.code_description, self.message, self.data), **self.extra}
 
 
 def bad_request(message: str, code_description: str | None = None, **extra: Any) -> PluggyApiError:

@@ -13,7 +13,7 @@ from .data import Json
 from .errors import PluggyApiError
 from .state import ItemRecord, World
 
-ACCOUNT_MAKERS = {"BANK": data.bank_account, "CREDIT": data.credit_card_account}
+ACCOUNT_MAKERS = {"BANK": data.new_bank_account, "CREDIT": data.new_credit_card_account}
 
 
 class Changes:

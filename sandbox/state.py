@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 import fnmatch
-import json
 import random
 import secrets
 import threading
@@ -56,6 +54,7 @@ class ItemRecord:
     mfa_answered: int = 0
     triggered_by: str = "CLIENT"
     mfa_timer: threading.Timer | None = None
+    arranged: bool = False  # its accounts and rows are put in by the caller, never generated
 
     @property
     def id(self) -> str:
@@ -91,12 +90,13 @@ class World:
         seed: int,
         client_id: str,
         client_secret: str,
-        step_delay: float,
+        step_delay: float | None,
         page_size: int,
         clock: Clock,
         retry_backoff: tuple[float, ...],
         mfa_timeout_s: float,
         base_url: str | None,
+        deliver: bool = True,
     ) -> None:
         self.seed = seed
         self.client_id = client_id
@@ -110,7 +110,7 @@ class World:
         self.executions_changed = threading.Condition(self.lock)
         self.running_executions = 0
         self.stopping = threading.Event()
-        self.deliverer = Deliverer(random.Random(f"{seed}:deliveries"), retry_backoff)
+        self.deliverer = Deliverer(random.Random(f"{seed}:deliveries"), retry_backoff, sending=deliver)
         self._ids = random.Random(f"{seed}:world")
         self._connector_events = random.Random(f"{seed}:connectors")
         self._tokens: dict[str, Token] = {}
@@ -160,18 +160,17 @@ class World:
         }
         if token.item_id:
             claims["itemId"] = token.item_id
-        key = ".".join(
-            [
-                _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()),
-                _b64url(json.dumps(claims).encode()),
-                _b64url(secrets.token_bytes(32)),
-            ]
-        )
+        key = data.api_key(claims=claims)
         with self.lock:
             now = self.now()
             self._tokens = {k: t for k, t in self._tokens.items() if t.expires_at > now}
             self._tokens[key] = token
         return key
+
+    def issued_keys(self, kind: str) -> list[str]:
+        """The unexpired API keys ("api") or connect tokens ("connect") handed out, oldest first."""
+        with self.lock:
+            return [key for key, token in self._tokens.items() if token.kind == kind]
 
     def authenticate(self, key: str | None, allow_connect: bool) -> Token:
         with self.lock:
@@ -190,25 +189,18 @@ class World:
         now = data.iso(self.now())
         # The connect token's options win: the widget's request comes from the end user's browser.
         options = {**_item_options(body), **_item_options(token.options)}
-        item_json = {
-            "id": data.new_uuid(self._ids),
-            "connector": data.connector_json(connector, self.connector_health[connector.id]),
-            "status": "UPDATING",
-            "executionStatus": "CREATING",
-            "error": None,
-            "statusDetail": None,
-            "parameter": None,
-            "userAction": None,
-            "clientUserId": options.get("clientUserId"),
-            "webhookUrl": options.get("webhookUrl"),
-            "products": data.PRODUCTS,
-            "createdAt": now,
-            "updatedAt": now,
-            "lastUpdatedAt": None,
-            "nextAutoSyncAt": None,
-            "consecutiveFailedLoginAttempts": 0,
-            "consentExpiresAt": None,
-        }
+        item_json = data.item(
+            id=data.new_uuid(self._ids),
+            connector=data.connector_json(connector, self.connector_health[connector.id]),
+            status="UPDATING",
+            executionStatus="CREATING",
+            clientUserId=options.get("clientUserId"),
+            webhookUrl=options.get("webhookUrl"),
+            createdAt=now,
+            updatedAt=now,
+            lastUpdatedAt=None,
+            nextAutoSyncAt=None,
+        )
         record = ItemRecord(
             json=item_json,
             parameters=dict(parameters),
@@ -219,6 +211,34 @@ class World:
         self.items[record.id] = record
         token.created_items.add(record.id)
         return record
+
+    def arrange_item(self, item_json: Json, parameters: Json) -> ItemRecord:
+        """An item as it stands at Pluggy, with data the caller puts in (``add_account``,
+        ``add_rows``) instead of generated rows; its next execution ends by ``parameters``."""
+        with self.lock:
+            index = self._items_created
+            self._items_created += 1
+            record = ItemRecord(
+                json=item_json,
+                parameters=dict(parameters),
+                data_rng=random.Random(f"{self.seed}:item:{index}:data"),
+                event_rng=random.Random(f"{self.seed}:item:{index}:events"),
+                arranged=True,
+            )
+            self.items[record.id] = record
+            self.set_item_state(record.id)
+            return record
+
+    def set_item_state(self, item_id: str, **fields: Any) -> Json:
+        """The item now stands as ``fields`` say: any running execution ends without a word, and an
+        item left WAITING_USER_INPUT waits for an answer to its ``parameter``."""
+        with self.lock:
+            record = self.record_for(item_id)
+            cancel_timer(record)
+            record.generation += 1
+            record.json.update(fields)
+            record.stage = "waiting" if record.json["status"] == "WAITING_USER_INPUT" else "idle"
+            return record.json
 
     def record_for(self, item_id: str, token: Token | None = None) -> ItemRecord:
         record = self.items.get(item_id)
@@ -286,6 +306,12 @@ class World:
         for row in rows:
             self.rows[row["accountId"]][row["id"]] = row
             self._sorted_rows.pop(row["accountId"], None)
+
+    def add_account_rows(self, account_id: str, rows: list[Json]) -> None:
+        with self.lock:
+            if account_id not in self.accounts:
+                raise not_found("account")
+            self.add_rows(rows)
 
     def delete_row(self, row: Json) -> None:
         del self.rows[row["accountId"]][row["id"]]
@@ -436,7 +462,3 @@ def cancel_timer(record: ItemRecord) -> None:
 
 def _item_options(values: Json) -> Json:
     return {name: values[name] for name in ("clientUserId", "webhookUrl") if values.get(name) is not None}
-
-
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

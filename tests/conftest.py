@@ -128,7 +128,7 @@ def session(app):
 
 @pytest.fixture
 def fake_pluggy():
-    """Pluggy, answered in memory; every outgoing `requests` call goes to it."""
+    """Pluggy (the sandbox, in process); every outgoing `requests` call to its base URL goes to it."""
     import responses
 
     from tests.fake_pluggy import FakePluggy
@@ -137,17 +137,19 @@ def fake_pluggy():
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         fake.install(mock)
         yield fake
+    fake.close()
 
 
 @pytest.fixture
 def served_pluggy():
-    """The same fake, served over HTTP on loopback, for tests that run the service's own processes."""
+    """The same Pluggy, served over HTTP on loopback, for tests that run the service's own processes."""
     from tests.fake_pluggy import FakePluggy
 
     fake = FakePluggy()
     with fake.serve() as base_url:
         fake.base_url = base_url
         yield fake
+    fake.close()
 
 
 @pytest.fixture

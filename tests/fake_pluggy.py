@@ -1,35 +1,57 @@
-"""An in-memory Pluggy for tests: items, accounts and transactions behind Pluggy's routes.
+"""Pluggy for tests: the project's stand-in (sandbox/), driven in process or served on loopback.
 
-One `handle(method, path, query, body)` serves two adapters: `install(mock)` answers `requests`
-calls through `responses` (unit tests), and `serve()` answers real HTTP on 127.0.0.1 (tests that
-run separate processes). Payloads come from tests/pluggy_fixtures.py, whose shapes are checked
-against Pluggy's OpenAPI document.
+The sandbox is the one implementation of Pluggy's routes, payloads and item states; `FakePluggy`
+makes one whose executions run when the item is next read (so the first read after a PATCH sees
+UPDATING and the next one the outcome; see sandbox/execution.py) and whose webhooks are held in
+`deliveries` instead of sent. Around it, only what tests need:
+
+- arranging Pluggy's state directly: `add_item`, `add_account`, `add_transaction`,
+  `remove_transaction`, `set_item`, `remove_item`, `set_credentials`, `set_connector`, `add_webhook`;
+- instruments: every call recorded (`calls`, `count`, `calls_to`), the next call refused with
+  Pluggy's error answer (`refuse_next`, or `refuse_when` for calls a predicate picks) or answered
+  with anything at all (`answer_next`), calls held at a `Gate` (`hold`). (The sandbox's own fail
+  rules, for `make run` and the end-to-end tests, always name a codeDescription; tests also need
+  Pluggy's bare 500s and answers no Pluggy should give, so these live here.)
+
+`install(mock)` hands every `requests` call to the base URL, through `responses`, to the sandbox's
+WSGI app, synchronously; `serve()` serves the same app over HTTP on 127.0.0.1 for tests that run
+separate processes.
 """
 
 from __future__ import annotations
 
+import bisect
+import copy
+import io
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import responses
 from werkzeug.serving import make_server
+from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
-from tests import pluggy_fixtures as pf
+from sandbox import create_sandbox, execution, queries, world_of
+from sandbox import data as pf
+from tests.conftest import TEST_SECRETS
 
 BASE_URL = "https://pluggy.test"
-MFA_VALUE = "123456"
-Answer = tuple[int, Any, dict[str, str]]
+MFA_VALUE = pf.MFA_VALUE
+MFA_CONNECTOR = 4  # "Pluggy Bank MFA": every update asks for a token
+CREDENTIALS = {"user": pf.GOOD_USER, "password": pf.GOOD_PASSWORD}
+Call = tuple[str, str, dict[str, str], Any]  # method, path, query, JSON body
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return pf.iso(datetime.now(UTC))
 
 
 class Gate:
@@ -77,44 +99,171 @@ class Gate:
             self.condition.notify_all()
 
 
+@dataclass
+class Scripted:
+    """An answer a test put in Pluggy's mouth, for matching calls whose query `when` accepts."""
+
+    method: str
+    path: str  # a regular expression, matched whole
+    status: int
+    body: Any
+    headers: dict[str, str]
+    times: int | None = 1  # None: every time
+    when: Callable[[dict[str, str]], bool] | None = None
+
+
 class FakePluggy:
-    def __init__(self, base_url: str = BASE_URL, *, page_size: int = 500) -> None:
-        self.base_url = base_url
-        self.page_size = page_size
-        self.items: dict[str, dict] = {}
-        self.accounts: dict[str, list[dict]] = {}
-        self.transactions: dict[str, list[dict]] = {}
-        self.calls: list[tuple[str, str, dict, Any]] = []
-        self.refusals: dict[tuple[str, str], list[Answer]] = {}
-        # What an item becomes once the update started by a PATCH (or an MFA answer) is over.
-        self.update_outcome: dict[str, Any] = {"status": "UPDATED", "executionStatus": "SUCCESS"}
-        self.pending_outcomes: dict[str, dict] = {}
+    def __init__(
+        self,
+        base_url: str = BASE_URL,
+        *,
+        page_size: int = 500,
+        client_id: str = TEST_SECRETS["PLUGGY_CLIENT_ID"],
+        client_secret: str = TEST_SECRETS["PLUGGY_CLIENT_SECRET"],
+    ) -> None:
+        self.app = create_sandbox(
+            client_id=client_id,
+            client_secret=client_secret,
+            step_delay=None,
+            page_size=page_size,
+            base_url=base_url,
+            deliver=False,
+        )
+        self.world = world_of(self.app)
+        self.calls: list[Call] = []
+        self.scripted: list[Scripted] = []
         self.gates: list[tuple[str, str, Gate]] = []
-        self.webhooks: dict[str, dict] = {}
         self.lock = threading.Lock()
 
-    # Arranging -----------------------------------------------------------------------------
+    def close(self) -> None:
+        self.world.close()
+
+    @property
+    def base_url(self) -> str:
+        return self.world.base_url
+
+    @base_url.setter
+    def base_url(self, url: str) -> None:
+        self.world.base_url = url
+
+    @property
+    def page_size(self) -> int:
+        return self.world.page_size
+
+    @page_size.setter
+    def page_size(self, size: int) -> None:
+        self.world.page_size = size
+
+    # Pluggy's state, read -------------------------------------------------------------------
+
+    # Read-only views: Pluggy's state changes only through the methods below, never by writing here.
+
+    @property
+    def items(self) -> Mapping[str, dict]:
+        """Item id -> the item as Pluggy has it (change it with `set_item`)."""
+        with self.world.lock:
+            return MappingProxyType({item_id: record.json for item_id, record in self.world.items.items()})
+
+    @property
+    def accounts(self) -> Mapping[str, tuple[dict, ...]]:
+        """Item id -> its accounts."""
+        with self.world.lock:
+            found: dict[str, list[dict]] = {item_id: [] for item_id in self.world.items}
+            for account in self.world.accounts.values():
+                found.setdefault(account["itemId"], []).append(account)
+            return MappingProxyType({item_id: tuple(accounts) for item_id, accounts in found.items()})
+
+    @property
+    def transactions(self) -> Mapping[str, tuple[dict, ...]]:
+        """Account id -> its transactions, in Pluggy's (date, id) order."""
+        with self.world.lock:
+            rows = {account_id: tuple(self.world.sorted_rows(account_id)) for account_id in self.world.accounts}
+            return MappingProxyType(rows)
+
+    @property
+    def webhooks(self) -> Mapping[str, dict]:
+        """Webhook id -> the subscription, with the headers Pluggy keeps (GET /webhooks hides them)."""
+        return MappingProxyType({webhook["id"]: webhook for webhook in self.world.snapshot()["webhooks"]})
+
+    @property
+    def deliveries(self) -> list[dict]:
+        """The webhook payloads Pluggy would have delivered by now, oldest first."""
+        return [delivery.payload for delivery in self.world.deliverer.held]
+
+    # Pluggy's state, arranged ---------------------------------------------------------------
 
     def add_item(self, **fields: Any) -> dict:
-        item = pf.item(**fields)
-        self.items[item["id"]] = item
-        self.accounts.setdefault(item["id"], [])
-        return item
+        """An item (UPDATED by default) whose data is what the test adds, logging in as `user-ok`."""
+        return self.world.arrange_item(pf.item(**fields), CREDENTIALS).json
 
     def add_account(self, item_id: str, **fields: Any) -> dict:
         account = pf.account(itemId=item_id, **fields)
-        self.accounts[item_id].append(account)
-        self.transactions[account["id"]] = []
+        with self.world.lock:
+            self.world.record_for(item_id)
+            self.world.add_account(account)
         return account
 
     def add_transaction(self, account_id: str, **fields: Any) -> dict:
         fields.setdefault("createdAt", now_iso())
-        transaction = pf.transaction(accountId=account_id, **fields)
-        self.transactions[account_id].append(transaction)
+        transaction = pf.transaction(**{**fields, "accountId": account_id})
+        self.world.add_account_rows(account_id, [transaction])
         return transaction
 
     def remove_transaction(self, account_id: str, transaction_id: str) -> None:
-        self.transactions[account_id] = [t for t in self.transactions[account_id] if t["id"] != transaction_id]
+        with self.world.lock:
+            self.world.delete_row(self.world.rows[account_id][transaction_id])
+
+    def set_item(self, item_id: str, **fields: Any) -> dict:
+        """The item now shows `fields` (an update in progress ends without a word)."""
+        return self.world.set_item_state(item_id, **fields)
+
+    def finish_update(self, item_id: str) -> dict:
+        """Let the item's update run to its end (or its next prompt) now, as a read of it would."""
+        with self.world.lock:
+            record = self.world.record_for(item_id)
+            execution.catch_up(self.world, record)
+            return record.json
+
+    def remove_item(self, item_id: str) -> None:
+        """Gone from Pluggy (deleted by the user elsewhere): every route of it answers 404."""
+        self.world.delete_item(item_id)
+
+    def set_credentials(self, item_id: str, **parameters: str) -> None:
+        """What the item logs in with from its next update on (PLUGGY.md "Sandbox behaviour": e.g.
+        user `user-locked` ends ACCOUNT_LOCKED, `user-unavailable` SITE_NOT_AVAILABLE)."""
+        with self.world.lock:
+            self.world.record_for(item_id).parameters.update(parameters)
+
+    def set_connector(self, item_id: str, connector_id: int) -> None:
+        """Move the item to another sandbox connector (MFA_CONNECTOR asks for a token each update)."""
+        with self.world.lock:
+            self.world.record_for(item_id).json["connector"] = pf.connector_json(pf.CONNECTORS[connector_id])
+
+    def add_webhook(self, event: str, url: str, headers: dict[str, str] | None = None, *, enabled: bool = True) -> dict:
+        webhook = self.world.add_webhook(event, url, headers)
+        if not enabled:
+            webhook = self.world.change_webhook(webhook["id"], {"enabled": False})
+        return webhook
+
+    def snapshot(self) -> Any:
+        with self.world.lock:
+            world = self.world
+            return copy.deepcopy((world.items, world.accounts, world.rows, world.webhooks, world.webhook_headers))
+
+    def restore(self, saved: Any) -> None:
+        """Pluggy's state back to `saved`, its PATCH rate limit unspent; no scripted answer or
+        recorded call left."""
+        items, accounts, rows, webhooks, headers = copy.deepcopy(saved)
+        with self.world.lock:
+            self.world.items, self.world.accounts, self.world.rows = items, accounts, rows
+            self.world.webhooks, self.world.webhook_headers = webhooks, headers
+            self.world._sorted_rows.clear()
+            self.world._patch_times.clear()  # a new minute for Pluggy's 20 PATCHes
+        with self.lock:
+            self.scripted.clear()
+            self.calls.clear()
+
+    # Instruments ----------------------------------------------------------------------------
 
     def refuse_next(
         self,
@@ -124,9 +273,42 @@ class FakePluggy:
         code_description: str | None = None,
         data: Any = None,
         headers: dict[str, str] | None = None,
+        message: str | None = None,
     ) -> None:
-        body = pf.error_body(status, code_description, f"refused with {status}", data)
-        self.refusals.setdefault((method, path), []).append((status, body, headers or {}))
+        """The next call to exactly `path` gets Pluggy's error answer."""
+        body = pf.error_body(status, code_description, message or f"refused with {status}", data)
+        self.answer_next(method, path, status, body, headers)
+
+    def answer_next(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        *,
+        when: Callable[[dict[str, str]], bool] | None = None,
+        times: int | None = 1,
+    ) -> None:
+        """The next call to exactly `path` (whose query `when` accepts) gets this answer, whatever it
+        is; `times=None` answers every such call so."""
+        with self.lock:
+            self.scripted.append(Scripted(method, re.escape(path), status, body, headers or {}, times, when))
+
+    def refuse_when(
+        self, method: str, path: str, when: Callable[[dict[str, str]], bool], status: int, code: str
+    ) -> None:
+        """Every call to `path` whose query `when` accepts is refused with Pluggy's error answer."""
+        body = pf.error_body(status, code, f"refused with {status}")
+        self.answer_next(method, path, status, body, when=when, times=None)
+
+    def rows_before(self, query: dict[str, str]) -> int:
+        """How many of the account's rows come before the page a /v2/transactions `query` asks for."""
+        parsed = queries.parse(query, self.page_size)
+        if parsed.after is None:
+            return 0
+        with self.world.lock:
+            return bisect.bisect_right(self.world.sorted_rows(parsed.account_id), parsed.after, key=pf.sort_key)
 
     def hold(self, method: str, path_pattern: str, *, opens_at: int | None = None) -> Gate:
         """Hold requests matching `method` and `path_pattern` at a gate (over real HTTP only)."""
@@ -135,143 +317,66 @@ class FakePluggy:
         return gate
 
     def count(self, method: str, path_pattern: str) -> int:
-        return sum(1 for m, p, _, _ in self.calls if m == method and re.fullmatch(path_pattern, p))
+        return len(self.calls_to(method, path_pattern))
 
-    def calls_to(self, method: str, path_pattern: str) -> list[tuple[str, str, dict, Any]]:
-        return [call for call in self.calls if call[0] == method and re.fullmatch(path_pattern, call[1])]
+    def calls_to(self, method: str, path_pattern: str) -> list[Call]:
+        with self.lock:
+            return [call for call in self.calls if call[0] == method and re.fullmatch(path_pattern, call[1])]
 
-    # Answering -----------------------------------------------------------------------------
+    # Adapters -------------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> Answer:
+    def wsgi(self, environ: dict, start_response: Callable) -> Any:
+        """The sandbox app behind the instruments."""
+        request = Request(environ)
+        raw = request.get_data()
+        environ["wsgi.input"] = io.BytesIO(raw)
+        environ["CONTENT_LENGTH"] = str(len(raw))
+        method, path, query = request.method, request.path, request.args.to_dict()
         for gate_method, pattern, gate in self.gates:
             if gate_method == method and re.fullmatch(pattern, path):
                 gate.pass_through()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw
         with self.lock:
             self.calls.append((method, path, query, body))
-            refusals = self.refusals.get((method, path))
-            if refusals:
-                return refusals.pop(0)
-            return self.route(method, path, query, body)
+            scripted = self._take_scripted(method, path, query)
+        if scripted is not None:
+            answer = Response(json.dumps(scripted.body), status=scripted.status, headers=scripted.headers)
+            answer.content_type = "application/json"
+            return answer(environ, start_response)
+        return self.app(environ, start_response)
 
-    def route(self, method: str, path: str, query: dict[str, str], body: Any) -> Answer:
-        if (method, path) == ("POST", "/auth"):
-            return 200, pf.auth_response(pf.api_key()), {}
-        if (method, path) == ("POST", "/connect_token"):
-            return 200, pf.connect_token_response(f"connect-token-{len(self.calls)}"), {}
-        if (method, path) == ("GET", "/accounts"):
-            return 200, pf.page(self.accounts.get(query.get("itemId"), [])), {}
-        if (method, path) == ("GET", "/v2/transactions"):
-            return self.transactions_page(query)
-        if path.startswith("/webhooks"):
-            return self.webhook_route(method, path, body)
-        match = re.fullmatch(r"/items/([^/]+)(/mfa)?", path)
-        if match and match.group(1) in self.items:
-            item = self.items[match.group(1)]
-            if match.group(2):
-                return self.answer_mfa(item, body)
-            if method == "GET":
-                return 200, self.read_item(item), {}
-            if method == "PATCH":
-                return self.start_update(item)
-            if method == "DELETE":
-                del self.items[item["id"]]
-                return 200, pf.count_response(1), {}
-        return 404, pf.error_body(404, "ITEM_NOT_FOUND", "not found"), {}
-
-    def webhook_route(self, method: str, path: str, body: Any) -> Answer:
-        if (method, path) == ("GET", "/webhooks"):
-            shown = [
-                {k: v for k, v in w.items() if k != "headers"} for w in self.webhooks.values()
-            ]  # as Pluggy: no headers
-            return 200, pf.page(shown), {}
-        if (method, path) == ("POST", "/webhooks"):
-            webhook = pf.webhook(event=body["event"], url=body["url"], headers=body.get("headers"))
-            self.webhooks[webhook["id"]] = webhook
-            return 201, webhook, {}
-        webhook_id = path.rsplit("/", 1)[-1]
-        if webhook_id not in self.webhooks:
-            return 404, pf.error_body(404, "WEBHOOK_NOT_FOUND", "not found"), {}
-        if method == "PATCH":
-            self.webhooks[webhook_id].update(body)
-            return 200, self.webhooks[webhook_id], {}
-        del self.webhooks[webhook_id]
-        return 200, pf.count_response(1), {}
-
-    def read_item(self, item: dict) -> dict:
-        """The first read after an update began sees it running; the next sees its outcome."""
-        snapshot = dict(item)
-        outcome = self.pending_outcomes.pop(item["id"], None)
-        if outcome is not None:
-            item.update(outcome)
-        return snapshot
-
-    def start_update(self, item: dict) -> Answer:
-        outcome = dict(self.update_outcome)
-        if outcome.get("status") == "UPDATED":
-            outcome.setdefault("lastUpdatedAt", now_iso())
-        item.update(status="UPDATING", executionStatus="TRANSACTIONS_IN_PROGRESS")
-        self.pending_outcomes[item["id"]] = outcome
-        return 200, dict(item), {}
-
-    def answer_mfa(self, item: dict, body: Any) -> Answer:
-        if item["status"] != "WAITING_USER_INPUT":
-            return 400, pf.error_body(400, "ITEM_IS_NOT_WAITING_USER_INPUT", "not waiting"), {}
-        name = item["parameter"]["name"]
-        if (body or {}).get(name) != MFA_VALUE:
-            item.update(
-                status="LOGIN_ERROR",
-                executionStatus="INVALID_CREDENTIALS_MFA",
-                parameter=None,
-                error=pf.item_error("INVALID_CREDENTIALS_MFA"),
-            )
-            return 200, dict(item), {}
-        item.update(status="UPDATING", executionStatus="LOGIN_MFA_IN_PROGRESS", parameter=None)
-        self.pending_outcomes[item["id"]] = {**self.update_outcome, "lastUpdatedAt": now_iso()}
-        return 200, dict(item), {}
-
-    def transactions_page(self, query: dict[str, str]) -> Answer:
-        rows = sorted(self.transactions.get(query["accountId"], []), key=lambda t: (t["date"], t["id"]))
-        if "dateFrom" in query:
-            rows = [t for t in rows if t["date"][:10] >= query["dateFrom"]]
-        if "dateTo" in query:
-            rows = [t for t in rows if t["date"][:10] <= query["dateTo"]]
-        if "createdAtFrom" in query:
-            since = datetime.fromisoformat(query["createdAtFrom"])
-            rows = [t for t in rows if datetime.fromisoformat(t["createdAt"]) >= since]
-        if "ids" in query:
-            wanted = set(query["ids"].split(","))
-            rows = [t for t in rows if t["id"] in wanted]
-        start = int(query.get("after") or 0)
-        end = start + self.page_size
-        following = None
-        if end < len(rows):
-            following = "?" + urlencode({"accountId": query["accountId"], "after": str(end)})
-        return 200, {"results": rows[start:end], "next": following}, {}
-
-    # Adapters ------------------------------------------------------------------------------
+    def _take_scripted(self, method: str, path: str, query: dict[str, str]) -> Scripted | None:
+        for scripted in self.scripted:
+            matches = scripted.method == method and re.fullmatch(scripted.path, path)
+            if matches and (scripted.when is None or scripted.when(query)):
+                if scripted.times is not None:
+                    scripted.times -= 1
+                    if scripted.times == 0:
+                        self.scripted.remove(scripted)
+                return scripted
+        return None
 
     def install(self, mock: responses.RequestsMock) -> None:
         for method in ("GET", "POST", "PATCH", "DELETE"):
             mock.add_callback(method, re.compile(re.escape(self.base_url) + r"/.*"), callback=self.answer_request)
 
-    def answer_request(self, request) -> tuple[int, dict[str, str], str]:
+    def answer_request(self, request) -> tuple[int, dict[str, str], bytes]:
         url = urlsplit(request.url)
-        query = {key: values[-1] for key, values in parse_qs(url.query).items()}
-        body = json.loads(request.body) if request.body else None
-        status, payload, headers = self.handle(request.method, url.path, query, body)
-        return status, {"Content-Type": "application/json", **headers}, json.dumps(payload)
+        body = request.body.encode() if isinstance(request.body, str) else request.body
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("content-length", "host")}
+        answer = Client(self.wsgi).open(
+            url.path, method=request.method, query_string=url.query, data=body, headers=headers
+        )
+        kept = {k: v for k, v in answer.headers.items() if k.lower() != "content-length"}
+        return answer.status_code, kept, answer.get_data()
 
     @contextmanager
     def serve(self) -> Iterator[str]:
         """Answer real HTTP on a free loopback port; yields the base URL."""
-
-        @Request.application
-        def app(request: Request) -> Response:
-            body = request.get_json(silent=True)
-            status, payload, headers = self.handle(request.method, request.path, dict(request.args), body)
-            return Response(json.dumps(payload), status=status, headers=headers, content_type="application/json")
-
-        server = make_server("127.0.0.1", 0, app, threaded=True)
+        server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:

@@ -10,14 +10,14 @@ import sqlalchemy as sa
 
 from models import Account, Connection, Job, SyncRun, WebhookEvent
 from models.base import utcnow
+from sandbox import data as pf
 from sync import runs, scheduling
 from sync.item_state import apply_item
 from sync.jobs import sync_worker
 from sync.runtime import pluggy_client
 from sync.tokens import issue_api_token, issue_webhook_token, webhook_token_is_valid
 from sync.users import create_user, rotate_token
-from tests import pluggy_fixtures as pf
-from tests.fake_pluggy import MFA_VALUE, now_iso
+from tests.fake_pluggy import MFA_CONNECTOR, MFA_VALUE, now_iso
 
 API = "/api/banking"
 
@@ -165,7 +165,7 @@ def test_deleting_a_connection_deletes_the_item_at_pluggy_and_the_local_data(
 def test_deleting_a_connection_pluggy_already_forgot_still_deletes_ours(
     client, headers, session, connection, fake_pluggy
 ):
-    del fake_pluggy.items[connection.item_id]
+    fake_pluggy.remove_item(connection.item_id)
 
     assert client.delete(url(connection), headers=headers).status_code == 204
     assert session.scalar(sa.select(sa.func.count()).select_from(Connection)) == 0
@@ -188,7 +188,7 @@ def sync(client, headers, connection, **kwargs):
 
 
 def set_item(fake_pluggy, connection, **fields):
-    fake_pluggy.items[connection.item_id].update(fields)
+    fake_pluggy.set_item(connection.item_id, **fields)
 
 
 def test_sync_started_is_202_with_the_run(client, headers, connection, fake_pluggy):
@@ -258,7 +258,8 @@ def test_credentials_required_is_409_with_an_update_mode_token(client, headers, 
     body = response.get_json()
     assert (response.status_code, body["status"]) == (409, "CREDENTIALS_REQUIRED")
     assert body["connect_token"]["item_id"] == connection.item_id
-    assert body["connect_token"]["access_token"].startswith("connect-token-")
+    issued = fake_pluggy.world.authenticate(body["connect_token"]["access_token"], allow_connect=True)
+    assert (issued.kind, issued.item_id) == ("connect", connection.item_id)  # Pluggy's update-mode token
     assert body["connection"]["error"] == {"code": "INVALID_CREDENTIALS", "message": "Credenciais inválidas"}
 
 
@@ -306,7 +307,7 @@ def test_success_is_200_when_the_run_finishes_within_wait(client, headers, conne
 
 
 def test_wait_reports_how_a_sync_ended_when_it_needs_the_user(client, headers, connection, fake_pluggy, running_worker):
-    fake_pluggy.update_outcome = {"status": "WAITING_USER_INPUT", "parameter": pf.mfa_parameter()}
+    fake_pluggy.set_connector(connection.item_id, MFA_CONNECTOR)  # the update asks for a code
 
     response = sync(client, headers, connection, query_string={"wait": "30"})
 
@@ -467,7 +468,7 @@ def test_check_status_reads_pluggy_fresh_and_stores_it(client, headers, session,
 
 
 def test_check_status_of_an_item_gone_from_pluggy_is_404(client, headers, connection, fake_pluggy):
-    del fake_pluggy.items[connection.item_id]
+    fake_pluggy.remove_item(connection.item_id)
     response = client.get(url(connection, "check_status"), headers=headers)
     assert (response.status_code, error_code(response)) == (404, "item_not_found")
 
@@ -492,7 +493,7 @@ def synced(app, session, connection, fake_pluggy, pluggy_api):
     worker = sync_worker(app, pluggy_api)
     worker.run_one(session, "w")
     fake_pluggy.remove_transaction(card["id"], gone["id"])
-    fake_pluggy.items[connection.item_id]["lastUpdatedAt"] = now_iso()  # Pluggy's next update found it gone
+    fake_pluggy.set_item(connection.item_id, lastUpdatedAt=now_iso())  # Pluggy's next update found it gone
     scheduling.queue_fetch(session, connection, "webhook")
     session.commit()
     worker.run_one(session, "w")

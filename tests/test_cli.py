@@ -9,7 +9,6 @@ from models import Connection, Job, SyncRun
 from models.base import utcnow
 from observability import metrics
 from sync.tokens import read_api_token
-from tests import pluggy_fixtures as pf
 from tests.fake_pluggy import FakePluggy
 
 
@@ -210,9 +209,8 @@ def test_worker_metrics_listen_on_loopback_unless_told_otherwise(runner, session
 def test_webhooks_list_prints_every_subscription_at_pluggy(runner, fake_pluggy):
     url = "https://sync.example.com/webhooks/pluggy"
     headers = {"X-Webhook-Secret": "test-webhook-secret"}
-    enabled = pf.webhook(event="item/updated", url=url, headers=headers)
-    disabled = pf.webhook(event="item/error", url=url, headers=headers, disabledAt="2026-11-30T10:00:00.000Z")
-    fake_pluggy.webhooks.update({webhook["id"]: webhook for webhook in (enabled, disabled)})
+    enabled = fake_pluggy.add_webhook("item/updated", url, headers)
+    disabled = fake_pluggy.add_webhook("item/error", url, headers, enabled=False)
 
     result = invoke(runner, "webhooks", "list")
 
@@ -231,8 +229,8 @@ def test_webhooks_list_says_when_there_is_none(runner, fake_pluggy):
 
 
 def test_webhooks_unregister_deletes_one_subscription_by_id(runner, fake_pluggy):
-    kept, removed = pf.webhook(event="item/updated"), pf.webhook(event="item/error")
-    fake_pluggy.webhooks.update({kept["id"]: kept, removed["id"]: removed})
+    url = "https://sync.example.com/webhooks/pluggy"
+    kept, removed = fake_pluggy.add_webhook("item/updated", url), fake_pluggy.add_webhook("item/error", url)
 
     result = invoke(runner, "webhooks", "unregister", removed["id"])
 

@@ -12,12 +12,12 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from models import Account, Connection, SyncRun, Transaction, WebhookEvent
+from sandbox import data as pf
 from sync import bulk, runs
 from sync.item_state import apply_item
 from sync.tokens import issue_api_token
 from sync.transactions import TransactionService, page_rows
 from sync.users import create_user
-from tests import pluggy_fixtures as pf
 from tests.conftest import drain
 
 API = "/api/banking"
@@ -62,6 +62,13 @@ def sync(session, service, connection) -> SyncRun:
     return service.fetch(connection, runs.open_run(session, connection, "manual"))
 
 
+def lists_account_of_another_item(fake_pluggy, item_id: str, account: dict) -> None:
+    """Pluggy lists for `item_id` an account whose id another item's account has (as after a restart
+    on its side); no state of the sandbox can hold that, so the listing is answered as it would be."""
+    listing = pf.page([*fake_pluggy.accounts[item_id], account])
+    fake_pluggy.answer_next("GET", "/accounts", 200, listing, when=lambda query: query["itemId"] == item_id, times=None)
+
+
 def refused(kind: str) -> float:
     return REGISTRY.get_sample_value("pluggy_sync_rows_refused_total", {"kind": kind}) or 0.0
 
@@ -94,7 +101,7 @@ def test_an_account_id_of_another_user_is_refused_and_the_account_stays_with_its
 ):
     fake_pluggy.add_transaction(ana["account"]["id"], date=day(1), description="Aluguel da Ana")
     # After the restart, Bia's item lists an account with the id Ana's account already has.
-    fake_pluggy.accounts[bia["connection"].item_id].append(dict(ana["account"], name="Poupança da Bia"))
+    lists_account_of_another_item(fake_pluggy, bia["connection"].item_id, dict(ana["account"], name="Poupança da Bia"))
     before = refused("account")
 
     for _ in range(2):
@@ -155,7 +162,7 @@ def test_a_webhook_of_another_user_naming_an_account_of_theirs_changes_nothing_o
 ):
     row = fake_pluggy.add_transaction(ana["account"]["id"], date=day(1))
     sync(session, service, ana["connection"])
-    fake_pluggy.accounts[bia["connection"].item_id].append(dict(ana["account"]))
+    lists_account_of_another_item(fake_pluggy, bia["connection"].item_id, dict(ana["account"]))
     event = pf.webhook_event(
         "transactions/deleted",
         itemId=bia["connection"].item_id,

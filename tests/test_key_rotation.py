@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from config import read_environment
+from sandbox import data as pf
 from sync.tokens import issue_api_token, issue_webhook_token, webhook_token_is_valid
-from tests import pluggy_fixtures as pf
 
 OLD, NEW = (
     "old-secret-key-0123456789abcdef-32",

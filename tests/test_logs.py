@@ -12,7 +12,6 @@ import re
 import threading
 import urllib.error
 import urllib.request
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +20,6 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.serving import make_server
 
-import tests.fake_pluggy as fake_pluggy_module
 from config import ConfigError
 from harness.processes import gunicorn, service_env
 from models import Job, SyncRun, db
@@ -34,13 +32,13 @@ from observability.logs import (
     WithoutDevServerAccessLines,
     configure_logging,
 )
+from sandbox import data as pf
 from sync import scheduling
 from sync.jobs import sync_worker
 from sync.runtime import pluggy_client
 from sync.tokens import issue_api_token, issue_webhook_token
 from sync.transactions import read_ahead
 from sync.users import create_user
-from tests import pluggy_fixtures as pf
 from tests.conftest import TEST_SECRETS, drain
 from tests.fake_pluggy import FakePluggy, now_iso
 
@@ -629,7 +627,7 @@ def test_a_webhook_is_followed_from_its_request_line_to_the_run_it_closed(
     fake_pluggy.add_transaction(
         fake_pluggy.accounts[connection.item_id][0]["id"], date=f"{utcnow().date()}T03:00:00.000Z"
     )
-    fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=now_iso())
+    fake_pluggy.set_item(connection.item_id, status="UPDATED", lastUpdatedAt=now_iso())
     captured.records.clear()
     payload = pf.webhook_event("item/updated", itemId=connection.item_id)
 
@@ -672,29 +670,21 @@ JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ")
 
 
 class SecretIssuingPluggy(FakePluggy):
-    """The fake, remembering the API keys and connect tokens it hands out."""
+    """Pluggy, naming the API keys and connect tokens it handed out."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.api_keys: list[str] = []
-        self.connect_tokens: list[str] = []
+    @property
+    def api_keys(self) -> list[str]:
+        return self.world.issued_keys("api")
 
-    def route(self, method, path, query, body):
-        if (method, path) == ("POST", "/auth"):
-            key = pf.api_key(exp=datetime.now(UTC).timestamp() + 7200)
-            self.api_keys.append(key)
-            return 200, pf.auth_response(key), {}
-        if (method, path) == ("POST", "/connect_token"):
-            token = f"ct-{MARK}-{uuid.uuid4().hex}"
-            self.connect_tokens.append(token)
-            return 200, pf.connect_token_response(token), {}
-        return super().route(method, path, query, body)
+    @property
+    def connect_tokens(self) -> list[str]:
+        return self.world.issued_keys("connect")
 
     def refuse_echoing(self, method: str, path: str, status: int, code: str, *echoed: str) -> None:
         """A refusal whose message and data repeat what Pluggy was sent or knows."""
         text = " ".join(echoed)
         body = pf.error_body(status, code, f"refused: {text}", {"echo": list(echoed), "detail": {"values": text}})
-        self.refusals.setdefault((method, path), []).append((status, body, {}))
+        self.answer_next(method, path, status, body)
 
 
 def fragments(token: str) -> list[str]:
@@ -732,11 +722,12 @@ def test_the_scan_finds_a_secret_wherever_a_line_holds_it(captured):
 @pytest.fixture
 def leak_pluggy(monkeypatch):
     """The fake over real loopback HTTP, so the whole requests/urllib3 stack logs as in production."""
-    fake = SecretIssuingPluggy()
-    monkeypatch.setattr(fake_pluggy_module, "MFA_VALUE", RIGHT_MFA)
+    fake = SecretIssuingPluggy(client_secret=CLIENT_SECRET)
+    monkeypatch.setattr(pf, "MFA_VALUE", RIGHT_MFA)  # the value the sandbox takes
     with fake.serve() as url:
-        fake.url = url
+        fake.url = fake.base_url = url
         yield fake
+    fake.close()
 
 
 def test_no_secret_reaches_any_log_line_in_the_main_flows(app, caplog, captured, leak_pluggy):
@@ -794,7 +785,7 @@ def test_no_secret_reaches_any_log_line_in_the_main_flows(app, caplog, captured,
         # A manual sync (the update is triggered), its item/updated by the secret header.
         fake.add_transaction(account["id"], date=f"{utcnow().date()}T05:00:00.000Z")
         call("post", f"{API}/connections/{connection_id}/sync_transactions/", 202, headers=headers)
-        fake.items[item["id"]].update(status="UPDATED", lastUpdatedAt=now_iso())  # the update is over
+        fake.set_item(item["id"], status="UPDATED", lastUpdatedAt=now_iso())  # the update is over
         call(
             "post",
             "/webhooks/pluggy",
@@ -833,8 +824,9 @@ def test_no_secret_reaches_any_log_line_in_the_main_flows(app, caplog, captured,
         # MFA: refused by Pluggy with an answer repeating the value and its keys; a wrong value the
         # bank turns down; the right one.
         def ask_for_mfa() -> None:
-            fake.items[item["id"]].update(
-                status="WAITING_USER_INPUT", executionStatus="USER_INPUT_TIMEOUT", parameter=pf.mfa_parameter()
+            prompt = pf.mfa_parameter(placeholder="000000")  # a hint, not the value the bank expects
+            fake.set_item(
+                item["id"], status="WAITING_USER_INPUT", executionStatus="USER_INPUT_TIMEOUT", parameter=prompt
             )
 
         ask_for_mfa()
@@ -862,7 +854,7 @@ def test_no_secret_reaches_any_log_line_in_the_main_flows(app, caplog, captured,
             headers=headers,
             json={"parameters": {"token": RIGHT_MFA}},
         )
-        fake.items[item["id"]].update(status="UPDATED", executionStatus="SUCCESS", lastUpdatedAt=now_iso())
+        fake.set_item(item["id"], status="UPDATED", executionStatus="SUCCESS", lastUpdatedAt=now_iso())
         call("get", f"{API}/connections/{connection_id}/check_status/", 200, headers=headers)
 
         # Pluggy refusing a manual sync and a job's read with answers that repeat its keys.
@@ -961,8 +953,8 @@ def test_a_connect_token_refusal_repeating_the_webhook_url_leaks_nothing(
     body = pf.error_body(
         400, "INVALID_WEBHOOK_URL", f"webhookUrl https://sync.example.com/webhooks/pluggy/{token} is not reachable"
     )
-    fake_pluggy.refusals[("POST", "/connect_token")] = [(400, body, {}), (400, body, {})]
-    fake_pluggy.items[connection.item_id].update(status="LOGIN_ERROR", error=pf.item_error())
+    fake_pluggy.answer_next("POST", "/connect_token", 400, body, times=2)
+    fake_pluggy.set_item(connection.item_id, status="LOGIN_ERROR", error=pf.item_error())
 
     answers = [
         client.post(f"{API}/connect_token/", headers=headers),

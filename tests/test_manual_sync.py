@@ -10,11 +10,11 @@ import sqlalchemy as sa
 
 from models import Connection, Job, SyncRun
 from models.base import utcnow
+from sandbox import data as pf
 from sync import runs, scheduling
 from sync.item_state import sync_status
 from sync.manual_sync import ManualSync
 from sync.results import ManualSyncStatus as Answer
-from tests import pluggy_fixtures as pf
 
 PATCH = r"/items/[^/]+"
 
@@ -25,7 +25,7 @@ def service(session, pluggy_api, settings):
 
 
 def set_item(fake_pluggy, connection, **fields):
-    fake_pluggy.items[connection.item_id].update(fields)
+    fake_pluggy.set_item(connection.item_id, **fields)
 
 
 @pytest.mark.parametrize("status", ["UPDATED", "OUTDATED"])
@@ -198,7 +198,7 @@ def test_pluggy_unreachable_while_reading_the_item_is_an_error(service, connecti
 
 
 def test_an_item_unknown_to_pluggy_is_an_error(service, connection, fake_pluggy):
-    del fake_pluggy.items[connection.item_id]
+    fake_pluggy.remove_item(connection.item_id)
 
     result = service.trigger_manual_sync(connection)
 
@@ -299,7 +299,7 @@ def test_a_run_whose_outcome_never_came_is_let_go(service, connection, fake_plug
     stuck = service.trigger_manual_sync(connection).sync_run
     stuck.started_at = utcnow() - timedelta(seconds=settings.watch_timeout_s + 1)
     session.commit()
-    fake_pluggy.items[connection.item_id]["status"] = "UPDATED"
+    fake_pluggy.set_item(connection.item_id, status="UPDATED")
 
     result = service.trigger_manual_sync(connection)
 

@@ -14,7 +14,6 @@ import os
 import socket
 import sys
 import textwrap
-import threading
 import time
 import urllib.request
 from datetime import timedelta
@@ -33,15 +32,15 @@ from observability import metrics as metrics_module
 from observability.metrics import endpoint_label
 from pluggy_client import PluggyClient, PluggyNotFound, PluggyUnavailable
 from pluggy_client.client import record_call
+from sandbox import data as pf
 from sync import scheduling
 from sync.connections import BankConnectionService
 from sync.events import event_label
 from sync.item_state import apply_item
 from sync.tokens import issue_webhook_token
-from tests import pluggy_fixtures as pf
 from tests.conftest import TEST_SECRETS, drain, make_app
-from tests.fake_pluggy import now_iso
-from tests.test_pluggy_client_http import AUTH_OK, ITEM_ID, ITEM_OK, ScriptedPluggy
+from tests.fake_pluggy import FakePluggy, now_iso
+from tests.test_pluggy_client_http import ITEM_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = {"X-Webhook-Secret": "test-webhook-secret"}
@@ -397,30 +396,23 @@ def no_retry_sleep(monkeypatch) -> list[float]:
 
 
 @pytest.fixture
-def scripted(no_retry_sleep):
-    """Pluggy over real loopback HTTP, answering a script: urllib3 really retries, keeping history.
-    (`responses` replays urllib3's Retry but does not put the retry history on the final response,
-    so a retried attempt is only visible to the client over a real connection.)"""
-    started = []
-
-    def start(*answers):
-        server = ScriptedPluggy(list(answers))
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
-        client = PluggyClient(server.url, "client-id", "client-secret", timeout=(1, 2))
-        started.append((server, client))
-        return server, client
-
-    yield start
-    for server, client in started:
+def served(no_retry_sleep):
+    """Pluggy over real loopback HTTP: urllib3 really retries, keeping history. (`responses` replays
+    urllib3's Retry but does not put the retry history on the final response, so a retried attempt
+    is only visible to the client over a real connection.)"""
+    fake = FakePluggy(client_id="client-id", client_secret="client-secret")
+    fake.add_item(id=ITEM_ID)
+    with fake.serve() as url:
+        client = PluggyClient(url, "client-id", "client-secret", timeout=(1, 2))
+        yield fake, client
         client.close()
-        server.shutdown()
-        server.server_close()
+    fake.close()
 
 
-def test_a_429_that_urllib3_retried_is_counted_as_well_as_the_200(scripted, no_retry_sleep, caplog):
+def test_a_429_that_urllib3_retried_is_counted_as_well_as_the_200(served, no_retry_sleep, caplog):
     caplog.set_level(logging.INFO)
-    limited = (429, {"Retry-After": "1"}, pf.error_body(429, None, "Too Many Requests"))
-    server, client = scripted(AUTH_OK, limited, ITEM_OK)
+    fake, client = served
+    fake.refuse_next("GET", f"/items/{ITEM_ID}", 429, "RATE_LIMIT_EXCEEDED", headers={"Retry-After": "1"})
     keys = [
         calls("GET", "/items/{id}", "429"),
         calls("GET", "/items/{id}", "200"),
@@ -430,15 +422,16 @@ def test_a_429_that_urllib3_retried_is_counted_as_well_as_the_200(scripted, no_r
     with Delta(*keys) as delta:
         assert client.get_item(ITEM_ID)["id"] == ITEM_ID
 
-    assert server.received.count(f"GET /items/{ITEM_ID}") == 2 and no_retry_sleep == [1]
+    assert fake.count("GET", f"/items/{ITEM_ID}") == 2 and no_retry_sleep == [1]
     assert [delta(*key) for key in keys] == [1, 1, 1]  # one call, two attempts
     (line,) = [r for r in caplog.records if r.getMessage() == "pluggy call" and r.fields["path"] == f"/items/{ITEM_ID}"]
     assert (line.fields["status"], line.fields["retried"]) == (200, [429])
 
 
-def test_server_errors_retried_on_a_get_are_each_counted(scripted):
-    failure = (503, {}, pf.error_body(503, None, "Service Unavailable"))
-    _, client = scripted(AUTH_OK, failure, failure, ITEM_OK)
+def test_server_errors_retried_on_a_get_are_each_counted(served):
+    fake, client = served
+    for _ in range(2):
+        fake.refuse_next("GET", f"/items/{ITEM_ID}", 503, message="Service Unavailable")
     keys = [calls("GET", "/items/{id}", "503"), calls("GET", "/items/{id}", "200")]
 
     with Delta(*keys) as delta:
@@ -500,7 +493,7 @@ def test_a_webhook_counts_its_job_lag_run_and_the_changes(client, session, conne
     session.commit()
     drain(worker, session)
     fake_pluggy.add_transaction(account_id, date=f"{today}T05:00:00.000Z")
-    fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=now_iso())
+    fake_pluggy.set_item(connection.item_id, status="UPDATED", lastUpdatedAt=now_iso())
     keys = [
         ("pluggy_sync_job_duration_seconds_count", {"kind": "webhook_events", "outcome": "done"}),
         ("pluggy_sync_webhook_processing_lag_seconds_count", {"event": "item/updated"}),

@@ -45,13 +45,13 @@ from schemathesis.specs.openapi.checks import (
 
 from models import Connection, db
 from models.base import utcnow
+from sandbox import data as pf
 from sync import runs, scheduling
 from sync.item_state import apply_item
 from sync.jobs import sync_worker
 from sync.runtime import pluggy_client
 from sync.tokens import issue_api_token, issue_webhook_token
 from sync.users import create_user
-from tests import pluggy_fixtures as pf
 from tests.conftest import TEST_SECRETS, make_app
 from tests.fake_pluggy import MFA_VALUE, FakePluggy
 
@@ -196,9 +196,7 @@ class World:
                 table.name: [dict(row) for row in conn.execute(sa.select(table)).mappings()]
                 for table in db.metadata.sorted_tables
             }
-        self.pluggy_state = copy.deepcopy(
-            {"items": self.fake.items, "accounts": self.fake.accounts, "transactions": self.fake.transactions}
-        )
+        self.pluggy_state = self.fake.snapshot()
 
     def restore(self) -> None:
         """Every table and the fake back to the snapshot (a few milliseconds on SQLite)."""
@@ -209,16 +207,7 @@ class World:
             for table in tables:
                 if self.rows[table.name]:
                     conn.execute(table.insert(), self.rows[table.name])
-        state = copy.deepcopy(self.pluggy_state)
-        self.fake.items, self.fake.accounts, self.fake.transactions = (
-            state["items"],
-            state["accounts"],
-            state["transactions"],
-        )
-        self.fake.pending_outcomes.clear()
-        self.fake.refusals.clear()
-        self.fake.calls.clear()
-        self.fake.update_outcome = {"status": "UPDATED", "executionStatus": "SUCCESS"}
+        self.fake.restore(self.pluggy_state)
 
 
 def add_connection(session, user, fake: FakePluggy, **item_fields) -> Connection:
@@ -518,7 +507,7 @@ def refuse(method, path_of, status, code=None, headers=None, times=1):
 
 def set_item(name, **fields):
     def arrange(world):
-        world.fake.items[world.ids[name]].update(fields)
+        world.fake.set_item(world.ids[name], **fields)
 
     return arrange
 
@@ -599,7 +588,7 @@ SCENARIOS = {
         SYNC,
         (502, "ERROR"),
         path_parameters=connection("synced"),
-        arrange=lambda world: world.fake.items.pop(world.ids["synced_item"]),
+        arrange=lambda world: world.fake.remove_item(world.ids["synced_item"]),
     ),
     "sync without Pluggy keys": Scenario(
         "POST", SYNC, (503, "pluggy_not_configured"), path_parameters=connection("synced"), app="no_pluggy_keys"
@@ -652,7 +641,7 @@ SCENARIOS = {
         CHECK_STATUS,
         (404, "item_not_found"),
         path_parameters=connection("synced"),
-        arrange=lambda world: world.fake.items.pop(world.ids["synced_item"]),
+        arrange=lambda world: world.fake.remove_item(world.ids["synced_item"]),
     ),
     "status, Pluggy rate limits": Scenario(
         "GET",

@@ -25,7 +25,7 @@ from pluggy_client import (
     PluggyRateLimited,
     PluggyUnavailable,
 )
-from tests import pluggy_fixtures as pf
+from sandbox import data as pf
 from tests.oas import validate_request
 
 BASE_URL = "https://api.pluggy.test"

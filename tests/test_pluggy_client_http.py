@@ -1,73 +1,29 @@
 """The real requests/urllib3 stack against local sockets: retries, waits, timeouts, refused connections.
 
-Waits are recorded instead of slept by swapping the ``time`` module urllib3's Retry uses.
+Pluggy is the sandbox served on loopback (tests/fake_pluggy.py); the answers these tests need before
+its own are its refusals. Waits are recorded instead of slept by swapping the ``time`` module
+urllib3's Retry uses.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import socket
-import threading
 import time
-from collections import deque
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
 
 from harness.ports import free_port
 from pluggy_client import PluggyClient, PluggyRateLimited, PluggyUnavailable
-from tests import pluggy_fixtures as pf
-
-Answer = tuple[int, dict[str, str], dict]
+from sandbox import data as pf
+from tests.fake_pluggy import FakePluggy
 
 ITEM_ID = "0b8e43f4-1c3a-4f6e-9b0c-4f2d9f6c8a11"
+CLIENT_ID = "client-id"
 CLIENT_SECRET = "client-secret-7d1f20"
-API_KEY = pf.api_key()
-AUTH_OK: Answer = (200, {}, pf.auth_response(API_KEY))
-ITEM_OK: Answer = (200, {}, pf.item(id=ITEM_ID))
-
-
-class ScriptedPluggy(ThreadingHTTPServer):
-    """Answers requests with the scripted answers, in order, and records what it was asked."""
-
-    daemon_threads = True
-
-    def __init__(self, answers: list[Answer]) -> None:
-        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
-        self.answers = deque(answers)
-        self.received: list[str] = []
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
-
-
-class _ScriptedHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes; avoid the delayed-ACK stall
-    server: ScriptedPluggy
-
-    def _answer(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.received.append(f"{self.command} {self.path}")
-        status, headers, body = self.server.answers.popleft()
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        for name, value in {"Content-Type": "application/json", **headers}.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = do_PATCH = do_DELETE = _answer
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Silence the default stderr access log."""
 
 
 @pytest.fixture
@@ -80,78 +36,78 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 @pytest.fixture
-def serve(waits: list[float]) -> Iterator:
-    started: list[tuple[ScriptedPluggy, PluggyClient]] = []
-
-    def start(*answers: Answer) -> tuple[ScriptedPluggy, PluggyClient]:
-        server = ScriptedPluggy(list(answers))
-        serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
-        serving.daemon = True
-        serving.start()
-        started.append((server, PluggyClient(server.url, "client-id", CLIENT_SECRET, timeout=(1, 2))))
-        return started[-1]
-
-    yield start
-    for server, client in started:
-        client.close()
-        server.shutdown()
-        server.server_close()
+def pluggy(waits: list[float]) -> Iterator[FakePluggy]:
+    """Pluggy on a loopback port, knowing item ITEM_ID."""
+    fake = FakePluggy(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    fake.add_item(id=ITEM_ID)
+    with fake.serve() as url:
+        fake.base_url = url
+        yield fake
+    fake.close()
 
 
-def test_a_503_on_get_is_retried(serve, waits):
-    server, client = serve(AUTH_OK, (503, {}, pf.error_body(503, None, "Service Unavailable")), ITEM_OK)
+@pytest.fixture
+def client(pluggy: FakePluggy) -> Iterator[PluggyClient]:
+    client = PluggyClient(pluggy.base_url, CLIENT_ID, CLIENT_SECRET, timeout=(1, 2))
+    yield client
+    client.close()
+
+
+def received(pluggy: FakePluggy) -> list[str]:
+    return [f"{method} {path}" for method, path, _, _ in pluggy.calls]
+
+
+def test_a_503_on_get_is_retried(pluggy, client, waits):
+    pluggy.refuse_next("GET", f"/items/{ITEM_ID}", 503, message="Service Unavailable")
 
     assert client.get_item(ITEM_ID)["id"] == ITEM_ID
-    assert server.received == ["POST /auth", f"GET /items/{ITEM_ID}", f"GET /items/{ITEM_ID}"]
+    assert received(pluggy) == ["POST /auth", f"GET /items/{ITEM_ID}", f"GET /items/{ITEM_ID}"]
     assert waits == []  # urllib3 retries the first failure without backoff
 
 
-def test_repeated_500s_on_get_back_off_with_jitter_then_raise(serve, waits):
-    failure = (500, {}, pf.error_body(500, None, "Internal Server Error"))
-    server, client = serve(AUTH_OK, failure, failure, failure, failure)
+def test_repeated_500s_on_get_back_off_with_jitter_then_raise(pluggy, client, waits):
+    for _ in range(4):
+        pluggy.refuse_next("GET", f"/items/{ITEM_ID}", 500, message="Internal Server Error")
 
     with pytest.raises(PluggyUnavailable) as raised:
         client.get_item(ITEM_ID)
 
     assert raised.value.status == 500
-    assert server.received.count(f"GET /items/{ITEM_ID}") == 4
+    assert received(pluggy).count(f"GET /items/{ITEM_ID}") == 4
     assert len(waits) == 2
     assert 1.0 <= waits[0] <= 1.5 and 2.0 <= waits[1] <= 2.5
 
 
-def test_a_500_on_patch_is_not_retried(serve, waits):
-    server, client = serve(AUTH_OK, (500, {}, pf.error_body(500, None, "Internal Server Error")))
+def test_a_500_on_patch_is_not_retried(pluggy, client, waits):
+    pluggy.refuse_next("PATCH", f"/items/{ITEM_ID}", 500, message="Internal Server Error")
 
     with pytest.raises(PluggyUnavailable):
         client.trigger_item_update(ITEM_ID)
 
-    assert server.received == ["POST /auth", f"PATCH /items/{ITEM_ID}"]
+    assert received(pluggy) == ["POST /auth", f"PATCH /items/{ITEM_ID}"]
 
 
-def test_a_short_429_on_patch_is_waited_for_and_retried(serve, waits):
-    limited = (429, {"Retry-After": "1"}, pf.error_body(429, None, "Too Many Requests"))
-    server, client = serve(AUTH_OK, limited, ITEM_OK)
+def test_a_short_429_on_patch_is_waited_for_and_retried(pluggy, client, waits):
+    pluggy.refuse_next("PATCH", f"/items/{ITEM_ID}", 429, "RATE_LIMIT_EXCEEDED", headers={"Retry-After": "1"})
 
-    assert client.trigger_item_update(ITEM_ID)["id"] == ITEM_ID
-    assert server.received.count(f"PATCH /items/{ITEM_ID}") == 2
+    assert client.trigger_item_update(ITEM_ID)["status"] == "UPDATING"
+    assert received(pluggy).count(f"PATCH /items/{ITEM_ID}") == 2
     assert waits == [1]
 
 
-def test_a_long_429_is_raised_without_waiting(serve, waits):
-    limited = (429, {"Retry-After": "60"}, pf.error_body(429, None, "Too Many Requests"))
-    server, client = serve(AUTH_OK, limited)
+def test_a_long_429_is_raised_without_waiting(pluggy, client, waits):
+    pluggy.refuse_next("PATCH", f"/items/{ITEM_ID}", 429, "RATE_LIMIT_EXCEEDED", headers={"Retry-After": "60"})
 
     with pytest.raises(PluggyRateLimited) as raised:
         client.trigger_item_update(ITEM_ID)
 
     assert raised.value.retry_after == 60
-    assert server.received.count(f"PATCH /items/{ITEM_ID}") == 1
+    assert received(pluggy).count(f"PATCH /items/{ITEM_ID}") == 1
     assert waits == []
 
 
-def test_a_503_retry_after_is_capped(serve, waits):
-    unavailable = (503, {"Retry-After": "3600"}, pf.error_body(503, None, "Service Unavailable"))
-    _, client = serve(AUTH_OK, unavailable, ITEM_OK)
+def test_a_503_retry_after_is_capped(pluggy, client, waits):
+    pluggy.refuse_next("GET", f"/items/{ITEM_ID}", 503, headers={"Retry-After": "3600"})
 
     client.get_item(ITEM_ID)
 
@@ -184,12 +140,16 @@ def test_a_closed_port_is_unavailable(waits):
     assert len(waits) == 2  # connection errors are retried even for POST /auth, with backoff
 
 
-def test_debug_logs_of_the_whole_stack_carry_no_secret(serve, caplog):
+def test_debug_logs_of_the_whole_stack_carry_no_secret(pluggy, client, caplog):
     caplog.set_level(logging.DEBUG)
-    _, client = serve(AUTH_OK, (200, {}, pf.connect_token_response("ct-secret-token")), ITEM_OK)
+    pluggy.set_item(
+        ITEM_ID, status="WAITING_USER_INPUT", executionStatus="WAITING_USER_INPUT", parameter=pf.mfa_parameter()
+    )
 
     client.create_connect_token(ITEM_ID)
     client.send_mfa(ITEM_ID, {"token": "864209"})
 
+    secrets = [CLIENT_SECRET, "864209", *pluggy.world.issued_keys("api"), *pluggy.world.issued_keys("connect")]
+    assert len(secrets) == 4
     assert "urllib3.connectionpool" in {record.name for record in caplog.records}
-    assert [s for s in (CLIENT_SECRET, API_KEY, "ct-secret-token", "864209") if s in caplog.text] == []
+    assert [s for s in secrets if s in caplog.text] == []

@@ -1,11 +1,18 @@
-"""The payload factories must stay true to Pluggy's OpenAPI document."""
+"""The one payload factory (sandbox/data.py) must stay true to Pluggy's OpenAPI document.
+
+Here: its builders, as tests and the sandbox use them, and the rows and accounts it generates from a
+seed. What the sandbox's routes answer is checked against the same document in test_sandbox.py.
+"""
 
 from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
 
 import jsonschema
 import pytest
 
-from tests import pluggy_fixtures as pf
+from sandbox import data as pf
 from tests.oas import validate_request, validate_response, validate_schema
 
 ITEM_STATES = [
@@ -34,6 +41,24 @@ def test_items_fit_the_item_schema(payload: dict) -> None:
 @pytest.mark.parametrize("payload", [pf.account(), pf.credit_card_account()], ids=["bank", "credit"])
 def test_accounts_fit_the_account_schema(payload: dict) -> None:
     validate_schema("Account", payload)
+
+
+NOW = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("make", [pf.new_bank_account, pf.new_credit_card_account], ids=["bank", "credit"])
+def test_generated_accounts_and_their_rows_fit_their_schemas(make) -> None:
+    rng = random.Random(7)
+    account = make(rng, pf.new_uuid(rng), NOW)
+    validate_schema("Account", account)
+    for row in pf.history(rng, account, 40, NOW) + pf.fresh_rows(rng, account, 5, NOW):
+        validate_schema("Transaction", row)
+
+
+def test_every_mfa_prompt_of_the_sandbox_fits_the_item_schema() -> None:
+    for name in ("token", "token2"):
+        parameter = pf.mfa_parameter(name, NOW)
+        validate_schema("Item", pf.item(status="WAITING_USER_INPUT", parameter=parameter))
 
 
 def test_accounts_page_fits_the_accounts_list_response() -> None:

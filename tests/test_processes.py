@@ -142,7 +142,7 @@ def test_a_burst_of_webhooks_is_processed_exactly_once_by_several_workers(
     app, session, user, served_pluggy, database_url
 ):
     from models import WebhookEvent
-    from tests import pluggy_fixtures as pf
+    from sandbox import data as pf
 
     connections = [add_connection(session, user, served_pluggy) for _ in range(20)]
     payloads = []
@@ -170,7 +170,7 @@ def test_a_burst_of_webhooks_is_processed_exactly_once_by_several_workers(
 
 def test_a_worker_killed_while_processing_a_webhook_loses_nothing(app, session, user, served_pluggy, database_url):
     from models import WebhookEvent
-    from tests import pluggy_fixtures as pf
+    from sandbox import data as pf
 
     connection = add_connection(session, user, served_pluggy, transactions=4)
     deliver_webhooks(app, [pf.webhook_event("item/updated", itemId=connection.item_id)])

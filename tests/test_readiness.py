@@ -14,8 +14,8 @@ import pytest
 from harness.ports import free_port
 from models import Job, db
 from models.base import utcnow
+from sandbox import data as pf
 from sync.monitoring import PLUGGY_FAILURE_REMEMBERED_S, PluggyAccessCheck
-from tests import pluggy_fixtures as pf
 from tests.conftest import TEST_SECRETS, make_app
 
 SECRETS = [TEST_SECRETS["SECRET_KEY"], TEST_SECRETS["PLUGGY_CLIENT_SECRET"], *TEST_SECRETS["PLUGGY_WEBHOOK_SECRETS"]]
@@ -153,7 +153,7 @@ def refuse_auth(fake_pluggy, status: int) -> None:
     """/auth refused with an answer that repeats the client secret it was sent."""
     secret = TEST_SECRETS["PLUGGY_CLIENT_SECRET"]
     body = pf.error_body(status, None, f"keys refused: clientSecret {secret}", {"clientSecret": secret})
-    fake_pluggy.refusals.setdefault(("POST", "/auth"), []).append((status, body, {}))
+    fake_pluggy.answer_next("POST", "/auth", status, body)
 
 
 def test_refused_keys_make_pluggy_not_ready(client, fake_pluggy, clock):
@@ -209,7 +209,7 @@ def test_a_pluggy_that_cannot_be_reached_is_not_ready(app, client, monkeypatch):
 def test_an_auth_answer_without_a_key_is_not_ready_and_remembered(client, fake_pluggy, clock):
     # Was a 500 (the client's KeyError escaped the check), asked again on every probe: the client
     # now raises PluggyError for an answer without its key.
-    fake_pluggy.refusals.setdefault(("POST", "/auth"), []).append((200, {"unexpected": True}, {}))
+    fake_pluggy.answer_next("POST", "/auth", 200, {"unexpected": True})
 
     first, second = ready(client), ready(client)
 

@@ -14,11 +14,11 @@ from config import Settings, read_environment
 from jobqueue import queue
 from models import Job, SyncRun, Transaction, WebhookEvent
 from models.base import utcnow
+from sandbox import data as pf
 from sync import runs, scheduling
 from sync.connections import BankConnectionService
 from sync.manual_sync import ManualSync
 from sync.results import ManualSyncStatus as Answer
-from tests import pluggy_fixtures as pf
 from tests.conftest import drain
 from tests.fake_pluggy import MFA_VALUE, now_iso
 from webhooks import inbox
@@ -47,7 +47,7 @@ def pending_events(session) -> int:
 
 
 def new_update_at_pluggy(fake_pluggy, connection, **fields) -> None:
-    fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=now_iso(), **fields)
+    fake_pluggy.set_item(connection.item_id, status="UPDATED", lastUpdatedAt=now_iso(), **fields)
 
 
 def add_transactions(fake_pluggy, account_id: str, count: int) -> None:
@@ -78,14 +78,7 @@ def test_more_pending_events_of_an_item_than_a_batch_are_all_processed(session, 
 
 def refuse_transactions_pages(fake_pluggy, refused) -> None:
     """Pages of transactions whose query `refused` picks are answered 400 (the client retries no 4xx)."""
-    answer = fake_pluggy.transactions_page
-
-    def failing(query):
-        if refused(query):
-            return 400, pf.error_body(400, "INVALID_PARAMETERS", "refused"), {}
-        return answer(query)
-
-    fake_pluggy.transactions_page = failing
+    fake_pluggy.refuse_when("GET", "/v2/transactions", refused, 400, "INVALID_PARAMETERS")
 
 
 def fail_transactions_page(fake_pluggy, number: int) -> None:
@@ -140,7 +133,7 @@ def test_an_item_update_that_never_reached_pluggy_stops_blocking_after_a_minute(
 
 @pytest.mark.parametrize("status", ["UPDATED", "OUTDATED"])
 def test_an_update_pluggy_is_still_answering_keeps_its_run(session, service, connection, fake_pluggy, status):
-    fake_pluggy.items[connection.item_id]["status"] = status  # what the item shows until the PATCH lands
+    fake_pluggy.set_item(connection.item_id, status=status)  # what the item shows until the PATCH lands
     waiting = runs.reserve_item_update(session, connection, "manual", per_minute=20)  # just sent
 
     result = service.trigger_manual_sync(connection)
@@ -154,7 +147,6 @@ def test_an_update_whose_webhook_never_came_is_fetched_by_the_next_sync(
 ):
     started = service.trigger_manual_sync(connection)
     assert started.status == Answer.SYNC_STARTED
-    fake_pluggy.pending_outcomes.clear()
     new_update_at_pluggy(fake_pluggy, connection)  # Pluggy finished; no webhook reaches the service
 
     again = service.trigger_manual_sync(connection)
@@ -172,8 +164,7 @@ def test_an_update_that_ended_waiting_for_a_code_closes_its_run_on_the_next_sync
     session, service, connection, fake_pluggy
 ):
     started = service.trigger_manual_sync(connection)
-    fake_pluggy.pending_outcomes.clear()
-    fake_pluggy.items[connection.item_id].update(status="WAITING_USER_INPUT", parameter=pf.mfa_parameter())
+    fake_pluggy.set_item(connection.item_id, status="WAITING_USER_INPUT", parameter=pf.mfa_parameter())
 
     again = service.trigger_manual_sync(connection)
 
@@ -184,8 +175,7 @@ def test_an_update_that_ended_waiting_for_a_code_closes_its_run_on_the_next_sync
 
 def test_check_status_closes_a_run_the_item_shows_is_over(session, service, connection, fake_pluggy):
     service.trigger_manual_sync(connection)
-    fake_pluggy.pending_outcomes.clear()
-    fake_pluggy.items[connection.item_id].update(status="LOGIN_ERROR", error=pf.item_error("INVALID_CREDENTIALS"))
+    fake_pluggy.set_item(connection.item_id, status="LOGIN_ERROR", error=pf.item_error("INVALID_CREDENTIALS"))
 
     service.connections.check_status(connection)
 
@@ -229,7 +219,7 @@ def test_after_a_code_the_update_arrives_as_one_run_whatever_the_order_of_its_we
     connection, _ = service.connections.register(user, item["id"])
     drain(worker, session)
     service.connections.send_mfa(connection, value=MFA_VALUE)
-    fake_pluggy.items[item["id"]].update(fake_pluggy.pending_outcomes.pop(item["id"]))
+    fake_pluggy.finish_update(item["id"])  # Pluggy logs in with the code and collects
 
     receive(session, pf.webhook_event("item/login_succeeded", itemId=item["id"]))
     drain(worker, session)
@@ -287,7 +277,7 @@ def test_a_first_sync_that_finds_the_code_just_sent_waits_for_the_outcome_then_f
     (run,) = runs_of(session, connection)
     assert (run.trigger, run.status) == ("initial", "pending")  # not closed as an error
 
-    fake_pluggy.items[item["id"]].update(status="UPDATED", lastUpdatedAt=now_iso())
+    fake_pluggy.set_item(item["id"], status="UPDATED", lastUpdatedAt=now_iso())
     scheduling.queue_fetch(session, connection, "webhook")  # what item/updated queues
     session.commit()
     drain(worker, session)
@@ -397,7 +387,7 @@ def attempt_now(session, worker) -> bool:
 
 def test_a_sync_that_fails_after_more_progress_each_time_keeps_its_attempts(session, connection, fake_pluggy, worker):
     offset = {"at": 10}
-    refuse_transactions_pages(fake_pluggy, lambda query: int(query.get("after") or 0) >= offset["at"])
+    refuse_transactions_pages(fake_pluggy, lambda query: fake_pluggy.rows_before(query) >= offset["at"])
     first_sync_of(session, connection, fake_pluggy, transactions=95, max_attempts=3)
     # Eight attempts, each refused one page further than the one before: each one makes progress.
     for _ in range(8):
@@ -412,7 +402,7 @@ def test_a_sync_that_fails_after_more_progress_each_time_keeps_its_attempts(sess
 
 
 def test_a_sync_that_fails_without_progress_spends_its_attempts(session, connection, fake_pluggy, worker):
-    refuse_transactions_pages(fake_pluggy, lambda query: int(query.get("after") or 0) >= 20)
+    refuse_transactions_pages(fake_pluggy, lambda query: fake_pluggy.rows_before(query) >= 20)
     first_sync_of(session, connection, fake_pluggy, transactions=35, max_attempts=3)
     for _ in range(3):
         assert attempt_now(session, worker)

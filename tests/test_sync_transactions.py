@@ -150,7 +150,7 @@ def test_a_tombstoned_row_that_reappears_is_live_again(session, service, connect
     sync(session, service, connection)
     fake_pluggy.remove_transaction(account_id, row["id"])
     sync(session, service, connection)
-    fake_pluggy.transactions[account_id].append(row)
+    fake_pluggy.add_transaction(account_id, **row)
 
     run = sync(session, service, connection)
 
@@ -264,7 +264,7 @@ def test_sync_transactions_without_an_update_queues_a_reread(
     manual_sync, app, session, service, connection, fake_pluggy, account_id, pluggy_api
 ):
     fake_pluggy.add_transaction(account_id, date=day(1))
-    fake_pluggy.items[connection.item_id]["status"] = "LOGIN_ERROR"  # what Pluggy has is read anyway
+    fake_pluggy.set_item(connection.item_id, status="LOGIN_ERROR")  # what Pluggy has is read anyway
 
     result = manual_sync.sync_transactions(connection, trigger_update=False)
     run_jobs(app, session, pluggy_api)

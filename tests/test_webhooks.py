@@ -11,11 +11,11 @@ import sqlalchemy as sa
 
 from models import Connection, ConnectorStatus, Job, SyncRun, Transaction, WebhookEvent
 from models.base import utcnow
+from sandbox import data as pf
 from sync import scheduling
 from sync.item_state import apply_item, sync_status
 from sync.manual_sync import ManualSync
 from sync.tokens import issue_api_token, issue_webhook_token
-from tests import pluggy_fixtures as pf
 from tests.conftest import make_app
 from tests.fake_pluggy import now_iso
 
@@ -194,7 +194,7 @@ def test_item_updated_closes_the_waiting_manual_run_by_fetching(
     account_id = fake_pluggy.accounts[connection.item_id][0]["id"]
     fake_pluggy.add_transaction(account_id, date=f"{utcnow().date()}T03:00:00.000Z")
     started = ManualSync(session, pluggy_api, settings).trigger_manual_sync(connection)
-    fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=now_iso())
+    fake_pluggy.set_item(connection.item_id, status="UPDATED", lastUpdatedAt=now_iso())
 
     deliver(client, worker, session, pf.webhook_event("item/updated", itemId=connection.item_id))
 
@@ -208,7 +208,7 @@ def test_a_late_item_updated_of_the_previous_update_leaves_our_run_waiting(
     client, session, connection, fake_pluggy, worker, pluggy_api, settings
 ):
     started = ManualSync(session, pluggy_api, settings).trigger_manual_sync(connection)
-    fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=pf.SYNCED_AT)  # before our PATCH
+    fake_pluggy.set_item(connection.item_id, status="UPDATED", lastUpdatedAt=pf.SYNCED_AT)  # before our PATCH
 
     deliver(client, worker, session, pf.webhook_event("item/updated", itemId=connection.item_id))
 
@@ -233,8 +233,8 @@ def test_a_login_error_needs_credentials_and_closes_the_run_so(
     client, session, connection, fake_pluggy, worker, pluggy_api, settings, name
 ):
     ManualSync(session, pluggy_api, settings).trigger_manual_sync(connection)
-    fake_pluggy.items[connection.item_id].update(
-        status="LOGIN_ERROR", executionStatus="INVALID_CREDENTIALS", error=pf.item_error()
+    fake_pluggy.set_item(
+        connection.item_id, status="LOGIN_ERROR", executionStatus="INVALID_CREDENTIALS", error=pf.item_error()
     )
 
     deliver(
@@ -266,7 +266,7 @@ def test_item_events_store_what_the_item_needs(
 ):
     connection.error_code = "INVALID_CREDENTIALS"
     session.commit()
-    fake_pluggy.items[connection.item_id].update(item_fields)
+    fake_pluggy.set_item(connection.item_id, **item_fields)
 
     deliver(client, worker, session, pf.webhook_event(name, itemId=connection.item_id))
 
@@ -526,7 +526,7 @@ def sweep(session, worker) -> None:
 
 def test_the_sweep_fetches_items_updated_since_our_last_fetch(session, connection, fake_pluggy, worker):
     age(session, connection, synced_hours_ago=12)
-    fake_pluggy.items[connection.item_id]["lastUpdatedAt"] = (utcnow() - timedelta(hours=1)).isoformat()
+    fake_pluggy.set_item(connection.item_id, lastUpdatedAt=(utcnow() - timedelta(hours=1)).isoformat())
 
     sweep(session, worker)
 
@@ -537,7 +537,7 @@ def test_the_sweep_fetches_items_updated_since_our_last_fetch(session, connectio
 
 def test_the_sweep_leaves_unchanged_items_and_looks_once_per_window(session, connection, fake_pluggy, worker):
     age(session, connection, synced_hours_ago=12)
-    fake_pluggy.items[connection.item_id]["lastUpdatedAt"] = (utcnow() - timedelta(hours=13)).isoformat()
+    fake_pluggy.set_item(connection.item_id, lastUpdatedAt=(utcnow() - timedelta(hours=13)).isoformat())
 
     sweep(session, worker)
     sweep(session, worker)
@@ -563,7 +563,7 @@ def test_the_sweep_skips_fresh_and_new_connections(session, connection, fake_plu
 
 def test_the_sweep_marks_items_pluggy_forgot_as_deleted(session, connection, fake_pluggy, worker):
     age(session, connection, synced_hours_ago=None)
-    del fake_pluggy.items[connection.item_id]
+    fake_pluggy.remove_item(connection.item_id)
 
     sweep(session, worker)
 
@@ -597,8 +597,8 @@ def test_register_twice_changes_nothing_and_removes_duplicates(runner, fake_plug
     url = "https://sync.example.com/webhooks/pluggy"
     runner.invoke(args=["webhooks", "register", url])
     before = {w["id"]: dict(w) for w in fake_pluggy.webhooks.values()}
-    duplicate = pf.webhook(event="item/updated", url=url)
-    fake_pluggy.webhooks[duplicate["id"]] = duplicate
+    duplicate = fake_pluggy.add_webhook("item/updated", url)  # left by an earlier run, without the secret header
+    assert duplicate["id"] in fake_pluggy.webhooks
 
     result = runner.invoke(args=["webhooks", "register", url])
 
@@ -617,7 +617,7 @@ def test_register_needs_a_secret(app, runner, fake_pluggy):
 def test_transactions_created_beside_an_item_update_is_read_by_that_fetch(
     client, session, connection, fake_pluggy, worker, synced
 ):
-    fake_pluggy.items[connection.item_id]["lastUpdatedAt"] = now_iso()  # Pluggy finished a new update
+    fake_pluggy.set_item(connection.item_id, lastUpdatedAt=now_iso())  # Pluggy finished a new update
     deliver(
         client,
         worker,

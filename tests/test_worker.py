@@ -25,6 +25,7 @@ from jobqueue.wakeup import CHANNEL, Wakeup
 from models import Job, SyncRun, db
 from models.base import utcnow
 from pluggy_client import PluggyRateLimited
+from sandbox import data as pf
 from sync import jobs as sync_jobs
 from sync import scheduling
 from sync.connections import BankConnectionService, ItemOwnedByAnotherUser, MfaNotRequired, MfaValueRequired
@@ -32,9 +33,8 @@ from sync.item_state import sync_status
 from sync.jobs import job_registry, sync_worker
 from sync.manual_sync import ManualSync
 from sync.results import ManualSyncStatus as Answer
-from tests import pluggy_fixtures as pf
 from tests.conftest import drain
-from tests.fake_pluggy import MFA_VALUE, now_iso
+from tests.fake_pluggy import MFA_CONNECTOR, MFA_VALUE, now_iso
 
 
 @pytest.fixture
@@ -116,34 +116,33 @@ def test_poll_mode_watches_the_item_until_it_settles_then_fetches(
     assert connection.last_synced_at is not None
 
 
+def user_action_at_the_bank(fake_pluggy, item_id: str) -> None:
+    # The sandbox has no connector that asks for an action at the bank: the item is put in that state.
+    user_action = {"instructions": "Abra o app", "type": "qr", "expiresAt": pf.NEXT_SYNC_AT}
+    fake_pluggy.set_item(
+        item_id, status="WAITING_USER_ACTION", executionStatus="WAITING_USER_ACTION", userAction=user_action
+    )
+
+
 @pytest.mark.parametrize(
-    "outcome, run_status, api_status",
+    "update_ends, run_status, api_status",
     [
-        ({"status": "WAITING_USER_INPUT", "parameter": pf.mfa_parameter()}, "mfa_required", "MFA_REQUIRED"),
+        (lambda fake, item_id: fake.set_connector(item_id, MFA_CONNECTOR), "mfa_required", "MFA_REQUIRED"),
+        (user_action_at_the_bank, "user_action_required", "USER_ACTION_REQUIRED"),
         (
-            {"status": "WAITING_USER_ACTION", "userAction": {"instructions": "Abra o app"}},
-            "user_action_required",
-            "USER_ACTION_REQUIRED",
+            lambda fake, item_id: fake.set_credentials(item_id, password="changed-at-the-bank"),
+            "credentials_required",
+            "CREDENTIALS_REQUIRED",
         ),
-        ({"status": "LOGIN_ERROR", "error": pf.item_error()}, "credentials_required", "CREDENTIALS_REQUIRED"),
-        (
-            {
-                "status": "OUTDATED",
-                "executionStatus": "SITE_NOT_AVAILABLE",
-                "error": pf.item_error("SITE_NOT_AVAILABLE"),
-            },
-            "error",
-            "OUTDATED",
-        ),
+        (lambda fake, item_id: fake.set_credentials(item_id, user="user-unavailable"), "error", "OUTDATED"),
     ],
     ids=["mfa", "user action", "login error", "outdated"],
 )
 def test_a_watched_update_that_needs_the_user_closes_the_run_saying_so(
-    session, connection, fake_pluggy, worker, poll_service, outcome, run_status, api_status
+    session, connection, fake_pluggy, worker, poll_service, update_ends, run_status, api_status
 ):
-    fake_pluggy.update_outcome = outcome
-
     poll_service.trigger_manual_sync(connection)
+    update_ends(fake_pluggy, connection.item_id)
     drain(worker, session)
 
     (run,) = runs_of(session, connection)
@@ -153,12 +152,11 @@ def test_a_watched_update_that_needs_the_user_closes_the_run_saying_so(
 
 
 def test_the_mfa_round_trip(session, connection, fake_pluggy, worker, poll_service, caplog):
-    fake_pluggy.update_outcome = {"status": "WAITING_USER_INPUT", "parameter": pf.mfa_parameter()}
+    fake_pluggy.set_connector(connection.item_id, MFA_CONNECTOR)  # every update asks for a code
     poll_service.trigger_manual_sync(connection)
     drain(worker, session)
     assert poll_service.trigger_manual_sync(connection).status == Answer.MFA_REQUIRED
 
-    fake_pluggy.update_outcome = {"status": "UPDATED", "executionStatus": "SUCCESS"}
     poll_service.connections.send_mfa(connection, value=MFA_VALUE)
     drain(worker, session)
 
@@ -180,7 +178,7 @@ def stored_anywhere(session, value: str) -> bool:
 
 
 def test_a_wrong_mfa_value_ends_in_a_login_error(session, connection, fake_pluggy, poll_service):
-    fake_pluggy.items[connection.item_id].update(status="WAITING_USER_INPUT", parameter=pf.mfa_parameter())
+    fake_pluggy.set_item(connection.item_id, status="WAITING_USER_INPUT", parameter=pf.mfa_parameter())
 
     poll_service.connections.send_mfa(connection, value="000000")
 
@@ -198,7 +196,7 @@ def test_a_fetch_after_an_item_update_closes_the_waiting_run(
     session, connection, fake_pluggy, worker, pluggy_api, settings
 ):
     result = ManualSync(session, pluggy_api, settings).trigger_manual_sync(connection)
-    fake_pluggy.items[connection.item_id].update(status="UPDATED", lastUpdatedAt=now_iso())
+    fake_pluggy.set_item(connection.item_id, status="UPDATED", lastUpdatedAt=now_iso())
     scheduling.queue_fetch(session, connection, "webhook")
     session.commit()
 
@@ -390,7 +388,7 @@ def test_registering_a_deleted_item_again_asks_pluggy(session, user, connection,
 
     again.deleted_at = utcnow()
     session.commit()
-    del fake_pluggy.items[connection.item_id]
+    fake_pluggy.remove_item(connection.item_id)
     from pluggy_client import PluggyNotFound
 
     with pytest.raises(PluggyNotFound):
