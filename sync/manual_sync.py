@@ -57,10 +57,8 @@ class ManualSync:
     def trigger_manual_sync(self, connection: Connection, *, trigger: str = RunTrigger.MANUAL) -> ManualSyncResult:
         runs.let_go_of_stale_run(self.session, connection, self.settings.watch_timeout_s)
         open_run = runs.find_open_run(self.session, connection.id)
-        if open_run is not None and open_run.status == RunStatus.RUNNING:
-            return ManualSyncResult(
-                ManualSyncStatus.ALREADY_SYNCING, connection, sync_run=open_run
-            )  # the worker is fetching
+        if open_run is not None and open_run.status == RunStatus.RUNNING:  # the worker is fetching
+            return ManualSyncResult(ManualSyncStatus.ALREADY_SYNCING, connection, sync_run=open_run)
         try:
             item = self.connections.refresh_item(connection)
         except PluggyError as exc:
