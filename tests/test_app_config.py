@@ -65,6 +65,8 @@ def flask_command(tmp_path, *args: str, **settings: str) -> subprocess.Completed
         ({}, "Error: SECRET_KEY is not set."),
         ({"SECRET_KEY": "too-short"}, "Error: SECRET_KEY is 9 bytes long"),
         ({"SECRET_KEY": KEY_OF_32_BYTES, "SYNC_MODE": "push"}, "Error: SYNC_MODE must be one of webhook, poll"),
+        ({"SECRET_KEY": KEY_OF_32_BYTES, "LOG_LEVEL": "verbose"}, "Error: LOG_LEVEL must be one of DEBUG"),
+        ({"SECRET_KEY": KEY_OF_32_BYTES, "JOB_MAX_ATTEMPTS": "0"}, "Error: JOB_MAX_ATTEMPTS must be a whole number"),
     ],
 )
 def test_a_configuration_error_stops_a_command_with_its_message_alone(tmp_path, settings, message):
