@@ -6,13 +6,14 @@ handlers in a `JobRegistry` (`sync.jobs.register`, `jobqueue.maintenance.registe
 `observability`, nothing above them.
 """
 
-from .queue import ClaimedJob, dialect_insert, enqueue, queue_stats
+from .queue import ClaimedJob, JobOutcome, dialect_insert, enqueue, queue_stats
 from .registry import JobContext, JobRegistry, MissingHandlers
 from .worker import LeaseLost, Released, RetryLater, Worker, WorkerThreadDied, describe
 
 __all__ = [
     "ClaimedJob",
     "JobContext",
+    "JobOutcome",
     "JobRegistry",
     "LeaseLost",
     "MissingHandlers",

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from models import Job
+from models import Job, JobStatus
 from models.base import utcnow
 from models.database import DbSession
 
@@ -31,6 +31,8 @@ def queue_prune(session: DbSession, *, after: timedelta = timedelta(0)) -> int:
 
 def prune_jobs(context: JobContext) -> None:
     """Delete jobs that finished long ago (dead ones stay until retried), then come back later."""
-    context.session.execute(sa.delete(Job).where(Job.status == "done", Job.finished_at < utcnow() - KEEP_FINISHED_JOBS))
+    context.session.execute(
+        sa.delete(Job).where(Job.status == JobStatus.DONE, Job.finished_at < utcnow() - KEEP_FINISHED_JOBS)
+    )
     queue_prune(context.session, after=PRUNE_EVERY)
     context.session.commit()

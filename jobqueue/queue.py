@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import TypeAlias, cast
 
 import sqlalchemy as sa
@@ -23,13 +24,25 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from models import Job
+from models import Job, JobStatus
 from models.base import utcnow
 from models.database import DbSession
 from models.job import DEAD_ONLY, DEFAULT_MAX_ATTEMPTS, QUEUED_ONLY, RUNNING_ONLY
 from observability import metrics
 
 from . import wakeup
+
+
+class JobOutcome(StrEnum):
+    """How one run of a job ended (the `outcome` of its log line and of its duration metric)."""
+
+    DONE = "done"
+    FAILED = "failed"  # an attempt spent; it runs again after a backoff
+    DEAD = "dead"  # attempts spent: given up
+    RETRY = "retry"  # the handler asked to run again later, no attempt spent
+    RELEASED = "released"  # a stopping worker gave it back to the queue
+    LEASE_LOST = "lease_lost"  # another worker took it over
+
 
 DEFAULT_LEASE = timedelta(minutes=5)
 BACKOFF_BASE_SECONDS = 10.0
@@ -79,7 +92,7 @@ def enqueue(
     values = {
         "kind": kind,
         "payload": payload or {},
-        "status": "queued",
+        "status": JobStatus.QUEUED,
         "key": key,
         "item_id": item_id,
         "run_at": run_at,
@@ -166,7 +179,9 @@ def take(
 ) -> ClaimedJob | None:
     """Lease the first job matching `condition` in `order` whose item is not busy, or None."""
     running = aliased(Job)
-    item_busy = sa.exists().where(running.item_id == Job.item_id, running.status == "running", running.id != Job.id)
+    item_busy = sa.exists().where(
+        running.item_id == Job.item_id, running.status == JobStatus.RUNNING, running.id != Job.id
+    )
     candidates = sa.select(Job.id).where(condition, ~item_busy)
     if item_id is not None:
         candidates = candidates.where(Job.item_id == item_id)
@@ -174,7 +189,7 @@ def take(
     statement = (
         sa.update(Job)
         .where(Job.id == next_id)
-        .values(status="running", locked_by=worker_id, locked_until=now + lease, attempts=Job.attempts + 1)
+        .values(status=JobStatus.RUNNING, locked_by=worker_id, locked_until=now + lease, attempts=Job.attempts + 1)
         .returning(Job)
         .execution_options(synchronize_session=False)
     )
@@ -201,7 +216,7 @@ def extend_lease(connection: sa.Connection, job: ClaimedJob, lease: timedelta = 
     """Keep a long job's lease alive. False if the job is no longer ours (the lease was lost)."""
     result = connection.execute(
         sa.update(Job)
-        .where(Job.id == job.id, Job.locked_by == job.worker_id, Job.status == "running")
+        .where(Job.id == job.id, Job.locked_by == job.worker_id, Job.status == JobStatus.RUNNING)
         .values(locked_until=utcnow() + lease)
     )
     return result.rowcount == 1
@@ -212,7 +227,7 @@ def forgive_attempts(connection: sa.Connection, job: ClaimedJob) -> None:
     and this one is its first."""
     result = connection.execute(
         sa.update(Job)
-        .where(Job.id == job.id, Job.locked_by == job.worker_id, Job.status == "running")
+        .where(Job.id == job.id, Job.locked_by == job.worker_id, Job.status == JobStatus.RUNNING)
         .values(attempts=1)
     )
     if result.rowcount == 1:
@@ -220,17 +235,17 @@ def forgive_attempts(connection: sa.Connection, job: ClaimedJob) -> None:
 
 
 def complete(session: DbSession, job: ClaimedJob) -> None:
-    finish(session, job, status="done")
+    finish(session, job, status=JobStatus.DONE)
 
 
-def fail(session: DbSession, job: ClaimedJob, error: str, *, retry_after: float | None = None) -> str:
+def fail(session: DbSession, job: ClaimedJob, error: str, *, retry_after: float | None = None) -> JobOutcome:
     """Record a failed attempt: retry later with backoff, or give up once attempts are spent.
-    Returns the outcome: "failed" (to be retried) or "dead"."""
+    Returns the outcome: FAILED (to be retried) or DEAD."""
     if job.attempts >= job.max_attempts:
-        finish(session, job, status="dead", error=error)
-        return "dead"
+        finish(session, job, status=JobStatus.DEAD, error=error)
+        return JobOutcome.DEAD
     requeue(session, job, after_seconds=max(backoff_seconds(job.attempts), retry_after or 0), error=error)
-    return "failed"
+    return JobOutcome.FAILED
 
 
 def postpone(session: DbSession, job: ClaimedJob, after_seconds: float, reason: str = "") -> None:
@@ -248,7 +263,7 @@ def requeue(
     session: DbSession, job: ClaimedJob, *, after_seconds: float, error: str | None, spend_attempt: bool = True
 ) -> None:
     values = {
-        "status": "queued",
+        "status": JobStatus.QUEUED,
         "run_at": utcnow() + timedelta(seconds=after_seconds),
         "locked_by": None,
         "locked_until": None,
@@ -261,7 +276,7 @@ def requeue(
     except IntegrityError:
         # The same work was queued again under this key meanwhile: that job will do it.
         session.rollback()
-        finish(session, job, status="done", error=f"superseded by a queued job with key {job.key}")
+        finish(session, job, status=JobStatus.DONE, error=f"superseded by a queued job with key {job.key}")
 
 
 def finish(session: DbSession, job: ClaimedJob, *, status: str, error: str | None = None) -> None:
@@ -277,7 +292,7 @@ def update_own_job(session: DbSession, job: ClaimedJob, values: dict) -> None:
     cannot overwrite the outcome of the worker that took the job over."""
     session.execute(
         sa.update(Job)
-        .where(Job.id == job.id, Job.locked_by == job.worker_id, Job.status == "running")
+        .where(Job.id == job.id, Job.locked_by == job.worker_id, Job.status == JobStatus.RUNNING)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -289,12 +304,12 @@ def retry_now(session: DbSession, job_id: int) -> bool:
     False if there is no such job, or the same work is already queued under its key."""
     statement = (
         sa.update(Job)
-        .where(Job.id == job_id, Job.status.in_(("dead", "queued")))
+        .where(Job.id == job_id, Job.status.in_((JobStatus.DEAD, JobStatus.QUEUED)))
         .values(
-            status="queued",
+            status=JobStatus.QUEUED,
             run_at=utcnow(),
             finished_at=None,
-            attempts=sa.case((Job.status == "dead", 0), else_=Job.attempts),
+            attempts=sa.case((Job.status == JobStatus.DEAD, 0), else_=Job.attempts),
         )
     )
     try:

@@ -26,12 +26,12 @@ import psycopg
 import sqlalchemy as sa
 from flask import Flask
 
-from models import db
+from models import JobStatus, db
 from models.database import DbSession
 from observability import logs, metrics
 
 from . import queue
-from .queue import ClaimedJob
+from .queue import ClaimedJob, JobOutcome
 from .registry import JobContext, JobRegistry
 from .wakeup import Wakeup
 
@@ -204,14 +204,16 @@ class Worker:
         job = lost.job
         with logs.scope(job_id=job.id, job_kind=job.kind, item_id=job.item_id):
             outcome = self.record_failure(session, job, lost.error)
-            if outcome == "dead":
+            if outcome == JobOutcome.DEAD:
                 self.close_what_it_owned(session, job, lost.error)
             logs.event(
                 log, "job", logging.WARNING, outcome=outcome, attempt=job.attempts, error=lost.error, recorded_late=True
             )
 
-    def record_failure(self, session: DbSession, job: ClaimedJob, error: str, retry_after: float | None = None) -> str:
-        """A failed attempt: "failed" (to be retried) or "dead". FailureNotRecorded if the database
+    def record_failure(
+        self, session: DbSession, job: ClaimedJob, error: str, retry_after: float | None = None
+    ) -> JobOutcome:
+        """A failed attempt: FAILED (to be retried) or DEAD. FailureNotRecorded if the database
         would not take it, for the thread to write it once the database is back."""
         try:
             session.rollback()
@@ -247,11 +249,15 @@ class Worker:
             if job.taken_back:
                 logs.event(log, "job taken back", logging.WARNING, attempt=job.attempts, reason="its lease ran out")
             outcome, error = self.outcome_of(session, job)
-            if outcome == "dead":
+            if outcome == JobOutcome.DEAD:
                 self.close_what_it_owned(session, job, error or "gave up")
             seconds = time.monotonic() - started
             metrics.JOB_DURATION.labels(job.kind, outcome).observe(seconds)
-            level = logging.WARNING if outcome in ("failed", "dead", "lease_lost") else logging.INFO
+            level = (
+                logging.WARNING
+                if outcome in (JobOutcome.FAILED, JobOutcome.DEAD, JobOutcome.LEASE_LOST)
+                else logging.INFO
+            )
             logs.event(
                 log,
                 "job",
@@ -262,30 +268,30 @@ class Worker:
                 error=error,
             )
 
-    def outcome_of(self, session: DbSession, job: ClaimedJob) -> tuple[str, str | None]:
+    def outcome_of(self, session: DbSession, job: ClaimedJob) -> tuple[JobOutcome, str | None]:
         if job.attempts > job.max_attempts:
             error = "gave up: its worker kept disappearing"
-            queue.finish(session, job, status="dead", error=error)
-            return "dead", error
+            queue.finish(session, job, status=JobStatus.DEAD, error=error)
+            return JobOutcome.DEAD, error
         handler = self.registry.handler_for(job.kind)
         if handler is None:
             error = f"no handler for job kind {job.kind!r}"
-            queue.finish(session, job, status="dead", error=error)
-            return "dead", error
+            queue.finish(session, job, status=JobStatus.DEAD, error=error)
+            return JobOutcome.DEAD, error
         context = JobContext(job, session, self.progress, self.checkpoint_for(job))
         try:
             handler(context)
         except RetryLater as wait:
             session.rollback()
             queue.postpone(session, job, wait.after_seconds, wait.reason)
-            return "retry", None
+            return JobOutcome.RETRY, None
         except Released:
             session.rollback()
             queue.postpone(session, job, 0, "released by a stopping worker")
-            return "released", None
+            return JobOutcome.RELEASED, None
         except LeaseLost:
             session.rollback()
-            return "lease_lost", "another worker took the job over"
+            return JobOutcome.LEASE_LOST, "another worker took the job over"
         except Exception as exc:
             # An error that says when to come back (Pluggy's rate limit has `retry_after`) is
             # retried no sooner; it is expected, so it gets no traceback.
@@ -294,7 +300,7 @@ class Worker:
                 log.exception("job %s (%s) failed", job.id, job.kind)
             return self.record_failure(session, job, describe(exc), retry_after), describe(exc)
         queue.complete(session, job)
-        return "done", None
+        return JobOutcome.DONE, None
 
     def checkpoint_for(self, job: ClaimedJob) -> Callable[..., None]:
         """Called by long handlers between committed steps: keeps the lease, honours a hard stop,
