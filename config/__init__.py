@@ -137,7 +137,6 @@ class Settings:
     sweep_interval_minutes: float
     sweep_stale_hours: float
     sweep_batch: int
-    job_max_attempts: int
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -153,7 +152,6 @@ class Settings:
             sweep_interval_minutes=config["SYNC_SWEEP_INTERVAL_MINUTES"],
             sweep_stale_hours=config["SYNC_SWEEP_STALE_HOURS"],
             sweep_batch=config["SYNC_SWEEP_BATCH"],
-            job_max_attempts=config["JOB_MAX_ATTEMPTS"],
         )
 
     def __repr__(self) -> str:

