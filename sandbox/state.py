@@ -55,6 +55,7 @@ class ItemRecord:
     triggered_by: str = "CLIENT"
     mfa_timer: threading.Timer | None = None
     arranged: bool = False  # its accounts and rows are put in by the caller, never generated
+    consent: Json | None = None  # the Open Finance consent (GET /consents), None for other connectors
 
     @property
     def id(self) -> str:
@@ -247,6 +248,21 @@ class World:
         if token is not None and not token.may_act_on(item_id):
             raise PluggyApiError(403, FORBIDDEN)
         return record
+
+    def withholds_data(self, item_id: str) -> bool:
+        """True once the item's consent has expired or been revoked: Pluggy's data routes then
+        answer empty data (an empty page, not a 404) until the user connects again."""
+        consent = self.record_for(item_id).consent
+        if consent is None:
+            return False
+        if consent.get("revokedAt"):
+            return True
+        expires_at = consent.get("expiresAt")
+        return expires_at is not None and expires_at <= data.iso(self.now())
+
+    def offers(self, item_id: str, product: str) -> bool:
+        """Whether the item collects ``product`` (its ``products``, limited by the connect token)."""
+        return product in (self.record_for(item_id).json.get("products") or [])
 
     def item_json(self, item_id: str, token: Token | None = None) -> Json:
         with self.lock:
