@@ -15,13 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+
 from .ports import HOST
 from .waiting import NotMet, answers, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 # The keys the stand-in (`python -m sandbox`) accepts unless told others.
-STAND_IN_CLIENT_ID = "sandbox-client-id"
-STAND_IN_CLIENT_SECRET = "sandbox-client-secret"
+STAND_IN_CLIENT_ID, STAND_IN_CLIENT_SECRET = DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 TAIL = 5000  # characters of a process's output shown when it failed
 
 PIPE, STDOUT, DEVNULL = subprocess.PIPE, subprocess.STDOUT, subprocess.DEVNULL

@@ -13,24 +13,49 @@ from werkzeug.exceptions import HTTPException
 from . import data, events, execution, queries
 from .control import control
 from .data import Json
-from .errors import PluggyApiError, bad_request
+from .errors import DEFAULT_RETRY_AFTER_S, PluggyApiError, bad_request, limit_of, rate_limit_headers, validation_error
 from .state import Token, World
-from .validation import body, optional_string, string_map
+from .validation import body, credential_errors, optional_string, string_map
 
-WEBHOOK_EVENTS = {
-    "all",
-    "item/created",
-    "item/updated",
-    "item/error",
-    "item/deleted",
-    "item/waiting_user_input",
-    "item/waiting_user_action",
-    "item/login_succeeded",
-    "connector/status_updated",
-    "transactions/created",
-    "transactions/updated",
-    "transactions/deleted",
-}
+# Pluggy's WebhookEventType (the OAS and both SDKs list the same events), plus `item/all`, which
+# the OAS's GET /webhooks example shows. Payment events are accepted but never sent here.
+WEBHOOK_EVENTS = frozenset(
+    {
+        "all",
+        "item/all",
+        "item/created",
+        "item/updated",
+        "item/error",
+        "item/deleted",
+        "item/waiting_user_input",
+        "item/waiting_user_action",
+        "item/login_succeeded",
+        "connector/status_updated",
+        "transactions/created",
+        "transactions/updated",
+        "transactions/deleted",
+        "payment_intent/created",
+        "payment_intent/completed",
+        "payment_intent/waiting_payer_authorization",
+        "payment_intent/error",
+        "payment_request/updated",
+        "scheduled_payment/created",
+        "scheduled_payment/completed",
+        "scheduled_payment/error",
+        "scheduled_payment/canceled",
+        "scheduled_payment/all_completed",
+        "scheduled_payment/all_created",
+        "boleto/updated",
+        "automatic_pix_payment/created",
+        "automatic_pix_payment/completed",
+        "automatic_pix_payment/error",
+        "automatic_pix_payment/canceled",
+        "smart_transfer_preauthorization/completed",
+        "smart_transfer_preauthorization/error",
+        "smart_transfer_payment/completed",
+        "smart_transfer_payment/error",
+    }
+)
 
 api = Blueprint("pluggy", __name__)
 
@@ -65,7 +90,8 @@ def _scripted_failure():
         return None
     headers = {}
     if rule.status == 429:
-        headers["Retry-After"] = str(rule.retry_after if rule.retry_after is not None else 60)
+        retry_after = rule.retry_after if rule.retry_after is not None else DEFAULT_RETRY_AFTER_S
+        headers = rate_limit_headers(limit_of(request.method, request.path), retry_after)
     code_description = rule.code_description or _code_for(rule.status)
     message = f"Scripted failure {rule.status} {code_description}"
     raise PluggyApiError(rule.status, message, code_description, rule.data, headers=headers)
@@ -85,9 +111,13 @@ def _pluggy_error(error: PluggyApiError):
 
 
 def _http_error(error: HTTPException):
-    response = jsonify({"code": error.code, "message": error.description or error.name})
-    response.status_code = error.code or 500
-    return response
+    """Werkzeug's own refusals (unknown route, wrong method, an unhandled exception's 500...) in
+    Pluggy's error body, never werkzeug's HTML; its headers (a 405's Allow) are kept."""
+    status = error.code or 500
+    name = error.name if error.code else "Internal Server Error"
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    code_description = name.upper().replace(" ", "_").replace("'", "")
+    return _pluggy_error(PluggyApiError(status, name, code_description, headers=headers))
 
 
 def caller(allow_connect: bool = False) -> Token:
@@ -142,7 +172,7 @@ def create_item():
     connector = data.CONNECTORS.get(payload.get("connectorId"))
     if connector is None or isinstance(payload.get("connectorId"), bool):
         raise bad_request("Connector not found", "INVALID_CONNECTOR")
-    parameters = _credentials(payload.get("parameters"))
+    parameters = _credentials(data.connector_json(connector), payload.get("parameters"))
     for name in ("clientUserId", "webhookUrl"):
         optional_string(payload, name)
     world = world_of()
@@ -154,14 +184,11 @@ def create_item():
         return jsonify(copy.deepcopy(record.json))
 
 
-def _credentials(parameters: Any) -> dict[str, str]:
-    if not isinstance(parameters, dict):
-        raise bad_request("parameters must be an object", "INVALID_PARAMETERS")
-    missing = [name for name in ("user", "password") if not isinstance(parameters.get(name), str)]
-    if missing:
-        errors = [{"code": "001", "message": f"{name} is required", "parameter": name} for name in missing]
-        raise bad_request("There are invalid parameters", "INVALID_PARAMETERS", errors=errors)
-    return string_map(parameters, "parameters")
+def _credentials(connector: Json, parameters: Any, *, partial: bool = False) -> dict[str, str]:
+    errors = credential_errors(connector.get("credentials") or [], parameters, partial=partial)
+    if errors:
+        raise validation_error(errors)
+    return dict(parameters or {})
 
 
 @api.get("/items/<item_id>")
@@ -178,15 +205,15 @@ def get_item(item_id: str):
 def update_item(item_id: str):
     token = caller(allow_connect=True)
     payload = body()
-    parameters = payload.get("parameters")
-    if parameters is not None:
-        parameters = string_map(parameters, "parameters")
     changes = {name: optional_string(payload, name) for name in ("webhookUrl", "clientUserId")}
     changes.update({k: v for k, v in token.options.items() if k in changes and v is not None})
     world = world_of()
     with world.lock:
         world.count_patch()
         record = world.record_for(item_id, token)
+        parameters = payload.get("parameters")
+        if parameters is not None:
+            parameters = _credentials(record.json["connector"], parameters, partial=True)
         execution.refuse_if_busy(record)
         if parameters:
             record.parameters.update(parameters)
@@ -238,7 +265,7 @@ def list_accounts():
 def list_transactions():
     caller()
     world = world_of()
-    query = queries.parse(request.args.to_dict(), world.page_size)
+    query = queries.parse(request.args, world.page_size)
     return jsonify(queries.page(world, query))
 
 
@@ -255,28 +282,22 @@ def get_transaction(transaction_id: str):
 def create_webhook():
     caller()
     payload = body()
-    headers = payload.get("headers")
-    if headers is not None:
-        headers = string_map(headers, "headers")
-    webhook = world_of().add_webhook(_event(payload.get("event")), _url(payload.get("url")), headers)
-    return jsonify(webhook), 201
+    webhook = world_of().add_webhook(_event(payload.get("event")), _url(payload.get("url")), _headers(payload))
+    # The OAS says 201; the live API answers 200, and the Node SDK refuses any other status.
+    return jsonify(webhook)
 
 
 @api.get("/webhooks")
 def list_webhooks():
     caller()
     world = world_of()
-    with world.lock:
-        webhooks = [dict(webhook) for webhook in world.webhooks.values()]
-    return jsonify(paged(webhooks, world.page_size))
+    return jsonify(paged(world.webhooks_json(), world.page_size))
 
 
 @api.get("/webhooks/<webhook_id>")
 def get_webhook(webhook_id: str):
     caller()
-    world = world_of()
-    with world.lock:
-        return jsonify(dict(world.webhook(webhook_id)))
+    return jsonify(world_of().webhook_json(webhook_id))
 
 
 @api.patch("/webhooks/<webhook_id>")
@@ -289,7 +310,7 @@ def update_webhook(webhook_id: str):
     if "event" in payload:
         changes["event"] = _event(payload["event"])
     if "headers" in payload:
-        changes["headers"] = None if payload["headers"] is None else string_map(payload["headers"], "headers")
+        changes["headers"] = _headers(payload)
     if "enabled" in payload:
         if not isinstance(payload["enabled"], bool):
             raise bad_request("enabled must be a boolean", "INVALID_PARAMETERS")
@@ -304,9 +325,14 @@ def delete_webhook(webhook_id: str):
     return jsonify(data.count_response(1))
 
 
+def _headers(payload: Json) -> dict[str, str] | None:
+    headers = payload.get("headers")
+    return None if headers is None else string_map(headers, "headers")
+
+
 def _event(value: Any) -> str:
-    if value not in WEBHOOK_EVENTS:
-        raise bad_request(f"event must be one of {sorted(WEBHOOK_EVENTS)}", "INVALID_EVENT")
+    if not isinstance(value, str) or value not in WEBHOOK_EVENTS:
+        raise bad_request(f"Invalid event type '{value}' for webhook", "INVALID_EVENT")
     return value
 
 

@@ -1,7 +1,9 @@
 """Webhook deliveries, posted in order by one background thread, with retries and faults.
 
 A failed POST is queued again for after its backoff rather than waited for, so one dead receiver
-does not hold up every other delivery (Pluggy promises no order either).
+does not hold up every other delivery (Pluggy promises no order either). How each delivery ended
+(delivered, or given up for good) is told to ``on_outcome``: the world disables a subscription that
+keeps failing, and the deliverer knows nothing of the world.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import itertools
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +28,10 @@ class Delivery:
     url: str
     payload: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    webhook_id: str | None = None  # the subscription it is for; None for an item's webhookUrl
+
+
+Outcome = Callable[[Delivery, bool], None]  # (delivery, delivered): called once it is settled
 
 
 @dataclass
@@ -59,8 +66,10 @@ class Deliverer:
         timeout: float = TIMEOUT_S,
         *,
         sending: bool = True,
+        on_outcome: Outcome | None = None,
     ) -> None:
         self.faults = Faults()
+        self._on_outcome = on_outcome
         self._rng = rng
         self._backoff = tuple(backoff)
         self._timeout = timeout
@@ -161,7 +170,10 @@ class Deliverer:
             result = self._post(attempt.delivery)
             with self._changed:
                 self._record(attempt.delivery, result, attempt.number)
-                self._retry_later(attempt, result)
+                delivered = self._settle(attempt, result)
+            # Outside the lock: the world's callback takes the world's lock, which is held while queueing.
+            if delivered is not None and self._on_outcome is not None:
+                self._on_outcome(attempt.delivery, delivered)
 
     def _copies(self, attempt: _Attempt) -> int:
         """0 when the drop fault takes it, 2 when the duplicate fault does; retries are left alone."""
@@ -177,12 +189,15 @@ class Deliverer:
                 return 2
         return 1
 
-    def _retry_later(self, attempt: _Attempt, result: int | str) -> None:
-        succeeded = isinstance(result, int) and (200 <= result < 300 or result in NOT_RETRIED)
-        if succeeded or attempt.number > len(self._backoff):
-            return
+    def _settle(self, attempt: _Attempt, result: int | str) -> bool | None:
+        """True once delivered, False once given up for good, None while a retry is queued."""
+        if isinstance(result, int) and 200 <= result < 300:
+            return True
+        if result in NOT_RETRIED or attempt.number > len(self._backoff):
+            return False
         due = time.monotonic() + self._backoff[attempt.number - 1]
         self._queue.append(_Attempt(due, next(self._seq), attempt.delivery, attempt.number + 1))
+        return None
 
     def _post(self, delivery: Delivery) -> int | str:
         headers = {**delivery.headers, "Content-Type": "application/json"}

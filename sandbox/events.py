@@ -1,4 +1,5 @@
-"""Webhook payloads, shaped as PLUGGY.md "Webhooks" describes."""
+"""Webhook payloads, shaped as PLUGGY.md "Webhooks" describes and as the Node SDK's
+``WebhookEventPayload`` union types them: every payload has ``event``, ``eventId`` and a string ``id``."""
 
 from __future__ import annotations
 
@@ -40,16 +41,23 @@ def transactions_created(
 
 
 def transactions_changed(
-    rng: random.Random, event: str, item: Json, account_id: str, ids: list[str], triggered_by: str
+    rng: random.Random, event: str, item: Json, account_id: str, ids: list[str], triggered_by: str, client_id: str
 ) -> Json:
-    return {**_base(rng, event, item, triggered_by), "accountId": account_id, "transactionIds": ids}
+    """transactions/updated or transactions/deleted; unlike the others they name the client."""
+    return {
+        **_base(rng, event, item, triggered_by),
+        "clientId": client_id,
+        "accountId": account_id,
+        "transactionIds": ids,
+    }
 
 
 def connector_status(rng: random.Random, connector_id: int, status: str) -> Json:
-    # Pluggy's `id` here is the connector's id, not the event's.
+    # Pluggy's `id` here is the connector's id, not the event's; a string, as the SDK types every
+    # payload's `id` (PLUGGY.md: its JSON type is not settled, receivers accept both).
     return {
         "event": "connector/status_updated",
         "eventId": new_uuid(rng),
-        "id": connector_id,
+        "id": str(connector_id),
         "data": {"status": status},
     }

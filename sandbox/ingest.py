@@ -31,7 +31,7 @@ class Changes:
     def payloads(self, world: World, record: ItemRecord, created_at: str, triggered_by: str) -> list[Json]:
         rng, item = record.event_rng, record.json
         out = [
-            events.transactions_changed(rng, "transactions/deleted", item, aid, ids, triggered_by)
+            events.transactions_changed(rng, "transactions/deleted", item, aid, ids, triggered_by, world.client_id)
             for aid, ids in self.deleted.items()
         ]
         out += [
@@ -39,7 +39,7 @@ class Changes:
             for aid in self.created
         ]
         out += [
-            events.transactions_changed(rng, "transactions/updated", item, aid, ids, triggered_by)
+            events.transactions_changed(rng, "transactions/updated", item, aid, ids, triggered_by, world.client_id)
             for aid, ids in self.updated.items()
         ]
         return out

@@ -7,9 +7,12 @@ import binascii
 import bisect
 import copy
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from urllib.parse import urlencode
+
+from werkzeug.datastructures import MultiDict
 
 from . import data
 from .data import Json
@@ -29,6 +32,7 @@ class TransactionQuery:
     ids: frozenset[str] | None = None
     after: tuple[str, str] | None = None
     page_size: int = MAX_PAGE_SIZE
+    filters: tuple[tuple[str, str], ...] = ()  # what the caller asked for, repeated in `next`
 
     def matches(self, row: Json) -> bool:
         if self.date_from and row["date"][:10] < self.date_from:
@@ -41,7 +45,10 @@ class TransactionQuery:
         return self.date_to is not None and row["date"][:10] > self.date_to
 
 
-def parse(args: dict[str, str], default_page_size: int) -> TransactionQuery:
+def parse(query: Mapping[str, str] | MultiDict, default_page_size: int) -> TransactionQuery:
+    """A query's filters; ``ids`` comes comma-separated (the Node SDK), repeated (the Python SDK's
+    ``ids=a&ids=b``) or both."""
+    args = MultiDict(query)
     account_id = args.get("accountId")
     if not account_id:
         raise bad_request("accountId is required", "MISSING_ACCOUNT_ID")
@@ -53,9 +60,10 @@ def parse(args: dict[str, str], default_page_size: int) -> TransactionQuery:
         date_from=_day(args, "dateFrom"),
         date_to=_day(args, "dateTo"),
         created_at_from=data.iso(created_at_from) if created_at_from else None,
-        ids=_ids(args.get("ids")),
+        ids=_ids(args.getlist("ids")),
         after=_decode_cursor(args.get("after")),
         page_size=_page_size(args.get("pageSize"), default_page_size),
+        filters=_filters(args),
     )
 
 
@@ -76,7 +84,7 @@ def page(world: World, query: TransactionQuery) -> Json:
     next_link = None
     if len(selected) > query.page_size:
         cursor = encode_cursor(data.sort_key(results[-1]))
-        next_link = "?" + urlencode({"accountId": query.account_id, "after": cursor})
+        next_link = "?" + urlencode([("accountId", query.account_id), *query.filters, ("after", cursor)])
     return {"results": results, "next": next_link}
 
 
@@ -122,13 +130,20 @@ def _timestamp(args: dict[str, str], name: str) -> datetime | None:
     return moment
 
 
-def _ids(value: str | None) -> frozenset[str] | None:
-    if value is None:
+def _ids(values: list[str]) -> frozenset[str] | None:
+    if not values:
         return None
-    ids = [part.strip() for part in value.split(",") if part.strip()]
+    ids = [part.strip() for value in values for part in value.split(",") if part.strip()]
     if len(ids) > MAX_IDS:
-        raise bad_request(f"at most {MAX_IDS} ids per request", "TOO_MANY_IDS")
+        raise bad_request(f"ids parameter exceeds max length of {MAX_IDS}", "IDS_PARAMETER_EXCEEDS_MAX_LENGTH")
     return frozenset(ids)
+
+
+def _filters(args: MultiDict) -> tuple[tuple[str, str], ...]:
+    """The filters as sent, for ``next`` to repeat: a ready-to-use query string (PLUGGY.md)."""
+    filters = [(name, args[name]) for name in ("dateFrom", "dateTo", "createdAtFrom", "pageSize") if args.get(name)]
+    ids = ",".join(args.getlist("ids"))
+    return tuple(filters + ([("ids", ids)] if ids else []))
 
 
 def _page_size(value: str | None, default: int) -> int:

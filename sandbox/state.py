@@ -17,13 +17,14 @@ from typing import Any
 from . import data, events
 from .data import Json
 from .delivery import Deliverer, Delivery
-from .errors import FORBIDDEN, PluggyApiError, not_found
+from .errors import FORBIDDEN, PATCH_ITEMS_LIMIT, RATE_LIMIT_WINDOW_S, PluggyApiError, not_found, rate_limited
 
 API_KEY_LIFETIME = timedelta(hours=2)
 CONNECT_TOKEN_LIFETIME = timedelta(minutes=30)
-PATCH_LIMIT = 20
-PATCH_WINDOW_S = 60.0
 WEBHOOKS_PER_EVENT = 5
+# Pluggy disables a subscription after repeated failed deliveries without saying after how many:
+# here, after this many deliveries in a row were given up for good (every retry failed).
+DISABLE_WEBHOOK_AFTER = 10
 Clock = Callable[[], datetime]
 
 
@@ -98,6 +99,7 @@ class World:
         mfa_timeout_s: float,
         base_url: str | None,
         deliver: bool = True,
+        disable_webhook_after: int = DISABLE_WEBHOOK_AFTER,
     ) -> None:
         self.seed = seed
         self.client_id = client_id
@@ -111,7 +113,10 @@ class World:
         self.executions_changed = threading.Condition(self.lock)
         self.running_executions = 0
         self.stopping = threading.Event()
-        self.deliverer = Deliverer(random.Random(f"{seed}:deliveries"), retry_backoff, sending=deliver)
+        self.disable_webhook_after = disable_webhook_after
+        self.deliverer = Deliverer(
+            random.Random(f"{seed}:deliveries"), retry_backoff, sending=deliver, on_outcome=self.delivery_settled
+        )
         self._ids = random.Random(f"{seed}:world")
         self._connector_events = random.Random(f"{seed}:connectors")
         self._tokens: dict[str, Token] = {}
@@ -122,7 +127,7 @@ class World:
         self._sorted_rows: dict[str, list[Json]] = {}  # cache, dropped whenever rows come or go
         self.deleted_transaction_ids: list[str] = []
         self.webhooks: dict[str, Json] = {}
-        self.webhook_headers: dict[str, dict[str, str]] = {}
+        self._failed_in_a_row: dict[str, int] = {}  # webhook id -> deliveries given up since the last success
         self.connector_health: dict[int, str] = dict.fromkeys(data.CONNECTORS, "ONLINE")
         self._patch_times: deque[float] = deque()
         self._fail_rules: list[FailRule] = []
@@ -143,7 +148,7 @@ class World:
         valid_id = secrets.compare_digest(str(client_id).encode(), self.client_id.encode())
         valid_secret = secrets.compare_digest(str(client_secret).encode(), self.client_secret.encode())
         if not (valid_id and valid_secret):
-            raise PluggyApiError(401, "Invalid credentials", "INVALID_CREDENTIALS")
+            raise PluggyApiError(401, "Client keys are invalid", "CLIENT_KEYS_UNAUTHORIZED")
         return self._issue(Token("api", self.now() + API_KEY_LIFETIME))
 
     def issue_connect_token(self, item_id: str | None, options: Json) -> str:
@@ -274,15 +279,11 @@ class World:
     def count_patch(self) -> None:
         """Pluggy's 20 PATCH /items per minute; every PATCH that gets an answer counts."""
         now = time.monotonic()
-        while self._patch_times and now - self._patch_times[0] >= PATCH_WINDOW_S:
+        while self._patch_times and now - self._patch_times[0] >= RATE_LIMIT_WINDOW_S:
             self._patch_times.popleft()
-        if len(self._patch_times) >= PATCH_LIMIT:
-            raise PluggyApiError(
-                429,
-                "Too many requests: item updates are limited to 20 per minute",
-                "RATE_LIMIT_EXCEEDED",
-                headers={"Retry-After": str(int(PATCH_WINDOW_S))},
-            )
+        if len(self._patch_times) >= PATCH_ITEMS_LIMIT:
+            reset = RATE_LIMIT_WINDOW_S - (now - self._patch_times[0])
+            raise rate_limited("Too many requests: item updates are limited to 20 per minute", PATCH_ITEMS_LIMIT, reset)
         self._patch_times.append(now)
 
     def delete_item(self, item_id: str) -> None:
@@ -354,23 +355,32 @@ class World:
 
     # Webhooks ------------------------------------------------------------------------------
 
-    def add_webhook(self, event: str, url: str, headers: dict[str, str] | None) -> Json:
+    def add_webhook(self, event: str, url: str, headers: dict[str, str] | None, *, unique: bool = True) -> Json:
+        """A new subscription; ``unique=False`` lets a test arrange a duplicate left from the past."""
         with self.lock:
-            same_event = [w for w in self.webhooks.values() if w["event"] == event]
-            if len(same_event) >= WEBHOOKS_PER_EVENT:
-                raise PluggyApiError(400, f"At most {WEBHOOKS_PER_EVENT} webhooks per event", "WEBHOOK_LIMIT_REACHED")
+            self._refuse_webhook(event, url, None, unique)
             now = data.iso(self.now())
             webhook = {
                 "id": data.new_uuid(self._ids),
-                "event": event,
                 "url": url,
+                "event": event,
                 "disabledAt": None,
                 "createdAt": now,
                 "updatedAt": now,
+                "headers": dict(headers or {}),
             }
             self.webhooks[webhook["id"]] = webhook
-            self.webhook_headers[webhook["id"]] = dict(headers or {})
-            return dict(webhook)
+            return copy.deepcopy(webhook)
+
+    def _refuse_webhook(self, event: str, url: str, webhook_id: str | None, unique: bool = True) -> None:
+        """Pluggy's 400s for a subscription (``webhook_id`` aside) to ``event`` at ``url``."""
+        others = [w for w in self.webhooks.values() if w["event"] == event and w["id"] != webhook_id]
+        if unique and any(w["url"] == url for w in others):
+            message = f"A webhook for event '{event}' and url '{url}' already exists."
+            raise PluggyApiError(400, message, "WEBHOOK_ALREADY_EXISTS")
+        if len(others) >= WEBHOOKS_PER_EVENT:
+            message = f"You have reached the maximum of {WEBHOOKS_PER_EVENT} webhooks for event '{event}'."
+            raise PluggyApiError(400, message, "WEBHOOK_LIMIT_REACHED")
 
     def webhook(self, webhook_id: str) -> Json:
         webhook = self.webhooks.get(webhook_id)
@@ -378,24 +388,50 @@ class World:
             raise not_found("webhook")
         return webhook
 
+    def webhook_json(self, webhook_id: str) -> Json:
+        with self.lock:
+            return copy.deepcopy(self.webhook(webhook_id))
+
+    def webhooks_json(self) -> list[Json]:
+        with self.lock:
+            return copy.deepcopy(list(self.webhooks.values()))
+
     def change_webhook(self, webhook_id: str, changes: Json) -> Json:
         with self.lock:
             webhook = self.webhook(webhook_id)
-            for name in ("url", "event"):
-                if name in changes:
-                    webhook[name] = changes[name]
+            if "url" in changes or "event" in changes:
+                event, url = changes.get("event", webhook["event"]), changes.get("url", webhook["url"])
+                self._refuse_webhook(event, url, webhook_id)
+                webhook.update(event=event, url=url)
             if "headers" in changes:
-                self.webhook_headers[webhook_id] = dict(changes["headers"] or {})
+                webhook["headers"] = dict(changes["headers"] or {})
             if "enabled" in changes:
                 webhook["disabledAt"] = None if changes["enabled"] else data.iso(self.now())
+                self._failed_in_a_row.pop(webhook_id, None)
             webhook["updatedAt"] = data.iso(self.now())
-            return dict(webhook)
+            return copy.deepcopy(webhook)
 
     def remove_webhook(self, webhook_id: str) -> None:
         with self.lock:
             self.webhook(webhook_id)
             del self.webhooks[webhook_id]
-            del self.webhook_headers[webhook_id]
+            self._failed_in_a_row.pop(webhook_id, None)
+
+    def delivery_settled(self, delivery: Delivery, delivered: bool) -> None:
+        """The deliverer's report: a subscription whose deliveries keep failing is disabled."""
+        webhook_id = delivery.webhook_id
+        if webhook_id is None:
+            return
+        with self.lock:
+            webhook = self.webhooks.get(webhook_id)
+            if webhook is None:
+                return
+            if delivered:
+                self._failed_in_a_row.pop(webhook_id, None)
+                return
+            self._failed_in_a_row[webhook_id] = self._failed_in_a_row.get(webhook_id, 0) + 1
+            if self._failed_in_a_row[webhook_id] >= self.disable_webhook_after and webhook["disabledAt"] is None:
+                webhook["disabledAt"] = webhook["updatedAt"] = data.iso(self.now())
 
     # Deliveries ----------------------------------------------------------------------------
 
@@ -408,9 +444,9 @@ class World:
 
     def _deliveries(self, payload: Json, item_webhook_url: str | None) -> list[Delivery]:
         deliveries = [
-            Delivery(webhook["url"], payload, dict(self.webhook_headers[webhook_id]))
+            Delivery(webhook["url"], payload, dict(webhook["headers"]), webhook_id=webhook_id)
             for webhook_id, webhook in self.webhooks.items()
-            if webhook["disabledAt"] is None and webhook["event"] in (payload["event"], "all")
+            if webhook["disabledAt"] is None and subscribes_to(webhook["event"], payload["event"])
         ]
         if item_webhook_url:
             deliveries.append(Delivery(item_webhook_url, payload))
@@ -455,10 +491,7 @@ class World:
     def snapshot(self) -> Json:
         with self.lock:
             rows = [row for account_id in self.accounts for row in self.sorted_rows(account_id)]
-            webhooks = [
-                {**webhook, "headers": self.webhook_headers[webhook_id]}
-                for webhook_id, webhook in self.webhooks.items()
-            ]
+            webhooks = list(self.webhooks.values())
             return copy.deepcopy(
                 {
                     "items": [record.json for record in self.items.values()],
@@ -468,6 +501,12 @@ class World:
                     "webhooks": webhooks,
                 }
             )
+
+
+def subscribes_to(subscribed: str, event: str) -> bool:
+    """Whether a subscription to ``subscribed`` receives ``event``. `item/all` is in the OAS's
+    GET /webhooks example though not in its event list: read here as every item/* event."""
+    return subscribed in (event, "all") or (subscribed == "item/all" and event.startswith("item/"))
 
 
 def cancel_timer(record: ItemRecord) -> None:

@@ -31,3 +31,24 @@ def string_map(value: Any, name: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise bad_request(f"{name} must be an object of strings", "INVALID_PARAMETERS")
     return value
+
+
+def credential_errors(credentials: list[Json], parameters: Any, *, partial: bool = False) -> list[dict[str, str]]:
+    """Pluggy's ``details`` for item ``parameters`` against a connector's ``credentials``: each
+    required one missing or empty (PATCH, ``partial``, checks only those sent; an MFA credential is
+    asked for later, never required up front), and each value that is not a string."""
+    values = {} if parameters is None else parameters
+    if not isinstance(values, dict):
+        return [{"code": "002", "message": "parameters must be an object", "parameter": "parameters"}]
+    errors = [
+        {"code": "002", "message": f"{name} parameter must be a string", "parameter": str(name)}
+        for name, value in values.items()
+        if not isinstance(value, str)
+    ]
+    for credential in credentials:
+        name = credential["name"]
+        if credential.get("optional") or credential.get("mfa") or (partial and name not in values):
+            continue
+        if values.get(name) in (None, ""):
+            errors.append({"code": "001", "message": f"{name} parameter is required", "parameter": name})
+    return errors

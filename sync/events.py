@@ -51,6 +51,7 @@ ITEM_EVENTS = {
 TRANSACTION_EVENTS = {"transactions/created", "transactions/updated", "transactions/deleted"}
 HANDLED = ITEM_EVENTS | TRANSACTION_EVENTS | {"connector/status_updated"}
 BATCH = 500
+MAX_CONNECTOR_ID = 2**31 - 1  # the largest the connector_statuses key column holds
 
 
 def event_label(event: object) -> str:
@@ -160,13 +161,23 @@ def process_single(context: SyncJobContext, event: WebhookEvent) -> None:
     data = event.payload.get("data")
     if not isinstance(data, dict):
         data = {}
-    connector_id = event.payload.get("id")
-    if event.event == "connector/status_updated" and isinstance(connector_id, int) and data.get("status"):
+    connector_id = connector_id_of(event.payload.get("id"))
+    if event.event == "connector/status_updated" and connector_id is not None and data.get("status"):
         record_connector_status(context.session, connector_id, data)
         mark([event], EventStatus.PROCESSED)
     else:
         mark([event], EventStatus.IGNORED, note=f"not handled: {event.event}")
     context.session.commit()
+
+
+def connector_id_of(value: object) -> int | None:
+    """A connector/status_updated payload's `id`: a number, or a string of digits (the official
+    SDKs type every payload's `id` as a string)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_CONNECTOR_ID:
+        return value
+    return None
 
 
 def record_connector_status(session: DbSession, connector_id: int, data: dict) -> None:

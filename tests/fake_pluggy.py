@@ -182,7 +182,7 @@ class FakePluggy:
 
     @property
     def webhooks(self) -> Mapping[str, dict]:
-        """Webhook id -> the subscription, with the headers Pluggy keeps (GET /webhooks hides them)."""
+        """Webhook id -> the subscription, with its headers."""
         return MappingProxyType({webhook["id"]: webhook for webhook in self.world.snapshot()["webhooks"]})
 
     @property
@@ -240,7 +240,7 @@ class FakePluggy:
             self.world.record_for(item_id).json["connector"] = pf.connector_json(pf.CONNECTORS[connector_id])
 
     def add_webhook(self, event: str, url: str, headers: dict[str, str] | None = None, *, enabled: bool = True) -> dict:
-        webhook = self.world.add_webhook(event, url, headers)
+        webhook = self.world.add_webhook(event, url, headers, unique=False)
         if not enabled:
             webhook = self.world.change_webhook(webhook["id"], {"enabled": False})
         return webhook
@@ -248,15 +248,15 @@ class FakePluggy:
     def snapshot(self) -> Any:
         with self.world.lock:
             world = self.world
-            return copy.deepcopy((world.items, world.accounts, world.rows, world.webhooks, world.webhook_headers))
+            return copy.deepcopy((world.items, world.accounts, world.rows, world.webhooks))
 
     def restore(self, saved: Any) -> None:
         """Pluggy's state back to `saved`, its PATCH rate limit unspent; no scripted answer or
         recorded call left."""
-        items, accounts, rows, webhooks, headers = copy.deepcopy(saved)
+        items, accounts, rows, webhooks = copy.deepcopy(saved)
         with self.world.lock:
             self.world.items, self.world.accounts, self.world.rows = items, accounts, rows
-            self.world.webhooks, self.world.webhook_headers = webhooks, headers
+            self.world.webhooks = webhooks
             self.world._sorted_rows.clear()
             self.world._patch_times.clear()  # a new minute for Pluggy's 20 PATCHes
         with self.lock:
