@@ -15,7 +15,7 @@ from .control import control
 from .data import Json
 from .errors import DEFAULT_RETRY_AFTER_S, PluggyApiError, bad_request, limit_of, rate_limit_headers, validation_error
 from .state import Token, World
-from .validation import body, credential_errors, optional_string, string_map
+from .validation import body, credential_errors, optional_bool, optional_string, string_map
 
 # Pluggy's WebhookEventType (the OAS and both SDKs list the same events), plus `item/all`, which
 # the OAS's GET /webhooks example shows. Payment events are accepted but never sent here.
@@ -158,6 +158,8 @@ def connect_token():
         raise bad_request("options must be an object", "INVALID_PARAMETERS")
     for name in ("clientUserId", "webhookUrl", "oauthRedirectUri"):
         optional_string(options, name)
+    for name in ("avoidDuplicates", "connectorSortAlphabetically"):
+        optional_bool(options, name)
     token = world_of().issue_connect_token(optional_string(payload, "itemId"), dict(options))
     return jsonify(data.connect_token_response(token))
 

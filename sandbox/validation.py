@@ -27,6 +27,13 @@ def optional_string(values: Json, name: str) -> str | None:
     return value
 
 
+def optional_bool(values: Json, name: str) -> bool | None:
+    value = values.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise bad_request(f"{name} must be a boolean", "INVALID_PARAMETERS")
+    return value
+
+
 def string_map(value: Any, name: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise bad_request(f"{name} must be an object of strings", "INVALID_PARAMETERS")

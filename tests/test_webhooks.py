@@ -455,17 +455,28 @@ def test_deleted_before_created_leaves_nothing_live(client, session, connection,
     assert {e.status for e in events(session)} == {"processed"}
 
 
-def test_connector_status_is_recorded(client, session, worker):
+# The connector's id comes as a number, or as a string (the official SDKs type every payload's id so).
+@pytest.mark.parametrize("connector_id", [201, "201"], ids=["number", "string"])
+def test_connector_status_is_recorded(client, session, worker, connector_id):
     deliver(
         client,
         worker,
         session,
-        {"event": "connector/status_updated", "eventId": "e1", "id": 201, "data": {"status": "UNSTABLE"}},
+        {"event": "connector/status_updated", "eventId": "e1", "id": connector_id, "data": {"status": "UNSTABLE"}},
     )
 
     status = session.get(ConnectorStatus, 201)
     assert status.status == "UNSTABLE"
     assert events(session)[0].status == "processed"
+
+
+@pytest.mark.parametrize("connector_id", ["abc", "-1", 2**40, True, None], ids=repr)
+def test_a_connector_status_without_a_usable_id_is_ignored(client, session, worker, connector_id):
+    payload = {"event": "connector/status_updated", "eventId": "e1", "id": connector_id, "data": {"status": "ONLINE"}}
+    deliver(client, worker, session, payload)
+
+    assert session.scalar(sa.select(sa.func.count()).select_from(ConnectorStatus)) == 0
+    assert events(session)[0].status == "ignored"
 
 
 def test_unknown_events_are_stored_and_ignored(client, session, worker):
