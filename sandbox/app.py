@@ -14,6 +14,7 @@ from . import data, events, execution, queries
 from .control import control
 from .data import Json
 from .errors import PluggyApiError, bad_request
+from .product_routes import product_routes
 from .state import Token, World
 from .validation import body, optional_string, string_map
 
@@ -41,6 +42,7 @@ def create_app(world: World) -> Flask:
     app.json.sort_keys = False
     app.register_blueprint(api)
     app.register_blueprint(control)
+    app.register_blueprint(product_routes)
     app.before_request(_scripted_failure)
     app.register_error_handler(PluggyApiError, _pluggy_error)
     app.register_error_handler(HTTPException, _http_error)
