@@ -30,9 +30,9 @@ def _world() -> World:
     return current_app.extensions["sandbox"]
 
 
-def _authenticate() -> World:
+def _authenticate(allow_connect: bool = False) -> World:
     world = _world()
-    world.authenticate(request.headers.get("X-API-KEY"), allow_connect=False)
+    world.authenticate(request.headers.get("X-API-KEY"), allow_connect)
     return world
 
 
@@ -76,7 +76,8 @@ def _page(results: list[Json]) -> Json:
 
 @product_routes.get("/connectors")
 def list_connectors():
-    world = _authenticate()
+    # Pluggy Connect (the widget) lists connectors and checks its form with a connect token.
+    world = _authenticate(allow_connect=True)
     query = products.connector_query(request.args.get, request.args.getlist)
     with world.lock:
         answers = [_connector(world, connector, query.health_details) for connector in data.CONNECTORS.values()]
@@ -86,7 +87,7 @@ def list_connectors():
 
 @product_routes.get("/connectors/<connector_id>")
 def get_connector(connector_id: str):
-    world = _authenticate()
+    world = _authenticate(allow_connect=True)
     details = products.boolean(request.args.get("healthDetails"), "healthDetails") or False
     with world.lock:
         return jsonify(_connector(world, _connector_by_id(connector_id), details))
@@ -94,7 +95,7 @@ def get_connector(connector_id: str):
 
 @product_routes.post("/connectors/<connector_id>/validate")
 def validate_connector_parameters(connector_id: str):
-    world = _authenticate()
+    world = _authenticate(allow_connect=True)
     with world.lock:
         answer = _connector(world, _connector_by_id(connector_id), False)
     return jsonify(products.validate_parameters(answer, body()))

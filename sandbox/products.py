@@ -14,6 +14,7 @@ the Node types declare as ``T | null`` is always present, a field the Python mod
 from __future__ import annotations
 
 import calendar
+import itertools
 import math
 import random
 import re
@@ -719,9 +720,12 @@ def close_bills(rng: random.Random, card: Json, rows: list[Json], bills: list[Js
     due_after = date.fromisoformat(credit["balanceDueDate"][:10]) - next_close
     billed = {bill["billClosingDate"] for bill in bills if bill["accountId"] == card["id"]}
     new = []
-    for months_back in range(BILL_MONTHS, -1, -1):
-        closing = add_months(next_close, -months_back)
-        if closing >= now.date() or day_timestamp(closing) in billed:
+    for months in itertools.count(-BILL_MONTHS):
+        # Counted from the card's first closing date, so a clock far ahead still closes every period.
+        closing = add_months(next_close, months)
+        if closing >= now.date():
+            break
+        if day_timestamp(closing) in billed:
             continue
         opening = add_months(closing, -1)
         members = [
