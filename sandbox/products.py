@@ -517,7 +517,7 @@ def _monthly_rate(asset: Asset) -> float:
     return (1 + yearly) ** (1 / 12) - 1
 
 
-MOVEMENT_DESCRIPTIONS = {"BUY": "Aplicação", "SELL": "Resgate", "TAX": "IR sobre rendimentos"}
+MOVEMENT_DESCRIPTIONS = {"BUY": "Aplicação", "SELL": "Resgate"}
 
 
 def _movement(
