@@ -14,6 +14,7 @@ from . import data, events, execution, queries
 from .control import control
 from .data import Json
 from .errors import DEFAULT_RETRY_AFTER_S, PluggyApiError, bad_request, limit_of, rate_limit_headers, validation_error
+from .product_routes import product_routes
 from .state import Token, World
 from .validation import body, credential_errors, optional_bool, optional_string, string_map
 
@@ -66,6 +67,7 @@ def create_app(world: World) -> Flask:
     app.json.sort_keys = False
     app.register_blueprint(api)
     app.register_blueprint(control)
+    app.register_blueprint(product_routes)
     app.before_request(_scripted_failure)
     app.register_error_handler(PluggyApiError, _pluggy_error)
     app.register_error_handler(HTTPException, _http_error)

@@ -15,6 +15,7 @@ import json
 import random
 import secrets
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -30,7 +31,16 @@ HISTORY_DAYS = 365
 HISTORY_PER_ACCOUNT = 60
 PENDING_DAYS_AGO = (0, 1, 3)
 NEW_PER_SYNC = (1, 3)
-PRODUCTS = ["ACCOUNTS", "CREDIT_CARDS", "TRANSACTIONS", "IDENTITY"]
+PRODUCTS = [
+    "ACCOUNTS",
+    "CREDIT_CARDS",
+    "TRANSACTIONS",
+    "PAYMENT_DATA",
+    "INVESTMENTS",
+    "INVESTMENTS_TRANSACTIONS",
+    "IDENTITY",
+    "LOANS",
+]
 OWNER = "John Doe"
 OWNER_CPF = "416.799.495-00"
 CREATED_AT = "2024-05-02T13:05:11.402Z"
@@ -243,6 +253,8 @@ def account(**overrides: Any) -> Json:
             "overdraftContractedLimit": 1000,
             "overdraftUsedLimit": 0,
             "unarrangedOverdraftAmount": 0,
+            "hasReservedBalance": False,
+            "reservedBalances": None,
         },
         "creditData": None,
         "createdAt": CREATED_AT,
@@ -259,6 +271,7 @@ def credit_card_account(**overrides: Any) -> Json:
         "balanceCloseDate": "2024-05-25T00:00:00.000Z",
         "balanceDueDate": "2024-06-03T00:00:00.000Z",
         "availableCreditLimit": 8104.7,
+        "balanceForeignCurrency": None,
         "creditLimit": 10000,
         "minimumPayment": 284.3,
         "isLimitFlexible": False,
@@ -323,16 +336,23 @@ OPENING_BALANCE = 2500.0
 # Transactions -------------------------------------------------------------------------------
 
 PEOPLE = ["Maria Silva", "João Souza", "Ana Oliveira", "Carlos Pereira", "Fernanda Lima", "Rafael Costa"]
-BILLERS = ["Enel Distribuição", "Sabesp", "Vivo Fibra", "Condomínio Ed. Aurora", "Porto Seguro"]
+# Categories and their ids as in Pluggy's category tree (sandbox.products.CATEGORIES).
+BILLERS = [
+    ("Enel Distribuição", "Electricity", "17020002"),
+    ("Sabesp", "Water", "17020001"),
+    ("Vivo Fibra", "Internet", "07010001"),
+    ("Condomínio Ed. Aurora", "Housing", "17000000"),
+    ("Porto Seguro", "Vehicle insurance", "20040000"),
+]
 MERCHANTS = [
-    ("iFood", "IFOOD *RESTAURANTE SABOR", "Food delivery", "11020000", "5812"),
-    ("Uber", "UBER *TRIP HELP.UBER.COM", "Taxi and ride-hailing", "19050000", "4121"),
-    ("Netflix", "NETFLIX.COM", "Video streaming", "15030000", "4899"),
-    ("Mercado Livre", "MERCADOLIVRE*VENDEDOR", "Online shopping", "08010000", "5999"),
-    ("Posto Shell", "POSTO SHELL AV PAULISTA", "Gas stations", "19010000", "5541"),
-    ("Drogasil", "DROGASIL 1234", "Pharmacy", "14020000", "5912"),
-    ("Pão de Açúcar", "PAO DE ACUCAR 0123", "Groceries", "11010000", "5411"),
-    ("Amazon", "AMAZON BR MARKETPLACE", "Online shopping", "08010000", "5942"),
+    ("iFood", "IFOOD *RESTAURANTE SABOR", "Food delivery", "11020000", 5812),
+    ("Uber", "UBER *TRIP HELP.UBER.COM", "Taxi and ride-hailing", "19010000", 4121),
+    ("Netflix", "NETFLIX.COM", "Video streaming", "09020000", 4899),
+    ("Mercado Livre", "MERCADOLIVRE*VENDEDOR", "Online shopping", "08010000", 5999),
+    ("Posto Shell", "POSTO SHELL AV PAULISTA", "Gas stations", "19050001", 5541),
+    ("Drogasil", "DROGASIL 1234", "Pharmacy", "18020000", 5912),
+    ("Pão de Açúcar", "PAO DE ACUCAR 0123", "Groceries", "10000000", 5411),
+    ("Amazon", "AMAZON BR MARKETPLACE", "Online shopping", "08010000", 5942),
 ]
 
 
@@ -372,14 +392,34 @@ def _salary(rng: random.Random) -> Json:
 
 
 def _boleto(rng: random.Random) -> Json:
-    biller = rng.choice(BILLERS)
+    biller, category, category_id = rng.choice(BILLERS)
+    amount = _money(rng, 100, 1200)
+    payment = _payment(OWNER, biller, "BOLETO")
+    payment["boletoMetadata"] = _boleto_metadata(rng, amount)
     return {
         "description": f"Pagamento de boleto {biller}",
         "descriptionRaw": f"PAG BOLETO {biller.upper()}",
-        "amount": -_money(rng, 100, 1200),
-        "category": "Bills and utilities",
-        "categoryId": "09000000",
-        "paymentData": _payment(OWNER, biller, "BOLETO"),
+        "amount": -amount,
+        "category": category,
+        "categoryId": category_id,
+        "paymentData": payment,
+    }
+
+
+def _boleto_metadata(rng: random.Random, amount: float) -> Json:
+    """A bank slip's numbers: 44-digit barcode, 47-digit digitable line (FEBRABAN layout)."""
+    bank, due_factor, cents = "341", rng.randint(9000, 9999), f"{round(amount * 100):010d}"
+    free_field = "".join(str(rng.randint(0, 9)) for _ in range(25))
+    barcode = f"{bank}9{rng.randint(0, 9)}{due_factor}{cents}{free_field}"
+    line = f"{bank}9{free_field[:5]}{rng.randint(0, 9)}{free_field[5:15]}{rng.randint(0, 9)}"
+    line += f"{free_field[15:]}{rng.randint(0, 9)}{barcode[4]}{due_factor}{cents}"
+    return {
+        "digitableLine": line,
+        "barcode": barcode,
+        "baseAmount": amount,
+        "penaltyAmount": 0,
+        "interestAmount": 0,
+        "discountAmount": 0,
     }
 
 
@@ -388,7 +428,7 @@ def _bank_fee(rng: random.Random) -> Json:
         "description": "Tarifa pacote de serviços",
         "descriptionRaw": "TAR PACOTE SERVICOS",
         "amount": -_money(rng, 25, 55),
-        "category": "Bank fees",
+        "category": "Account fees",
         "categoryId": "16010000",
         "paymentData": None,
     }
@@ -453,6 +493,7 @@ def _payment(payer: str, receiver: str, method: str) -> Json:
         "paymentMethod": method,
         "referenceNumber": None,
         "reason": None,
+        "boletoMetadata": None,
     }
 
 
@@ -485,9 +526,12 @@ def transaction(**overrides: Any) -> Json:
             "paymentMethod": "PIX",
             "referenceNumber": None,
             "reason": None,
+            "boletoMetadata": None,
         },
         "creditCardMetadata": None,
         "merchant": None,
+        "operationTypeAdditionalInfo": None,
+        "order": 0,
         "createdAt": "2024-05-08T10:31:27.645Z",
         "updatedAt": "2024-05-08T10:31:27.645Z",
         **overrides,
@@ -553,6 +597,14 @@ def restated(rng: random.Random, row: Json, now: datetime) -> Json:
 
 def sort_key(row: Json) -> tuple[str, str]:
     return (row["date"], row["id"])
+
+
+def number_within_day(rows: list[Json], earlier: list[Json]) -> None:
+    """Pluggy's ``order``: each new row's position among its account's rows of the same day."""
+    taken = Counter(row["date"] for row in earlier)
+    for row in rows:
+        row["order"] = taken[row["date"]]
+        taken[row["date"]] += 1
 
 
 def fill_running_balances(rows: list[Json]) -> None:

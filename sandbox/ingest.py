@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from . import data, events
+from . import data, events, products
 from .data import Json
 from .errors import PluggyApiError
 from .state import ItemRecord, World
@@ -64,6 +64,7 @@ def collect(world: World, record: ItemRecord, outcome: data.Outcome) -> Changes:
         add_rows(world, account, fresh)
         changes.add(changes.created, account["id"], [row["id"] for row in fresh])
     world.refresh_balances(world.account_ids(record.id))
+    products.collect(world, record)
     return changes
 
 
@@ -80,6 +81,7 @@ def add_rows(world: World, account: Json, rows: list[Json]) -> None:
                 row["balance"] = balance if row["status"] == "POSTED" else None
         else:
             data.fill_running_balances(rows)
+    data.number_within_day(rows, list(world.rows[account["id"]].values()))
     world.add_rows(rows)
 
 

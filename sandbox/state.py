@@ -126,6 +126,7 @@ class World:
         self.rows: dict[str, dict[str, Json]] = {}  # account id -> transaction id -> row
         self._sorted_rows: dict[str, list[Json]] = {}  # cache, dropped whenever rows come or go
         self.deleted_transaction_ids: list[str] = []
+        self.products: dict[str, Json] = {}  # item id -> its identity, investments, loans, bills
         self.webhooks: dict[str, Json] = {}
         self._failed_in_a_row: dict[str, int] = {}  # webhook id -> deliveries given up since the last success
         self.connector_health: dict[int, str] = dict.fromkeys(data.CONNECTORS, "ONLINE")
@@ -293,6 +294,7 @@ class World:
             record.generation += 1
             self.publish(record, [events.item_event(record.event_rng, "item/deleted", record.json, "CLIENT")])
             del self.items[item_id]
+            self.products.pop(item_id, None)
             for account_id in self.account_ids(item_id):
                 del self.accounts[account_id]
                 del self.rows[account_id]
@@ -498,6 +500,7 @@ class World:
                     "accounts": list(self.accounts.values()),
                     "transactions": rows,
                     "deleted_transaction_ids": self.deleted_transaction_ids,
+                    "products": self.products,
                     "webhooks": webhooks,
                 }
             )

@@ -97,7 +97,27 @@ def _registry() -> Registry:
 @cache
 def _document() -> dict[str, Any]:
     document = json.loads(OAS_PATH.read_text(encoding="utf-8"))
-    return _as_pluggy_answers(document)
+    return _as_pluggy_answers(_as_the_sdks_read_it(document))
+
+
+def _as_the_sdks_read_it(document: dict[str, Any]) -> dict[str, Any]:
+    """Where the document and Pluggy's official SDKs (built against the live API) disagree, the SDKs
+    win: ``payeeMCC`` is an integer (npm types, PyPI model) and GET /categories answers a page
+    (npm ``PageResponse<Category>``, PyPI ``PageResponseCategories``), not a bare array."""
+    schemas = document["components"]["schemas"]
+    schemas["CreditCardMetadata"]["properties"]["payeeMCC"]["type"] = "integer"
+    categories = document["paths"]["/categories"]["get"]["responses"]["200"]["content"][JSON_CONTENT]
+    categories["schema"] = {
+        "type": "object",
+        "required": ["page", "total", "totalPages", "results"],
+        "properties": {
+            "page": {"type": "integer"},
+            "total": {"type": "integer"},
+            "totalPages": {"type": "integer"},
+            "results": categories["schema"],
+        },
+    }
+    return document
 
 
 def _as_pluggy_answers(node: Any) -> Any:
