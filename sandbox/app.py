@@ -10,12 +10,12 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import data, events, execution, queries
+from . import data, execution, queries
 from .control import control
 from .data import Json
 from .errors import PluggyApiError, bad_request
-from .state import Token, World
-from .validation import body, optional_string, string_map
+from .state import Token, World, served_products
+from .validation import body, optional_products, optional_string, string_map
 
 WEBHOOK_EVENTS = {
     "all",
@@ -128,6 +128,7 @@ def connect_token():
         raise bad_request("options must be an object", "INVALID_PARAMETERS")
     for name in ("clientUserId", "webhookUrl", "oauthRedirectUri"):
         optional_string(options, name)
+    optional_products(options)
     token = world_of().issue_connect_token(optional_string(payload, "itemId"), dict(options))
     return jsonify(data.connect_token_response(token))
 
@@ -142,22 +143,22 @@ def create_item():
     connector = data.CONNECTORS.get(payload.get("connectorId"))
     if connector is None or isinstance(payload.get("connectorId"), bool):
         raise bad_request("Connector not found", "INVALID_CONNECTOR")
-    parameters = _credentials(payload.get("parameters"))
-    for name in ("clientUserId", "webhookUrl"):
+    parameters = _credentials(payload.get("parameters"), connector.credential_names)
+    for name in ("clientUserId", "webhookUrl", "oauthRedirectUri"):
         optional_string(payload, name)
+    optional_products(payload)
     world = world_of()
     with world.lock:
+        # No item/created yet: Pluggy sends it once the item has finished connecting (execution.py).
         record = world.new_item(connector, parameters, token, payload)
-        created = events.item_event(record.event_rng, "item/created", record.json, record.triggered_by)
-        world.publish(record, [created])
         execution.start(world, record, token.triggered_by, "CREATING")
         return jsonify(copy.deepcopy(record.json))
 
 
-def _credentials(parameters: Any) -> dict[str, str]:
+def _credentials(parameters: Any, required: tuple[str, ...]) -> dict[str, str]:
     if not isinstance(parameters, dict):
         raise bad_request("parameters must be an object", "INVALID_PARAMETERS")
-    missing = [name for name in ("user", "password") if not isinstance(parameters.get(name), str)]
+    missing = [name for name in required if not isinstance(parameters.get(name), str)]
     if missing:
         errors = [{"code": "001", "message": f"{name} is required", "parameter": name} for name in missing]
         raise bad_request("There are invalid parameters", "INVALID_PARAMETERS", errors=errors)
@@ -183,6 +184,7 @@ def update_item(item_id: str):
         parameters = string_map(parameters, "parameters")
     changes = {name: optional_string(payload, name) for name in ("webhookUrl", "clientUserId")}
     changes.update({k: v for k, v in token.options.items() if k in changes and v is not None})
+    products = optional_products(payload) or optional_products(token.options)
     world = world_of()
     with world.lock:
         world.count_patch()
@@ -190,6 +192,8 @@ def update_item(item_id: str):
         execution.refuse_if_busy(record)
         if parameters:
             record.parameters.update(parameters)
+        if products:
+            changes["products"] = served_products(record.connector, products)
         world.touch(record, **{k: v for k, v in changes.items() if v is not None})
         execution.start(world, record, token.triggered_by, "LOGIN_IN_PROGRESS")
         return jsonify(copy.deepcopy(record.json))
@@ -229,7 +233,7 @@ def list_accounts():
         accounts = [
             copy.deepcopy(world.accounts[aid])
             for aid in world.account_ids(item_id)
-            if account_type in (None, world.accounts[aid]["type"])
+            if account_type in (None, world.accounts[aid]["type"]) and not world.withholds_data(item_id)
         ]
     return jsonify(paged(accounts, world.page_size))
 
@@ -246,6 +250,25 @@ def list_transactions():
 def get_transaction(transaction_id: str):
     caller()
     return jsonify(world_of().find_row(transaction_id))
+
+
+# Consents (Open Finance) -----------------------------------------------------------------
+
+
+@api.get("/consents")
+def list_consents():
+    caller()
+    item_id = request.args.get("itemId")
+    if not item_id:
+        raise bad_request("itemId is required", "MISSING_ITEM_ID")
+    world = world_of()
+    return jsonify(paged(world.consents_of(item_id), world.page_size))
+
+
+@api.get("/consents/<consent_id>")
+def get_consent(consent_id: str):
+    caller()
+    return jsonify(world_of().find_consent(consent_id))
 
 
 # Webhooks --------------------------------------------------------------------------------

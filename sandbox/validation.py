@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import request
 
-from .data import Json
+from .data import PRODUCT_TYPES, Json
 from .errors import bad_request
 
 
@@ -30,4 +30,14 @@ def optional_string(values: Json, name: str) -> str | None:
 def string_map(value: Any, name: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise bad_request(f"{name} must be an object of strings", "INVALID_PARAMETERS")
+    return value
+
+
+def optional_products(values: Json, name: str = "products") -> list[str] | None:
+    """A list of Pluggy's product names, or None when absent."""
+    value = values.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(product in PRODUCT_TYPES for product in value):
+        raise bad_request(f"{name} must be a list of {', '.join(PRODUCT_TYPES)}", "INVALID_PARAMETERS")
     return value
