@@ -131,6 +131,11 @@ def connector_json(connector: Connector, health: str = "ONLINE") -> Json:
         "isSandbox": True,
         "isOpenFinance": connector.open_finance,
         "supportsPaymentInitiation": False,
+        # Required in the Node SDK's Connector type.
+        "supportsScheduledPayments": False,
+        "supportsSmartTransfers": False,
+        "supportsAutomaticPix": False,
+        "supportsBoletoManagement": False,
         "products": list(connector.products),
         "createdAt": "2020-09-07T23:55:10.355Z",
         "updatedAt": "2024-04-22T18:21:03.909Z",
