@@ -10,13 +10,13 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import data, events, execution, queries
+from . import data, execution, queries
 from .control import control
 from .data import Json
 from .errors import DEFAULT_RETRY_AFTER_S, PluggyApiError, bad_request, limit_of, rate_limit_headers, validation_error
 from .product_routes import product_routes
-from .state import Token, World
-from .validation import body, credential_errors, optional_bool, optional_string, string_map
+from .state import Token, World, served_products
+from .validation import body, credential_errors, optional_bool, optional_products, optional_string, string_map
 
 # Pluggy's WebhookEventType (the OAS and both SDKs list the same events), plus `item/all`, which
 # the OAS's GET /webhooks example shows. Payment events are accepted but never sent here.
@@ -162,6 +162,7 @@ def connect_token():
         optional_string(options, name)
     for name in ("avoidDuplicates", "connectorSortAlphabetically"):
         optional_bool(options, name)
+    optional_products(options)
     token = world_of().issue_connect_token(optional_string(payload, "itemId"), dict(options))
     return jsonify(data.connect_token_response(token))
 
@@ -177,13 +178,13 @@ def create_item():
     if connector is None or isinstance(payload.get("connectorId"), bool):
         raise bad_request("Connector not found", "INVALID_CONNECTOR")
     parameters = _credentials(data.connector_json(connector), payload.get("parameters"))
-    for name in ("clientUserId", "webhookUrl"):
+    for name in ("clientUserId", "webhookUrl", "oauthRedirectUri"):
         optional_string(payload, name)
+    optional_products(payload)
     world = world_of()
     with world.lock:
+        # No item/created yet: Pluggy sends it once the item has finished connecting (execution.py).
         record = world.new_item(connector, parameters, token, payload)
-        created = events.item_event(record.event_rng, "item/created", record.json, record.triggered_by)
-        world.publish(record, [created])
         execution.start(world, record, token.triggered_by, "CREATING")
         return jsonify(copy.deepcopy(record.json))
 
@@ -211,6 +212,7 @@ def update_item(item_id: str):
     payload = body()
     changes = {name: optional_string(payload, name) for name in ("webhookUrl", "clientUserId")}
     changes.update({k: v for k, v in token.options.items() if k in changes and v is not None})
+    products = optional_products(payload) or optional_products(token.options)
     world = world_of()
     with world.lock:
         world.count_patch()
@@ -221,6 +223,8 @@ def update_item(item_id: str):
         execution.refuse_if_busy(record)
         if parameters:
             record.parameters.update(parameters)
+        if products:
+            changes["products"] = served_products(record.connector, products)
         world.touch(record, **{k: v for k, v in changes.items() if v is not None})
         execution.start(world, record, token.triggered_by, "LOGIN_IN_PROGRESS")
         return jsonify(copy.deepcopy(record.json))
@@ -260,7 +264,7 @@ def list_accounts():
         accounts = [
             copy.deepcopy(world.accounts[aid])
             for aid in world.account_ids(item_id)
-            if account_type in (None, world.accounts[aid]["type"])
+            if account_type in (None, world.accounts[aid]["type"]) and not world.withholds_data(item_id)
         ]
     return jsonify(paged(accounts, world.page_size))
 
@@ -277,6 +281,25 @@ def list_transactions():
 def get_transaction(transaction_id: str):
     caller()
     return jsonify(world_of().find_row(transaction_id))
+
+
+# Consents (Open Finance) -----------------------------------------------------------------
+
+
+@api.get("/consents")
+def list_consents():
+    caller()
+    item_id = request.args.get("itemId")
+    if not item_id:
+        raise bad_request("itemId is required", "MISSING_ITEM_ID")
+    world = world_of()
+    return jsonify(paged(world.consents_of(item_id), world.page_size))
+
+
+@api.get("/consents/<consent_id>")
+def get_consent(consent_id: str):
+    caller()
+    return jsonify(world_of().find_consent(consent_id))
 
 
 # Webhooks --------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, redirect, request
 
 from . import execution, ingest
 from .errors import bad_request
@@ -121,6 +121,41 @@ def auto_sync(item_id: str):
         execution.refuse_if_busy(record)
         execution.start(world, record, "SYNC", "LOGIN_IN_PROGRESS")
         return jsonify(copy.deepcopy(record.json))
+
+
+@control.post("/items/<item_id>/authorize")
+def authorize(item_id: str):
+    """The user approves (``{"grant": true}``, the default) or refuses the access the item waits
+    for: in the bank's app (WAITING_USER_ACTION) or at the institution (Open Finance OAuth)."""
+    grant = body().get("grant", True)
+    if not isinstance(grant, bool):
+        raise bad_request("grant must be a boolean", "INVALID_PARAMETERS")
+    world = _world()
+    with world.lock:
+        record = world.record_for(item_id)
+        execution.authorize(world, record, grant)
+        return jsonify(copy.deepcopy(record.json))
+
+
+@control.get("/oauth/<item_id>")
+def oauth(item_id: str):
+    """The OAuth URL of an Open Finance item's prompt: opening it stands for the user's login and
+    consent at the institution; the browser goes back to the connect token's oauthRedirectUri."""
+    world = _world()
+    with world.lock:
+        record = world.record_for(item_id)
+        execution.authorize(world, record, True)
+        answer = copy.deepcopy(record.json)
+    if record.oauth_redirect_uri:
+        return redirect(record.oauth_redirect_uri, code=302)
+    return jsonify(answer)
+
+
+@control.post("/items/<item_id>/consent/<any(expire, revoke):how>")
+def end_consent(item_id: str, how: str):
+    """The Open Finance consent expires now, or the user revokes it at the institution: the item's
+    data routes answer empty data from then on (World.withholds_data)."""
+    return jsonify(_world().end_consent(item_id, how))
 
 
 @control.post("/connectors/<int:connector_id>/status")

@@ -31,6 +31,7 @@ HISTORY_DAYS = 365
 HISTORY_PER_ACCOUNT = 60
 PENDING_DAYS_AGO = (0, 1, 3)
 NEW_PER_SYNC = (1, 3)
+# What the sandbox's connectors collect.
 PRODUCTS = [
     "ACCOUNTS",
     "CREDIT_CARDS",
@@ -41,6 +42,8 @@ PRODUCTS = [
     "IDENTITY",
     "LOANS",
 ]
+# Every product an item may name (the enum of Item.products in Pluggy's OpenAPI document).
+PRODUCT_TYPES = (*PRODUCTS, "BROKERAGE_NOTE", "MOVE_SECURITY")
 OWNER = "John Doe"
 OWNER_CPF = "416.799.495-00"
 CREATED_AT = "2024-05-02T13:05:11.402Z"
@@ -74,21 +77,40 @@ class Connector:
     id: int
     name: str
     mfa_steps: tuple[str, ...] = ()
+    open_finance: bool = False  # logs in by OAuth at the institution, under a consent
+    products: tuple[str, ...] = tuple(PRODUCTS)
 
 
+# Pluggy numbers its Open Finance connectors from 600 (docs, "Creating an Item"; 601 is Itaú).
+OPEN_FINANCE_CONNECTOR = 600
 CONNECTORS = {
     0: Connector(0, "Pluggy Bank"),
     2: Connector(2, "Pluggy Bank Personal"),
     4: Connector(4, "Pluggy Bank MFA", ("token",)),
     5: Connector(5, "Pluggy Bank MFA 2-step", ("token", "token2")),
+    OPEN_FINANCE_CONNECTOR: Connector(
+        OPEN_FINANCE_CONNECTOR,
+        "Pluggy Bank Open Finance",
+        open_finance=True,
+        products=("ACCOUNTS", "CREDIT_CARDS", "TRANSACTIONS", "IDENTITY", "INVESTMENTS", "LOANS"),
+    ),
 }
 MFA_LABELS = {"token": "Token", "token2": "Second token"}
+CPF_CREDENTIAL = {
+    "name": "cpf",
+    "label": "CPF",
+    "type": "number",
+    "placeholder": "",
+    "validation": "^\\d{3}\\.?\\d{3}\\.?\\d{3}-?\\d{2}$",
+    "validationMessage": "CPF deve ter 11 números.",
+    "optional": False,
+}
 
 
 def connector_json(connector: Connector, health: str = "ONLINE") -> Json:
     credentials = [
-        {"name": "user", "label": "User", "type": "text", "placeholder": GOOD_USER},
-        {"name": "password", "label": "Password", "type": "password", "placeholder": GOOD_PASSWORD},
+        {"name": "user", "label": "User", "type": "text", "placeholder": GOOD_USER, "optional": False},
+        {"name": "password", "label": "Password", "type": "password", "placeholder": GOOD_PASSWORD, "optional": False},
     ]
     return {
         "id": connector.id,
@@ -98,14 +120,19 @@ def connector_json(connector: Connector, health: str = "ONLINE") -> Json:
         "primaryColor": "ef294b",
         "type": "PERSONAL_BANK",
         "country": "BR",
-        "credentials": credentials,
+        "credentials": [dict(CPF_CREDENTIAL)] if connector.open_finance else credentials,
         "hasMFA": bool(connector.mfa_steps),
-        "oauth": False,
+        "oauth": connector.open_finance,
         "health": {"status": health, "stage": None},
         "isSandbox": True,
-        "isOpenFinance": False,
+        "isOpenFinance": connector.open_finance,
         "supportsPaymentInitiation": False,
-        "products": PRODUCTS,
+        # Required in the Node SDK's Connector type.
+        "supportsScheduledPayments": False,
+        "supportsSmartTransfers": False,
+        "supportsAutomaticPix": False,
+        "supportsBoletoManagement": False,
+        "products": list(connector.products),
         "createdAt": "2020-09-07T23:55:10.355Z",
         "updatedAt": "2024-04-22T18:21:03.909Z",
     }
@@ -128,7 +155,34 @@ def mfa_parameter(name: str = "token", expires_at: datetime | None = None, **ove
         "validationMessage": "O token deve ter 6 dígitos",
         "mfa": True,
         "expiresAt": iso(expires_at) if expires_at else "2024-05-10T09:20:42.118Z",
+        "optional": False,
         **overrides,
+    }
+
+
+def oauth_parameter(url: str, expires_at: datetime) -> Json:
+    """The prompt of an Open Finance item waiting for its user to authorize at the institution.
+    The URL to open is the prompt's ``data`` (the one string field ConnectorCredential has for
+    what the user must be shown: a QR image for QR logins, the OAuth URL here)."""
+    return {
+        "name": "oauthCode",
+        "label": "Autorize o acesso na instituição",
+        "type": "text",
+        "data": url,
+        "instructions": "Abra o link, entre na instituição e autorize o compartilhamento dos dados",
+        "mfa": True,
+        "expiresAt": iso(expires_at),
+        "optional": False,
+    }
+
+
+def user_action(expires_at: datetime) -> Json:
+    """What an item WAITING_USER_ACTION asks: approve the access in the bank's app."""
+    return {
+        "type": "authorize-access",
+        "instructions": "Abra o app do banco e aprove o acesso da Pluggy",
+        "attributes": {},
+        "expiresAt": iso(expires_at),
     }
 
 
@@ -170,6 +224,7 @@ class Outcome:
     execution_status: str
     error_code: str | None = None
     perf: int = 1
+    asks_for_approval: bool = False  # the bank makes the user approve the access in its app first
 
     @property
     def login_ok(self) -> bool:
@@ -182,6 +237,13 @@ class Outcome:
 
 SUCCESS = Outcome("UPDATED", "SUCCESS")
 INVALID_CREDENTIALS = Outcome("LOGIN_ERROR", "INVALID_CREDENTIALS", "INVALID_CREDENTIALS")
+# USER_AUTHORIZATION_PENDING and _NOT_GRANTED are execution error codes (execution.d.ts), not item
+# statuses: they end a login, so the item is LOGIN_ERROR (docs, "Item lifecycle": an error in the
+# login step is LOGIN_ERROR, one after it OUTDATED).
+AUTHORIZATION_PENDING = Outcome("LOGIN_ERROR", "USER_AUTHORIZATION_PENDING", "USER_AUTHORIZATION_PENDING")
+AUTHORIZATION_NOT_GRANTED = Outcome("LOGIN_ERROR", "USER_AUTHORIZATION_NOT_GRANTED", "USER_AUTHORIZATION_NOT_GRANTED")
+INPUT_TIMEOUT = Outcome("OUTDATED", "USER_INPUT_TIMEOUT", "USER_INPUT_TIMEOUT")
+WRONG_MFA = Outcome("LOGIN_ERROR", "INVALID_CREDENTIALS_MFA", "INVALID_CREDENTIALS_MFA")
 SPECIAL_USERS = {
     GOOD_USER: SUCCESS,
     "user-locked": Outcome("LOGIN_ERROR", "ACCOUNT_LOCKED", "ACCOUNT_LOCKED"),
@@ -189,6 +251,11 @@ SPECIAL_USERS = {
     "user-unavailable": Outcome("OUTDATED", "SITE_NOT_AVAILABLE", "SITE_NOT_AVAILABLE"),
     "user-connection-error": Outcome("OUTDATED", "CONNECTION_ERROR", "CONNECTION_ERROR"),
     "user-ok-account-error": Outcome("UPDATED", "PARTIAL_SUCCESS"),
+    # Stand-in users beyond Pluggy's sandbox (not documented by Pluggy):
+    # WAITING_USER_ACTION until POST /sandbox/items/<id>/authorize, or USER_AUTHORIZATION_PENDING
+    # once the prompt expires.
+    "user-ok-app-approval": Outcome("UPDATED", "SUCCESS", asks_for_approval=True),
+    "user-authorization-pending": AUTHORIZATION_PENDING,
 }
 ERROR_MESSAGES = {
     "INVALID_CREDENTIALS": "Credenciais inválidas",
@@ -198,10 +265,17 @@ ERROR_MESSAGES = {
     "CONNECTION_ERROR": "Erro de conexão com a instituição",
     "INVALID_CREDENTIALS_MFA": "O token informado é inválido",
     "USER_INPUT_TIMEOUT": "O token não foi informado a tempo",
+    "USER_AUTHORIZATION_PENDING": "O acesso não foi aprovado no app da instituição",
+    "USER_AUTHORIZATION_NOT_GRANTED": "O acesso foi negado na instituição",
 }
+CPF_DIGITS = 11
 
 
-def outcome_for(parameters: Json) -> Outcome:
+def outcome_for(parameters: Json, connector: Connector | None = None) -> Outcome:
+    if connector is not None and connector.open_finance:
+        # The user logs in at the institution (OAuth): any well-formed CPF gets that far.
+        cpf = "".join(ch for ch in str(parameters.get("cpf", "")) if ch.isdigit())
+        return SUCCESS if len(cpf) == CPF_DIGITS else INVALID_CREDENTIALS
     user, password = parameters.get("user"), parameters.get("password")
     if password != GOOD_PASSWORD or not isinstance(user, str):
         return INVALID_CREDENTIALS
@@ -226,6 +300,31 @@ def partial_status_detail(now: datetime) -> Json:
         "warnings": [{"code": "001", "message": "Credit cards could not be collected"}],
     }
     return {"accounts": updated, "creditCards": failed, "transactions": updated}
+
+
+CONSENT_LIFETIME = timedelta(days=365)  # Open Finance Brasil consents last at most 12 months
+PERMISSIONS = {
+    "ACCOUNTS": ["ACCOUNTS_ALL"],
+    "TRANSACTIONS": ["ACCOUNTS_TRANSACTIONS"],
+    "CREDIT_CARDS": ["CREDIT_CARDS_ALL"],
+    "IDENTITY": ["REGISTRATION_ALL"],
+    "INVESTMENTS": ["INVESTMENTS_ALL"],
+    "LOANS": ["CREDIT_OPERATIONS_ALL"],
+}
+
+
+def consent(rng: random.Random, item_id: str, products: list[str], now: datetime) -> Json:
+    """The Open Finance consent a user gives when authorizing an item (GET /consents)."""
+    granted = [permission for product in products for permission in PERMISSIONS.get(product, [])]
+    return {
+        "id": new_uuid(rng),
+        "itemId": item_id,
+        "products": list(products),
+        "openFinancePermissionsGranted": granted,
+        "createdAt": iso(now),
+        "expiresAt": iso(now + CONSENT_LIFETIME),
+        "revokedAt": None,
+    }
 
 
 # Accounts -----------------------------------------------------------------------------------

@@ -1,19 +1,25 @@
-"""An item's execution: login, MFA prompts, collection, outcome; each step ``step_delay`` apart.
+"""An item's execution: login, prompts, collection, merge, outcome; each step ``step_delay`` apart.
 
-An execution runs on its own thread and stops at WAITING_USER_INPUT; an MFA answer resumes it on a
-new thread. ``ItemRecord.generation`` identifies the current execution: a PATCH or a DELETE bumps
-it, and a thread that finds another generation stops without touching the item.
+Steps: CREATING becomes LOGIN_IN_PROGRESS; the login either fails (LOGIN_ERROR) or asks what the
+connector needs (an MFA code: WAITING_USER_INPUT; the user's approval in the bank's app:
+WAITING_USER_ACTION; an Open Finance authorization at the institution: WAITING_USER_INPUT whose
+``parameter.data`` is the OAuth URL); collection either fails (OUTDATED) or moves on to MERGING,
+whose end writes the data and leaves the item UPDATED.
+
+An execution runs on its own thread and stops at a prompt; an answer resumes it on a new thread.
+``ItemRecord.generation`` identifies the current execution: a PATCH or a DELETE bumps it, and a
+thread that finds another generation stops without touching the item.
 
 With ``step_delay=None`` no thread runs: an execution waits until the item is next read, and that
 read answers the item as it was and then lets the execution run to its end or its next prompt. So
 the first read after a PATCH sees UPDATING and the next one the outcome, whatever the machine's
-speed (the in-process double of the tests).
+speed (the in-process double of the tests). ``advance`` runs one step, for tests that look at each.
 """
 
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from . import data, events, ingest
 from .data import Json
@@ -29,6 +35,7 @@ def start(world: World, record: ItemRecord, triggered_by: str, execution_status:
     record.generation += 1
     record.stage = "login"
     record.mfa_answered = 0
+    record.authorized = False
     record.triggered_by = triggered_by
     world.touch(
         record,
@@ -37,6 +44,7 @@ def start(world: World, record: ItemRecord, triggered_by: str, execution_status:
         error=None,
         statusDetail=None,
         parameter=None,
+        userAction=None,
     )
     _spawn(world, record)
 
@@ -55,12 +63,33 @@ def answer_mfa(world: World, record: ItemRecord, answer: Json) -> None:
         raise bad_request(f"Missing value for parameter '{name}'", "MISSING_MFA_PARAMETER", data={"parameter": name})
     cancel_timer(record)
     if str(answer[name]) != data.MFA_VALUE:
-        _fail(world, record, "LOGIN_ERROR", "INVALID_CREDENTIALS_MFA")
+        _fail(world, record, data.WRONG_MFA)
         return
     record.mfa_answered += 1
     record.stage = "login"
     world.touch(record, status="UPDATING", executionStatus="LOGIN_MFA_IN_PROGRESS", parameter=None)
     _spawn(world, record)
+
+
+def authorize(world: World, record: ItemRecord, granted: bool) -> None:
+    """The user approved (or refused) the access at the institution, in its app or through the
+    OAuth URL (under the lock); an approved Open Finance login gets a new consent."""
+    if record.stage != "authorizing":
+        raise bad_request("Item is not waiting for the user's authorization", "ITEM_IS_NOT_WAITING_AUTHORIZATION")
+    cancel_timer(record)
+    if not granted:
+        _fail(world, record, data.AUTHORIZATION_NOT_GRANTED)
+        return
+    record.authorized = True
+    if record.connector.open_finance:
+        world.grant_consent(record)
+    record.stage = "login"
+    world.touch(record, status="UPDATING", executionStatus="LOGIN_IN_PROGRESS", parameter=None, userAction=None)
+    _spawn(world, record)
+
+
+def oauth_url(world: World, record: ItemRecord) -> str:
+    return f"{world.link_base()}/sandbox/oauth/{record.id}"
 
 
 def _spawn(world: World, record: ItemRecord) -> None:
@@ -86,7 +115,7 @@ def _run(world: World, item_id: str, generation: int) -> None:
                 record = world.items.get(item_id)
                 if record is None or record.generation != generation:
                     return
-                keep_going = _advance(world, record)
+                keep_going = advance(world, record)
     finally:
         with world.executions_changed:
             world.running_executions -= 1
@@ -96,27 +125,31 @@ def _run(world: World, item_id: str, generation: int) -> None:
 def catch_up(world: World, record: ItemRecord) -> None:
     """Without a step delay: run the item's pending execution up to its end or its next prompt."""
     if world.step_delay is None:
-        while record.stage in ("login", "collect") and _advance(world, record):
+        while advance(world, record):
             pass
 
 
-def _advance(world: World, record: ItemRecord) -> bool:
-    """Run the next step; True when another step follows at once."""
-    if record.stage == "login":
-        return _login(world, record)
-    if record.stage == "collect":
-        _collect(world, record)
-    return False
+def advance(world: World, record: ItemRecord) -> bool:
+    """Run the execution's next step (under the lock); True when another step follows without
+    waiting for anyone."""
+    step = {"login": _login, "collect": _collect, "merge": _merge}.get(record.stage)
+    return step is not None and step(world, record)
 
 
 def _login(world: World, record: ItemRecord) -> bool:
-    outcome = data.outcome_for(record.parameters)
+    if record.json["executionStatus"] == "CREATING":
+        world.touch(record, executionStatus="LOGIN_IN_PROGRESS")
+        return True
+    outcome = data.outcome_for(record.parameters, record.connector)
     if not outcome.login_ok:
-        _fail(world, record, outcome.status, outcome.error_code)
+        _fail(world, record, outcome)
         return False
-    steps = data.CONNECTORS[record.json["connector"]["id"]].mfa_steps
+    steps = record.connector.mfa_steps
     if record.mfa_answered < len(steps):
-        _ask_for_input(world, record, steps[record.mfa_answered])
+        _ask_for_input(world, record, data.mfa_parameter(steps[record.mfa_answered], _prompt_expiry(world)))
+        return False
+    if _needs_authorization(world, record, outcome):
+        _ask_to_authorize(world, record)
         return False
     record.stage = "collect"
     world.touch(record, executionStatus="ACCOUNTS_IN_PROGRESS")
@@ -125,44 +158,80 @@ def _login(world: World, record: ItemRecord) -> bool:
     return True
 
 
-def _ask_for_input(world: World, record: ItemRecord, name: str) -> None:
-    expires_at = world.now() + timedelta(seconds=world.mfa_timeout_s)
-    record.stage = "waiting"
-    world.touch(
-        record,
-        status="WAITING_USER_INPUT",
-        executionStatus="WAITING_USER_INPUT",
-        parameter=data.mfa_parameter(name, expires_at),
-    )
-    timer = threading.Timer(
-        world.mfa_timeout_s, _expire_input, args=(world, record.id, record.generation, record.mfa_answered)
-    )
-    timer.daemon = True
-    record.mfa_timer = timer
-    timer.start()
+def _needs_authorization(world: World, record: ItemRecord, outcome: data.Outcome) -> bool:
+    if record.authorized:
+        return False
+    if record.connector.open_finance:
+        # A live consent lets Pluggy refresh the item without its user.
+        return record.consent is None or world.withholds_data(record.id)
+    return outcome.asks_for_approval
+
+
+def _prompt_expiry(world: World) -> datetime:
+    return world.now() + timedelta(seconds=world.mfa_timeout_s)
+
+
+def _ask_for_input(world: World, record: ItemRecord, parameter: Json, stage: str = "waiting") -> None:
+    record.stage = stage
+    world.touch(record, status="WAITING_USER_INPUT", executionStatus="WAITING_USER_INPUT", parameter=parameter)
+    _expire_unanswered(world, record, data.INPUT_TIMEOUT)
     prompt = events.item_event(record.event_rng, "item/waiting_user_input", record.json, record.triggered_by)
     world.publish(record, [prompt])
 
 
-def _expire_input(world: World, item_id: str, generation: int, answered: int) -> None:
+def _ask_to_authorize(world: World, record: ItemRecord) -> None:
+    """Open Finance: the OAuth URL, as a prompt; otherwise the bank asks for an approval in its app
+    and a prompt left unanswered ends as USER_AUTHORIZATION_PENDING."""
+    if record.connector.open_finance:
+        parameter = data.oauth_parameter(oauth_url(world, record), _prompt_expiry(world))
+        _ask_for_input(world, record, parameter, stage="authorizing")
+        return
+    record.stage = "authorizing"
+    world.touch(
+        record,
+        status="WAITING_USER_ACTION",
+        executionStatus="WAITING_USER_ACTION",
+        userAction=data.user_action(_prompt_expiry(world)),
+    )
+    _expire_unanswered(world, record, data.AUTHORIZATION_PENDING)
+    action = events.item_event(record.event_rng, "item/waiting_user_action", record.json, record.triggered_by)
+    world.publish(record, [action])
+
+
+def _expire_unanswered(world: World, record: ItemRecord, outcome: data.Outcome) -> None:
+    prompt = (record.generation, record.mfa_answered, record.authorized)
+    timer = threading.Timer(world.mfa_timeout_s, _expire, args=(world, record.id, prompt, outcome))
+    timer.daemon = True
+    record.mfa_timer = timer
+    timer.start()
+
+
+def _expire(world: World, item_id: str, prompt: tuple[int, int, bool], outcome: data.Outcome) -> None:
     with world.lock:
         record = world.items.get(item_id)
         still_waiting = (
             record is not None
-            and record.generation == generation
-            and record.mfa_answered == answered
-            and record.stage == "waiting"
+            and (record.generation, record.mfa_answered, record.authorized) == prompt
+            and record.stage in ("waiting", "authorizing")
         )
         if still_waiting:
             record.mfa_timer = None
-            _fail(world, record, "OUTDATED", "USER_INPUT_TIMEOUT")
+            _fail(world, record, outcome)
 
 
-def _collect(world: World, record: ItemRecord) -> None:
-    outcome = data.outcome_for(record.parameters)
+def _collect(world: World, record: ItemRecord) -> bool:
+    outcome = data.outcome_for(record.parameters, record.connector)
     if not outcome.succeeds:
-        _fail(world, record, outcome.status, outcome.error_code)
-        return
+        _fail(world, record, outcome)
+        return False
+    # Pluggy's MERGING: what was collected is being merged with what the item had (busy, like UPDATING).
+    record.stage = "merge"
+    world.touch(record, status="MERGING", executionStatus="TRANSACTIONS_IN_PROGRESS")
+    return True
+
+
+def _merge(world: World, record: ItemRecord) -> bool:
+    outcome = data.outcome_for(record.parameters, record.connector)
     now = world.now()
     changes = ingest.Changes() if record.arranged else ingest.collect(world, record, outcome)
     partial = outcome.execution_status == "PARTIAL_SUCCESS"
@@ -176,20 +245,27 @@ def _collect(world: World, record: ItemRecord) -> None:
         consecutiveFailedLoginAttempts=0,
     )
     payloads = changes.payloads(world, record, data.iso(now), record.triggered_by)
-    payloads.append(events.item_event(record.event_rng, "item/updated", record.json, record.triggered_by))
+    # item/created tells that the item finished connecting: its first good execution, once.
+    finished = "item/updated" if record.announced else "item/created"
+    record.announced = True
+    payloads.append(events.item_event(record.event_rng, finished, record.json, record.triggered_by))
     world.publish(record, payloads)
+    return False
 
 
-def _fail(world: World, record: ItemRecord, status: str, code: str) -> None:
+def _fail(world: World, record: ItemRecord, outcome: data.Outcome) -> None:
+    code = outcome.error_code or outcome.execution_status
     record.stage = "idle"
     failed_logins = record.json["consecutiveFailedLoginAttempts"]
+    login_error = outcome.status == "LOGIN_ERROR"
     world.touch(
         record,
-        status=status,
+        status=outcome.status,
         executionStatus=code,
         error=data.item_error(code),
         parameter=None,
-        consecutiveFailedLoginAttempts=failed_logins + 1 if status == "LOGIN_ERROR" else failed_logins,
+        userAction=None,
+        consecutiveFailedLoginAttempts=failed_logins + 1 if login_error else failed_logins,
     )
     error = {"code": code, "message": data.ERROR_MESSAGES.get(code, code)}
     world.publish(

@@ -14,6 +14,7 @@ from .errors import PluggyApiError
 from .state import ItemRecord, World
 
 ACCOUNT_MAKERS = {"BANK": data.new_bank_account, "CREDIT": data.new_credit_card_account}
+ACCOUNT_PRODUCTS = {"BANK": "ACCOUNTS", "CREDIT": "CREDIT_CARDS"}
 
 
 class Changes:
@@ -49,6 +50,7 @@ def collect(world: World, record: ItemRecord, outcome: data.Outcome) -> Changes:
     """A successful execution: missing accounts arrive with history, existing ones move on."""
     now = world.now()
     wanted = ["BANK"] if outcome.execution_status == "PARTIAL_SUCCESS" else ["BANK", "CREDIT"]
+    wanted = [kind for kind in wanted if world.offers(record.id, ACCOUNT_PRODUCTS[kind])]
     existing = {world.accounts[aid]["type"]: aid for aid in world.account_ids(record.id)}
     changes = Changes()
     for account_type in wanted:

@@ -73,6 +73,8 @@ def page(world: World, query: TransactionQuery) -> Json:
             rows = world.sorted_rows(query.account_id)
         except KeyError:
             raise bad_request("account not found", "ACCOUNT_NOT_FOUND") from None
+        if world.withholds_data(world.accounts[query.account_id]["itemId"]):
+            rows = []
         start = 0 if query.after is None else bisect.bisect_right(rows, query.after, key=data.sort_key)
         selected = []
         for row in itertools.islice(rows, start, None):

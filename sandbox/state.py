@@ -26,6 +26,8 @@ WEBHOOKS_PER_EVENT = 5
 # here, after this many deliveries in a row were given up for good (every retry failed).
 DISABLE_WEBHOOK_AFTER = 10
 Clock = Callable[[], datetime]
+# An item put in a waiting status waits for the answer that status asks for.
+PROMPT_STAGES = {"WAITING_USER_INPUT": "waiting", "WAITING_USER_ACTION": "authorizing"}
 
 
 @dataclass
@@ -51,12 +53,19 @@ class ItemRecord:
     data_rng: random.Random
     event_rng: random.Random
     generation: int = 0
-    stage: str = "idle"  # login | collect | waiting | idle
+    stage: str = "idle"  # login | collect | merge | waiting (an MFA code) | authorizing | idle
     mfa_answered: int = 0
     triggered_by: str = "CLIENT"
     mfa_timer: threading.Timer | None = None
     arranged: bool = False  # its accounts and rows are put in by the caller, never generated
     consent: Json | None = None  # the Open Finance consent (GET /consents), None for other connectors
+    announced: bool = False  # item/created went out (its first execution ended well)
+    authorized: bool = False  # the user approved this execution's access (app approval or OAuth)
+    oauth_redirect_uri: str | None = None  # where the OAuth URL sends the user back to
+
+    @property
+    def connector(self) -> data.Connector:
+        return data.CONNECTORS[self.json["connector"]["id"]]
 
     @property
     def id(self) -> str:
@@ -196,6 +205,9 @@ class World:
         now = data.iso(self.now())
         # The connect token's options win: the widget's request comes from the end user's browser.
         options = {**_item_options(body), **_item_options(token.options)}
+        # Products are the exception (ItemOptions.products in the Python SDK: "used only when the
+        # item request doesn't send its own products").
+        requested = body.get("products") or token.options.get("products")
         item_json = data.item(
             id=data.new_uuid(self._ids),
             connector=data.connector_json(connector, self.connector_health[connector.id]),
@@ -207,6 +219,7 @@ class World:
             updatedAt=now,
             lastUpdatedAt=None,
             nextAutoSyncAt=None,
+            products=served_products(connector, requested),
         )
         record = ItemRecord(
             json=item_json,
@@ -214,6 +227,7 @@ class World:
             data_rng=random.Random(f"{self.seed}:item:{index}:data"),
             event_rng=random.Random(f"{self.seed}:item:{index}:events"),
             triggered_by=token.triggered_by,
+            oauth_redirect_uri=token.options.get("oauthRedirectUri") or body.get("oauthRedirectUri"),
         )
         self.items[record.id] = record
         token.created_items.add(record.id)
@@ -231,6 +245,7 @@ class World:
                 data_rng=random.Random(f"{self.seed}:item:{index}:data"),
                 event_rng=random.Random(f"{self.seed}:item:{index}:events"),
                 arranged=True,
+                announced=True,
             )
             self.items[record.id] = record
             self.set_item_state(record.id)
@@ -244,7 +259,7 @@ class World:
             cancel_timer(record)
             record.generation += 1
             record.json.update(fields)
-            record.stage = "waiting" if record.json["status"] == "WAITING_USER_INPUT" else "idle"
+            record.stage = PROMPT_STAGES.get(record.json["status"], "idle")
             return record.json
 
     def record_for(self, item_id: str, token: Token | None = None) -> ItemRecord:
@@ -269,6 +284,39 @@ class World:
     def offers(self, item_id: str, product: str) -> bool:
         """Whether the item collects ``product`` (its ``products``, limited by the connect token)."""
         return product in (self.record_for(item_id).json.get("products") or [])
+
+    # Open Finance consents --------------------------------------------------------------
+
+    def grant_consent(self, record: ItemRecord) -> None:
+        """The user authorized at the institution: a new consent replaces the old one."""
+        record.consent = data.consent(record.data_rng, record.id, record.json["products"], self.now())
+        record.json["consentExpiresAt"] = record.consent["expiresAt"]
+
+    def end_consent(self, item_id: str, how: str) -> Json:
+        """The item's consent ``expire``s now or is ``revoke``d by the user at the institution."""
+        with self.lock:
+            consent = self.record_for(item_id).consent
+            if consent is None:
+                raise not_found("consent")
+            now = data.iso(self.now())
+            if how == "expire":
+                consent["expiresAt"] = now
+                self.record_for(item_id).json["consentExpiresAt"] = now
+            else:
+                consent["revokedAt"] = now
+            return copy.deepcopy(consent)
+
+    def consents_of(self, item_id: str) -> list[Json]:
+        with self.lock:
+            consent = self.record_for(item_id).consent
+            return [copy.deepcopy(consent)] if consent else []
+
+    def find_consent(self, consent_id: str) -> Json:
+        with self.lock:
+            for record in self.items.values():
+                if record.consent and record.consent["id"] == consent_id:
+                    return copy.deepcopy(record.consent)
+        raise not_found("consent")
 
     def item_json(self, item_id: str, token: Token | None = None) -> Json:
         with self.lock:
@@ -516,6 +564,11 @@ def cancel_timer(record: ItemRecord) -> None:
     if record.mfa_timer is not None:
         record.mfa_timer.cancel()
         record.mfa_timer = None
+
+
+def served_products(connector: data.Connector, requested: list[str] | None) -> list[str]:
+    """The connector's products, limited to those asked for (all of them when none were)."""
+    return [product for product in connector.products if requested is None or product in requested]
 
 
 def _item_options(values: Json) -> Json:

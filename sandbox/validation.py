@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import request
 
-from .data import Json
+from .data import PRODUCT_TYPES, Json
 from .errors import bad_request
 
 
@@ -59,3 +59,13 @@ def credential_errors(credentials: list[Json], parameters: Any, *, partial: bool
         if values.get(name) in (None, ""):
             errors.append({"code": "001", "message": f"{name} parameter is required", "parameter": name})
     return errors
+
+
+def optional_products(values: Json, name: str = "products") -> list[str] | None:
+    """A list of Pluggy's product names, or None when absent."""
+    value = values.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(product in PRODUCT_TYPES for product in value):
+        raise bad_request(f"{name} must be a list of {', '.join(PRODUCT_TYPES)}", "INVALID_PARAMETERS")
+    return value

@@ -46,6 +46,7 @@ from tests.conftest import TEST_SECRETS
 BASE_URL = "https://pluggy.test"
 MFA_VALUE = pf.MFA_VALUE
 MFA_CONNECTOR = 4  # "Pluggy Bank MFA": every update asks for a token
+OPEN_FINANCE_CONNECTOR = pf.OPEN_FINANCE_CONNECTOR  # logs in by OAuth, under a consent
 CREDENTIALS = {"user": pf.GOOD_USER, "password": pf.GOOD_PASSWORD}
 Call = tuple[str, str, dict[str, str], Any]  # method, path, query, JSON body
 
@@ -234,10 +235,26 @@ class FakePluggy:
         with self.world.lock:
             self.world.record_for(item_id).parameters.update(parameters)
 
-    def set_connector(self, item_id: str, connector_id: int) -> None:
-        """Move the item to another sandbox connector (MFA_CONNECTOR asks for a token each update)."""
+    def authorize(self, item_id: str, *, grant: bool = True) -> dict:
+        """The item's user approves (or refuses) at the bank what the item waits for: an approval
+        in the bank's app (user `user-ok-app-approval`) or an Open Finance OAuth login."""
         with self.world.lock:
-            self.world.record_for(item_id).json["connector"] = pf.connector_json(pf.CONNECTORS[connector_id])
+            record = self.world.record_for(item_id)
+            execution.authorize(self.world, record, grant)
+            return record.json
+
+    def end_consent(self, item_id: str, how: str = "revoke") -> None:
+        """The item's Open Finance consent is revoked (or expires): its data routes answer empty."""
+        self.world.end_consent(item_id, how)
+
+    def set_connector(self, item_id: str, connector_id: int) -> None:
+        """Move the item to another sandbox connector (MFA_CONNECTOR asks for a token each update;
+        OPEN_FINANCE_CONNECTOR's items hold a consent, given now)."""
+        with self.world.lock:
+            record = self.world.record_for(item_id)
+            record.json["connector"] = pf.connector_json(pf.CONNECTORS[connector_id])
+            if record.connector.open_finance and record.consent is None:
+                self.world.grant_consent(record)
 
     def add_webhook(self, event: str, url: str, headers: dict[str, str] | None = None, *, enabled: bool = True) -> dict:
         webhook = self.world.add_webhook(event, url, headers, unique=False)

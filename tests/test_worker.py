@@ -22,7 +22,7 @@ from jobqueue import JobRegistry, MissingHandlers, Worker, maintenance, queue
 from jobqueue import wakeup as wakeup_module
 from jobqueue import worker as worker_module
 from jobqueue.wakeup import CHANNEL, Wakeup
-from models import Job, SyncRun, db
+from models import Account, Job, SyncRun, Transaction, db
 from models.base import utcnow
 from pluggy_client import PluggyRateLimited
 from sandbox import data as pf
@@ -34,7 +34,9 @@ from sync.jobs import job_registry, sync_worker
 from sync.manual_sync import ManualSync
 from sync.results import ManualSyncStatus as Answer
 from tests.conftest import drain
-from tests.fake_pluggy import MFA_CONNECTOR, MFA_VALUE, now_iso
+from tests.fake_pluggy import MFA_CONNECTOR, MFA_VALUE, OPEN_FINANCE_CONNECTOR, now_iso
+
+APPROVAL_USER = "user-ok-app-approval"
 
 
 @pytest.fixture
@@ -117,11 +119,7 @@ def test_poll_mode_watches_the_item_until_it_settles_then_fetches(
 
 
 def user_action_at_the_bank(fake_pluggy, item_id: str) -> None:
-    # The sandbox has no connector that asks for an action at the bank: the item is put in that state.
-    user_action = {"instructions": "Abra o app", "type": "qr", "expiresAt": pf.NEXT_SYNC_AT}
-    fake_pluggy.set_item(
-        item_id, status="WAITING_USER_ACTION", executionStatus="WAITING_USER_ACTION", userAction=user_action
-    )
+    fake_pluggy.set_credentials(item_id, user=APPROVAL_USER)  # the bank wants an approval in its app
 
 
 @pytest.mark.parametrize(
@@ -149,6 +147,23 @@ def test_a_watched_update_that_needs_the_user_closes_the_run_saying_so(
     assert run.status == run_status
     assert sync_status(connection) == api_status
     assert fake_pluggy.count("GET", "/v2/transactions") == 0
+
+
+def test_an_approval_in_the_banks_app_round_trip(session, connection, fake_pluggy, worker, poll_service):
+    user_action_at_the_bank(fake_pluggy, connection.item_id)
+    poll_service.trigger_manual_sync(connection)
+    drain(worker, session)
+    assert connection.user_action["type"] == "authorize-access"
+    assert poll_service.trigger_manual_sync(connection).status == Answer.USER_ACTION_REQUIRED
+
+    fake_pluggy.authorize(connection.item_id)
+    fake_pluggy.finish_update(connection.item_id)
+    scheduling.queue_fetch(session, connection, "webhook")  # as its item/updated would
+    session.commit()
+    drain(worker, session)
+
+    assert [run.status for run in runs_of(session, connection)] == ["user_action_required", "success"]
+    assert (sync_status(connection), connection.user_action) == ("UPDATED", None)
 
 
 def test_the_mfa_round_trip(session, connection, fake_pluggy, worker, poll_service, caplog):
@@ -204,6 +219,37 @@ def test_a_fetch_after_an_item_update_closes_the_waiting_run(
 
     (run,) = runs_of(session, connection)
     assert (run.id, run.status, run.trigger) == (result.sync_run.id, "success", "manual")
+
+
+def live_transactions(session, connection) -> int:
+    session.expire_all()
+    statement = (
+        sa.select(sa.func.count())
+        .select_from(Transaction)
+        .join(Account)
+        .where(Account.connection_id == connection.id, Transaction.deleted_at.is_(None))
+    )
+    return session.scalar(statement)
+
+
+def test_a_withdrawn_open_finance_consent_leaves_the_stored_data_alone(session, connection, fake_pluggy, worker):
+    fake_pluggy.set_connector(connection.item_id, OPEN_FINANCE_CONNECTOR)
+    account_id = fake_pluggy.accounts[connection.item_id][0]["id"]
+    fake_pluggy.add_transaction(account_id, date=f"{utcnow().date()}T03:00:00.000Z")
+    scheduling.queue_fetch(session, connection, "webhook")
+    session.commit()
+    drain(worker, session)
+    assert live_transactions(session, connection) == 1
+
+    # Pluggy answers empty data from now on (PLUGGY.md "Consents"): an empty read is no deletion.
+    fake_pluggy.end_consent(connection.item_id)
+    fake_pluggy.set_item(connection.item_id, status="UPDATED", lastUpdatedAt=now_iso())
+    scheduling.queue_fetch(session, connection, "webhook")
+    session.commit()
+    drain(worker, session)
+
+    assert [run.status for run in runs_of(session, connection)] == ["success", "success"]
+    assert live_transactions(session, connection) == 1
 
 
 def test_a_fetch_without_a_waiting_run_opens_one(session, connection, worker):
