@@ -38,9 +38,13 @@ for (const name of ['base-url', 'client-id', 'client-secret']) {
 
 // Answers ---------------------------------------------------------------------------------------
 
-/** The JSON Schemas of sdk-types.ts, with each `Date` of the declarations required to be a Date
- * instance: the SDK turns only "YYYY-MM-DDTHH:mm:ss.sssZ" strings into Dates (transforms.js), so
- * any other spelling reaches its users as a string where they were promised a Date. */
+/** The JSON Schemas of sdk-types.ts, read as the live API's answers need:
+ * - each `Date` of the declarations must be a Date instance: the SDK turns only
+ *   "YYYY-MM-DDTHH:mm:ss.sssZ" strings into Dates (transforms.js), so any other spelling reaches its
+ *   users as a string where they were promised a Date;
+ * - an optional property (`name?: T`) may also be null: Pluggy serialises absent values as null, as
+ *   the Python SDK's models (Optional[...] = None) and tests/oas.py's reading of the OpenAPI
+ *   document admit. Required properties stay as declared. */
 function sdkSchemas() {
   const generator = createGenerator({
     path: TYPES_FILE,
@@ -52,15 +56,22 @@ function sdkSchemas() {
     topRef: true,
     jsDoc: 'none',
   });
-  return datesAsInstances(generator.createSchema('*'));
+  return asLiveAnswers(generator.createSchema('*'));
 }
 
-function datesAsInstances(node) {
-  if (Array.isArray(node)) return node.map(datesAsInstances);
+function asLiveAnswers(node) {
+  if (Array.isArray(node)) return node.map(asLiveAnswers);
   if (node === null || typeof node !== 'object') return node;
   const keys = Object.keys(node);
   if (keys.length === 2 && node.type === 'string' && node.format === 'date-time') return { sdkDate: true };
-  return Object.fromEntries(keys.map(key => [key, datesAsInstances(node[key])]));
+  const read = Object.fromEntries(keys.map(key => [key, asLiveAnswers(node[key])]));
+  if (node.type === 'object' && node.properties) {
+    const required = new Set(node.required ?? []);
+    for (const [name, schema] of Object.entries(read.properties)) {
+      if (!required.has(name)) read.properties[name] = { anyOf: [schema, { type: 'null' }] };
+    }
+  }
+  return read;
 }
 
 function isSdkDate(_schema, data) {
@@ -102,7 +113,12 @@ function describe(errors) {
       !otherEvent.has(branchOf(error)) &&
       !(error.keyword === 'type' && errors.some(other => other !== error && other.instancePath.startsWith(error.instancePath) && other.keyword !== 'anyOf' && other.keyword !== 'type')),
   );
-  const lines = [...new Set((kept.length ? kept : errors).map(error => `${error.instancePath || '/'} ${error.message}`))];
+  // The same error in every element of a list is told once, as /results/*/...
+  const lines = [
+    ...new Set(
+      (kept.length ? kept : errors).map(error => `${error.instancePath.replace(/\/\d+(?=\/|$)/g, '/*') || '/'} ${error.message}`),
+    ),
+  ];
   return lines.slice(0, 6).join('; ') + (lines.length > 6 ? `; ... (${lines.length - 6} more)` : '');
 }
 
@@ -417,44 +433,6 @@ async function accountCalls(client, itemId) {
 
 async function transactionCalls(client, accounts) {
   const account = accounts?.find(each => each.type === 'BANK');
-  const listed = await call(
-    'fetchTransactions (every page)',
-    async () => {
-      const first = check('TransactionPage', await client.fetchTransactions(account.id, { pageSize: 5 }));
-      want(first.total > 5, `only ${first.total} transactions: paging not exercised`);
-      const all = [...first.results];
-      for (let page = 2; page <= first.totalPages; page++) {
-        const next = check('TransactionPage', await client.fetchTransactions(account.id, { pageSize: 5, page }));
-        want(next.page === page, `asked for page ${page}, got ${next.page}`);
-        all.push(...next.results);
-      }
-      want(all.length === first.total, `${all.length} transactions over the pages, total says ${first.total}`);
-      want(new Set(all.map(each => each.id)).size === all.length, 'a transaction on two pages');
-      want(all.every(each => each.accountId === account.id), 'a transaction of another account');
-      return all;
-    },
-    account,
-  );
-  const range = listed && dateRange(listed);
-  await call(
-    'fetchTransactions from/to',
-    async () => {
-      const page = check('TransactionPage', await client.fetchTransactions(account.id, { ...range, pageSize: 500 }));
-      const expected = listed.filter(each => within(each.date, range));
-      want(page.results.length === expected.length, `${page.results.length} results, ${expected.length} expected`);
-      want(page.results.every(each => within(each.date, range)), 'a transaction outside from/to');
-    },
-    range,
-  );
-  const ids = listed?.slice(1, 4).map(each => each.id);
-  await call(
-    'fetchTransactions ids',
-    async () => {
-      const page = check('TransactionPage', await client.fetchTransactions(account.id, { ids }));
-      want(sameIds(page.results, ids), `got ${page.results.map(each => each.id)}, asked ${ids}`);
-    },
-    ids,
-  );
   await call(
     'fetchTransactionsCursor',
     async () => {
@@ -465,14 +443,19 @@ async function transactionCalls(client, accounts) {
     },
     account,
   );
-  await call(
+  // What the others are compared with: GET /v2/transactions, the route the service reads.
+  const listed = await call(
     'fetchAllTransactions (cursor pages)',
     async () => {
       const all = check('TransactionList', await client.fetchAllTransactions(account.id));
-      want(sameIds(all, listed.map(each => each.id)), `${all.length} transactions, the pages had ${listed.length}`);
+      want(all.length > 5, `only ${all.length} transactions: paging not exercised`);
+      want(new Set(all.map(each => each.id)).size === all.length, 'a transaction on two pages');
+      want(all.every(each => each.accountId === account.id), 'a transaction of another account');
+      return all;
     },
-    listed,
+    account,
   );
+  const range = listed && dateRange(listed);
   await call(
     'fetchAllTransactions dateFrom/dateTo',
     async () => {
@@ -483,10 +466,43 @@ async function transactionCalls(client, accounts) {
     },
     range,
   );
+  const ids = listed?.slice(1, 4).map(each => each.id);
   await call(
     'fetchTransactionsCursor ids',
     async () => {
       const page = check('TransactionCursorPage', await client.fetchTransactionsCursor(account.id, { ids }));
+      want(sameIds(page.results, ids), `got ${page.results.map(each => each.id)}, asked ${ids}`);
+    },
+    ids,
+  );
+  await call(
+    'fetchTransactions (every page)',
+    async () => {
+      const first = check('TransactionPage', await client.fetchTransactions(account.id, { pageSize: 5 }));
+      const all = [...first.results];
+      for (let page = 2; page <= first.totalPages; page++) {
+        const next = check('TransactionPage', await client.fetchTransactions(account.id, { pageSize: 5, page }));
+        want(next.page === page, `asked for page ${page}, got ${next.page}`);
+        all.push(...next.results);
+      }
+      want(all.length === first.total, `${all.length} transactions over the pages, total says ${first.total}`);
+      want(sameIds(all, listed.map(each => each.id)), `${all.length} transactions, /v2/transactions has ${listed.length}`);
+    },
+    listed,
+  );
+  await call(
+    'fetchTransactions from/to',
+    async () => {
+      const page = check('TransactionPage', await client.fetchTransactions(account.id, { ...range, pageSize: 500 }));
+      const expected = listed.filter(each => within(each.date, range)).map(each => each.id);
+      want(sameIds(page.results, expected), `${page.results.length} results, ${expected.length} expected`);
+    },
+    range,
+  );
+  await call(
+    'fetchTransactions ids',
+    async () => {
+      const page = check('TransactionPage', await client.fetchTransactions(account.id, { ids }));
       want(sameIds(page.results, ids), `got ${page.results.map(each => each.id)}, asked ${ids}`);
     },
     ids,
