@@ -101,25 +101,37 @@ function check(name, value) {
 /** ajv's errors, made readable: for a union, the errors of the members the value plainly is not
  * (another `event`, null where an object is) are left out, and so is the union's own summary. */
 function describe(errors) {
-  const otherEvent = new Set(
-    errors
-      .filter(error => ['const', 'enum'].includes(error.keyword) && error.instancePath.endsWith('/event'))
-      .map(branchOf)
-      .filter(Boolean),
-  );
+  const otherEvents = new Set(errors.filter(isAboutTheEvent).map(branchOf).filter(Boolean));
   const kept = errors.filter(
-    error =>
-      error.keyword !== 'anyOf' &&
-      !otherEvent.has(branchOf(error)) &&
-      !(error.keyword === 'type' && errors.some(other => other !== error && other.instancePath.startsWith(error.instancePath) && other.keyword !== 'anyOf' && other.keyword !== 'type')),
+    error => error.keyword !== 'anyOf' && !otherEvents.has(branchOf(error)) && !isTheOtherMember(error, errors),
   );
-  // The same error in every element of a list is told once, as /results/*/...
-  const lines = [
-    ...new Set(
-      (kept.length ? kept : errors).map(error => `${error.instancePath.replace(/\/\d+(?=\/|$)/g, '/*') || '/'} ${error.message}`),
-    ),
-  ];
+  // The same error in every element of a list is told once, as /results/*/..., with the first value.
+  const byPlace = new Map();
+  for (const error of kept.length ? kept : errors) {
+    const path = error.instancePath.replace(/\/\d+(?=\/|$)/g, '/*') || '/';
+    const key = `${path} ${error.keyword} ${JSON.stringify(error.params)}`;
+    if (!byPlace.has(key)) byPlace.set(key, `${path} ${error.message}`);
+  }
+  const lines = [...new Set(byPlace.values())];
   return lines.slice(0, 6).join('; ') + (lines.length > 6 ? `; ... (${lines.length - 6} more)` : '');
+}
+
+/** An error of a union member that expects another `event`: the value is plainly not that one. */
+function isAboutTheEvent(error) {
+  return ['const', 'enum'].includes(error.keyword) && error.instancePath.endsWith('/event');
+}
+
+/** "must be null" and the like, where errors inside the value show it was meant as the other member. */
+function isTheOtherMember(error, errors) {
+  return (
+    error.keyword === 'type' &&
+    errors.some(
+      other =>
+        other !== error &&
+        !['type', 'anyOf'].includes(other.keyword) &&
+        other.instancePath.startsWith(error.instancePath),
+    )
+  );
 }
 
 function branchOf(error) {
