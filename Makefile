@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 SANDBOX_PORT ?= 8700
 
-.PHONY: run test lint format bench clean
+.PHONY: run test conformance lint format bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -23,6 +23,25 @@ run: $(STAMP)
 # The whole suite; set TEST_DATABASE_URL to run it against PostgreSQL instead of SQLite.
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The stand-in driven with Pluggy's official SDKs (conformance/): the Python SDK into .venv, the
+# Node one with `npm ci` (each again only when its pins change), then both suites. Node.js and npm
+# are required: without them, or when an install fails, the target fails.
+CONFORMANCE_STAMP := $(VENV)/.conformance-installed
+NODE_DIR := conformance/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+
+$(CONFORMANCE_STAMP): $(STAMP) conformance/requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r conformance/requirements.txt
+	touch $(CONFORMANCE_STAMP)
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || { echo "make conformance: Node.js and npm are required" >&2; exit 1; }
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+conformance: $(CONFORMANCE_STAMP) $(NODE_STAMP)
+	$(BIN)/python -m pytest conformance --tb=short
 
 # Ruff (lint, import order, format check), mypy over the service's packages and import-linter's
 # layer contracts (setup.cfg); `make format` rewrites.
