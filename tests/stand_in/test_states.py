@@ -13,9 +13,8 @@ import pytest
 
 from sandbox import data as pf
 from sandbox import execution, world_of
-from tests import test_sandbox as base
 from tests.oas import validate_response, validate_schema
-from tests.test_sandbox import (
+from tests.stand_in.helpers import (
     GOOD,
     Receiver,
     accounts_of,
@@ -26,9 +25,6 @@ from tests.test_sandbox import (
     subscribe,
     synced_item,
 )
-
-# The stand-in fixtures of test_sandbox.py.
-sandbox_factory, app, client, key, receiver = base.sandbox_factory, base.app, base.client, base.key, base.receiver
 
 OPEN_FINANCE = pf.OPEN_FINANCE_CONNECTOR
 CPF = {"cpf": "416.799.495-00"}
@@ -240,7 +236,7 @@ def test_the_open_finance_connector_logs_in_by_cpf_and_oauth(client, key):
     assert [c["name"] for c in connector["credentials"]] == ["cpf"]
     assert all(c["optional"] is False for c in connector["credentials"])
     missing = client.post("/items", json={"connectorId": OPEN_FINANCE, "parameters": GOOD}, headers=key)
-    assert missing.status_code == 400 and missing.json["errors"][0]["parameter"] == "cpf"
+    assert missing.status_code == 400 and missing.json["details"][0]["parameter"] == "cpf"
 
 
 def test_oauth_flow_redirects_to_the_token_redirect_uri_then_collects_under_a_consent(client, key, receiver):
@@ -328,9 +324,9 @@ def test_consent_routes_need_an_item_with_a_consent(client, key):
 
 def test_an_item_serves_its_connectors_products_unless_asked_for_fewer(client, key):
     assert synced_item(client, key)["products"] == pf.PRODUCTS
-    widget = widget_token(client, key, products=["ACCOUNTS", "TRANSACTIONS", "LOANS"])
+    widget = widget_token(client, key, products=["ACCOUNTS", "TRANSACTIONS", "BROKERAGE_NOTE"])
     limited = synced_item(client, widget)
-    assert limited["products"] == ["ACCOUNTS", "TRANSACTIONS"]  # the connector has no LOANS
+    assert limited["products"] == ["ACCOUNTS", "TRANSACTIONS"]  # the connector has no BROKERAGE_NOTE
     assert [a["type"] for a in accounts_of(client, key, limited["id"])] == ["BANK"]
     # The item's own products win over the token's (ItemOptions.products in the Python SDK).
     own = synced_item(client, widget, products=["CREDIT_CARDS", "TRANSACTIONS"])

@@ -9,47 +9,21 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 
-from sandbox import create_sandbox, data, products, world_of
+from sandbox import data, products, world_of
 from tests.oas import validate_response, validate_schema
+from tests.stand_in.helpers import FIXED_NOW, GOOD, api_key
 
-CLIENT = {"clientId": "sandbox-client-id", "clientSecret": "sandbox-client-secret"}
-GOOD = {"user": "user-ok", "password": "password-ok"}
-FIXED_NOW = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def sandbox_factory():
-    apps = []
-
-    def build(**options):
-        options.setdefault("step_delay", None)
-        options.setdefault("clock", lambda: FIXED_NOW)
-        app = create_sandbox(**options)
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        world_of(app).close()
+# Executions run when the item is next read, at a fixed "now".
+STEPPED = {"step_delay": None, "clock": lambda: FIXED_NOW}
 
 
 @pytest.fixture
 def app(sandbox_factory):
-    return sandbox_factory()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def key(client) -> dict[str, str]:
-    return {"X-API-KEY": client.post("/auth", json=CLIENT).json["apiKey"]}
+    return sandbox_factory(**STEPPED)
 
 
 def new_item(client, key, products: list[str] | None = None) -> str:
@@ -466,17 +440,17 @@ def test_a_deleted_item_answers_404_on_all_its_routes(app, client, key, item_id)
 
 def products_of_a_session(app) -> dict:
     client = app.test_client()
-    key = {"X-API-KEY": client.post("/auth", json=CLIENT).json["apiKey"]}
+    key = {"X-API-KEY": api_key(client)}
     new_item(client, key)
     new_item(client, key)
     return client.get("/sandbox/state").json
 
 
 def test_same_seed_gives_the_same_products(sandbox_factory):
-    one = products_of_a_session(sandbox_factory(seed=11))
-    two = products_of_a_session(sandbox_factory(seed=11))
+    one = products_of_a_session(sandbox_factory(seed=11, **STEPPED))
+    two = products_of_a_session(sandbox_factory(seed=11, **STEPPED))
     assert one == two
-    other = products_of_a_session(sandbox_factory(seed=12))
+    other = products_of_a_session(sandbox_factory(seed=12, **STEPPED))
     ids = Counter(i["id"] for products in one["products"].values() for i in products["investments"])
     assert ids and ids.keys().isdisjoint(
         i["id"] for products in other["products"].values() for i in products["investments"]
