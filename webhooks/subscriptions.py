@@ -11,8 +11,9 @@ SUBSCRIBED_EVENTS = sorted(HANDLED - {"item/login_error"})
 
 def register(client: PluggyClient, url: str, secret: str) -> list[tuple[str, str]]:
     """Make Pluggy deliver every handled event to `url` with `X-Webhook-Secret: secret`.
-    Existing subscriptions are updated in place (Pluggy does not show their headers, so they are
-    set again) and duplicates removed, so running it twice leaves the same state.
+    Existing subscriptions are updated in place (their headers set again, so a rotated secret
+    reaches them, and enabled again: Pluggy disables one whose deliveries keep failing) and
+    duplicates removed, so running it twice leaves the same state.
     Returns (event, what was done) pairs."""
     headers = {"X-Webhook-Secret": secret}
     existing = [w for w in client.list_webhooks() if w.get("url") == url]
