@@ -619,6 +619,17 @@ def test_register_twice_changes_nothing_and_removes_duplicates(runner, fake_plug
     assert all(fake_pluggy.webhooks[i]["headers"] == before[i]["headers"] for i in before)
 
 
+def test_register_enables_again_a_subscription_pluggy_disabled(runner, fake_pluggy):
+    url = "https://sync.example.com/webhooks/pluggy"
+    disabled = fake_pluggy.add_webhook("item/updated", url, {"X-Webhook-Secret": "old"}, enabled=False)
+
+    result = runner.invoke(args=["webhooks", "register", url])
+
+    assert result.exit_code == 0, result.output
+    assert fake_pluggy.webhooks[disabled["id"]]["disabledAt"] is None
+    assert fake_pluggy.webhooks[disabled["id"]]["headers"] == {"X-Webhook-Secret": "test-webhook-secret"}
+
+
 def test_register_needs_a_secret(app, runner, fake_pluggy):
     app.config["PLUGGY_WEBHOOK_SECRETS"] = ()
     result = runner.invoke(args=["webhooks", "register", "https://sync.example.com/webhooks/pluggy"])
