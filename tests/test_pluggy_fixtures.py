@@ -1,7 +1,7 @@
 """The one payload factory (sandbox/data.py) must stay true to Pluggy's OpenAPI document.
 
 Here: its builders, as tests and the sandbox use them, and the rows and accounts it generates from a
-seed. What the sandbox's routes answer is checked against the same document in test_sandbox.py.
+seed. What the sandbox's routes answer is checked against the same document in tests/stand_in/.
 """
 
 from __future__ import annotations
