@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,8 +24,13 @@ from pluggy_sdk.exceptions import NotFoundException
 from conformance.conftest import CLIENT_ID, CLIENT_SECRET, Receiver
 
 SANDBOX_CONNECTOR = 0  # "Pluggy Bank"
+PERSONAL_CONNECTOR = 2  # "Pluggy Bank Personal": no test's item uses it, its status may change
 MFA_CONNECTOR = 4  # "Pluggy Bank MFA"
+OPEN_FINANCE_CONNECTOR = 600  # "Pluggy Bank Open Finance": a CPF, then OAuth at the institution
 GOOD_CREDENTIALS = {"user": "user-ok", "password": "password-ok"}
+APP_APPROVAL_CREDENTIALS = {"user": "user-ok-app-approval", "password": "password-ok"}
+LOCKED_CREDENTIALS = {"user": "user-locked", "password": "password-ok"}
+CPF = {"cpf": "416.799.495-00"}
 MFA_TOKEN = "123456"
 FINISHED = ("UPDATED", "LOGIN_ERROR", "OUTDATED")
 DEADLINE = 20.0  # seconds an item may take to finish
@@ -78,15 +84,40 @@ def wait_for_item(items: pluggy_sdk.ItemsApi, item_id: str, statuses: tuple[str,
         time.sleep(POLL)
 
 
-def item_request(connector_id: int, **options: Any) -> models.CreateItem:
-    """POST /items's body for the sandbox's good credentials."""
-    parameters = models.CreateItemParameters(GOOD_CREDENTIALS)
+def item_request(connector_id: int, credentials: dict[str, str] | None = None, **options: Any) -> models.CreateItem:
+    """POST /items's body, for the sandbox's good credentials unless told."""
+    parameters = models.CreateItemParameters(credentials or GOOD_CREDENTIALS)
     return models.CreateItem(connectorId=connector_id, parameters=parameters, **options)
 
 
-def new_item(items: pluggy_sdk.ItemsApi, connector_id: int, **options: Any) -> Json:
+def new_item(
+    items: pluggy_sdk.ItemsApi, connector_id: int, credentials: dict[str, str] | None = None, **options: Any
+) -> Json:
     """The JSON answer of POST /items (the item has only started)."""
-    return raw(items.items_create_without_preload_content, item_request(connector_id, **options))
+    return raw(items.items_create_without_preload_content, item_request(connector_id, credentials, **options))
+
+
+def finished_item(items: pluggy_sdk.ItemsApi, connector_id: int, **options: Any) -> Json:
+    """A new item with the good credentials, once UPDATED."""
+    finished = wait_for_item(items, new_item(items, connector_id, **options)["id"], FINISHED)
+    assert finished["status"] == "UPDATED", finished
+    return finished
+
+
+def control(stand_in: str, path: str, body: Json | None = None) -> Json:
+    """POST to one of the stand-in's control routes (/sandbox/...: the user's side of a login, the
+    bank's and the connector's, which Pluggy's API has no routes for)."""
+    request = urllib.request.Request(
+        f"{stand_in}{path}", json.dumps(body or {}).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def open_url(url: str) -> None:
+    """What the user's browser does with an OAuth URL."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200, response.status
 
 
 # What the tests share: a webhook subscription, then a finished item and its data --------------
@@ -112,6 +143,64 @@ def item(items: pluggy_sdk.ItemsApi, subscription: Json, receiver: Receiver) -> 
     finished = wait_for_item(items, created["id"], FINISHED)
     assert finished["status"] == "UPDATED", finished
     return finished
+
+
+@pytest.fixture(scope="module")
+def open_finance_item(items: pluggy_sdk.ItemsApi, subscription: Json) -> Json:
+    """An Open Finance item whose user authorized at the institution through the OAuth URL of its
+    prompt (WAITING_USER_INPUT): it finished with a consent."""
+    created = new_item(items, OPEN_FINANCE_CONNECTOR, CPF)
+    waiting = wait_for_item(items, created["id"], ("WAITING_USER_INPUT", *FINISHED))
+    assert waiting["status"] == "WAITING_USER_INPUT", waiting
+    open_url(waiting["parameter"]["data"])
+    finished = wait_for_item(items, created["id"], FINISHED)
+    assert finished["status"] == "UPDATED", finished
+    return finished
+
+
+@pytest.fixture(scope="module")
+def app_approval_item(items: pluggy_sdk.ItemsApi, subscription: Json) -> Json:
+    """An item waiting for its user's approval in the bank's app (WAITING_USER_ACTION)."""
+    created = new_item(items, SANDBOX_CONNECTOR, APP_APPROVAL_CREDENTIALS)
+    waiting = wait_for_item(items, created["id"], ("WAITING_USER_ACTION", *FINISHED))
+    assert waiting["status"] == "WAITING_USER_ACTION", waiting
+    return waiting
+
+
+@pytest.fixture(scope="module")
+def failed_item(items: pluggy_sdk.ItemsApi, subscription: Json) -> Json:
+    """An item whose login failed (LOGIN_ERROR): item/error."""
+    created = new_item(items, SANDBOX_CONNECTOR, LOCKED_CREDENTIALS)
+    failed = wait_for_item(items, created["id"], FINISHED)
+    assert failed["status"] == "LOGIN_ERROR", failed
+    return failed
+
+
+@pytest.fixture(scope="module")
+def deleted_item(items: pluggy_sdk.ItemsApi, subscription: Json) -> str:
+    """The id of an item deleted through the SDK once it finished: item/deleted."""
+    item_id = finished_item(items, SANDBOX_CONNECTOR)["id"]
+    items.items_delete(item_id)
+    return item_id
+
+
+@pytest.fixture(scope="module")
+def restated_item(stand_in: str, items: pluggy_sdk.ItemsApi, subscription: Json, receiver: Receiver) -> Json:
+    """An item that Pluggy synced again on its own (item/updated) and whose bank then re-reported its
+    latest rows and posted the pending ones (transactions/deleted, created, updated)."""
+    item_id = finished_item(items, SANDBOX_CONNECTOR, webhookUrl=f"{receiver.url}/restated")["id"]
+    control(stand_in, f"/sandbox/items/{item_id}/auto_sync")
+    assert wait_for_item(items, item_id, FINISHED)["status"] == "UPDATED"
+    return control(stand_in, f"/sandbox/items/{item_id}/restate", {"delete": 1, "post_pending": True}) | {
+        "itemId": item_id
+    }
+
+
+@pytest.fixture(scope="module")
+def connector_status_changes(stand_in: str, subscription: Json) -> list[Json]:
+    """The connector/status_updated payloads of a connector going UNSTABLE and back ONLINE."""
+    path = f"/sandbox/connectors/{PERSONAL_CONNECTOR}/status"
+    return [control(stand_in, path, {"status": status}) for status in ("UNSTABLE", "ONLINE")]
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +276,11 @@ def test_connect_token_create_for_an_item_with_options(
     client: pluggy_sdk.ApiClient, item: Json, receiver: Receiver
 ) -> None:
     options = models.ItemOptions(
-        webhookUrl=f"{receiver.url}/item", clientUserId="conformance-python", avoidDuplicates=True
+        webhookUrl=f"{receiver.url}/item",
+        clientUserId="conformance-python",
+        oauthRedirectUri=f"{receiver.url}/oauth-done",
+        avoidDuplicates=True,
+        products=["ACCOUNTS", "TRANSACTIONS", "CREDIT_CARDS"],
     )
     answer = pluggy_sdk.AuthApi(client).connect_token_create(
         models.ConnectTokenRequest(itemId=item["id"], options=options)
@@ -268,12 +361,37 @@ def test_items_send_mfa(items: pluggy_sdk.ItemsApi) -> None:
     items.items_delete(created["id"])
 
 
-def test_items_delete(items: pluggy_sdk.ItemsApi) -> None:
-    created = new_item(items, SANDBOX_CONNECTOR)
-    wait_for_item(items, created["id"], FINISHED)
-    items.items_delete(created["id"])
+def test_items_delete(items: pluggy_sdk.ItemsApi, deleted_item: str) -> None:
     with pytest.raises(NotFoundException):
-        items.items_retrieve(created["id"])
+        items.items_retrieve(deleted_item)
+
+
+def test_items_retrieve_waiting_for_oauth(items: pluggy_sdk.ItemsApi, stand_in: str) -> None:
+    created = new_item(items, OPEN_FINANCE_CONNECTOR, CPF)
+    wait_for_item(items, created["id"], ("WAITING_USER_INPUT", *FINISHED))
+    waiting = items.items_retrieve(created["id"])
+    assert (waiting.status, waiting.execution_status) == ("WAITING_USER_INPUT", "WAITING_USER_INPUT")
+    assert waiting.parameter is not None and waiting.parameter.name == "oauthCode"
+    assert waiting.parameter.data == f"{stand_in}/sandbox/oauth/{created['id']}"
+    items.items_delete(created["id"])
+
+
+def test_items_retrieve_waiting_user_action_then_approved(
+    items: pluggy_sdk.ItemsApi, app_approval_item: Json, stand_in: str
+) -> None:
+    waiting = items.items_retrieve(app_approval_item["id"])
+    assert (waiting.status, waiting.execution_status) == ("WAITING_USER_ACTION", "WAITING_USER_ACTION")
+    assert waiting.user_action is not None and waiting.user_action.type == "authorize-access"
+    control(stand_in, f"/sandbox/items/{app_approval_item['id']}/authorize")
+    wait_for_item(items, app_approval_item["id"], FINISHED)
+    approved = items.items_retrieve(app_approval_item["id"])
+    assert (approved.status, approved.execution_status) == ("UPDATED", "SUCCESS")
+
+
+def test_items_retrieve_login_error(items: pluggy_sdk.ItemsApi, failed_item: Json) -> None:
+    failed = items.items_retrieve(failed_item["id"])
+    assert failed.status == "LOGIN_ERROR"
+    assert failed.error is not None and failed.error.code == "ACCOUNT_LOCKED"
 
 
 # Accounts --------------------------------------------------------------------------------------
@@ -299,7 +417,7 @@ def test_account_balance_get(client: pluggy_sdk.ApiClient, bank_account: Json) -
 
 
 def test_account_statements_list(client: pluggy_sdk.ApiClient, bank_account: Json) -> None:
-    pluggy_sdk.AccountApi(client).account_statements_list(bank_account["id"])
+    assert pluggy_sdk.AccountApi(client).account_statements_list(bank_account["id"]).results
 
 
 # Transactions ------------------------------------------------------------------------------------
@@ -423,8 +541,7 @@ def test_transactions_update_category(
 
 def test_bills_list_and_retrieve(client: pluggy_sdk.ApiClient, credit_account: Json) -> None:
     bills = pluggy_sdk.BillApi(client).bills_list(credit_account["id"]).results
-    if not bills:
-        pytest.skip("the credit card has no bills: GET /bills/{id} not exercised")
+    assert bills, "the credit card has no bills"
     assert pluggy_sdk.BillApi(client).bills_retrieve(str(bills[0].id)).id == bills[0].id
 
 
@@ -463,15 +580,14 @@ def test_investment_transactions_list(client: pluggy_sdk.ApiClient, investments:
 
 def test_loans_list_and_retrieve(client: pluggy_sdk.ApiClient, item: Json) -> None:
     loans = pluggy_sdk.LoanApi(client).loans_list(item["id"]).results
-    if not loans:
-        pytest.skip("the item has no loans: GET /loans/{id} not exercised")
+    assert loans, "the item has no loans"
     assert pluggy_sdk.LoanApi(client).loans_retrieve(str(loans[0].id)).id == loans[0].id
 
 
-def test_consents_list_and_retrieve(client: pluggy_sdk.ApiClient, item: Json) -> None:
-    consents = pluggy_sdk.ConsentApi(client).consents_list(item["id"]).results
-    if not consents:
-        pytest.skip("the item has no consents (not an Open Finance connector): GET /consents/{id} not exercised")
+def test_consents_list_and_retrieve(client: pluggy_sdk.ApiClient, open_finance_item: Json) -> None:
+    consents = pluggy_sdk.ConsentApi(client).consents_list(open_finance_item["id"]).results
+    assert consents, "the Open Finance item has no consent"
+    assert str(consents[0].item_id) == open_finance_item["id"]
     assert pluggy_sdk.ConsentApi(client).consent_retrieve(str(consents[0].id)).id == consents[0].id
 
 
@@ -518,22 +634,45 @@ def test_webhooks_delete(webhooks: pluggy_sdk.WebhookApi, receiver: Receiver) ->
         webhooks.webhooks_retrieve(created["id"])
 
 
-def delivered(receiver: Receiver, path: str, event: str, item_id: str) -> bool:
+def delivered(receiver: Receiver, path: str, event: str, about: str | None) -> bool:
+    """Whether `event` was posted to `path` for the item (or connector) `about`."""
     return any(
-        (each.path, each.body.get("event"), each.body.get("itemId")) == (path, event, item_id)
+        (each.path, each.body.get("event"), each.body.get("itemId") or each.body.get("id")) == (path, event, about)
         for each in receiver.deliveries
     )
 
 
-def test_webhook_deliveries(items: pluggy_sdk.ItemsApi, item: Json, subscription: Json, receiver: Receiver) -> None:
-    """Last in the module: what the stand-in posted for everything above. The Python SDK has no
-    model of a webhook's payload, nor has the OpenAPI document a schema of it; each delivery's
-    event must be one the SDK's WebhookEventType names, and the item's own events must all have
-    come. (The Node runner checks every delivery against the Node SDK's WebhookEventPayload.)"""
-    expected = [(path, event) for path in ("/all", "/item") for event in ("item/created", "item/updated")]
+def test_webhook_deliveries(
+    item: Json,
+    open_finance_item: Json,
+    app_approval_item: Json,
+    failed_item: Json,
+    deleted_item: str,
+    restated_item: Json,
+    connector_status_changes: list[Json],
+    receiver: Receiver,
+) -> None:
+    """Every kind of event the stand-in sends, provoked by the fixtures, arrives at the "all"
+    subscription, and an item's own at its webhookUrl. The Python SDK has no model of a webhook's
+    payload, nor has the OpenAPI document a schema of it: each delivery's event must be one the
+    SDK's WebhookEventType names. (The Node runner checks every delivery against the Node SDK's
+    WebhookEventPayload.)"""
+    restated = restated_item["itemId"]
+    expected = [
+        *[(path, "item/created", item["id"]) for path in ("/all", "/item")],
+        ("/all", "item/login_succeeded", item["id"]),
+        ("/all", "transactions/created", item["id"]),
+        ("/all", "item/waiting_user_input", open_finance_item["id"]),
+        ("/all", "item/waiting_user_action", app_approval_item["id"]),
+        ("/all", "item/error", failed_item["id"]),
+        ("/all", "item/deleted", deleted_item),
+        *[(path, "item/updated", restated) for path in ("/all", "/restated")],
+        *[("/all", f"transactions/{kind}", restated) for kind in ("deleted", "created", "updated")],
+        ("/all", "connector/status_updated", str(PERSONAL_CONNECTOR)),
+    ]
     deadline = time.monotonic() + DEADLINE
-    while missing := [(path, event) for path, event in expected if not delivered(receiver, path, event, item["id"])]:
-        assert time.monotonic() < deadline, f"not delivered for item {item['id']}: {missing}"
+    while missing := [each for each in expected if not delivered(receiver, *each)]:
+        assert time.monotonic() < deadline, f"not delivered (path, event, item or connector): {missing}"
         time.sleep(POLL)
     known = {event.value for event in models.WebhookEventType}
     for delivery in receiver.deliveries:

@@ -277,6 +277,20 @@ def list_transactions():
     return jsonify(queries.page(world, query))
 
 
+@api.get("/transactions")
+def list_transactions_by_page():
+    """The deprecated page-numbered list (both SDKs still call it), newest first as in the OpenAPI
+    document's example."""
+    caller()
+    world = world_of()
+    query = queries.parse_numbered(request.args, world.page_size)
+    with world.lock:
+        rows = queries.selected_rows(world, query)[::-1]
+        answer = paged(rows, query.page_size)
+        answer["results"] = copy.deepcopy(answer["results"])
+    return jsonify(answer)
+
+
 @api.get("/transactions/<transaction_id>")
 def get_transaction(transaction_id: str):
     caller()

@@ -416,17 +416,22 @@ def new_credit_card_account(rng: random.Random, item_id: str, now: datetime) -> 
 
 def refresh_balance(account: Json, transactions: list[Json], now: datetime) -> None:
     """Balances follow the rows: bank = opening + sum; card = what is owed (sum of debits)."""
-    total = round(sum(t["amount"] for t in transactions), 2)
+    account["balance"] = balance_after(account, sum(t["amount"] for t in transactions))
     if account["type"] == "BANK":
-        account["balance"] = round(OPENING_BALANCE + total, 2)
         account["bankData"]["closingBalance"] = account["balance"]
     else:
-        owed = round(max(0.0, -total), 2)
-        account["balance"] = owed
         credit = account["creditData"]
-        credit["availableCreditLimit"] = round(credit["creditLimit"] - owed, 2)
-        credit["minimumPayment"] = round(owed * 0.15, 2)
+        credit["availableCreditLimit"] = round(credit["creditLimit"] - account["balance"], 2)
+        credit["minimumPayment"] = round(account["balance"] * 0.15, 2)
     account["updatedAt"] = iso(now)
+
+
+def balance_after(account: Json, total: float) -> float:
+    """The account's balance once rows summing to ``total`` have moved it: a bank account's money,
+    a card's debt."""
+    if account["type"] == "BANK":
+        return round(OPENING_BALANCE + total, 2)
+    return round(max(0.0, -total), 2)
 
 
 OPENING_BALANCE = 2500.0
@@ -706,12 +711,15 @@ def number_within_day(rows: list[Json], earlier: list[Json]) -> None:
         taken[row["date"]] += 1
 
 
-def fill_running_balances(rows: list[Json]) -> None:
-    """Bank rows carry the balance after each posted movement, in (date, id) order."""
-    balance = OPENING_BALANCE
+def fill_running_balances(account: Json, rows: list[Json], earlier: list[Json]) -> None:
+    """Each new row carries the account's balance right after it, in (date, id) order after the
+    ``earlier`` rows, PENDING ones too: every Transaction example of Pluggy's OpenAPI document has a
+    number there and the Node SDK declares ``balance: number`` (the document's description allows
+    null and the Python SDK's model too, so a number suits both)."""
+    total = sum(row["amount"] for row in earlier)
     for row in sorted(rows, key=sort_key):
-        balance = round(balance + row["amount"], 2)
-        row["balance"] = balance if row["status"] == "POSTED" else None
+        total += row["amount"]
+        row["balance"] = balance_after(account, total)
 
 
 # Answers -------------------------------------------------------------------------------------

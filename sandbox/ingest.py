@@ -75,15 +75,9 @@ def _fresh_count(record: ItemRecord, outcome: data.Outcome) -> int:
 
 
 def add_rows(world: World, account: Json, rows: list[Json]) -> None:
-    if account["type"] == "BANK":
-        if world.rows[account["id"]]:
-            balance = account["balance"]
-            for row in rows:
-                balance = round(balance + row["amount"], 2)
-                row["balance"] = balance if row["status"] == "POSTED" else None
-        else:
-            data.fill_running_balances(rows)
-    data.number_within_day(rows, list(world.rows[account["id"]].values()))
+    earlier = list(world.rows[account["id"]].values())
+    data.fill_running_balances(account, rows, earlier)
+    data.number_within_day(rows, earlier)
     world.add_rows(rows)
 
 

@@ -1,5 +1,5 @@
-"""Pluggy's product routes: connectors, single accounts and their balance, identity, investments,
-loans, credit-card bills, categories and a transaction's category.
+"""Pluggy's product routes: connectors, single accounts with their balance and statements, identity,
+investments, loans, credit-card bills, categories and a transaction's category.
 
 Data routes answer only what the item offers (``World.offers``); once its consent has expired or
 been revoked (``World.withholds_data``) lists answer an empty page and single resources 404 with
@@ -136,6 +136,15 @@ def get_account_balance(account_id: str):
             message = "The financial institution denied access to the account balance. The consent may be expired."
             raise PluggyApiError(403, message, "BALANCE_CONSENT_ERROR")
         return jsonify(products.balance_answer(account, world.now()))
+
+
+@product_routes.get("/accounts/<account_id>/statements")
+def list_account_statements(account_id: str):
+    world = _authenticate()
+    with world.lock:
+        item_id = _account(world, account_id)["itemId"]
+        statements = products.products_of(world, item_id)["statements"].get(account_id, [])
+        return jsonify(_page([] if world.withholds_data(item_id) else statements))
 
 
 def _account(world: World, account_id: str) -> Json:

@@ -1,11 +1,12 @@
 """Pluggy's products beyond accounts and transactions: identity, investments and their movements,
-loans, credit-card bills, the category tree, and connectors as ``/connectors`` answers them.
+loans, credit-card bills, account statements, the category tree, and connectors as ``/connectors`` answers them.
 
 An item's products are generated when its first execution collects, from the item's own
 ``random.Random`` (``ItemRecord.data_rng``), so the same seed and calls give the same products.
 They live in ``World.products`` (item id -> the JSON below), go with the item when it is deleted,
 and only the products the item offers are generated. Later collections close the card bills whose
-closing date has passed and put the ``billId`` of each on the card's rows.
+closing date has passed and put the ``billId`` of each on the card's rows, and list the monthly
+statements of every account.
 
 Field lists follow both official SDKs (npm ``pluggy-sdk`` types, PyPI ``pluggy-sdk`` models): a field
 the Node types declare as ``T | null`` is always present, a field the Python models require too.
@@ -18,6 +19,7 @@ import itertools
 import math
 import random
 import re
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -39,7 +41,14 @@ BILL_MONTHS = 12
 
 
 def empty_products() -> Json:
-    return {"identity": None, "investments": [], "investmentTransactions": {}, "loans": [], "bills": []}
+    return {
+        "identity": None,
+        "investments": [],
+        "investmentTransactions": {},
+        "loans": [],
+        "bills": [],
+        "statements": {},  # account id -> its statements
+    }
 
 
 def collect(world: World, record: ItemRecord) -> None:
@@ -49,6 +58,8 @@ def collect(world: World, record: ItemRecord) -> None:
     stored = world.products.get(record.id)
     if stored is None:
         stored = world.products[record.id] = new_products(record.data_rng, record.id, _offers(world, record), now)
+    for account_id in world.account_ids(record.id):
+        stored["statements"][account_id] = monthly_statements(account_id, now.date())
     if not world.offers(record.id, "CREDIT_CARDS"):
         return
     for account_id in world.account_ids(record.id):
@@ -622,7 +633,9 @@ def _loan(rng: random.Random, product: LoanProduct, item_id: str, now: datetime)
         "kind": product.kind,
         "date": iso(now),
         "contractDate": day_timestamp(contracted),
-        "disbursementDates": [contracted.isoformat()],
+        # Timestamps, not the OpenAPI document's yyyy-mm-dd: the Node SDK declares Date[], and
+        # makes Dates only of full ISO timestamps (the Python SDK reads either as a date).
+        "disbursementDates": [day_timestamp(contracted)],
         "settlementDate": None,
         "contractAmount": principal,
         "currencyCode": BRL,
@@ -707,6 +720,29 @@ def add_months(day: date, months: int) -> date:
     year, month = divmod(month_index, 12)
     last = calendar.monthrange(year, month + 1)[1]
     return date(year, month + 1, min(day.day, last))
+
+
+# Account statements --------------------------------------------------------------------------
+
+STATEMENT_MONTHS = 12  # the months of an account's history (data.HISTORY_DAYS)
+# Pluggy's url is a download link signed for 30 minutes; the stand-in serves no statement files, so
+# its links point at a reserved domain that never resolves.
+STATEMENT_FILES = "https://statements.sandbox.pluggy.invalid"
+
+
+def monthly_statements(account_id: str, today: date) -> list[Json]:
+    """A statement per calendar month of the account's history closed before ``today``, oldest
+    first (the order of the OpenAPI document's example)."""
+    this_month = today.replace(day=1)
+    return [_statement(account_id, add_months(this_month, -n)) for n in range(STATEMENT_MONTHS, 0, -1)]
+
+
+def _statement(account_id: str, month: date) -> Json:
+    month_year = f"{month:%m-%Y}"  # "01-2025", as in the OpenAPI document's example
+    # Derived from the account and the month, so a later collection lists the same statement.
+    statement_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{account_id}/{month_year}"))
+    url = f"{STATEMENT_FILES}/{account_id}/{month_year}.pdf?X-Amz-Expires=1800"
+    return {"id": statement_id, "monthYear": month_year, "url": url}
 
 
 # Credit-card bills ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""GET /v2/transactions: filters, stable (date, id) order and an opaque keyset cursor."""
+"""GET /v2/transactions: filters, stable (date, id) order and an opaque keyset cursor; the same rows
+and filters for the deprecated, page-numbered GET /transactions."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import bisect
 import copy
 import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from urllib.parse import urlencode
 
@@ -30,6 +31,7 @@ class TransactionQuery:
     date_to: str | None = None
     created_at_from: str | None = None  # in data.iso's form, so strings compare as instants
     ids: frozenset[str] | None = None
+    bill_id: str | None = None  # GET /transactions only: a card's rows of that bill
     after: tuple[str, str] | None = None
     page_size: int = MAX_PAGE_SIZE
     filters: tuple[tuple[str, str], ...] = ()  # what the caller asked for, repeated in `next`
@@ -38,6 +40,8 @@ class TransactionQuery:
         if self.date_from and row["date"][:10] < self.date_from:
             return False
         if self.created_at_from and row["createdAt"] < self.created_at_from:
+            return False
+        if self.bill_id is not None and (row["creditCardMetadata"] or {}).get("billId") != self.bill_id:
             return False
         return self.ids is None or row["id"] in self.ids
 
@@ -67,21 +71,46 @@ def parse(query: Mapping[str, str] | MultiDict, default_page_size: int) -> Trans
     )
 
 
-def page(world: World, query: TransactionQuery) -> Json:
+# What GET /transactions calls the filters /v2/transactions names dateFrom and dateTo.
+NUMBERED_PAGE_NAMES = {"from": "dateFrom", "to": "dateTo"}
+
+
+def parse_numbered(query: Mapping[str, str] | MultiDict, default_page_size: int) -> TransactionQuery:
+    """GET /transactions's filters, read as /v2/transactions's; with ``ids``, ``from`` and ``to``
+    are discarded (OpenAPI document), and ``billId`` picks a card bill's rows."""
+    args = MultiDict(query)
+    translated = MultiDict()
+    for name, value in args.items(multi=True):
+        if name in NUMBERED_PAGE_NAMES and not args.get("ids"):
+            translated.add(NUMBERED_PAGE_NAMES[name], value)
+        elif name in ("accountId", "ids", "createdAtFrom", "pageSize"):
+            translated.add(name, value)
+    return replace(parse(translated, default_page_size), bill_id=args.get("billId") or None)
+
+
+def selected_rows(world: World, query: TransactionQuery, limit: int | None = None) -> list[Json]:
+    """The rows the query selects, in (date, id) order from its cursor on: every one, or the first
+    ``limit`` + 1 (the one more tells that a next page exists). Not copies: hold the lock."""
     with world.lock:
         try:
             rows = world.sorted_rows(query.account_id)
         except KeyError:
             raise bad_request("account not found", "ACCOUNT_NOT_FOUND") from None
         if world.withholds_data(world.accounts[query.account_id]["itemId"]):
-            rows = []
+            return []
         start = 0 if query.after is None else bisect.bisect_right(rows, query.after, key=data.sort_key)
         selected = []
         for row in itertools.islice(rows, start, None):
-            if query.is_past_the_end(row) or len(selected) > query.page_size:
+            if query.is_past_the_end(row) or (limit is not None and len(selected) > limit):
                 break
             if query.matches(row):
                 selected.append(row)
+        return selected
+
+
+def page(world: World, query: TransactionQuery) -> Json:
+    with world.lock:
+        selected = selected_rows(world, query, query.page_size)
         results = copy.deepcopy(selected[: query.page_size])
     next_link = None
     if len(selected) > query.page_size:

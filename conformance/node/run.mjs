@@ -15,8 +15,13 @@ import { createGenerator } from 'ts-json-schema-generator';
 
 const TYPES_FILE = fileURLToPath(new URL('./sdk-types.ts', import.meta.url));
 const SANDBOX_CONNECTOR = 0; // "Pluggy Bank"
+const PERSONAL_CONNECTOR = 2; // "Pluggy Bank Personal": no item of the run uses it, its status may change
 const MFA_CONNECTOR = 4; // "Pluggy Bank MFA"
+const OPEN_FINANCE_CONNECTOR = 600; // "Pluggy Bank Open Finance": a CPF, then OAuth at the institution
 const GOOD_CREDENTIALS = { user: 'user-ok', password: 'password-ok' };
+const APP_APPROVAL_CREDENTIALS = { user: 'user-ok-app-approval', password: 'password-ok' };
+const LOCKED_CREDENTIALS = { user: 'user-locked', password: 'password-ok' };
+const CPF = { cpf: '416.799.495-00' };
 const MFA_TOKEN = '123456';
 const FINISHED = ['UPDATED', 'LOGIN_ERROR', 'OUTDATED'];
 const DEADLINE_MS = 20_000;
@@ -173,10 +178,6 @@ function fail(name, why) {
   return undefined;
 }
 
-function note(name, why) {
-  console.log(`skip ${name}: ${why}`);
-}
-
 /** The SDK rejects with Pluggy's error body, or with an Error of its own; a mutation answered with
  * any status but 200 rejects with the request's own body (baseApi.js), which has no `code`. */
 function reason(error) {
@@ -199,6 +200,18 @@ async function pollUntil(read, done, what) {
     }
     await new Promise(resolve => setTimeout(resolve, POLL_MS));
   }
+}
+
+/** POSTs to one of the stand-in's control routes (/sandbox/...: the user's side of a login, the
+ * bank's and the connector's, which Pluggy's API has no routes for); its JSON answer. */
+async function control(path, body = {}) {
+  const response = await fetch(`${process.env.PLUGGY_API_URL}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) throw new Error(`POST ${path}: ${response.status} ${await response.text()}`);
+  return response.json();
 }
 
 async function rejectsWith(promise, status) {
@@ -257,9 +270,15 @@ async function main() {
     await productCalls(client, itemId, accounts);
     await connectTokens(client, itemId, receiver);
     await itemUpdate(client, itemId);
+    const restated = await restate(itemId);
     const mfaItemId = await mfaItem(client);
+    const openFinanceItemId = await openFinanceItem(client);
+    const approvedItemId = await appApprovalItem(client);
+    const failedItemId = await failedItem(client);
+    const statuses = await connectorStatusChanges();
     await deletions(client, [itemId, mfaItemId]);
-    await deliveriesCheck(receiver, webhook, itemId, mfaItemId);
+    const items = { itemId, mfaItemId, openFinanceItemId, approvedItemId, failedItemId };
+    await deliveriesCheck(receiver, webhook, items, restated, statuses);
     await webhookDeletion(client, webhook);
   } finally {
     receiver.close();
@@ -437,7 +456,10 @@ async function accountCalls(client, itemId) {
   );
   await call(
     'fetchAccountStatements',
-    async () => check('AccountStatementPage', await client.fetchAccountStatements(bank.id)),
+    async () => {
+      const page = check('AccountStatementPage', await client.fetchAccountStatements(bank.id));
+      want(page.results.length > 0, 'no statements');
+    },
     bank,
   );
   return accounts;
@@ -577,16 +599,18 @@ async function productCalls(client, itemId, accounts) {
   const credit = accounts?.find(each => each.type === 'CREDIT');
   const bills = await call(
     'fetchCreditCardBills',
-    async () => check('BillPage', await client.fetchCreditCardBills(credit.id)).results,
+    async () => {
+      const page = check('BillPage', await client.fetchCreditCardBills(credit.id));
+      want(page.results.length > 0, 'the credit card has no bills');
+      return page.results;
+    },
     credit,
   );
-  if (bills?.length === 0) note('fetchCreditCardBill', 'the credit card has no bills');
-  else
-    await call(
-      'fetchCreditCardBill',
-      async () => want(check('BillAnswer', await client.fetchCreditCardBill(bills[0].id)).id === bills[0].id, 'id'),
-      bills,
-    );
+  await call(
+    'fetchCreditCardBill',
+    async () => want(check('BillAnswer', await client.fetchCreditCardBill(bills[0].id)).id === bills[0].id, 'id'),
+    bills?.[0],
+  );
 
   const identity = await call(
     'fetchIdentityByItemId',
@@ -639,29 +663,18 @@ async function productCalls(client, itemId, accounts) {
 
   const loans = await call(
     'fetchLoans',
-    async () => check('LoanPage', await client.fetchLoans(itemId)).results,
+    async () => {
+      const page = check('LoanPage', await client.fetchLoans(itemId));
+      want(page.results.length > 0, 'no loans');
+      return page.results;
+    },
     itemId,
   );
-  if (loans?.length === 0) note('fetchLoan', 'the item has no loans');
-  else
-    await call(
-      'fetchLoan',
-      async () => want(check('LoanAnswer', await client.fetchLoan(loans[0].id)).id === loans[0].id, 'id'),
-      loans,
-    );
-
-  const consents = await call(
-    'fetchConsents',
-    async () => check('ConsentPage', await client.fetchConsents(itemId)).results,
-    itemId,
+  await call(
+    'fetchLoan',
+    async () => want(check('LoanAnswer', await client.fetchLoan(loans[0].id)).id === loans[0].id, 'id'),
+    loans?.[0],
   );
-  if (consents?.length === 0) note('fetchConsent', 'the item has no consents (not an Open Finance connector)');
-  else
-    await call(
-      'fetchConsent',
-      async () => want(check('ConsentAnswer', await client.fetchConsent(consents[0].id)).id === consents[0].id, 'id'),
-      consents,
-    );
 }
 
 async function connectTokens(client, itemId, receiver) {
@@ -677,11 +690,122 @@ async function connectTokens(client, itemId, receiver) {
         await client.createConnectToken(itemId, {
           webhookUrl: `${receiver.url}/item`,
           clientUserId: 'conformance-node',
+          oauthRedirectUri: `${receiver.url}/oauth-done`,
           avoidDuplicates: true,
+          // Not in the SDK's ConnectTokenOptions, but sent as given: Pluggy's connect token takes it.
+          products: ['ACCOUNTS', 'TRANSACTIONS', 'CREDIT_CARDS'],
         }),
       ),
     itemId,
   );
+}
+
+/** The bank re-reports the item's latest rows and posts the pending ones: transactions/deleted,
+ * created and updated. */
+async function restate(itemId) {
+  return call(
+    'restate (control route): transactions deleted, created and updated',
+    async () => {
+      const changes = await control(`/sandbox/items/${itemId}/restate`, { delete: 1, post_pending: true });
+      for (const kind of ['deleted', 'created', 'updated']) want(changes[kind].length > 0, `nothing ${kind}`);
+      return changes;
+    },
+    itemId,
+  );
+}
+
+async function openFinanceItem(client) {
+  const item = await call('createItem Open Finance connector', async () =>
+    check('ItemAnswer', await client.createItem(OPEN_FINANCE_CONNECTOR, CPF)),
+  );
+  const waiting = await call(
+    'fetchItem until WAITING_USER_INPUT for OAuth',
+    async () => {
+      const answer = await waitForItem(client, item.id, ['WAITING_USER_INPUT', ...FINISHED]);
+      want(answer.status === 'WAITING_USER_INPUT', `status ${answer.status}`);
+      want(answer.parameter?.name === 'oauthCode', `parameter ${JSON.stringify(answer.parameter)}`);
+      want(String(answer.parameter?.data).includes(`/sandbox/oauth/${item.id}`), `data ${answer.parameter?.data}`);
+      return answer;
+    },
+    item,
+  );
+  const itemId = await call(
+    'OAuth URL opened and fetchItem until finished',
+    async () => {
+      const response = await fetch(waiting.parameter.data);
+      want(response.ok, `opening the OAuth URL answered ${response.status}`);
+      const finished = await waitForItem(client, item.id, FINISHED);
+      want(finished.status === 'UPDATED', `status ${finished.status}, error ${JSON.stringify(finished.error)}`);
+      return finished.id;
+    },
+    waiting,
+  );
+  const consents = await call(
+    'fetchConsents',
+    async () => {
+      const page = check('ConsentPage', await client.fetchConsents(itemId));
+      want(page.results.length > 0, 'no consent');
+      want(page.results.every(each => each.itemId === itemId), 'a consent of another item');
+      return page.results;
+    },
+    itemId,
+  );
+  await call(
+    'fetchConsent',
+    async () => want(check('ConsentAnswer', await client.fetchConsent(consents[0].id)).id === consents[0].id, 'id'),
+    consents?.[0],
+  );
+  return itemId;
+}
+
+async function appApprovalItem(client) {
+  const item = await call('createItem asking for an approval in the app', async () =>
+    check('ItemAnswer', await client.createItem(SANDBOX_CONNECTOR, APP_APPROVAL_CREDENTIALS)),
+  );
+  const waiting = await call(
+    'fetchItem until WAITING_USER_ACTION',
+    async () => {
+      const answer = await waitForItem(client, item.id, ['WAITING_USER_ACTION', ...FINISHED]);
+      want(answer.status === 'WAITING_USER_ACTION', `status ${answer.status}`);
+      want(answer.userAction?.type === 'authorize-access', `userAction ${JSON.stringify(answer.userAction)}`);
+      return answer;
+    },
+    item,
+  );
+  return call(
+    'approved in the app (control route) and fetchItem until finished',
+    async () => {
+      await control(`/sandbox/items/${item.id}/authorize`);
+      const finished = await waitForItem(client, item.id, FINISHED);
+      want(finished.status === 'UPDATED', `status ${finished.status}, error ${JSON.stringify(finished.error)}`);
+      return finished.id;
+    },
+    waiting,
+  );
+}
+
+async function failedItem(client) {
+  const item = await call('createItem with a locked account', async () =>
+    check('ItemAnswer', await client.createItem(SANDBOX_CONNECTOR, LOCKED_CREDENTIALS)),
+  );
+  return call(
+    'fetchItem until LOGIN_ERROR',
+    async () => {
+      const failed = await waitForItem(client, item.id, FINISHED);
+      want(failed.status === 'LOGIN_ERROR', `status ${failed.status}`);
+      want(failed.error?.code === 'ACCOUNT_LOCKED', `error ${JSON.stringify(failed.error)}`);
+      return failed.id;
+    },
+    item,
+  );
+}
+
+/** A connector goes UNSTABLE and back ONLINE: connector/status_updated twice. */
+async function connectorStatusChanges() {
+  return call('connector status changes (control route)', async () => {
+    const path = `/sandbox/connectors/${PERSONAL_CONNECTOR}/status`;
+    return [await control(path, { status: 'UNSTABLE' }), await control(path, { status: 'ONLINE' })];
+  });
 }
 
 async function itemUpdate(client, itemId) {
@@ -741,29 +865,43 @@ async function deletions(client, itemIds) {
   }
 }
 
-/** Every delivery must be a WebhookEventPayload; the item's own events must all have come. */
-async function deliveriesCheck(receiver, webhook, itemId, mfaItemId) {
+/** Every kind of event the stand-in sends must have come, each delivery a WebhookEventPayload. */
+async function deliveriesCheck(receiver, webhook, items, restated, statuses) {
+  const { itemId, mfaItemId, openFinanceItemId, approvedItemId, failedItemId } = items;
   const allPath = new URL(webhook?.url ?? 'http://unused/all-moved').pathname;
-  // The "all" subscription hears both items; the first item's webhookUrl hears that item's events.
+  // The "all" subscription hears every item and connector; the first item's webhookUrl hears that
+  // item's events.
   const expected = [
-    ...['item/created', 'item/updated', 'item/deleted'].flatMap(event => [
+    ...['item/created', 'item/login_succeeded', 'item/updated', 'item/deleted'].flatMap(event => [
       [allPath, event, itemId],
       ['/item', event, itemId],
     ]),
+    ...['transactions/created', 'transactions/deleted', 'transactions/updated'].map(event => [allPath, event, itemId]),
     ...['item/waiting_user_input', 'item/created', 'item/deleted'].map(event => [allPath, event, mfaItemId]),
+    [allPath, 'item/waiting_user_input', openFinanceItemId],
+    [allPath, 'item/waiting_user_action', approvedItemId],
+    [allPath, 'item/error', failedItemId],
+    [allPath, 'connector/status_updated', String(PERSONAL_CONNECTOR)],
   ].filter(([path]) => webhook || path === '/item');
   const arrived = ([path, event, id]) =>
-    receiver.deliveries.some(each => each.path === path && each.body.event === event && each.body.itemId === id);
+    receiver.deliveries.some(
+      each => each.path === path && each.body.event === event && (each.body.itemId ?? each.body.id) === id,
+    );
   await call(
-    'webhook deliveries all arrive',
+    'webhook deliveries of every kind arrive',
     () =>
       pollUntil(
         () => expected.filter(triple => !arrived(triple)).map(triple => triple.join(' ')),
         missing => missing.length === 0,
-        'delivered (missing: path, event, item)',
+        'delivered (missing: path, event, item or connector)',
       ),
     itemId,
     mfaItemId,
+    openFinanceItemId,
+    approvedItemId,
+    failedItemId,
+    restated,
+    statuses,
   );
   await call(
     'webhook deliveries carry the webhook headers',

@@ -1,5 +1,5 @@
-"""The stand-in's product routes (sandbox/product_routes.py): connectors, accounts, identity,
-investments, loans, credit-card bills, categories and a transaction's category.
+"""The stand-in's product routes (sandbox/product_routes.py): connectors, accounts and their
+statements, identity, investments, loans, credit-card bills, categories and a transaction's category.
 
 Every answer is checked against Pluggy's OpenAPI document (tests/oas.py, which reads payeeMCC and
 GET /categories as the official SDKs do).
@@ -8,6 +8,7 @@ GET /categories as the official SDKs do).
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from datetime import date, timedelta
 
@@ -87,6 +88,7 @@ CONNECTOR_ROUTES = [("GET", "/connectors"), ("GET", "/connectors/0"), ("POST", "
 DATA_ROUTES = [
     ("GET", "/accounts/x"),
     ("GET", "/accounts/x/balance"),
+    ("GET", "/accounts/x/statements"),
     ("GET", "/identity?itemId=x"),
     ("GET", "/identity/x"),
     ("GET", "/investments?itemId=x"),
@@ -193,6 +195,32 @@ def test_account_by_id_and_its_balance(client, key, item_id):
     refused(client, key, "/accounts/nope/balance", 404, "ACCOUNT_NOT_FOUND")
 
 
+def test_every_account_lists_a_statement_per_month_of_its_history(client, key, item_id):
+    last_month = products.add_months(FIXED_NOW.date().replace(day=1), -1)
+    for account in ok(client, key, "/accounts", itemId=item_id)["results"]:
+        listed = ok(client, key, f"/accounts/{account['id']}/statements")
+        validate_response("GET", "/accounts/{id}/statements", listed)
+        months = [statement["monthYear"] for statement in listed["results"]]
+        # Oldest first, "MM-YYYY" as in the OpenAPI document's example, ending with the last month.
+        expected = [f"{products.add_months(last_month, -n):%m-%Y}" for n in range(products.STATEMENT_MONTHS)]
+        assert months == expected[::-1]
+        assert (listed["total"], listed["totalPages"]) == (products.STATEMENT_MONTHS, 1)
+        assert all(statement["url"].startswith("https://") for statement in listed["results"])
+        second = ok(client, key, f"/accounts/{account['id']}/statements", page=2, pageSize=5)
+        assert (second["page"], second["totalPages"]) == (2, 3)
+        assert second["results"] == listed["results"][5:10]
+    refused(client, key, "/accounts/nope/statements", 404, "ACCOUNT_NOT_FOUND")
+
+
+def test_a_later_collection_keeps_the_statements_ids(client, key, item_id):
+    account = account_of(client, key, item_id, "BANK")
+    before = ok(client, key, f"/accounts/{account['id']}/statements")["results"]
+    assert client.patch(f"/items/{item_id}", json={}, headers=key).status_code == 200
+    while client.get(f"/items/{item_id}", headers=key).json["status"] != "UPDATED":
+        pass
+    assert ok(client, key, f"/accounts/{account['id']}/statements")["results"] == before
+
+
 # Identity -------------------------------------------------------------------------------------
 
 
@@ -263,13 +291,28 @@ def test_investment_transactions_page_by_page_and_size(client, key, item_id):
 # Loans ----------------------------------------------------------------------------------------
 
 
+# The only form the Node SDK turns into a Date (transforms.js); both SDKs' dates are sent so.
+SDK_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+def is_sdk_timestamp(value: str) -> bool:
+    return SDK_TIMESTAMP.fullmatch(value) is not None
+
+
+def as_documented(loan: dict) -> dict:
+    """The loan with its disbursementDates as the OpenAPI document types them (yyyy-mm-dd): the
+    stand-in sends timestamps, as the Node SDK's Date[] needs."""
+    return {**loan, "disbursementDates": [day[:10] for day in loan["disbursementDates"]]}
+
+
 def test_loans_of_an_item(client, key, item_id):
     listed = ok(client, key, "/loans", itemId=item_id)
-    validate_response("GET", "/loans", listed)
+    validate_response("GET", "/loans", {**listed, "results": [as_documented(loan) for loan in listed["results"]]})
     assert 1 <= listed["total"] <= 2
     for loan in listed["results"]:
         assert ok(client, key, f"/loans/{loan['id']}") == loan
-        validate_response("GET", "/loans/{id}", loan)
+        validate_response("GET", "/loans/{id}", as_documented(loan))
+        assert loan["disbursementDates"] and all(map(is_sdk_timestamp, loan["disbursementDates"]))
         installments = loan["installments"]
         assert (
             installments["paidInstallments"] + installments["dueInstallments"]
@@ -396,6 +439,8 @@ def test_withheld_consent_answers_empty_data(app, client, key, item_id):
         (f"/investments/{investment['id']}/transactions", {}),
         ("/loans", {"itemId": item_id}),
         ("/bills", {"accountId": card["id"]}),
+        (f"/accounts/{card['id']}/statements", {}),
+        ("/transactions", {"accountId": card["id"]}),
     ]:
         page = ok(client, key, path, **query)
         assert (page["results"], page["total"], page["totalPages"]) == ([], 0, 1), path
@@ -426,7 +471,11 @@ def test_a_deleted_item_answers_404_on_all_its_routes(app, client, key, item_id)
     routes = item_routes(client, key, item_id)
     row = rows_of(client, key, card["id"])[0]
     assert client.delete(f"/items/{item_id}", headers=key).status_code == 200
-    for path in routes + [f"/accounts/{card['id']}/balance", f"/investments/{investment['id']}/transactions"]:
+    for path in routes + [
+        f"/accounts/{card['id']}/balance",
+        f"/accounts/{card['id']}/statements",
+        f"/investments/{investment['id']}/transactions",
+    ]:
         refused(client, key, path, 404)
     for path in ["/investments", "/loans", "/identity"]:
         refused(client, key, f"{path}?itemId={item_id}", 404, "ITEM_NOT_FOUND")

@@ -58,6 +58,7 @@ def test_every_api_route_needs_a_key(client, headers):
         ("GET", "/accounts?itemId=x"),
         ("POST", "/connect_token"),
         ("GET", "/v2/transactions?accountId=x"),
+        ("GET", "/transactions?accountId=x"),
         ("GET", "/webhooks"),
     ]:
         answer = client.open(path, method=method, headers=headers, json={})
@@ -396,6 +397,88 @@ def test_v2_transactions_refuses_bad_queries(paged, query, code):
     answer = client.get(f"/v2/transactions?accountId={account_id}&{query}", headers=key)
     assert (answer.status_code, answer.json["codeDescription"]) == (400, code)
     validate_response("GET", "/v2/transactions", answer.json, 400)
+
+
+def numbered_pages(client, key, account_id: str, **query) -> list[dict]:
+    """Every page of GET /transactions, each checked against the OpenAPI document."""
+    pages, number = [], 1
+    while True:
+        answer = client.get(
+            "/transactions", query_string={"accountId": account_id, "page": number, **query}, headers=key
+        )
+        assert answer.status_code == 200, answer.json
+        validate_response("GET", "/transactions", answer.json, 200)
+        pages.append(answer.json)
+        if number >= answer.json["totalPages"]:
+            return pages
+        number += 1
+
+
+def test_transactions_by_page_number_hold_the_v2_rows_newest_first(paged):
+    client, key, account_id = paged
+    rows = all_transactions(client, key, account_id)
+    pages = numbered_pages(client, key, account_id)
+    assert [page["page"] for page in pages] == list(range(1, len(pages) + 1))
+    assert {(page["total"], page["totalPages"]) for page in pages} == {(len(rows), -(-len(rows) // 7))}
+    assert [row for page in pages for row in page["results"]] == rows[::-1]
+    assert [len(page["results"]) for page in numbered_pages(client, key, account_id, pageSize=50)] == [50, 10]
+    beyond = client.get(f"/transactions?accountId={account_id}&page=99", headers=key).json
+    assert (beyond["results"], beyond["page"], beyond["total"]) == ([], 99, len(rows))
+
+
+def test_transactions_by_page_number_filter_as_v2(paged):
+    client, key, account_id = paged
+    rows = all_transactions(client, key, account_id)
+    day_from, day_to = rows[10]["date"][:10], rows[40]["date"][:10]
+    between = all_transactions(client, key, account_id, dateFrom=day_from, dateTo=day_to)
+    pages = numbered_pages(client, key, account_id, **{"from": day_from, "to": day_to, "pageSize": 500})
+    assert pages[0]["results"] == between[::-1]
+    # The Python SDK sends timestamps; the day is what counts.
+    stamps = {"from": f"{day_from}T00:00:00.000000+0000", "to": f"{day_to}T23:59:59.999999+0000"}
+    assert numbered_pages(client, key, account_id, pageSize=500, **stamps)[0]["results"] == between[::-1]
+    # With ids, from and to are discarded (OpenAPI document).
+    some = [rows[0]["id"], rows[-1]["id"]]
+    by_ids = numbered_pages(client, key, account_id, ids=",".join(some), **{"from": day_from, "to": day_to})
+    assert [row["id"] for row in by_ids[0]["results"]] == some[::-1]
+    for query, code in [
+        ("from=yesterday", "INVALID_DATE"),
+        ("pageSize=501", "INVALID_PAGE_SIZE"),
+        ("page=0", "INVALID_PAGE"),
+    ]:
+        answer = client.get(f"/transactions?accountId={account_id}&{query}", headers=key)
+        assert (answer.status_code, answer.json["codeDescription"]) == (400, code), query
+    assert client.get("/transactions", headers=key).json["codeDescription"] == "MISSING_ACCOUNT_ID"
+
+
+def test_transactions_by_page_number_of_a_card_bill(client, key):
+    item = synced_item(client, key)
+    card = next(a for a in accounts_of(client, key, item["id"]) if a["type"] == "CREDIT")
+    bill = client.get(f"/bills?accountId={card['id']}", headers=key).json["results"][0]
+    page = client.get(f"/transactions?accountId={card['id']}&billId={bill['id']}&pageSize=500", headers=key).json
+    expected = [
+        r
+        for r in all_transactions(client, key, card["id"])
+        if (r["creditCardMetadata"] or {}).get("billId") == bill["id"]
+    ]
+    assert page["results"] == expected[::-1]
+
+
+def test_every_row_carries_the_balance_after_it_pending_ones_too(client, key):
+    item = synced_item(client, key)
+    for account in accounts_of(client, key, item["id"]):
+        rows = all_transactions(client, key, account["id"])
+        # A number on every row, as the Node SDK's Transaction declares it.
+        assert all(isinstance(row["balance"], float | int) for row in rows), account["type"]
+        assert {row["status"] for row in rows} == {"POSTED", "PENDING"}
+        assert rows[-1]["balance"] == account["balance"]
+    bank = accounts_of(client, key, item["id"])[0]
+    rows = all_transactions(client, key, bank["id"])
+    for before, row in zip(rows, rows[1:], strict=False):
+        assert row["balance"] == round(before["balance"] + row["amount"], 2)
+    added = client.post(f"/sandbox/items/{item['id']}/add_transactions", json={"count": 2}).json["created"]
+    latest = [client.get(f"/transactions/{row_id}", headers=key).json for row_id in added]
+    bank = accounts_of(client, key, item["id"])[0]
+    assert max(latest, key=lambda row: (row["date"], row["id"]))["balance"] == bank["balance"]
 
 
 def test_v2_transactions_needs_an_account_id(client, key):
