@@ -219,6 +219,12 @@ def bank_account(accounts: list[Json]) -> Json:
     return account_of_type(accounts, "BANK")
 
 
+@pytest.fixture(scope="module", params=["BANK", "CREDIT"])
+def account(request: pytest.FixtureRequest, accounts: list[Json]) -> Json:
+    """A bank account, then a card (whose rows carry creditCardMetadata)."""
+    return account_of_type(accounts, request.param)
+
+
 @pytest.fixture(scope="module")
 def credit_account(accounts: list[Json]) -> Json:
     return account_of_type(accounts, "CREDIT")
@@ -230,15 +236,13 @@ def transactions_api(client: pluggy_sdk.ApiClient) -> pluggy_sdk.TransactionApi:
 
 
 @pytest.fixture(scope="module")
-def listed_transactions(transactions_api: pluggy_sdk.TransactionApi, bank_account: Json) -> list[Json]:
-    """Every transaction of the bank account, over the pages of GET /v2/transactions (the route the
+def listed_transactions(transactions_api: pluggy_sdk.TransactionApi, account: Json) -> list[Json]:
+    """Every transaction of the account, over the pages of GET /v2/transactions (the route the
     service reads): what the other transaction routes are compared with."""
     results: list[Json] = []
     after = None
     for _ in range(MAX_PAGES):
-        page = raw(
-            transactions_api.transactions_list_by_cursor_without_preload_content, bank_account["id"], after=after
-        )
+        page = raw(transactions_api.transactions_list_by_cursor_without_preload_content, account["id"], after=after)
         results += page["results"]
         if page["next"] is None:
             assert len(results) > 5, "too few transactions to exercise paging"
@@ -408,16 +412,16 @@ def test_accounts_list_of_a_type(client: pluggy_sdk.ApiClient, item: Json) -> No
     assert answer.results and all(account.type == "CREDIT" for account in answer.results)
 
 
-def test_accounts_retrieve(client: pluggy_sdk.ApiClient, bank_account: Json) -> None:
-    assert str(pluggy_sdk.AccountApi(client).accounts_retrieve(bank_account["id"]).id) == bank_account["id"]
+def test_accounts_retrieve(client: pluggy_sdk.ApiClient, account: Json) -> None:
+    assert str(pluggy_sdk.AccountApi(client).accounts_retrieve(account["id"]).id) == account["id"]
 
 
 def test_account_balance_get(client: pluggy_sdk.ApiClient, bank_account: Json) -> None:
     pluggy_sdk.AccountApi(client).account_balance_get(bank_account["id"])
 
 
-def test_account_statements_list(client: pluggy_sdk.ApiClient, bank_account: Json) -> None:
-    assert pluggy_sdk.AccountApi(client).account_statements_list(bank_account["id"]).results
+def test_account_statements_list(client: pluggy_sdk.ApiClient, account: Json) -> None:
+    assert pluggy_sdk.AccountApi(client).account_statements_list(account["id"]).results
 
 
 # Transactions ------------------------------------------------------------------------------------
@@ -428,12 +432,12 @@ DEPRECATED_V1 = pytest.mark.filterwarnings("ignore:GET /transactions is deprecat
 
 @DEPRECATED_V1
 def test_transactions_list_every_page(
-    transactions_api: pluggy_sdk.TransactionApi, bank_account: Json, listed_transactions: list[Json]
+    transactions_api: pluggy_sdk.TransactionApi, account: Json, listed_transactions: list[Json]
 ) -> None:
-    first = transactions_api.transactions_list(bank_account["id"], page_size=5)
+    first = transactions_api.transactions_list(account["id"], page_size=5)
     results = list(first.results)
     for page in range(2, int(first.total_pages) + 1):
-        answer = transactions_api.transactions_list(bank_account["id"], page_size=5, page=page)
+        answer = transactions_api.transactions_list(account["id"], page_size=5, page=page)
         assert answer.page == page
         results += answer.results
     assert first.total == len(results) == len(listed_transactions)
@@ -455,19 +459,19 @@ def ids_within(transactions: list[Json], start: datetime, end: datetime) -> list
 
 @DEPRECATED_V1
 def test_transactions_list_from_to(
-    transactions_api: pluggy_sdk.TransactionApi, bank_account: Json, listed_transactions: list[Json]
+    transactions_api: pluggy_sdk.TransactionApi, account: Json, listed_transactions: list[Json]
 ) -> None:
     start, end = day_range(listed_transactions)
-    answer = transactions_api.transactions_list(bank_account["id"], var_from=start, to=end, page_size=500)
+    answer = transactions_api.transactions_list(account["id"], var_from=start, to=end, page_size=500)
     assert sorted(str(each.id) for each in answer.results) == ids_within(listed_transactions, start, end)
 
 
 @DEPRECATED_V1
 def test_transactions_list_ids(
-    transactions_api: pluggy_sdk.TransactionApi, bank_account: Json, listed_transactions: list[Json]
+    transactions_api: pluggy_sdk.TransactionApi, account: Json, listed_transactions: list[Json]
 ) -> None:
     ids = sorted(each["id"] for each in listed_transactions[1:4])
-    answer = transactions_api.transactions_list(bank_account["id"], ids=ids)
+    answer = transactions_api.transactions_list(account["id"], ids=ids)
     assert sorted(str(each.id) for each in answer.results) == ids
 
 
@@ -486,25 +490,35 @@ def cursor_pages(transactions_api: pluggy_sdk.TransactionApi, account_id: str, *
 
 
 def test_transactions_list_by_cursor_every_page(
-    transactions_api: pluggy_sdk.TransactionApi, bank_account: Json, listed_transactions: list[Json]
+    transactions_api: pluggy_sdk.TransactionApi, account: Json, listed_transactions: list[Json]
 ) -> None:
-    assert cursor_pages(transactions_api, bank_account["id"]) == sorted(each["id"] for each in listed_transactions)
+    assert cursor_pages(transactions_api, account["id"]) == sorted(each["id"] for each in listed_transactions)
 
 
 def test_transactions_list_by_cursor_date_from_to(
-    transactions_api: pluggy_sdk.TransactionApi, bank_account: Json, listed_transactions: list[Json]
+    transactions_api: pluggy_sdk.TransactionApi, account: Json, listed_transactions: list[Json]
 ) -> None:
     start, end = day_range(listed_transactions)
-    ids = cursor_pages(transactions_api, bank_account["id"], date_from=start, date_to=end)
+    ids = cursor_pages(transactions_api, account["id"], date_from=start, date_to=end)
     assert ids == ids_within(listed_transactions, start, end)
 
 
 def test_transactions_list_by_cursor_ids(
-    transactions_api: pluggy_sdk.TransactionApi, bank_account: Json, listed_transactions: list[Json]
+    transactions_api: pluggy_sdk.TransactionApi, account: Json, listed_transactions: list[Json]
 ) -> None:
     # The Python SDK sends ids as repeated parameters (ids=a&ids=b).
     ids = sorted(each["id"] for each in listed_transactions[1:4])
-    assert cursor_pages(transactions_api, bank_account["id"], ids=ids) == ids
+    assert cursor_pages(transactions_api, account["id"], ids=ids) == ids
+
+
+def test_transactions_list_by_cursor_created_at_from(
+    transactions_api: pluggy_sdk.TransactionApi, account: Json, listed_transactions: list[Json]
+) -> None:
+    # The service's incremental read, after a transactions/created webhook.
+    created = sorted(datetime.fromisoformat(each["createdAt"]) for each in listed_transactions)
+    since = created[len(created) // 2]
+    ids = cursor_pages(transactions_api, account["id"], created_at_from=since)
+    assert ids == sorted(e["id"] for e in listed_transactions if datetime.fromisoformat(e["createdAt"]) >= since)
 
 
 def test_transactions_retrieve(transactions_api: pluggy_sdk.TransactionApi, listed_transactions: list[Json]) -> None:

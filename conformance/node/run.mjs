@@ -18,6 +18,7 @@ const SANDBOX_CONNECTOR = 0; // "Pluggy Bank"
 const PERSONAL_CONNECTOR = 2; // "Pluggy Bank Personal": no item of the run uses it, its status may change
 const MFA_CONNECTOR = 4; // "Pluggy Bank MFA"
 const OPEN_FINANCE_CONNECTOR = 600; // "Pluggy Bank Open Finance": a CPF, then OAuth at the institution
+const ACCOUNT_TYPES = ['BANK', 'CREDIT']; // a bank account's rows and a card's (with creditCardMetadata)
 const GOOD_CREDENTIALS = { user: 'user-ok', password: 'password-ok' };
 const APP_APPROVAL_CREDENTIALS = { user: 'user-ok-app-approval', password: 'password-ok' };
 const LOCKED_CREDENTIALS = { user: 'user-locked', password: 'password-ok' };
@@ -445,30 +446,42 @@ async function accountCalls(client, itemId) {
     },
     itemId,
   );
-  const bank = accounts?.find(account => account.type === 'BANK');
-  await call(
-    'fetchAccount',
-    async () => {
-      const account = check('AccountAnswer', await client.fetchAccount(bank.id));
-      want(account.id === bank.id, `id ${account.id}`);
-    },
-    bank,
-  );
-  await call(
-    'fetchAccountStatements',
-    async () => {
-      const page = check('AccountStatementPage', await client.fetchAccountStatements(bank.id));
-      want(page.results.length > 0, 'no statements');
-    },
-    bank,
-  );
+  for (const type of ACCOUNT_TYPES) {
+    const account = accounts?.find(each => each.type === type);
+    await call(
+      `fetchAccount ${type}`,
+      async () => {
+        const answer = check('AccountAnswer', await client.fetchAccount(account.id));
+        want(answer.id === account.id, `id ${answer.id}`);
+      },
+      account,
+    );
+    await call(
+      `fetchAccountStatements ${type}`,
+      async () => {
+        const page = check('AccountStatementPage', await client.fetchAccountStatements(account.id));
+        want(page.results.length > 0, 'no statements');
+      },
+      account,
+    );
+  }
   return accounts;
 }
 
+/** Every transaction route, on a bank account and on a card (whose rows carry creditCardMetadata);
+ * then the categories, on the bank account's first row. */
 async function transactionCalls(client, accounts) {
-  const account = accounts?.find(each => each.type === 'BANK');
+  let first;
+  for (const type of ACCOUNT_TYPES) {
+    const listed = await accountTransactionCalls(client, accounts?.find(each => each.type === type), type);
+    first = first ?? listed?.[0];
+  }
+  await categoryCalls(client, first);
+}
+
+async function accountTransactionCalls(client, account, type) {
   await call(
-    'fetchTransactionsCursor',
+    `fetchTransactionsCursor ${type}`,
     async () => {
       const page = check('TransactionCursorPage', await client.fetchTransactionsCursor(account.id));
       if (page.next !== null) {
@@ -479,7 +492,7 @@ async function transactionCalls(client, accounts) {
   );
   // What the others are compared with: GET /v2/transactions, the route the service reads.
   const listed = await call(
-    'fetchAllTransactions (cursor pages)',
+    `fetchAllTransactions (cursor pages) ${type}`,
     async () => {
       const all = check('TransactionList', await client.fetchAllTransactions(account.id));
       want(all.length > 5, `only ${all.length} transactions: paging not exercised`);
@@ -491,7 +504,7 @@ async function transactionCalls(client, accounts) {
   );
   const range = listed && dateRange(listed);
   await call(
-    'fetchAllTransactions dateFrom/dateTo',
+    `fetchAllTransactions dateFrom/dateTo ${type}`,
     async () => {
       const filters = { dateFrom: range.from, dateTo: range.to };
       const all = check('TransactionList', await client.fetchAllTransactions(account.id, filters));
@@ -502,7 +515,7 @@ async function transactionCalls(client, accounts) {
   );
   const ids = listed?.slice(1, 4).map(each => each.id);
   await call(
-    'fetchTransactionsCursor ids',
+    `fetchTransactionsCursor ids ${type}`,
     async () => {
       const page = check('TransactionCursorPage', await client.fetchTransactionsCursor(account.id, { ids }));
       want(sameIds(page.results, ids), `got ${page.results.map(each => each.id)}, asked ${ids}`);
@@ -510,7 +523,7 @@ async function transactionCalls(client, accounts) {
     ids,
   );
   await call(
-    'fetchTransactions (every page)',
+    `fetchTransactions (every page) ${type}`,
     async () => {
       const first = check('TransactionPage', await client.fetchTransactions(account.id, { pageSize: 5 }));
       const all = [...first.results];
@@ -525,7 +538,7 @@ async function transactionCalls(client, accounts) {
     listed,
   );
   await call(
-    'fetchTransactions from/to',
+    `fetchTransactions from/to ${type}`,
     async () => {
       const page = check('TransactionPage', await client.fetchTransactions(account.id, { ...range, pageSize: 500 }));
       const expected = listed.filter(each => within(each.date, range)).map(each => each.id);
@@ -534,7 +547,7 @@ async function transactionCalls(client, accounts) {
     range,
   );
   await call(
-    'fetchTransactions ids',
+    `fetchTransactions ids ${type}`,
     async () => {
       const page = check('TransactionPage', await client.fetchTransactions(account.id, { ids }));
       want(sameIds(page.results, ids), `got ${page.results.map(each => each.id)}, asked ${ids}`);
@@ -543,13 +556,29 @@ async function transactionCalls(client, accounts) {
   );
   const transaction = listed?.[0];
   await call(
-    'fetchTransaction',
+    `fetchTransaction ${type}`,
     async () => {
       const answer = check('TransactionAnswer', await client.fetchTransaction(transaction.id));
       want(answer.id === transaction.id, `id ${answer.id}`);
     },
     transaction,
   );
+  // The service's incremental read: the rows created since an instant (transactions/created).
+  const createdAt = listed && [...listed].map(each => each.createdAt).sort((a, b) => a - b)[Math.floor(listed.length / 2)];
+  await call(
+    `fetchAllTransactions createdAtFrom ${type}`,
+    async () => {
+      const since = createdAt.toISOString();
+      const all = check('TransactionList', await client.fetchAllTransactions(account.id, { createdAtFrom: since }));
+      const expected = listed.filter(each => each.createdAt >= createdAt).map(each => each.id);
+      want(sameIds(all, expected), `${all.length} transactions, ${expected.length} expected`);
+    },
+    createdAt,
+  );
+  return listed;
+}
+
+async function categoryCalls(client, transaction) {
   const categories = await call('fetchCategories', async () => {
     const page = check('CategoryPage', await client.fetchCategories());
     want(page.results.length > 0, 'no categories');
