@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, utcnow
+from .base import Base, JSONType, utcnow
 
 if TYPE_CHECKING:
     from .account import Account
@@ -30,6 +30,8 @@ class Connection(Base):
     item_status: Mapped[str | None] = mapped_column(sa.String(32))
     execution_status: Mapped[str | None] = mapped_column(sa.String(64))
     status_detail: Mapped[dict | None]
+    # What Pluggy collects for the item (its `products`: ACCOUNTS, CREDIT_CARDS, INVESTMENTS...).
+    products: Mapped[list[str] | None] = mapped_column(JSONType)
     error_code: Mapped[str | None] = mapped_column(sa.String(64))
     error_message: Mapped[str | None] = mapped_column(sa.Text)
     # The prompt Pluggy is waiting on (name, label, type, expiresAt...); never the user's answer.

@@ -103,6 +103,7 @@ def apply_item(connection: Connection, item: dict) -> None:
     connection.item_status = item.get("status")
     connection.execution_status = item.get("executionStatus")
     connection.status_detail = item.get("statusDetail")
+    connection.products = item.get("products", connection.products)
     connection.error_code = error.get("code")
     connection.error_message = error.get("message")
     # A prompt or an action only means something while the item is waiting for it.

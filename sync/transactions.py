@@ -33,6 +33,7 @@ from pluggy_client import PluggyClient, timestamp
 
 from . import runs
 from .bulk import updatable, upsert_transactions
+from .products import ProductContext, read_products
 
 # Rows Pluggy ingests while we page may carry a createdAt just before the newest we saw;
 # starting the next read this much earlier catches them (re-reading costs nothing: upserts).
@@ -108,6 +109,7 @@ class TransactionService:
                 f"{counts.deleted} deleted"
             )
         if only_account is None:
+            read_products(ProductContext(self.session, self.client, self.settings, connection, run))
             connection.last_synced_at = utcnow()
         return runs.close_run(
             self.session, run, "partial" if connection.execution_status == "PARTIAL_SUCCESS" else "success"

@@ -1,0 +1,39 @@
+"""Pluggy's products beyond accounts and transactions, read on every item update that fetches.
+
+Each product has a module of its own (sync/bills.py, sync/investments.py, ...) with one reader
+``read(context)``, listed in READERS. A reader reads only what the item offers (its `products`),
+writes set-based, commits its own work and says how it treats rows Pluggy no longer returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from config import Settings
+from models import Connection, SyncRun
+from models.database import DbSession
+from pluggy_client import PluggyClient
+
+
+@dataclass(frozen=True)
+class ProductContext:
+    session: DbSession
+    client: PluggyClient
+    settings: Settings
+    connection: Connection
+    run: SyncRun
+
+    def offers(self, product: str) -> bool:
+        """Whether the item collects ``product`` (Pluggy's names: CREDIT_CARDS, INVESTMENTS...)."""
+        return product in (self.connection.products or [])
+
+
+ProductReader = Callable[[ProductContext], None]
+
+READERS: tuple[ProductReader, ...] = ()
+
+
+def read_products(context: ProductContext) -> None:
+    for read in READERS:
+        read(context)
