@@ -10,7 +10,7 @@ from flask import Blueprint, g, jsonify
 from config import ConfigError
 from models import db
 from pluggy_client import PluggyAuthError, PluggyError, PluggyNotFound, PluggyRateLimited
-from sync import listing
+from sync import listing, removal
 from sync.connections import BankConnectionService, ItemOwnedByAnotherUser, MfaNotRequired
 from sync.manual_sync import ManualSync
 from sync.results import ManualSyncResult, ManualSyncStatus
@@ -26,6 +26,7 @@ from .serializers import (
     mfa_json,
     result_fields,
     sync_run_json,
+    tombstone_json,
     transaction_json,
 )
 from .validation import parse_body, parse_query
@@ -132,6 +133,15 @@ def list_connections():
 
 @bp.get("/connections/<id:connection_id>/")
 def get_connection(connection_id: int):
+    tombstone = listing.user_tombstone(db.session, g.user, connection_id)
+    if tombstone is not None:
+        # The user's own connection, deleted: say when and why rather than pretend it never was.
+        raise ApiError(
+            410,
+            "connection_deleted",
+            "This connection was deleted; it is kept only as a record.",
+            connection=tombstone_json(tombstone, removal.removal_due(tombstone, sync_settings())),
+        )
     return render_connection(owned_connection(connection_id))
 
 

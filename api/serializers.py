@@ -51,6 +51,21 @@ def connection_json(connection: Connection, open_run: SyncRun | None = None) -> 
     }
 
 
+def tombstone_json(connection: Connection, data_removal_due_at: datetime | None) -> dict:
+    """A deleted connection: which it was, when and why it was deleted, and when its copied data was
+    (or will be) removed."""
+    return {
+        "id": connection.id,
+        "item_id": connection.item_id,
+        "connector": {"id": connection.connector_id, "name": connection.connector_name},
+        "deleted_at": iso(connection.deleted_at),
+        "deleted_reason": connection.deleted_reason,
+        "data_removed_at": iso(connection.data_removed_at),
+        "data_removal_due_at": None if connection.data_removed_at else iso(data_removal_due_at),
+        "created_at": iso(connection.created_at),
+    }
+
+
 def sync_run_json(run: SyncRun) -> dict:
     return {
         "id": run.id,

@@ -26,6 +26,7 @@ from .values import (
     optional_text,
     positive_int,
     positive_number,
+    redirect_uri,
     split_secrets,
     url_root,
     whole_number_at_least,
@@ -100,6 +101,10 @@ SETTINGS: tuple[Setting, ...] = (
     # Pluggy allows 20 PATCH /items per minute per client; the service refuses before Pluggy has to.
     Setting("SYNC_ITEM_UPDATES_PER_MINUTE", "20", positive_int),
     Setting("JOB_MAX_ATTEMPTS", "8", lambda name, value: whole_number_at_least(name, value, 1)),
+    # Where the institution's OAuth page sends the user back (Open Finance connectors need it).
+    Setting("PLUGGY_OAUTH_REDIRECT_URI", "", redirect_uri),
+    # Days a deleted item's copied data is kept before it is removed; 0: removed at once.
+    Setting("DELETED_ITEM_RETENTION_DAYS", "0", lambda name, value: whole_number_at_least(name, value, 0, " of days")),
     Setting("LOG_FORMAT", "", lambda name, value: choice(name, value.lower(), LOG_FORMATS) if value else None),
     Setting("LOG_LEVEL", "INFO", lambda name, value: choice(name, value.upper(), LOG_LEVELS)),
 )
@@ -137,6 +142,8 @@ class Settings:
     sweep_interval_minutes: float
     sweep_stale_hours: float
     sweep_batch: int
+    oauth_redirect_uri: str | None = None
+    deleted_item_retention_days: int = 0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -152,6 +159,8 @@ class Settings:
             sweep_interval_minutes=config["SYNC_SWEEP_INTERVAL_MINUTES"],
             sweep_stale_hours=config["SYNC_SWEEP_STALE_HOURS"],
             sweep_batch=config["SYNC_SWEEP_BATCH"],
+            oauth_redirect_uri=config["PLUGGY_OAUTH_REDIRECT_URI"],
+            deleted_item_retention_days=config["DELETED_ITEM_RETENTION_DAYS"],
         )
 
     def __repr__(self) -> str:

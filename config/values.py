@@ -25,6 +25,24 @@ def url_root(name: str, value: str) -> str:
     return value.rstrip("/")
 
 
+def redirect_uri(name: str, value: str) -> str | None:
+    """Where Pluggy sends the user back after an institution's OAuth page: an https:// URL, or an
+    app's deep link (`myapp://path`), never plain http; empty means unset."""
+    if not value:
+        return None
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower()
+    if scheme == "https" and parts.netloc:
+        return value
+    # A deep link names an app's own scheme (RFC 3986: a letter, then letters, digits, + - .).
+    custom_scheme = scheme not in ("", "http", "https", "javascript", "data", "file") and scheme[:1].isalpha()
+    if custom_scheme and value.split(":", 1)[1].strip("/") and not any(c.isspace() for c in value):
+        return value
+    raise ConfigError(
+        f"{name} must be an https:// URL or an app's deep link (myapp://callback), as Pluggy requires; got {value!r}"
+    )
+
+
 def database_url(name: str, value: str) -> str:
     # Hosting platforms hand out postgres:// URLs; psycopg 3 is the driver installed.
     for prefix in ("postgres://", "postgresql://"):

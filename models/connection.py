@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, JSONType, utcnow
+from .base import Base, JSONType, one_of, utcnow
 
 if TYPE_CHECKING:
     from .account import Account
@@ -14,10 +15,24 @@ if TYPE_CHECKING:
     from .user import User
 
 
+class DeletedReason(StrEnum):
+    """Why a connection became a tombstone (its `deleted_at` says when)."""
+
+    ITEM_DELETED = "item_deleted"  # Pluggy's item/deleted webhook: access revoked at the bank or at Pluggy
+    ITEM_NOT_FOUND = "item_not_found"  # Pluggy answered 404 for the item (the sweep, or a webhook's read)
+    USER_REQUEST = "user_request"  # DELETE /api/banking/connections/<id>/
+
+
+DELETED_REASONS = tuple(DeletedReason)
+
+
 class Connection(Base):
-    """One Pluggy item (a user's link to one institution), mirroring the item's status fields."""
+    """One Pluggy item (a user's link to one institution), mirroring the item's status fields.
+    A deleted item's connection stays as a tombstone: when (`deleted_at`), why (`deleted_reason`)
+    and when its copied data was removed (`data_removed_at`)."""
 
     __tablename__ = "connections"
+    __table_args__ = (sa.CheckConstraint(one_of("deleted_reason", DELETED_REASONS), name="deleted_reason"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -44,6 +59,8 @@ class Connection(Base):
     last_synced_at: Mapped[datetime | None]  # our last complete fetch of the item
     last_checked_at: Mapped[datetime | None]  # the missed-webhook sweep's last look at the item
     deleted_at: Mapped[datetime | None]  # the item was deleted at Pluggy
+    deleted_reason: Mapped[str | None] = mapped_column(sa.String(32))  # a DeletedReason
+    data_removed_at: Mapped[datetime | None]  # its accounts, transactions and products were removed
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -13,7 +13,9 @@ class ConnectorStatus(Base):
 
     __tablename__ = "connector_statuses"
 
-    connector_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    # Pluggy's connector id as text: a webhook may spell it as a number or as a string of any kind,
+    # and every spelling is recorded (sync/events.connector_key: 201, 201.0 and "201" are "201").
+    connector_id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     status: Mapped[str] = mapped_column(sa.String(32))
     payload: Mapped[dict]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -92,6 +92,17 @@ WORKER_DATABASE_ERRORS = Counter(
     "Database errors a worker rode out (rolled back, backed off, tried again): claiming a job, "
     "recording a job's outcome, listening for new jobs. One per failed try.",
 )
+DELETED_ITEM_DATA_REMOVED = Counter(
+    f"{PREFIX}_deleted_item_data_removed",
+    "Deleted connections whose copied data (accounts, transactions, products) was removed, by why the "
+    "connection was deleted (item_deleted, item_not_found, user_request).",
+    ["reason"],
+)
+DELETED_ITEM_ROWS_REMOVED = Counter(
+    f"{PREFIX}_deleted_item_rows_removed",
+    "Rows removed with deleted connections' copied data, by table.",
+    ["table"],
+)
 
 # A path segment that names something (items, mfa, v2) rather than identifies it.
 PATH_WORD = re.compile(r"^(v[0-9]{1,2}|[a-z][a-z_-]{0,29})$")
@@ -106,6 +117,13 @@ def count_transactions(created: int = 0, updated: int = 0, deleted: int = 0) -> 
     for change, number in (("created", created), ("updated", updated), ("deleted", deleted)):
         if number:
             TRANSACTIONS_WRITTEN.labels(change).inc(number)
+
+
+def count_data_removal(reason: str, rows: dict[str, int]) -> None:
+    DELETED_ITEM_DATA_REMOVED.labels(reason).inc()
+    for table, number in rows.items():
+        if number:
+            DELETED_ITEM_ROWS_REMOVED.labels(table).inc(number)
 
 
 def count_refused(kind: str, number: int) -> None:

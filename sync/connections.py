@@ -11,12 +11,13 @@ from sqlalchemy.exc import IntegrityError
 
 from config import Settings, SyncMode
 from models import Account, Connection, RunStatus, RunTrigger, SyncRun, User
+from models.connection import DeletedReason
 from models.database import DbSession
 from pluggy_client import ConnectToken, ItemStatus, PluggyClient, PluggyNotFound
 
-from . import runs, scheduling
+from . import removal, runs, scheduling
 from .item_state import ITEM_BUSY, RUN_OUTCOME, answers, apply_item, has_collected, updated_since
-from .tokens import webhook_url
+from .tokens import client_user_id, user_id_named_by, webhook_url
 from .transactions import Progress, TransactionService, ignore
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,14 @@ class BankConnectionService:
 
     def register(self, user: User, item_id: str) -> tuple[Connection, bool]:
         """The user's connection for a Pluggy item, created (first sync queued) if new.
-        Raises PluggyNotFound if Pluggy does not know the item, ItemOwnedByAnotherUser."""
+        Raises PluggyNotFound if Pluggy does not know the item, ItemOwnedByAnotherUser if another
+        user registered it or its clientUserId names another user."""
         existing = self.by_item_id(item_id)
         if existing is not None and existing.deleted_at is None and existing.user_id == user.id:
             return existing, False
         # Asked for another user's item too: an answer as slow as for an unknown item does not tell it exists.
         item = self.client.get_item(item_id)
+        self.refuse_another_users_item(item, user)
         if existing is not None:
             return self.revive(self.owned(existing, user), item), True
         connection = Connection(user_id=user.id, item_id=item["id"])
@@ -71,9 +74,17 @@ class BankConnectionService:
         self.session.commit()
         return connection, True
 
+    def refuse_another_users_item(self, item: dict, user: User) -> None:
+        """An item made through a connect token of this service names its owner (clientUserId): no
+        one else may adopt it by its id. An item without a clientUserId, or with one this service
+        never hands out, or naming no user of this service, names no owner here and may be registered."""
+        named = user_id_named_by(item.get("clientUserId"))
+        if named is not None and named != user.id and self.session.get(User, named) is not None:
+            raise ItemOwnedByAnotherUser(item.get("id"))
+
     def revive(self, connection: Connection, item: dict) -> Connection:
         """A connection marked deleted whose item Pluggy knows again: a fresh start, history kept."""
-        connection.deleted_at = None
+        removal.revived(connection)
         apply_item(connection, item)
         scheduling.queue_initial_sync(self.session, connection)
         self.session.commit()
@@ -89,11 +100,14 @@ class BankConnectionService:
         return connection
 
     def delete(self, connection: Connection) -> None:
-        """Delete the item at Pluggy, then everything stored about it here."""
+        """Delete the item at Pluggy, then its copied data here at once (the user asked); the
+        connection stays as a tombstone (`user_request`). A removal job is queued too: it runs
+        under the item's lock, after any fetch of the item still writing, and removes what it wrote."""
         with contextlib.suppress(PluggyNotFound):  # already gone at Pluggy: only our copy is left to delete
             self.client.delete_item(connection.item_id)
-        self.session.delete(connection)
+        removal.mark_deleted(self.session, connection, DeletedReason.USER_REQUEST, self.settings)
         self.session.commit()
+        removal.remove_copied_data(self.session, connection)
 
     # MFA, status, connect tokens -------------------------------------------------------------
 
@@ -137,8 +151,12 @@ class BankConnectionService:
         """A Connect widget token for the user; for a connection, in update mode for its item."""
         return self.client.create_connect_token(
             connection.item_id if connection else None,
-            client_user_id=str(user.id),
+            client_user_id=client_user_id(user),
             webhook_url=webhook_url(self.settings.public_base_url, self.settings.secret_key),
+            # Pluggy then answers with the item the user already has at this institution instead of
+            # creating another: duplicate items use up Open Finance quotas.
+            avoid_duplicates=True,
+            oauth_redirect_uri=self.settings.oauth_redirect_uri,
         )
 
     # Settling: the outcome of an item update ------------------------------------------------

@@ -9,6 +9,7 @@ of an item: however many item events arrived, the item is read and settled once.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -27,13 +28,15 @@ from models import (
     WebhookEvent,
 )
 from models.base import utcnow
+from models.connection import DeletedReason
 from models.database import DbSession
 from observability import logs, metrics
 from pluggy_client import PluggyNotFound, timestamp
 
-from . import listing, runs
+from . import listing, removal, runs
 from .connections import BankConnectionService
 from .job_context import SyncJobContext
+from .tokens import user_id_named_by
 from .transactions import Counts, TransactionService
 
 log = logging.getLogger(__name__)
@@ -51,7 +54,7 @@ ITEM_EVENTS = {
 TRANSACTION_EVENTS = {"transactions/created", "transactions/updated", "transactions/deleted"}
 HANDLED = ITEM_EVENTS | TRANSACTION_EVENTS | {"connector/status_updated"}
 BATCH = 500
-MAX_CONNECTOR_ID = 2**31 - 1  # the largest the connector_statuses key column holds
+MAX_CONNECTOR_KEY = 255  # characters the connector_statuses key column holds
 
 
 def event_label(event: object) -> str:
@@ -161,26 +164,38 @@ def process_single(context: SyncJobContext, event: WebhookEvent) -> None:
     data = event.payload.get("data")
     if not isinstance(data, dict):
         data = {}
-    connector_id = connector_id_of(event.payload.get("id"))
+    connector_id = connector_key(event.payload.get("id"))
     if event.event == "connector/status_updated" and connector_id is not None and data.get("status"):
         record_connector_status(context.session, connector_id, data)
         mark([event], EventStatus.PROCESSED)
+    elif event.event == "connector/status_updated":
+        mark([event], EventStatus.IGNORED, note="no connector id or no status")
     else:
         mark([event], EventStatus.IGNORED, note=f"not handled: {event.event}")
     context.session.commit()
 
 
-def connector_id_of(value: object) -> int | None:
-    """A connector/status_updated payload's `id`: a number, or a string of digits (the official
-    SDKs type every payload's `id` as a string)."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+def connector_key(value: object) -> str | None:
+    """A connector/status_updated payload's `id` as the key it is recorded under, whatever JSON type
+    it came as: a whole number in digits (201, 201.0 and "201" are one connector, "201"); any other
+    number as Python writes it ("201.5", "-1"); a string as it is ("abc"). None for what names no
+    connector: true/false, null, an object or an array, an empty or over-long string."""
+    if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_CONNECTOR_ID:
-        return value
-    return None
+    if isinstance(value, int | float):
+        key = str(value)
+    elif isinstance(value, str):
+        key = value.strip()
+    else:
+        return None
+    if key.isascii() and key.isdigit():
+        key = str(int(key))  # "0201" is connector 201, as 0201 would be
+    return key if 0 < len(key) <= MAX_CONNECTOR_KEY else None
 
 
-def record_connector_status(session: DbSession, connector_id: int, data: dict) -> None:
+def record_connector_status(session: DbSession, connector_id: str, data: dict) -> None:
     insert = dialect_insert(session)(ConnectorStatus).values(
         connector_id=connector_id, status=str(data["status"])[:32], payload=data, updated_at=utcnow()
     )
@@ -227,8 +242,10 @@ class ItemEvents:
         self.session.commit()
 
     def item_deleted(self, connection: Connection | None) -> None:
+        """Access revoked at the bank or at Pluggy: the connection becomes a tombstone and its copied
+        data goes after DELETED_ITEM_RETENTION_DAYS."""
         if connection is not None:
-            connection.deleted_at = utcnow()
+            removal.mark_deleted(self.session, connection, DeletedReason.ITEM_DELETED, self.context.settings)
         mark(self.of({"item/deleted"}), EventStatus.PROCESSED)
         mark(self.of(HANDLED - {"item/deleted"}), EventStatus.IGNORED, note="the item was deleted")
 
@@ -253,7 +270,7 @@ class ItemEvents:
         try:
             item = self.context.client.get_item(self.item_id)
         except PluggyNotFound:
-            connection.deleted_at = utcnow()
+            removal.mark_deleted(self.session, connection, DeletedReason.ITEM_NOT_FOUND, self.context.settings)
             mark(self.of(HANDLED), EventStatus.PROCESSED, note="Pluggy no longer knows the item")
             return
         settling_began = utcnow()
@@ -326,9 +343,8 @@ class ItemEvents:
 
 def user_of(session: DbSession, client_user_id) -> User | None:
     """Connect tokens carry our user id as clientUserId, so an item names its owner."""
-    if not isinstance(client_user_id, str) or not client_user_id.isdigit():
-        return None
-    return session.get(User, int(client_user_id))
+    user_id = user_id_named_by(client_user_id)
+    return None if user_id is None else session.get(User, user_id)
 
 
 def moment(value) -> datetime | None:

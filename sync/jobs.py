@@ -13,9 +13,10 @@ from config import Settings
 from jobqueue import JobRegistry, RetryLater, Worker, maintenance
 from models import OPEN_SYNC_STATUSES, Connection, RunStatus, RunTrigger, SyncRun
 from models.base import utcnow
+from models.connection import DeletedReason
 from pluggy_client import PluggyClient, PluggyNotFound, timestamp
 
-from . import events, giving_up, listing, runs
+from . import events, giving_up, listing, removal, runs
 from .connections import BankConnectionService
 from .item_state import ITEM_BUSY, answers, apply_item
 from .job_context import SyncJobContext, bind
@@ -31,6 +32,7 @@ def register(registry: JobRegistry, client: PluggyClient, settings: Settings) ->
         JobKind.WATCH_ITEM: watch_item,
         JobKind.SWEEP_ITEMS: sweep_items,
         JobKind.PROCESS_EVENTS: events.process_events,
+        JobKind.REMOVE_ITEM_DATA: removal.remove_item_data,
     }
     for kind, handler in handlers.items():
         registry.register(kind, bind(handler, client, settings))
@@ -149,7 +151,7 @@ def sweep_items(context: SyncJobContext) -> None:
         try:
             item = context.client.get_item(connection.item_id)
         except PluggyNotFound:
-            connection.deleted_at = now
+            removal.mark_deleted(session, connection, DeletedReason.ITEM_NOT_FOUND, settings, now=now)
         else:
             apply_item(connection, item)
             if updated_since_our_fetch(item, connection):

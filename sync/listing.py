@@ -33,6 +33,15 @@ def user_connection(
     return session.scalars(statement).one_or_none()
 
 
+def user_tombstone(session: DbSession, user: User, connection_id: int) -> Connection | None:
+    """One of the user's deleted connections (kept as a tombstone); another user's is as absent."""
+    return session.scalars(
+        sa.select(Connection).where(
+            Connection.user_id == user.id, Connection.id == connection_id, Connection.deleted_at.is_not(None)
+        )
+    ).one_or_none()
+
+
 def open_runs(session: DbSession, connections: list[Connection]) -> dict[int, SyncRun]:
     """The open run of each connection that has one, in one query."""
     runs = session.scalars(

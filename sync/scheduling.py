@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from jobqueue import enqueue
@@ -19,6 +19,7 @@ class JobKind(StrEnum):
     WATCH_ITEM = "watch_item"  # follow a triggered item until it settles, then fetch
     SWEEP_ITEMS = "sweep_items"  # periodic: find item updates whose webhook never came
     PROCESS_EVENTS = "webhook_events"  # handle stored webhook events: all of an item's, or one without an item
+    REMOVE_ITEM_DATA = "remove_item_data"  # a deleted item's copied data, once its retention is over
 
 
 def queue_initial_sync(session: DbSession, connection: Connection) -> int:
@@ -66,3 +67,16 @@ def queue_watch(session: DbSession, run: SyncRun, connection: Connection, *, aft
 
 def queue_sweep(session: DbSession, *, after: timedelta = timedelta(0)) -> int:
     return enqueue(session, JobKind.SWEEP_ITEMS, key="periodic:sweep_items", run_at=utcnow() + after)
+
+
+def queue_data_removal(session: DbSession, connection: Connection, *, at: datetime) -> int:
+    """Remove a deleted connection's copied data at `at`, under its item's lock: never while a fetch
+    of the item is still writing."""
+    return enqueue(
+        session,
+        JobKind.REMOVE_ITEM_DATA,
+        {"connection_id": connection.id},
+        key=f"remove:{connection.item_id}",
+        item_id=connection.item_id,
+        run_at=at,
+    )

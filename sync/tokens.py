@@ -55,3 +55,21 @@ def webhook_url(public_base_url: str | None, secret_key: str) -> str | None:
     if not public_base_url:
         return None
     return f"{public_base_url}/webhooks/pluggy/{issue_webhook_token(secret_key)}"
+
+
+# The clientUserId this service puts on every connect token it creates: the user's id, in digits.
+# An item made through such a token names its owner; one made otherwise carries no clientUserId, or
+# one of another system's making (not a canonical number).
+
+
+def client_user_id(user: User) -> str:
+    return str(user.id)
+
+
+def user_id_named_by(client_user_id: object) -> int | None:
+    """The id of the user a clientUserId of this service's making names, else None (no value, or a
+    value this service never hands out: '007', '1e3', 'ana@example.com')."""
+    if not isinstance(client_user_id, str) or not (client_user_id.isascii() and client_user_id.isdigit()):
+        return None
+    user_id = int(client_user_id)
+    return user_id if str(user_id) == client_user_id else None

@@ -158,8 +158,11 @@ def test_deleting_a_connection_deletes_the_item_at_pluggy_and_the_local_data(
     assert response.status_code == 204
     assert fake_pluggy.count("DELETE", f"/items/{connection.item_id}") == 1
     session.expire_all()
-    for model in (Connection, Account, SyncRun):
-        assert session.scalar(sa.select(sa.func.count()).select_from(model)) == 0
+    assert session.scalar(sa.select(sa.func.count()).select_from(Account)) == 0
+    # The connection stays as a tombstone (with its sync runs, the service's own record): it leaves the API.
+    assert (connection.deleted_reason, connection.data_removed_at is not None) == ("user_request", True)
+    assert session.scalar(sa.select(sa.func.count()).select_from(SyncRun)) == 1
+    assert client.get(f"{API}/connections/", headers=headers).get_json() == {"connections": []}
 
 
 def test_deleting_a_connection_pluggy_already_forgot_still_deletes_ours(
@@ -168,7 +171,8 @@ def test_deleting_a_connection_pluggy_already_forgot_still_deletes_ours(
     fake_pluggy.remove_item(connection.item_id)
 
     assert client.delete(url(connection), headers=headers).status_code == 204
-    assert session.scalar(sa.select(sa.func.count()).select_from(Connection)) == 0
+    session.expire_all()
+    assert (connection.deleted_at is not None, connection.deleted_reason) == (True, "user_request")
 
 
 def test_when_pluggy_fails_the_delete_nothing_is_deleted(client, headers, session, connection, fake_pluggy):
@@ -178,6 +182,8 @@ def test_when_pluggy_fails_the_delete_nothing_is_deleted(client, headers, sessio
 
     assert (response.status_code, error_code(response)) == (502, "pluggy_unavailable")
     assert session.scalar(sa.select(sa.func.count()).select_from(Connection)) == 1
+    session.expire_all()
+    assert connection.deleted_at is None
 
 
 # The sync table -------------------------------------------------------------------------------
@@ -601,7 +607,7 @@ def test_a_connect_token_for_a_new_connection(client, headers, user, fake_pluggy
     assert body["item_id"] is None and body["access_token"]
     assert body["expires_at"].endswith("+00:00")
     ((_, _, _, sent),) = fake_pluggy.calls_to("POST", "/connect_token")
-    assert sent == {"options": {"clientUserId": str(user.id)}}
+    assert sent == {"options": {"clientUserId": str(user.id), "avoidDuplicates": True}}
 
 
 def test_a_connect_token_in_update_mode_is_cached(client, headers, connection, fake_pluggy):

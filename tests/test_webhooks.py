@@ -455,9 +455,25 @@ def test_deleted_before_created_leaves_nothing_live(client, session, connection,
     assert {e.status for e in events(session)} == {"processed"}
 
 
-# The connector's id comes as a number, or as a string (the official SDKs type every payload's id so).
-@pytest.mark.parametrize("connector_id", [201, "201"], ids=["number", "string"])
-def test_connector_status_is_recorded(client, session, worker, connector_id):
+# The connector's id is recorded whatever JSON type it comes as (the official SDKs type every
+# payload's id as a string; Pluggy sends a number): a whole number in any spelling is one key.
+@pytest.mark.parametrize(
+    "connector_id, key",
+    [
+        (201, "201"),
+        ("201", "201"),
+        (201.0, "201"),
+        ("0201", "201"),
+        (201.5, "201.5"),
+        (-1, "-1"),
+        ("-1", "-1"),
+        (2**40, str(2**40)),
+        ("abc", "abc"),
+        ("pluggy-bank", "pluggy-bank"),
+    ],
+    ids=repr,
+)
+def test_connector_status_is_recorded(client, session, worker, connector_id, key):
     deliver(
         client,
         worker,
@@ -465,17 +481,33 @@ def test_connector_status_is_recorded(client, session, worker, connector_id):
         {"event": "connector/status_updated", "eventId": "e1", "id": connector_id, "data": {"status": "UNSTABLE"}},
     )
 
-    status = session.get(ConnectorStatus, 201)
+    status = session.get(ConnectorStatus, key)
     assert status.status == "UNSTABLE"
     assert events(session)[0].status == "processed"
 
 
-@pytest.mark.parametrize("connector_id", ["abc", "-1", 2**40, True, None], ids=repr)
+def test_every_spelling_of_one_connector_updates_one_row(client, session, worker):
+    for number, (connector_id, health) in enumerate([(201, "ONLINE"), ("201", "UNSTABLE"), (201.0, "OFFLINE")]):
+        payload = {"event": "connector/status_updated", "eventId": f"e{number}", "id": connector_id}
+        deliver(client, worker, session, {**payload, "data": {"status": health}})
+
+    (status,) = session.scalars(sa.select(ConnectorStatus)).all()
+    assert (status.connector_id, status.status) == ("201", "OFFLINE")
+
+
+@pytest.mark.parametrize("connector_id", [True, False, None, {"id": 201}, [201], "", "   ", "x" * 256], ids=repr)
 def test_a_connector_status_without_a_usable_id_is_ignored(client, session, worker, connector_id):
     payload = {"event": "connector/status_updated", "eventId": "e1", "id": connector_id, "data": {"status": "ONLINE"}}
     deliver(client, worker, session, payload)
 
     assert session.scalar(sa.select(sa.func.count()).select_from(ConnectorStatus)) == 0
+    (event,) = events(session)
+    assert (event.status, event.last_error) == ("ignored", "no connector id or no status")
+
+
+def test_a_connector_status_without_its_id_is_ignored(client, session, worker):
+    deliver(client, worker, session, {"event": "connector/status_updated", "eventId": "e1", "data": {"status": "ONLINE"}})
+
     assert events(session)[0].status == "ignored"
 
 
