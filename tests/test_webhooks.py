@@ -506,7 +506,9 @@ def test_a_connector_status_without_a_usable_id_is_ignored(client, session, work
 
 
 def test_a_connector_status_without_its_id_is_ignored(client, session, worker):
-    deliver(client, worker, session, {"event": "connector/status_updated", "eventId": "e1", "data": {"status": "ONLINE"}})
+    deliver(
+        client, worker, session, {"event": "connector/status_updated", "eventId": "e1", "data": {"status": "ONLINE"}}
+    )
 
     assert events(session)[0].status == "ignored"
 
