@@ -112,10 +112,12 @@ def remove_copied_data(
     for table, column, parent in dependent_tables(metadata, list(owned)):
         # Counted for the log line and the metric; the delete below takes them by cascade.
         number = session.scalar(sa.select(sa.func.count()).select_from(table).where(column.in_(owned[parent])))
-        removed[table.name] = removed.get(table.name, 0) + (number or 0)
+        name = str(table.name)  # a plain str: the JSON log line takes no subclass as a key
+        removed[name] = removed.get(name, 0) + (number or 0)
     for table, column in tables:
         result = session.execute(sa.delete(table).where(column == connection.id))
-        removed[table.name] = removed.get(table.name, 0) + max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+        name = str(table.name)
+        removed[name] = removed.get(name, 0) + max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
     first_time = connection.data_removed_at is None
     if first_time:
         connection.data_removed_at = now or utcnow()

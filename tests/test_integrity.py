@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import requests
 import sqlalchemy as sa
+from jsonschema import Draft202012Validator
 from prometheus_client import REGISTRY
 
 from config import ConfigError, read_setting
@@ -272,6 +274,9 @@ def test_the_api_shows_the_tombstone(app, client, headers, session, synced, plug
         "item_deleted",
     )
     assert tombstone["deleted_at"] and tombstone["data_removed_at"] and tombstone["data_removal_due_at"] is None
+    document = json.loads((Path(__file__).parents[1] / "api" / "openapi.json").read_text())
+    schema = {"$ref": "#/components/schemas/ConnectionDeleted", "components": document["components"]}
+    Draft202012Validator(schema).validate(body)
     assert client.get(f"{API}/connections/", headers=headers).get_json() == {"connections": []}
     accounts = client.get(f"{API}/connections/{synced.id}/accounts/", headers=headers)
     assert (accounts.status_code, accounts.get_json()["error"]["code"]) == (404, "connection_not_found")

@@ -104,7 +104,7 @@ def test_a_login_error_answers_credentials_required_with_an_update_mode_token(se
     assert result.status == Answer.CREDENTIALS_REQUIRED
     assert result.connect_token.item_id == connection.item_id
     ((_, _, _, body),) = fake_pluggy.calls_to("POST", "/connect_token")
-    assert body == {"itemId": connection.item_id, "options": {"clientUserId": str(user.id)}}
+    assert body == {"itemId": connection.item_id, "options": {"clientUserId": str(user.id), "avoidDuplicates": True}}
     assert connection.error_code == "INVALID_CREDENTIALS"
     assert fake_pluggy.count("PATCH", PATCH) == 0
 
