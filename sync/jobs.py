@@ -157,6 +157,7 @@ def sweep_items(context: SyncJobContext) -> None:
             if updated_since_our_fetch(item, connection):
                 queue_fetch(session, connection, RunTrigger.RECONCILE)
         session.commit()
+    removal.queue_overdue_removals(session, settings, now=now, limit=settings.sweep_batch)
     queue_sweep(session, after=timedelta(minutes=settings.sweep_interval_minutes))
     session.commit()
 

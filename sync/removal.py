@@ -62,6 +62,25 @@ def revived(connection: Connection) -> None:
     connection.data_removed_at = None
 
 
+def queue_overdue_removals(session: DbSession, settings: Settings, *, now: datetime, limit: int) -> int:
+    """The sweep's safety net: tombstones whose data is still here past their retention and that no
+    removal job waits for (connections deleted before the removal existed, a removal job that went
+    dead) get one now. Returns how many. The caller commits."""
+    overdue = session.scalars(
+        sa.select(Connection)
+        .where(
+            Connection.deleted_at.is_not(None),
+            Connection.data_removed_at.is_(None),
+            Connection.deleted_at < now - timedelta(days=settings.deleted_item_retention_days),
+        )
+        .order_by(Connection.deleted_at)
+        .limit(limit)
+    ).all()
+    for connection in overdue:
+        queue_data_removal(session, connection, at=now)
+    return len(overdue)
+
+
 def removal_due(connection: Connection, settings: Settings) -> datetime:
     """When the copied data goes: at once when the user asked for the deletion, else after the
     retention."""

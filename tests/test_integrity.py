@@ -366,6 +366,36 @@ def test_the_sweep_tombstones_an_item_pluggy_forgot_and_removes_its_data(
     assert (count(session, Account), count(session, Transaction)) == (0, 0)
 
 
+def test_the_sweep_removes_the_data_of_a_tombstone_no_job_waits_for(app, session, synced, pluggy_api):
+    """A connection deleted before the removal existed (or whose removal job went dead)."""
+    worker = retention_worker(app, pluggy_api, 2)
+    synced.deleted_at = utcnow() - timedelta(days=2, minutes=1)
+    synced.deleted_reason = "item_deleted"
+    session.commit()
+    scheduling.queue_sweep(session)
+    session.commit()
+
+    drain(worker, session)
+
+    session.expire_all()
+    assert synced.data_removed_at is not None
+    assert (count(session, Account), count(session, Transaction)) == (0, 0)
+
+
+def test_the_sweep_leaves_a_tombstone_within_its_retention(app, session, synced, pluggy_api):
+    worker = retention_worker(app, pluggy_api, 2)
+    synced.deleted_at = utcnow() - timedelta(days=1)
+    synced.deleted_reason = "item_deleted"
+    session.commit()
+    scheduling.queue_sweep(session)
+    session.commit()
+
+    drain(worker, session)
+
+    assert session.scalars(sa.select(Job).where(Job.kind == JobKind.REMOVE_ITEM_DATA)).all() == []
+    assert (count(session, Account), count(session, Transaction)) == (1, 2)
+
+
 def test_a_users_delete_removes_the_data_at_once_whatever_the_retention(
     app, client, headers, session, synced, fake_pluggy
 ):
