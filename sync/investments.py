@@ -200,7 +200,8 @@ class InvestmentReader:
     def owners(self, owner: Any, ids: list[str]) -> dict[str, int]:
         """Who holds each of these Pluggy ids that is stored (its connection, or its investment)."""
         table = owner.class_
-        return dict(self.session.execute(sa.select(table.pluggy_id, owner).where(table.pluggy_id.in_(ids))).tuples())
+        found = self.session.execute(sa.select(table.pluggy_id, owner).where(table.pluggy_id.in_(ids)))
+        return dict(found.all())  # (a Result has keys(): dict() would take it for a mapping)
 
     def stored_reads(self, ids: list[str]) -> list[tuple[int, str, str | None, datetime | None]]:
         found = self.session.execute(
@@ -208,7 +209,7 @@ class InvestmentReader:
             .where(Investment.connection_id == self.connection_id, Investment.pluggy_id.in_(ids))
             .order_by(Investment.id)
         )
-        return list(found.tuples())
+        return [(row[0], row[1], row[2], row[3]) for row in found]
 
     def has_live_movements(self, investment_id: int) -> bool:
         live = sa.select(InvestmentTransaction.id).where(
