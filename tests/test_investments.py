@@ -175,9 +175,7 @@ def test_an_empty_read_deletes_nothing(session, service, connection, fake_pluggy
     assert fake_pluggy.count("GET", "/investments") == 2
 
 
-def test_movements_answered_empty_are_kept_and_read_again_next_time(
-    session, service, connection, fake_pluggy, listed
-):
+def test_movements_answered_empty_are_kept_and_read_again_next_time(session, service, connection, fake_pluggy, listed):
     sync(session, service, connection)
     investment_id = listed[0]["id"]
     before = set(movements(session, investment_id))
