@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from models import Connection, Investment, InvestmentTransaction
 from sync import investments, runs
 from sync.item_state import apply_item
+from sync.products import ProductContext
 from sync.tokens import issue_api_token
 from sync.transactions import TransactionService
 from sync.users import create_user
@@ -305,3 +306,17 @@ def test_an_unknown_or_gone_investment_answers_404(client, auth, session, servic
     sync(session, service, synced)
     answer = client.get(f"{base}/{listed[0]['id']}/transactions/", headers=auth)
     assert answer.status_code == 404
+
+
+def test_a_reread_that_changed_nothing_writes_nothing(session, pluggy_api, settings, connection, listed):
+    context = ProductContext(session, pluggy_api, settings, connection, runs.open_run(session, connection, "manual"))
+    first = investments.InvestmentReader(context).read()
+    assert (first.investments, first.created, first.updated, first.movements_read) == (len(listed),) * 2 + (
+        0,
+        len(listed),
+    )
+    assert first.movements_created > 0
+
+    again = investments.InvestmentReader(context).read()
+
+    assert (again.created, again.updated, again.deleted, again.movements_read) == (0, 0, 0, 0)
