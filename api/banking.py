@@ -23,6 +23,8 @@ from .serializers import (
     account_json,
     connect_token_json,
     connection_json,
+    investment_json,
+    investment_transaction_json,
     mfa_json,
     result_fields,
     sync_run_json,
@@ -241,6 +243,39 @@ def list_transactions(connection_id: int):
     rows, total = listing.transactions_page(db.session, connection, filters, page=query.page, page_size=query.page_size)
     return {
         "transactions": [transaction_json(t, account_id) for t, account_id in rows],
+        "page": query.page,
+        "page_size": query.page_size,
+        "total": total,
+    }
+
+
+@bp.get("/connections/<id:connection_id>/investments/")
+def list_investments(connection_id: int):
+    connection = owned_connection(connection_id)
+    query = parse_query(schemas.InvestmentsQuery)
+    found, total = listing.investments_page(db.session, connection, page=query.page, page_size=query.page_size)
+    return {
+        "investments": [investment_json(i) for i in found],
+        "page": query.page,
+        "page_size": query.page_size,
+        "total": total,
+    }
+
+
+@bp.get("/connections/<id:connection_id>/investments/<investment_id>/transactions/")
+def list_investment_transactions(connection_id: int, investment_id: str):
+    connection = owned_connection(connection_id)
+    query = parse_query(schemas.InvestmentTransactionsQuery)
+    investment = None
+    if schemas.is_pluggy_id(investment_id):
+        investment = listing.live_investment(db.session, connection, investment_id)
+    if investment is None:
+        raise ApiError(404, "investment_not_found", "No such investment in this connection.")
+    found, total = listing.investment_transactions_page(
+        db.session, investment, include_deleted=query.include_deleted, page=query.page, page_size=query.page_size
+    )
+    return {
+        "transactions": [investment_transaction_json(m, investment.pluggy_id) for m in found],
         "page": query.page,
         "page_size": query.page_size,
         "total": total,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, TypeAdapter, ValidationError, model_validator
 
 from sync.monitoring import DEFAULT_MAX_DUE_AGE_S
 
@@ -16,6 +16,16 @@ PluggyId = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
 ]
 Secret = Annotated[str, StringConstraints(max_length=4096)]
+_PLUGGY_ID = TypeAdapter(PluggyId)
+
+
+def is_pluggy_id(value: str) -> bool:
+    """Whether a path segment can be a Pluggy id at all (one that cannot is answered like an unknown one)."""
+    try:
+        _PLUGGY_ID.validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 class RegisterConnection(Body):
@@ -59,6 +69,17 @@ class TransactionsQuery(Query):
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise ValueError("date_from must not be after date_to")
         return self
+
+
+class InvestmentsQuery(Query):
+    page: int = Field(1, ge=1, le=1_000_000)
+    page_size: int = Field(50, ge=1, le=500)
+
+
+class InvestmentTransactionsQuery(Query):
+    include_deleted: bool = False
+    page: int = Field(1, ge=1, le=1_000_000)
+    page_size: int = Field(50, ge=1, le=500)
 
 
 class SyncRunsQuery(Query):

@@ -6,7 +6,7 @@ import math
 from datetime import datetime
 from decimal import Decimal
 
-from models import Account, Connection, SyncRun, Transaction
+from models import Account, Connection, Investment, InvestmentTransaction, SyncRun, Transaction
 from pluggy_client import ConnectToken
 from sync.item_state import sync_status
 from sync.results import ManualSyncResult
@@ -118,6 +118,65 @@ def transaction_json(transaction: Transaction, account_pluggy_id: str) -> dict:
         "created_at": iso(transaction.pluggy_created_at),
         "updated_at": iso(transaction.pluggy_updated_at),
         "deleted_at": iso(transaction.deleted_at),
+    }
+
+
+def investment_json(investment: Investment) -> dict:
+    return {
+        "id": investment.pluggy_id,
+        "type": investment.type,
+        "subtype": investment.subtype,
+        "name": investment.name,
+        "code": investment.code,
+        "isin": investment.isin,
+        "number": investment.number,
+        "issuer": investment.issuer,
+        "issuer_cnpj": investment.issuer_cnpj,
+        "owner": investment.owner,
+        "institution": investment.raw.get("institution"),
+        "currency_code": investment.currency_code,
+        "status": investment.status,
+        "balance": money(investment.balance),
+        "amount": money(investment.amount),
+        "amount_original": money(investment.amount_original),
+        "amount_profit": money(investment.amount_profit),
+        "amount_withdrawal": money(investment.amount_withdrawal),
+        "taxes": money(investment.taxes),
+        "taxes2": money(investment.taxes2),
+        "quantity": money(investment.quantity),
+        "value": money(investment.value),
+        "rate": money(investment.rate),
+        "rate_type": investment.rate_type,
+        "fixed_annual_rate": money(investment.fixed_annual_rate),
+        "last_month_rate": money(investment.last_month_rate),
+        "annual_rate": money(investment.annual_rate),
+        "last_twelve_months_rate": money(investment.last_twelve_months_rate),
+        "date": iso(investment.date),
+        "due_date": iso(investment.due_date),
+        "issue_date": iso(investment.issue_date),
+        "purchase_date": iso(investment.purchase_date),
+        "metadata": investment.raw.get("metadata"),
+        "movements_read_at": iso(investment.movements_read_at),
+    }
+
+
+def investment_transaction_json(movement: InvestmentTransaction, investment_pluggy_id: str) -> dict:
+    return {
+        "id": movement.pluggy_id,
+        "investment_id": investment_pluggy_id,
+        "type": movement.type,
+        "movement_type": movement.movement_type,
+        "description": movement.description,
+        "quantity": money(movement.quantity),
+        "value": money(movement.value),
+        "amount": money(movement.amount),
+        "net_amount": money(movement.net_amount),
+        "date": iso(movement.date),
+        "trade_date": iso(movement.trade_date),
+        "brokerage_number": movement.raw.get("brokerageNumber"),
+        "agreed_rate": movement.raw.get("agreedRate"),
+        "expenses": movement.raw.get("expenses"),
+        "deleted_at": iso(movement.deleted_at),
     }
 
 

@@ -5,6 +5,7 @@ from .base import Base
 from .connection import Connection
 from .connector_status import ConnectorStatus
 from .database import db, engine_options, migrate
+from .investment import Investment, InvestmentTransaction
 from .job import JOB_STATUSES, LIVE_JOB_STATUSES, Job, JobStatus
 from .sync_run import (
     FETCHED_SYNC_STATUSES,
@@ -27,6 +28,8 @@ __all__ = [
     "JOB_STATUSES",
     "LIVE_JOB_STATUSES",
     "EventStatus",
+    "Investment",
+    "InvestmentTransaction",
     "Job",
     "JobStatus",
     "FETCHED_SYNC_STATUSES",

@@ -80,7 +80,8 @@ TRANSACTIONS_WRITTEN = Counter(
 ROWS_REFUSED = Counter(
     f"{PREFIX}_rows_refused",
     "Rows Pluggy sent that were not written because their Pluggy id is stored under another "
-    "connection (accounts) or account (transactions), by kind (account, transaction).",
+    "connection (accounts, investments), account (transactions) or investment (its movements), by kind "
+    "(account, transaction, investment, investment_transaction).",
     ["kind"],
 )
 QUEUE_CLAIM_CONFLICTS = Counter(

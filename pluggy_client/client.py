@@ -32,6 +32,7 @@ API_KEY_REFRESH_MARGIN = 5 * 60
 CONNECT_TOKEN_LIFETIME = timedelta(minutes=30)
 CONNECT_TOKEN_REUSE_FOR = timedelta(minutes=25)
 MAX_IDS_PER_REQUEST = 500
+PAGE_SIZE = 500  # rows asked for per page of a page-numbered list (the OpenAPI document's default and largest)
 POOL_SIZE = 16
 AUTH_REFUSED = (401, 403)
 WEBHOOK_FIELDS = frozenset({"url", "event", "headers", "enabled"})
@@ -187,6 +188,28 @@ class PluggyClient:
 
     def get_transaction(self, transaction_id: str) -> Json:
         return self._request("GET", f"/transactions/{_segment(transaction_id)}")
+
+    def iter_investments(self, item_id: str, *, type: str | None = None) -> Iterator[list[Json]]:
+        """Pages of the item's investments from ``/investments``, each fetched only when asked for
+        (page numbers, ``PAGE_SIZE`` a page)."""
+        return self._numbered_pages("/investments", _without_none(itemId=item_id, type=type))
+
+    def iter_investment_transactions(self, investment_id: str) -> Iterator[list[Json]]:
+        """Pages of an investment's movements from ``/investments/{id}/transactions``, each fetched
+        only when asked for. Pluggy takes page and pageSize only here: no date filter."""
+        return self._numbered_pages(f"/investments/{_segment(investment_id)}/transactions", {})
+
+    def _numbered_pages(self, path: str, query: dict[str, Any]) -> Iterator[list[Json]]:
+        """A page-numbered list, page by page, up to the ``totalPages`` the latest page announces."""
+        number = 1
+        while True:
+            page = self._request("GET", path, params={**query, "page": number, "pageSize": PAGE_SIZE})
+            if page is None:
+                return
+            yield page["results"]
+            if number >= int(page.get("totalPages") or 1) or not page["results"]:
+                return
+            number += 1
 
     def create_webhook(self, event: str, url: str, headers: dict[str, str] | None = None) -> Json:
         body = _without_none(event=event, url=url, headers=headers)

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, redirect, request
 
-from . import execution, ingest
+from . import execution, ingest, products
 from .errors import bad_request
 from .state import FailRule, World
 from .validation import body
@@ -110,6 +110,22 @@ def add_transactions(item_id: str):
     with world.lock:
         record = world.record_for(item_id)
         return jsonify(ingest.add_transactions(world, record, count, account_id))
+
+
+@control.post("/items/<item_id>/investments/<any(add_movement, restate):change>")
+def change_investment(item_id: str, change: str):
+    """A purchase today in one of the item's investments (``add_movement``: the movement, and the
+    position it moves), or its newest movement restated under a new id (``restate``).
+    ``{"investmentId"}`` names the investment; without it, the item's first one."""
+    investment_id = body().get("investmentId")
+    if investment_id is not None and not isinstance(investment_id, str):
+        raise bad_request("investmentId must be a string", "INVALID_PARAMETERS")
+    world = _world()
+    with world.lock:
+        record = world.record_for(item_id)
+        if change == "add_movement":
+            return jsonify(copy.deepcopy(products.add_investment_movement(world, record, investment_id)))
+        return jsonify(copy.deepcopy(products.restate_investment_movement(world, record, investment_id)))
 
 
 @control.post("/items/<item_id>/auto_sync")

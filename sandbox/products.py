@@ -27,7 +27,7 @@ from typing import Any
 
 from . import data
 from .data import Json, day_timestamp, iso, new_uuid
-from .errors import bad_request
+from .errors import bad_request, not_found
 from .state import ItemRecord, World
 
 BRL = "BRL"
@@ -559,6 +559,47 @@ def _movement(
         "movementType": "CREDIT" if kind == "BUY" else "DEBIT",
         "agreedRate": None,
     }
+
+
+def investment_of(world: World, item_id: str, investment_id: str | None) -> Json:
+    """The item's investment with that id, or its first one; a 404 when there is none."""
+    for investment in products_of(world, item_id)["investments"]:
+        if investment_id in (None, investment["id"]):
+            return investment
+    raise not_found("investment")
+
+
+def add_investment_movement(world: World, record: ItemRecord, investment_id: str | None) -> Json:
+    """A purchase made today: a new movement, and the position it moves (quantity, amounts)."""
+    investment = investment_of(world, record.id, investment_id)
+    rng, today = record.data_rng, world.now().date()
+    amount = float(rng.randrange(500, 5000, 100))
+    if investment["type"] == "FIXED_INCOME":  # one unit worth what was applied
+        movement = _movement(rng, investment["id"], "BUY", today, None, None, amount)
+        movement["agreedRate"] = investment["rate"]
+        investment["value"] = round(investment["value"] + amount, 6)
+    else:
+        units = round(amount / investment["value"], 6)
+        movement = _movement(rng, investment["id"], "BUY", today, units, investment["value"], amount)
+        investment["quantity"] = round(investment["quantity"] + units, 6)
+    for name in ("amount", "amountOriginal", "balance", "amountWithdrawal"):
+        investment[name] = round(investment[name] + amount, 2)
+    investment["updatedAt"] = iso(world.now())
+    world.products[record.id]["investmentTransactions"][investment["id"]].append(movement)
+    return movement
+
+
+def restate_investment_movement(world: World, record: ItemRecord, investment_id: str | None) -> Json:
+    """The investment's newest movement deleted and created again under a new id (a correction at
+    the institution); the position does not move. Answers ``{"deleted": [id], "created": [movement]}``."""
+    investment = investment_of(world, record.id, investment_id)
+    movements = world.products[record.id]["investmentTransactions"][investment["id"]]
+    if not movements:
+        raise not_found("investment_transaction")
+    old = movements.pop()
+    new = {**old, "id": new_uuid(record.data_rng)}
+    movements.append(new)
+    return {"deleted": [old["id"]], "created": [new]}
 
 
 def _expenses(fee: float) -> Json:

@@ -7,7 +7,16 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 
-from models import OPEN_SYNC_STATUSES, Account, Connection, SyncRun, Transaction, User
+from models import (
+    OPEN_SYNC_STATUSES,
+    Account,
+    Connection,
+    Investment,
+    InvestmentTransaction,
+    SyncRun,
+    Transaction,
+    User,
+)
 from models.database import DbSession
 
 
@@ -113,3 +122,41 @@ def transactions_page(
 
 def start_of(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def investments_page(
+    session: DbSession, connection: Connection, *, page: int, page_size: int
+) -> tuple[list[Investment], int]:
+    """One page of the connection's live investments, in the order they were first stored, and how
+    many there are."""
+    live = sa.select(Investment).where(Investment.connection_id == connection.id, Investment.deleted_at.is_(None))
+    total = session.execute(sa.select(sa.func.count()).select_from(live.subquery())).scalar_one()
+    found = session.scalars(live.order_by(Investment.id).limit(page_size).offset((page - 1) * page_size))
+    return list(found), total
+
+
+def live_investment(session: DbSession, connection: Connection, pluggy_id: str) -> Investment | None:
+    """One of the connection's investments by Pluggy's id, unless Pluggy no longer lists it."""
+    return session.scalars(
+        sa.select(Investment).where(
+            Investment.connection_id == connection.id,
+            Investment.pluggy_id == pluggy_id,
+            Investment.deleted_at.is_(None),
+        )
+    ).one_or_none()
+
+
+def investment_transactions_page(
+    session: DbSession, investment: Investment, *, include_deleted: bool, page: int, page_size: int
+) -> tuple[list[InvestmentTransaction], int]:
+    """One page of an investment's movements, newest first, and how many match."""
+    statement = sa.select(InvestmentTransaction).where(InvestmentTransaction.investment_id == investment.id)
+    if not include_deleted:
+        statement = statement.where(InvestmentTransaction.deleted_at.is_(None))
+    total = session.execute(sa.select(sa.func.count()).select_from(statement.subquery())).scalar_one()
+    found = session.scalars(
+        statement.order_by(InvestmentTransaction.date.desc(), InvestmentTransaction.id.desc())
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    )
+    return list(found), total

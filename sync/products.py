@@ -15,6 +15,8 @@ from models import Connection, SyncRun
 from models.database import DbSession
 from pluggy_client import PluggyClient
 
+from . import investments
+
 
 @dataclass(frozen=True)
 class ProductContext:
@@ -31,7 +33,7 @@ class ProductContext:
 
 ProductReader = Callable[[ProductContext], None]
 
-READERS: tuple[ProductReader, ...] = ()
+READERS: tuple[ProductReader, ...] = (investments.read,)
 
 
 def read_products(context: ProductContext) -> None:

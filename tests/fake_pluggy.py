@@ -41,6 +41,7 @@ from werkzeug.wrappers import Request, Response
 
 from sandbox import create_sandbox, execution, queries, world_of
 from sandbox import data as pf
+from sandbox import products as sandbox_products
 from tests.conftest import TEST_SECRETS
 
 BASE_URL = "https://pluggy.test"
@@ -213,6 +214,43 @@ class FakePluggy:
     def remove_transaction(self, account_id: str, transaction_id: str) -> None:
         with self.world.lock:
             self.world.delete_row(self.world.rows[account_id][transaction_id])
+
+    def add_investments(self, item_id: str) -> list[dict]:
+        """The stand-in's usual investments, with their movements, for an arranged item (one whose
+        first execution collected nothing); answers them."""
+        with self.world.lock:
+            record = self.world.record_for(item_id)
+            stored = self.world.products.setdefault(item_id, sandbox_products.empty_products())
+            for investment, movements in sandbox_products.new_investments(record.data_rng, item_id, self.world.now()):
+                stored["investments"].append(investment)
+                stored["investmentTransactions"][investment["id"]] = movements
+            return copy.deepcopy(stored["investments"])
+
+    def investment_transactions(self, investment_id: str) -> list[dict]:
+        """An investment's movements as Pluggy has them now."""
+        with self.world.lock:
+            for stored in self.world.products.values():
+                if investment_id in stored["investmentTransactions"]:
+                    return copy.deepcopy(stored["investmentTransactions"][investment_id])
+        raise KeyError(investment_id)
+
+    def add_investment_movement(self, item_id: str, investment_id: str) -> dict:
+        """A purchase today: a new movement, and the investment's quantity and amounts moved."""
+        with self.world.lock:
+            record = self.world.record_for(item_id)
+            return sandbox_products.add_investment_movement(self.world, record, investment_id)
+
+    def restate_investment_movement(self, item_id: str, investment_id: str) -> dict:
+        """The investment's newest movement deleted and created again under a new id."""
+        with self.world.lock:
+            record = self.world.record_for(item_id)
+            return sandbox_products.restate_investment_movement(self.world, record, investment_id)
+
+    def remove_investment(self, item_id: str, investment_id: str) -> None:
+        with self.world.lock:
+            stored = self.world.products[item_id]
+            stored["investments"] = [i for i in stored["investments"] if i["id"] != investment_id]
+            del stored["investmentTransactions"][investment_id]
 
     def set_item(self, item_id: str, **fields: Any) -> dict:
         """The item now shows `fields` (an update in progress ends without a word)."""

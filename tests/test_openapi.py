@@ -248,6 +248,7 @@ def seed(world: World) -> None:
             creditCardMetadata={"installmentNumber": 1, "totalInstallments": 3, "totalAmount": 299.7},
         )
         gone = fake.add_transaction(card["id"], date=f"{today - timedelta(days=1)}T03:00:00.000Z", amount=12.0)
+        investment = fake.add_investments(synced.item_id)[0]
         worker = sync_worker(app, pluggy_client())
         scheduling.queue_initial_sync(session, synced)
         session.commit()
@@ -292,6 +293,7 @@ def seed(world: World) -> None:
             "unregistered_item": unregistered["id"],
             "checking": checking["id"],
             "card": card["id"],
+            "investment": investment["id"],
             "webhook_token": issue_webhook_token(app.config["SECRET_KEY"]),
         }
 
@@ -356,6 +358,11 @@ def anchors(world: World, operation) -> list[dict[str, Any]]:
         options += [
             {"path_parameters": {"connection_id": ids["synced"]}, "query": {"account_id": account}}
             for account in (ids["checking"], ids["card"])
+        ]
+    if "{investment_id}" in path:
+        options += [
+            {"path_parameters": {"connection_id": ids[name], "investment_id": ids["investment"]}}
+            for name in ("synced", "theirs")
         ]
     if path.endswith("/send_mfa/"):
         options += [
