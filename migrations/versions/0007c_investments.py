@@ -2,7 +2,7 @@
 each tied to its connection and deleted with it; tombstones for rows Pluggy no longer returns.
 
 Revision ID: 0007c
-Revises: 0006
+Revises: 0007a
 Create Date: 2026-12-03
 """
 
