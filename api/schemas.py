@@ -51,6 +51,7 @@ class TransactionsQuery(Query):
     date_to: date | None = None
     status: Literal["POSTED", "PENDING"] | None = None
     include_deleted: bool = False
+    bill_id: PluggyId | None = None
     page: int = Field(1, ge=1, le=1_000_000)
     page_size: int = Field(50, ge=1, le=500)
 
@@ -59,6 +60,12 @@ class TransactionsQuery(Query):
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise ValueError("date_from must not be after date_to")
         return self
+
+
+class BillsQuery(Query):
+    account_id: PluggyId | None = None
+    page: int = Field(1, ge=1, le=1_000_000)
+    page_size: int = Field(50, ge=1, le=500)
 
 
 class SyncRunsQuery(Query):

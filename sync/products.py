@@ -15,6 +15,8 @@ from models import Connection, SyncRun
 from models.database import DbSession
 from pluggy_client import PluggyClient
 
+from . import bills
+
 
 @dataclass(frozen=True)
 class ProductContext:
@@ -31,7 +33,9 @@ class ProductContext:
 
 ProductReader = Callable[[ProductContext], None]
 
-READERS: tuple[ProductReader, ...] = ()
+READERS: tuple[ProductReader, ...] = (
+    bills.read,  # credit-card bills: kept when Pluggy stops listing them
+)
 
 
 def read_products(context: ProductContext) -> None:

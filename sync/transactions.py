@@ -31,7 +31,7 @@ from models.database import DbSession
 from observability import logs, metrics
 from pluggy_client import PluggyClient, timestamp
 
-from . import runs
+from . import runs, values
 from .bulk import updatable, upsert_transactions
 from .products import ProductContext, read_products
 
@@ -316,8 +316,34 @@ def account_row(data: dict, connection_id: int) -> dict:
         "balance": money(data.get("balance")),
         "currency_code": data.get("currencyCode"),
         "raw": data,
+        **credit_columns(values.mapping(data.get("creditData"))),
+        **bank_columns(values.mapping(data.get("bankData"))),
         "created_at": utcnow(),
         "updated_at": utcnow(),
+    }
+
+
+def credit_columns(credit: dict) -> dict:
+    """A card's creditData, typed (every key present, so each upsert rewrites them all)."""
+    return {
+        "credit_limit": values.money(credit.get("creditLimit")),
+        "available_credit_limit": values.money(credit.get("availableCreditLimit")),
+        "minimum_payment": values.money(credit.get("minimumPayment")),
+        "balance_close_date": values.day(credit.get("balanceCloseDate")),
+        "balance_due_date": values.day(credit.get("balanceDueDate")),
+        "credit_brand": values.label(credit.get("brand"), 64),
+        "credit_level": values.label(credit.get("level"), 64),
+        "credit_status": values.label(credit.get("status"), 32),
+    }
+
+
+def bank_columns(bank: dict) -> dict:
+    return {
+        "transfer_number": values.label(bank.get("transferNumber"), 64),
+        "closing_balance": values.money(bank.get("closingBalance")),
+        "automatically_invested_balance": values.money(bank.get("automaticallyInvestedBalance")),
+        "overdraft_contracted_limit": values.money(bank.get("overdraftContractedLimit")),
+        "overdraft_used_limit": values.money(bank.get("overdraftUsedLimit")),
     }
 
 
@@ -345,12 +371,22 @@ def transaction_row(data: dict, account_id: int, now: datetime) -> dict:
         "provider_code": data.get("providerCode"),
         "provider_id": data.get("providerId"),
         "operation_type": data.get("operationType"),
+        **card_columns(values.mapping(data.get("creditCardMetadata"))),
         "raw": data,
         "pluggy_created_at": timestamp(data.get("createdAt")),
         "pluggy_updated_at": timestamp(data.get("updatedAt")),
         "deleted_at": None,
         "created_at": now,
         "updated_at": now,
+    }
+
+
+def card_columns(metadata: dict) -> dict:
+    """A card row's bill and installment, typed (the migration fills stored rows alike)."""
+    return {
+        "bill_id": values.identifier(metadata.get("billId")),
+        "installment_number": values.whole(metadata.get("installmentNumber")),
+        "total_installments": values.whole(metadata.get("totalInstallments")),
     }
 
 
