@@ -248,11 +248,12 @@ def list_bills(connection_id: int):
         account = listing.account_by_pluggy_id(db.session, connection, query.account_id)
         if account is None:
             raise ApiError(404, "account_not_found", "No such account in this connection.")
-    rows, total = listing.bills_page(db.session, connection, account=account, page=query.page, page_size=query.page_size)
+    page, page_size = query.page, query.page_size
+    rows, total = listing.bills_page(db.session, connection, account=account, page=page, page_size=page_size)
     return {
         "bills": [bill_json(bill, account_id) for bill, account_id in rows],
-        "page": query.page,
-        "page_size": query.page_size,
+        "page": page,
+        "page_size": page_size,
         "total": total,
     }
 

@@ -1,11 +1,16 @@
 """Credit-card bills: each card's bills (``GET /bills?accountId=``) into the `bills` table.
 
 Read on every fetch of an item that offers CREDIT_CARDS, for each of the connection's CREDIT
-accounts: one request per card (a card has a dozen bills or so, a page or two), one upsert per
-card, committed. A bill Pluggy lists again is updated in place (payments arrive after its due day),
-and only when its payload changed is it counted as updated.
+accounts: one request per card (a card has a dozen bills or so: a page), one upsert per card,
+committed. A bill Pluggy lists again is updated in place (payments arrive after its due day).
 
-A bill Pluggy no longer lists is kept, never deleted nor tombstoned: a bill is a closed statement,
+A bill that closes puts its id on the card's rows (`creditCardMetadata.billId`). Rows Pluggy
+re-collects come back with it through the transaction fetch; rows older than the window Pluggy
+re-collects are not read again by that fetch, so a bill new to us whose period still holds stored
+posted rows without a bill has that period read again (``/v2/transactions`` with dateFrom/dateTo)
+and upserted: at most once per new bill, about a month of one card.
+
+A bill Pluggy no longer lists is kept, neither deleted nor tombstoned: a bill is a closed statement,
 so a shorter or empty list is a consent or history-window effect (an Open Finance consent that
 ended answers empty lists), not a deletion. `last_seen_at` says when Pluggy last listed it; bills go
 with their connection (ON DELETE CASCADE).
@@ -14,20 +19,22 @@ with their connection (ON DELETE CASCADE).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from jobqueue import dialect_insert
-from models import Account, Bill
+from models import Account, Bill, SyncRun, Transaction
 from models.base import utcnow
 from models.database import DbSession
 from observability import logs, metrics
 from pluggy_client import PluggyNotFound, timestamp
 
 from . import values
+from .bulk import upsert_transactions
+from .rows import page_rows
 
 if TYPE_CHECKING:
     from .products import ProductContext
@@ -35,8 +42,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TABLE = Bill.__table__
-# What an upsert never overwrites: identity, owner, first-seen time.
+# What an upsert never overwrites: identity, owner, first-seen time; updated_at moves only on a change.
 KEEP_ON_UPDATE = {"id", "pluggy_id", "connection_id", "account_id", "created_at", "updated_at"}
+# A bill's rows are dated within the month before it closes; a little more is read, to be sure.
+BILL_PERIOD = timedelta(days=40)
 
 
 def read(context: ProductContext) -> None:
@@ -44,24 +53,24 @@ def read(context: ProductContext) -> None:
         return
     session, connection = context.session, context.connection
     cards = session.scalars(
-        sa.select(Account)
-        .where(Account.connection_id == connection.id, Account.type == "CREDIT")
-        .order_by(Account.id)
+        sa.select(Account).where(Account.connection_id == connection.id, Account.type == "CREDIT").order_by(Account.id)
     ).all()
     for card in cards:
         try:
             listed = context.client.list_bills(card.pluggy_id)
         except PluggyNotFound:
             # A card Pluggy no longer has (the item dropped it): nothing to read, and nothing deleted.
-            logs.event(log, "bills not read: Pluggy does not know the card", connection_id=connection.id, account_id=card.id)
+            logs.event(log, "bills not read: Pluggy does not know the card", connection_id=connection.id)
             continue
-        written = write_bills(session, card, listed)
+        new = write_bills(session, card, listed)
         session.commit()
-        logs.event(log, "bills read", connection_id=connection.id, account_id=card.id, listed=len(listed), written=written)
+        for bill in unlinked(session, card, new):
+            relink(context, card, bill)
+        logs.event(log, "bills read", connection_id=connection.id, account_id=card.id, listed=len(listed), new=len(new))
 
 
-def write_bills(session: DbSession, card: Account, listed: list[dict]) -> int:
-    """Upsert the card's bills as listed; answers how many were new or changed. A bill whose
+def write_bills(session: DbSession, card: Account, listed: list[dict]) -> list[str]:
+    """Upsert the card's bills as listed; answers the Pluggy ids of those new to us. A bill whose
     Pluggy id is stored under another connection is refused (left as it is, with its owner)."""
     now = utcnow()
     rows = {}
@@ -72,10 +81,10 @@ def write_bills(session: DbSession, card: Account, listed: list[dict]) -> int:
             continue
         rows[row["pluggy_id"]] = row  # a repeated id (pages that moved) is written once
     if not rows:
-        return 0
+        return []
     insert = dialect_insert(session)(Bill).values(list(rows.values()))
     changed = TABLE.c.raw.is_distinct_from(insert.excluded.raw)
-    update = {column.name: insert.excluded[column.name] for column in TABLE.columns if column.name not in KEEP_ON_UPDATE}
+    update = {c.name: insert.excluded[c.name] for c in TABLE.columns if c.name not in KEEP_ON_UPDATE}
     update["updated_at"] = sa.case((changed, insert.excluded.updated_at), else_=TABLE.c.updated_at)
     session.execute(
         insert.on_conflict_do_update(
@@ -84,15 +93,12 @@ def write_bills(session: DbSession, card: Account, listed: list[dict]) -> int:
             where=TABLE.c.connection_id == insert.excluded.connection_id,
         )
     )
-    ours = session.execute(
-        sa.select(sa.func.count()).where(
-            TABLE.c.pluggy_id.in_(list(rows)), TABLE.c.account_id == card.id, TABLE.c.updated_at == now
-        )
-    ).scalar_one()
     stored = session.execute(
-        sa.select(sa.func.count()).where(TABLE.c.pluggy_id.in_(list(rows)), TABLE.c.connection_id == card.connection_id)
-    ).scalar_one()
-    if refused := len(rows) - stored:
+        sa.select(TABLE.c.pluggy_id, TABLE.c.created_at).where(
+            TABLE.c.pluggy_id.in_(list(rows)), TABLE.c.account_id == card.id
+        )
+    ).all()
+    if refused := len(rows) - len(stored):
         logs.event(
             log,
             "bills refused: their Pluggy ids are stored under another owner",
@@ -102,20 +108,74 @@ def write_bills(session: DbSession, card: Account, listed: list[dict]) -> int:
             account_id=card.id,
         )
         metrics.count_refused("bill", refused)
-    return ours
+    return [pluggy_id for pluggy_id, created_at in stored if created_at == now]
+
+
+def unlinked(session: DbSession, card: Account, pluggy_ids: list[str]) -> list[Bill]:
+    """Of these bills, those whose period holds stored posted rows that name no bill: rows Pluggy
+    tagged when the bill closed, which the transaction fetch did not read again. (On a card's
+    first sync its history already carries the bill ids: nothing is read twice.)"""
+    if not pluggy_ids:
+        return []
+    bills = session.scalars(
+        sa.select(Bill).where(Bill.account_id == card.id, Bill.pluggy_id.in_(pluggy_ids)).order_by(Bill.due_date)
+    ).all()
+    return [bill for bill in bills if has_untagged_rows(session, card, period(bill))]
+
+
+def period(bill: Bill) -> tuple[date, date]:
+    """The days whose rows may fall in the bill: the month before it closes, and a little more."""
+    closing = bill.closing_date or bill.due_date
+    return closing - BILL_PERIOD, closing + timedelta(days=1)
+
+
+def has_untagged_rows(session: DbSession, card: Account, days: tuple[date, date]) -> bool:
+    first, last = days
+    untagged = sa.select(Transaction.id).where(
+        Transaction.account_id == card.id,
+        Transaction.bill_id.is_(None),
+        Transaction.status == "POSTED",
+        Transaction.deleted_at.is_(None),
+        Transaction.date >= datetime.combine(first, time.min, tzinfo=UTC),
+        Transaction.date < datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC),
+    )
+    return session.execute(sa.select(untagged.exists())).scalar_one()
+
+
+def relink(context: ProductContext, card: Account, bill: Bill) -> None:
+    """Read the bill's period again, so the rows that fall in it carry its id; each page one
+    upsert, committed and counted into the run."""
+    first, last = period(bill)
+    pages = context.client.iter_transactions(card.pluggy_id, date_from=first, date_to=last)
+    session = context.session
+    for page in pages:
+        rows = page_rows(page, card.id)
+        if not rows:
+            continue
+        written = upsert_transactions(session.connection(), rows)
+        if written.created or written.updated:
+            session.execute(
+                sa.update(SyncRun)
+                .where(SyncRun.id == context.run.id)
+                .values(created=SyncRun.created + written.created, updated=SyncRun.updated + written.updated)
+                .execution_options(synchronize_session=False)
+            )
+            metrics.count_transactions(created=written.created, updated=written.updated)
+        session.commit()
 
 
 def bill_row(data: dict, card: Account, now: datetime) -> dict | None:
     """A bill as a table row, or None without the fields a bill cannot be stored without."""
     if not isinstance(data, dict):
         return None
-    pluggy_id, due_date, total = values.identifier(data.get("id")), values.day(data.get("dueDate")), values.money(
-        data.get("totalAmount")
-    )
+    pluggy_id = values.identifier(data.get("id"))
+    due_date = values.day(data.get("dueDate"))
+    total = values.money(data.get("totalAmount"))
     if pluggy_id is None or due_date is None or total is None:
         return None
     charges = dicts(data.get("financeCharges"))
     payments = dicts(data.get("payments"))
+    allows_installments = data.get("allowsInstallments")
     return {
         "connection_id": card.connection_id,
         "account_id": card.id,
@@ -125,7 +185,7 @@ def bill_row(data: dict, card: Account, now: datetime) -> dict | None:
         "total_amount": total,
         "currency_code": values.label(data.get("totalAmountCurrencyCode"), 3),
         "minimum_payment_amount": values.money(data.get("minimumPaymentAmount")),
-        "allows_installments": data.get("allowsInstallments") if isinstance(data.get("allowsInstallments"), bool) else None,
+        "allows_installments": allows_installments if isinstance(allows_installments, bool) else None,
         "finance_charges": charges,
         "finance_charges_total": total_of(charges),
         "payments": payments,

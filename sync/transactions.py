@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from typing import cast
 
 import sqlalchemy as sa
@@ -29,11 +28,13 @@ from models import Account, Connection, SyncRun, Transaction
 from models.base import utcnow
 from models.database import DbSession
 from observability import logs, metrics
-from pluggy_client import PluggyClient, timestamp
+from pluggy_client import PluggyClient
 
 from . import runs, values
 from .bulk import updatable, upsert_transactions
 from .products import ProductContext, read_products
+from .rows import money, page_rows
+from .rows import transaction_row as transaction_row  # where the benchmarks find it
 
 # Rows Pluggy ingests while we page may carry a createdAt just before the newest we saw;
 # starting the next read this much earlier catches them (re-reading costs nothing: upserts).
@@ -345,54 +346,6 @@ def bank_columns(bank: dict) -> dict:
         "overdraft_contracted_limit": values.money(bank.get("overdraftContractedLimit")),
         "overdraft_used_limit": values.money(bank.get("overdraftUsedLimit")),
     }
-
-
-def page_rows(page: list[dict], account_id: int) -> list[dict]:
-    """A page as table rows stamped with one time, once each (a page may repeat an id)."""
-    now = utcnow()
-    return list({row["pluggy_id"]: row for row in (transaction_row(t, account_id, now) for t in page)}.values())
-
-
-def transaction_row(data: dict, account_id: int, now: datetime) -> dict:
-    return {
-        "account_id": account_id,
-        "pluggy_id": data["id"],
-        "date": timestamp(data["date"]),
-        "description": data.get("description") or "",
-        "description_raw": data.get("descriptionRaw"),
-        "amount": money(data["amount"]),
-        "amount_in_account_currency": money(data.get("amountInAccountCurrency")),
-        "balance": money(data.get("balance")),
-        "currency_code": data.get("currencyCode"),
-        "type": data.get("type"),
-        "status": data.get("status"),
-        "category": data.get("category"),
-        "category_id": data.get("categoryId"),
-        "provider_code": data.get("providerCode"),
-        "provider_id": data.get("providerId"),
-        "operation_type": data.get("operationType"),
-        **card_columns(values.mapping(data.get("creditCardMetadata"))),
-        "raw": data,
-        "pluggy_created_at": timestamp(data.get("createdAt")),
-        "pluggy_updated_at": timestamp(data.get("updatedAt")),
-        "deleted_at": None,
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
-def card_columns(metadata: dict) -> dict:
-    """A card row's bill and installment, typed (the migration fills stored rows alike)."""
-    return {
-        "bill_id": values.identifier(metadata.get("billId")),
-        "installment_number": values.whole(metadata.get("installmentNumber")),
-        "total_installments": values.whole(metadata.get("totalInstallments")),
-    }
-
-
-def money(value) -> Decimal | None:
-    # str() gives the shortest decimal that reads back as the same double: the figure Pluggy sent.
-    return None if value is None else Decimal(str(value))
 
 
 def max_or_none(*values: datetime | None) -> datetime | None:

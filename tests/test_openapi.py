@@ -248,6 +248,26 @@ def seed(world: World) -> None:
             creditCardMetadata={"installmentNumber": 1, "totalInstallments": 3, "totalAmount": 299.7},
         )
         gone = fake.add_transaction(card["id"], date=f"{today - timedelta(days=1)}T03:00:00.000Z", amount=12.0)
+        bill = fake.add_bill(
+            card["id"],
+            financeCharges=[{"id": "c1", "type": "IOF", "amount": 1.5, "currencyCode": "BRL", "additionalInfo": None}],
+            payments=[
+                {
+                    "id": "p1",
+                    "valueType": "FULL_PAYMENT",
+                    "paymentDate": f"{today}T00:00:00.000Z",
+                    "paymentMode": "PIX",
+                    "amount": 51.5,
+                    "currencyCode": "BRL",
+                }
+            ],
+        )
+        fake.add_transaction(
+            card["id"],
+            date=f"{today - timedelta(days=2)}T03:00:00.000Z",
+            amount=-50.0,
+            creditCardMetadata={"billId": bill["id"], "installmentNumber": 2, "totalInstallments": 2},
+        )
         worker = sync_worker(app, pluggy_client())
         scheduling.queue_initial_sync(session, synced)
         session.commit()
@@ -292,6 +312,7 @@ def seed(world: World) -> None:
             "unregistered_item": unregistered["id"],
             "checking": checking["id"],
             "card": card["id"],
+            "bill": bill["id"],
             "webhook_token": issue_webhook_token(app.config["SECRET_KEY"]),
         }
 
@@ -356,6 +377,15 @@ def anchors(world: World, operation) -> list[dict[str, Any]]:
         options += [
             {"path_parameters": {"connection_id": ids["synced"]}, "query": {"account_id": account}}
             for account in (ids["checking"], ids["card"])
+        ]
+    if path.endswith("/bills/"):
+        options.append({"path_parameters": {"connection_id": ids["synced"]}, "query": {"account_id": ids["card"]}})
+    if path.endswith("/transactions/"):
+        options.append({"path_parameters": {"connection_id": ids["synced"]}, "query": {"bill_id": ids["bill"]}})
+    if "{bill_id}" in path:
+        options += [
+            {"path_parameters": {"connection_id": cid, "bill_id": ids["bill"]}}
+            for cid in (ids["synced"], ids["theirs"])
         ]
     if path.endswith("/send_mfa/"):
         options += [

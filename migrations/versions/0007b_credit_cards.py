@@ -20,46 +20,45 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgres
 MONEY = sa.Numeric(precision=18, scale=4)
 HAS_BILL = sa.text("bill_id IS NOT NULL")
 
-# The stored rows' creditCardMetadata, as the sync writes it (sync/transactions.py): the bill id
-# when it is a string that fits, an installment when it is a whole number that fits an INTEGER.
-# A later re-read does not rewrite a row whose payload did not change, so this is done once here.
+# The stored rows' creditCardMetadata, as the sync writes it (sync/rows.py): the bill id when it is
+# a string that fits, an installment when it is a whole number that fits an INTEGER. A later re-read
+# does not rewrite a row whose payload did not change, so this is done once here.
+
+
+def postgresql_whole(key: str) -> str:
+    value = f"(raw #>> '{{creditCardMetadata,{key}}}')::numeric"
+    return (
+        f"CASE WHEN jsonb_typeof(raw #> '{{creditCardMetadata,{key}}}') = 'number' "
+        f"AND {value} BETWEEN 0 AND 2147483647 AND {value} = trunc({value}) THEN {value}::integer END"
+    )
+
+
+def sqlite_whole(key: str) -> str:
+    value = f"json_extract(raw, '$.creditCardMetadata.{key}')"
+    return (
+        f"CASE WHEN json_type(raw, '$.creditCardMetadata.{key}') IN ('integer', 'real') "
+        f"AND {value} BETWEEN 0 AND 2147483647 AND {value} = CAST({value} AS INTEGER) "
+        f"THEN CAST({value} AS INTEGER) END"
+    )
+
+
 BACKFILL = {
-    "postgresql": """
+    "postgresql": f"""
         UPDATE transactions SET
-            bill_id = CASE WHEN jsonb_typeof(raw #> '{creditCardMetadata,billId}') = 'string'
-                            AND length(raw #>> '{creditCardMetadata,billId}') <= 64
-                           THEN raw #>> '{creditCardMetadata,billId}' END,
-            installment_number = CASE WHEN jsonb_typeof(raw #> '{creditCardMetadata,installmentNumber}') = 'number'
-                                       AND (raw #>> '{creditCardMetadata,installmentNumber}')::numeric
-                                           BETWEEN 0 AND 2147483647
-                                       AND (raw #>> '{creditCardMetadata,installmentNumber}')::numeric
-                                           = trunc((raw #>> '{creditCardMetadata,installmentNumber}')::numeric)
-                                      THEN (raw #>> '{creditCardMetadata,installmentNumber}')::numeric::integer END,
-            total_installments = CASE WHEN jsonb_typeof(raw #> '{creditCardMetadata,totalInstallments}') = 'number'
-                                       AND (raw #>> '{creditCardMetadata,totalInstallments}')::numeric
-                                           BETWEEN 0 AND 2147483647
-                                       AND (raw #>> '{creditCardMetadata,totalInstallments}')::numeric
-                                           = trunc((raw #>> '{creditCardMetadata,totalInstallments}')::numeric)
-                                      THEN (raw #>> '{creditCardMetadata,totalInstallments}')::numeric::integer END
+            bill_id = CASE WHEN jsonb_typeof(raw #> '{{creditCardMetadata,billId}}') = 'string'
+                            AND length(raw #>> '{{creditCardMetadata,billId}}') <= 64
+                           THEN raw #>> '{{creditCardMetadata,billId}}' END,
+            installment_number = {postgresql_whole("installmentNumber")},
+            total_installments = {postgresql_whole("totalInstallments")}
         WHERE jsonb_typeof(raw -> 'creditCardMetadata') = 'object'
     """,
-    "sqlite": """
+    "sqlite": f"""
         UPDATE transactions SET
             bill_id = CASE WHEN json_type(raw, '$.creditCardMetadata.billId') = 'text'
                             AND length(json_extract(raw, '$.creditCardMetadata.billId')) <= 64
                            THEN json_extract(raw, '$.creditCardMetadata.billId') END,
-            installment_number = CASE WHEN json_type(raw, '$.creditCardMetadata.installmentNumber') IN ('integer', 'real')
-                                       AND json_extract(raw, '$.creditCardMetadata.installmentNumber')
-                                           BETWEEN 0 AND 2147483647
-                                       AND json_extract(raw, '$.creditCardMetadata.installmentNumber')
-                                           = CAST(json_extract(raw, '$.creditCardMetadata.installmentNumber') AS INTEGER)
-                                      THEN CAST(json_extract(raw, '$.creditCardMetadata.installmentNumber') AS INTEGER) END,
-            total_installments = CASE WHEN json_type(raw, '$.creditCardMetadata.totalInstallments') IN ('integer', 'real')
-                                       AND json_extract(raw, '$.creditCardMetadata.totalInstallments')
-                                           BETWEEN 0 AND 2147483647
-                                       AND json_extract(raw, '$.creditCardMetadata.totalInstallments')
-                                           = CAST(json_extract(raw, '$.creditCardMetadata.totalInstallments') AS INTEGER)
-                                      THEN CAST(json_extract(raw, '$.creditCardMetadata.totalInstallments') AS INTEGER) END
+            installment_number = {sqlite_whole("installmentNumber")},
+            total_installments = {sqlite_whole("totalInstallments")}
         WHERE json_type(raw, '$.creditCardMetadata') = 'object'
     """,
 }
