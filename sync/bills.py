@@ -84,7 +84,9 @@ def write_bills(session: DbSession, card: Account, listed: list[dict]) -> list[s
         return []
     insert = dialect_insert(session)(Bill).values(list(rows.values()))
     changed = TABLE.c.raw.is_distinct_from(insert.excluded.raw)
-    update = {c.name: insert.excluded[c.name] for c in TABLE.columns if c.name not in KEEP_ON_UPDATE}
+    update: dict[str, sa.ColumnElement] = {
+        c.name: insert.excluded[c.name] for c in TABLE.columns if c.name not in KEEP_ON_UPDATE
+    }
     update["updated_at"] = sa.case((changed, insert.excluded.updated_at), else_=TABLE.c.updated_at)
     session.execute(
         insert.on_conflict_do_update(
