@@ -60,7 +60,9 @@ def read(context: ProductContext) -> None:
             listed = context.client.list_bills(card.pluggy_id)
         except PluggyNotFound:
             # A card Pluggy no longer has (the item dropped it): nothing to read, and nothing deleted.
-            logs.event(log, "bills not read: Pluggy does not know the card", connection_id=connection.id)
+            logs.event(
+                log, "bills not read: Pluggy does not know the card", connection_id=connection.id, account_id=card.id
+            )
             continue
         new = write_bills(session, card, listed)
         session.commit()
