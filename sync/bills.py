@@ -64,16 +64,18 @@ def read(context: ProductContext) -> None:
                 log, "bills not read: Pluggy does not know the card", connection_id=connection.id, account_id=card.id
             )
             continue
-        new = write_bills(session, card, listed)
+        rows = bill_rows(card, listed)
+        known = stored_ids(session, rows)
+        new = [row for row in rows if row["pluggy_id"] not in known]
+        # Before the new bills are stored: a retry after a failure here finds them new again.
+        for first, last in periods_to_read_again(session, card, new):
+            relink(context, card, first, last)
+        write_bills(session, card, rows)
         session.commit()
-        for bill in unlinked(session, card, new):
-            relink(context, card, bill)
         logs.event(log, "bills read", connection_id=connection.id, account_id=card.id, listed=len(listed), new=len(new))
 
 
-def write_bills(session: DbSession, card: Account, listed: list[dict]) -> list[str]:
-    """Upsert the card's bills as listed; answers the Pluggy ids of those new to us. A bill whose
-    Pluggy id is stored under another connection is refused (left as it is, with its owner)."""
+def bill_rows(card: Account, listed: list[dict]) -> list[dict]:
     now = utcnow()
     rows = {}
     for data in listed:
@@ -82,9 +84,20 @@ def write_bills(session: DbSession, card: Account, listed: list[dict]) -> list[s
             logs.event(log, "bill skipped: no id, due date or total", logging.WARNING, account_id=card.id)
             continue
         rows[row["pluggy_id"]] = row  # a repeated id (pages that moved) is written once
+    return list(rows.values())
+
+
+def stored_ids(session: DbSession, rows: list[dict]) -> set[str]:
+    ids = [row["pluggy_id"] for row in rows]
+    return set(session.scalars(sa.select(Bill.pluggy_id).where(Bill.pluggy_id.in_(ids)))) if ids else set()
+
+
+def write_bills(session: DbSession, card: Account, rows: list[dict]) -> None:
+    """Upsert the card's bills. A bill whose Pluggy id is stored under another connection is
+    refused (left as it is, with its owner)."""
     if not rows:
-        return []
-    insert = dialect_insert(session)(Bill).values(list(rows.values()))
+        return
+    insert = dialect_insert(session)(Bill).values(rows)
     changed = TABLE.c.raw.is_distinct_from(insert.excluded.raw)
     update: dict[str, sa.ColumnElement] = {
         c.name: insert.excluded[c.name] for c in TABLE.columns if c.name not in KEEP_ON_UPDATE
@@ -97,12 +110,11 @@ def write_bills(session: DbSession, card: Account, listed: list[dict]) -> list[s
             where=TABLE.c.connection_id == insert.excluded.connection_id,
         )
     )
-    stored = session.execute(
-        sa.select(TABLE.c.pluggy_id, TABLE.c.created_at).where(
-            TABLE.c.pluggy_id.in_(list(rows)), TABLE.c.account_id == card.id
-        )
-    ).all()
-    if refused := len(rows) - len(stored):
+    ids = [row["pluggy_id"] for row in rows]
+    ours = session.execute(
+        sa.select(sa.func.count()).where(TABLE.c.pluggy_id.in_(ids), TABLE.c.account_id == card.id)
+    ).scalar_one()
+    if refused := len(rows) - ours:
         logs.event(
             log,
             "bills refused: their Pluggy ids are stored under another owner",
@@ -112,24 +124,22 @@ def write_bills(session: DbSession, card: Account, listed: list[dict]) -> list[s
             account_id=card.id,
         )
         metrics.count_refused("bill", refused)
-    return [pluggy_id for pluggy_id, created_at in stored if created_at == now]
 
 
-def unlinked(session: DbSession, card: Account, pluggy_ids: list[str]) -> list[Bill]:
-    """Of these bills, those whose period holds stored posted rows that name no bill: rows Pluggy
+def periods_to_read_again(session: DbSession, card: Account, new: list[dict]) -> list[tuple[date, date]]:
+    """The periods of these new bills that hold stored posted rows naming no bill: rows Pluggy
     tagged when the bill closed, which the transaction fetch did not read again. (On a card's
     first sync its history already carries the bill ids: nothing is read twice.)"""
-    if not pluggy_ids:
-        return []
-    bills = session.scalars(
-        sa.select(Bill).where(Bill.account_id == card.id, Bill.pluggy_id.in_(pluggy_ids)).order_by(Bill.due_date)
-    ).all()
-    return [bill for bill in bills if has_untagged_rows(session, card, period(bill))]
+    found = []
+    for row in sorted(new, key=lambda row: row["due_date"]):
+        days = period(row["closing_date"] or row["due_date"])
+        if has_untagged_rows(session, card, days):
+            found.append(days)
+    return found
 
 
-def period(bill: Bill) -> tuple[date, date]:
-    """The days whose rows may fall in the bill: the month before it closes, and a little more."""
-    closing = bill.closing_date or bill.due_date
+def period(closing: date) -> tuple[date, date]:
+    """The days whose rows may fall in a bill closing that day: the month before, and a little more."""
     return closing - BILL_PERIOD, closing + timedelta(days=1)
 
 
@@ -146,10 +156,9 @@ def has_untagged_rows(session: DbSession, card: Account, days: tuple[date, date]
     return session.execute(sa.select(untagged.exists())).scalar_one()
 
 
-def relink(context: ProductContext, card: Account, bill: Bill) -> None:
-    """Read the bill's period again, so the rows that fall in it carry its id; each page one
+def relink(context: ProductContext, card: Account, first: date, last: date) -> None:
+    """Read a bill's period again, so the rows that fall in it carry its id; each page one
     upsert, committed and counted into the run."""
-    first, last = period(bill)
     pages = context.client.iter_transactions(card.pluggy_id, date_from=first, date_to=last)
     session = context.session
     for page in pages:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from responses import matchers
 
 from models import Account, Bill, Connection, SyncRun, Transaction, User, db
-from pluggy_client import PluggyClient
+from pluggy_client import PluggyClient, PluggyError
 from sandbox import data as pf
 from sandbox import products
 from sync import rows as rows_module
@@ -252,6 +252,34 @@ def test_an_update_after_a_period_closes_brings_its_bill_and_links_its_rows(
     assert bill_ids_of_rows(session, card["id"]) == pluggy_bill_ids(fake_pluggy, card)
     reread = [query for _, _, query, _ in fake_pluggy.calls_to("GET", "/v2/transactions") if "dateTo" in query]
     assert len(reread) == 1 and reread[0]["accountId"] == card["id"]
+
+
+def test_a_period_whose_reading_failed_is_read_by_the_retry(
+    session, pluggy_api, settings, fake_pluggy, card_connection, clock
+):
+    card = card_of(fake_pluggy, card_connection)
+    sync(session, pluggy_api, settings, card_connection, clock)
+    clock.now += timedelta(days=2)
+    update_at_pluggy(fake_pluggy, pluggy_api, session, card_connection)
+    sync(session, pluggy_api, settings, card_connection, clock)
+    before = set(stored_bills(session))
+    clock.now += timedelta(days=33)
+    update_at_pluggy(fake_pluggy, pluggy_api, session, card_connection)
+    (new_bill,) = set(pluggy_bills(fake_pluggy, card)) - before
+    fake_pluggy.answer_next(
+        "GET", "/v2/transactions", 400, pf.error_body(400, "X", "refused"), when=lambda query: "dateTo" in query
+    )
+    service = TransactionService(session, pluggy_api, settings, today=lambda: clock.now.date())
+    run = runs.open_run(session, card_connection, "manual")
+
+    with pytest.raises(PluggyError):
+        service.fetch(card_connection, run)
+    session.rollback()
+    assert new_bill not in stored_bills(session)  # still new to the retry
+
+    assert service.fetch(card_connection, run).status == "success"
+    assert new_bill in stored_bills(session)
+    assert bill_ids_of_rows(session, card["id"]) == pluggy_bill_ids(fake_pluggy, card)
 
 
 def test_a_bill_pluggy_changes_is_updated_in_place(session, pluggy_api, settings, fake_pluggy, card_connection, clock):
