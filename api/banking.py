@@ -21,6 +21,7 @@ from . import schemas
 from .auth import authenticate
 from .serializers import (
     account_json,
+    bill_json,
     connect_token_json,
     connection_json,
     investment_json,
@@ -239,6 +240,7 @@ def list_transactions(connection_id: int):
         date_to=query.date_to,
         status=query.status,
         include_deleted=query.include_deleted,
+        bill_id=query.bill_id,
     )
     rows, total = listing.transactions_page(db.session, connection, filters, page=query.page, page_size=query.page_size)
     return {
@@ -249,10 +251,40 @@ def list_transactions(connection_id: int):
     }
 
 
+@bp.get("/connections/<id:connection_id>/bills/")
+def list_bills(connection_id: int):
+    connection = owned_connection(connection_id)
+    query = parse_query(schemas.BillsQuery)
+    account = None
+    if query.account_id is not None:
+        account = listing.account_by_pluggy_id(db.session, connection, query.account_id)
+        if account is None:
+            raise ApiError(404, "account_not_found", "No such account in this connection.")
+    page, page_size = query.page, query.page_size
+    rows, total = listing.bills_page(db.session, connection, account=account, page=page, page_size=page_size)
+    return {
+        "bills": [bill_json(bill, account_id) for bill, account_id in rows],
+        "page": page,
+        "page_size": page_size,
+        "total": total,
+    }
+
+
+@bp.get("/connections/<id:connection_id>/bills/<bill_id>/")
+def get_bill(connection_id: int, bill_id: str):
+    connection = owned_connection(connection_id)
+    found = listing.bill_by_pluggy_id(db.session, connection, bill_id)
+    if found is None:
+        raise ApiError(404, "bill_not_found", "No such bill in this connection.")
+    bill, account_id = found
+    transactions = listing.bill_transactions(db.session, bill)
+    return {**bill_json(bill, account_id), "transactions": [transaction_json(t, account_id) for t in transactions]}
+
+
 @bp.get("/connections/<id:connection_id>/investments/")
 def list_investments(connection_id: int):
     connection = owned_connection(connection_id)
-    query = parse_query(schemas.InvestmentsQuery)
+    query = parse_query(schemas.PageQuery)
     found, total = listing.investments_page(db.session, connection, page=query.page, page_size=query.page_size)
     return {
         "investments": [investment_json(i) for i in found],

@@ -55,14 +55,20 @@ class SendMfa(Body):
         return bool(self.mfa_value) or bool(self.parameters)
 
 
-class TransactionsQuery(Query):
+class PageQuery(Query):
+    """The page of a list: `page` from 1, `page_size` rows."""
+
+    page: int = Field(1, ge=1, le=1_000_000)
+    page_size: int = Field(50, ge=1, le=500)
+
+
+class TransactionsQuery(PageQuery):
     account_id: PluggyId | None = None
     date_from: date | None = None
     date_to: date | None = None
     status: Literal["POSTED", "PENDING"] | None = None
     include_deleted: bool = False
-    page: int = Field(1, ge=1, le=1_000_000)
-    page_size: int = Field(50, ge=1, le=500)
+    bill_id: PluggyId | None = None
 
     @model_validator(mode="after")
     def dates_in_order(self) -> TransactionsQuery:
@@ -71,15 +77,12 @@ class TransactionsQuery(Query):
         return self
 
 
-class InvestmentsQuery(Query):
-    page: int = Field(1, ge=1, le=1_000_000)
-    page_size: int = Field(50, ge=1, le=500)
-
-
-class InvestmentTransactionsQuery(Query):
+class InvestmentTransactionsQuery(PageQuery):
     include_deleted: bool = False
-    page: int = Field(1, ge=1, le=1_000_000)
-    page_size: int = Field(50, ge=1, le=500)
+
+
+class BillsQuery(PageQuery):
+    account_id: PluggyId | None = None
 
 
 class SyncRunsQuery(Query):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
-from models import Account, Connection, Investment, InvestmentTransaction, SyncRun, Transaction
+from models import Account, Bill, Connection, Investment, InvestmentTransaction, SyncRun, Transaction
 from pluggy_client import ConnectToken
 from sync.item_state import sync_status
 from sync.results import ManualSyncResult
@@ -24,6 +24,10 @@ OPTIONAL_MFA_FIELDS = {
 
 def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
+
+
+def day(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def money(amount: Decimal | None) -> float | None:
@@ -93,6 +97,37 @@ def account_json(account: Account) -> dict:
         "balance": money(account.balance),
         "currency_code": account.currency_code,
         "last_synced_at": iso(account.last_synced_at),
+        "credit_data": credit_data_json(account),
+        "bank_data": bank_data_json(account),
+    }
+
+
+def credit_data_json(account: Account) -> dict | None:
+    """A card's creditData (null when Pluggy sent none), from the typed columns."""
+    if not isinstance(account.raw.get("creditData"), dict):
+        return None
+    return {
+        "credit_limit": money(account.credit_limit),
+        "available_credit_limit": money(account.available_credit_limit),
+        "minimum_payment": money(account.minimum_payment),
+        "balance_close_date": day(account.balance_close_date),
+        "balance_due_date": day(account.balance_due_date),
+        "brand": account.credit_brand,
+        "level": account.credit_level,
+        "status": account.credit_status,
+    }
+
+
+def bank_data_json(account: Account) -> dict | None:
+    """A bank account's bankData (null when Pluggy sent none), from the typed columns."""
+    if not isinstance(account.raw.get("bankData"), dict):
+        return None
+    return {
+        "transfer_number": account.transfer_number,
+        "closing_balance": money(account.closing_balance),
+        "automatically_invested_balance": money(account.automatically_invested_balance),
+        "overdraft_contracted_limit": money(account.overdraft_contracted_limit),
+        "overdraft_used_limit": money(account.overdraft_used_limit),
     }
 
 
@@ -115,6 +150,9 @@ def transaction_json(transaction: Transaction, account_pluggy_id: str) -> dict:
         "payment_data": transaction.raw.get("paymentData"),
         "credit_card_metadata": transaction.raw.get("creditCardMetadata"),
         "merchant": transaction.raw.get("merchant"),
+        "bill_id": transaction.bill_id,
+        "installment_number": transaction.installment_number,
+        "total_installments": transaction.total_installments,
         "created_at": iso(transaction.pluggy_created_at),
         "updated_at": iso(transaction.pluggy_updated_at),
         "deleted_at": iso(transaction.deleted_at),
@@ -177,6 +215,52 @@ def investment_transaction_json(movement: InvestmentTransaction, investment_plug
         "agreed_rate": movement.raw.get("agreedRate"),
         "expenses": movement.raw.get("expenses"),
         "deleted_at": iso(movement.deleted_at),
+    }
+
+
+def bill_json(bill: Bill, account_pluggy_id: str) -> dict:
+    return {
+        "id": bill.pluggy_id,
+        "account_id": account_pluggy_id,
+        "due_date": day(bill.due_date),
+        "closing_date": day(bill.closing_date),
+        "total_amount": money(bill.total_amount),
+        "currency_code": bill.currency_code,
+        "minimum_payment_amount": money(bill.minimum_payment_amount),
+        "allows_installments": bill.allows_installments,
+        "finance_charges": [finance_charge_json(charge) for charge in bill.finance_charges],
+        "finance_charges_total": money(bill.finance_charges_total),
+        "payments": [bill_payment_json(payment) for payment in bill.payments],
+        "payments_total": money(bill.payments_total),
+        "created_at": iso(bill.pluggy_created_at),
+        "updated_at": iso(bill.pluggy_updated_at),
+        "last_seen_at": iso(bill.last_seen_at),
+    }
+
+
+def number(value) -> float | int | None:
+    """A figure of a raw payload as sent, or null when it is not one."""
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def finance_charge_json(charge: dict) -> dict:
+    return {
+        "id": charge.get("id"),
+        "type": charge.get("type"),
+        "amount": number(charge.get("amount")),
+        "currency_code": charge.get("currencyCode"),
+        "additional_info": charge.get("additionalInfo"),
+    }
+
+
+def bill_payment_json(payment: dict) -> dict:
+    return {
+        "id": payment.get("id"),
+        "value_type": payment.get("valueType"),
+        "payment_date": payment.get("paymentDate"),
+        "payment_mode": payment.get("paymentMode"),
+        "amount": number(payment.get("amount")),
+        "currency_code": payment.get("currencyCode"),
     }
 
 

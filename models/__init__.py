@@ -2,6 +2,7 @@
 
 from .account import Account
 from .base import Base
+from .bill import Bill
 from .connection import Connection
 from .connector_status import ConnectorStatus
 from .database import db, engine_options, migrate
@@ -23,6 +24,7 @@ from .webhook_event import WEBHOOK_EVENT_STATUSES, EventStatus, WebhookEvent
 __all__ = [
     "Account",
     "Base",
+    "Bill",
     "Connection",
     "ConnectorStatus",
     "JOB_STATUSES",

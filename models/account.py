@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,22 @@ class Account(Base):
     balance: Mapped[Decimal | None]
     currency_code: Mapped[str | None] = mapped_column(sa.String(3))
     raw: Mapped[dict]
+
+    # A card's creditData, typed for what apps filter and sum on (the rest stays in raw).
+    credit_limit: Mapped[Decimal | None]
+    available_credit_limit: Mapped[Decimal | None]
+    minimum_payment: Mapped[Decimal | None]
+    balance_close_date: Mapped[date | None]  # the current period's closing day
+    balance_due_date: Mapped[date | None]  # the day its bill is due
+    credit_brand: Mapped[str | None] = mapped_column(sa.String(64))
+    credit_level: Mapped[str | None] = mapped_column(sa.String(64))
+    credit_status: Mapped[str | None] = mapped_column(sa.String(32))
+    # A bank account's bankData, likewise.
+    transfer_number: Mapped[str | None] = mapped_column(sa.String(64))
+    closing_balance: Mapped[Decimal | None]
+    automatically_invested_balance: Mapped[Decimal | None]
+    overdraft_contracted_limit: Mapped[Decimal | None]
+    overdraft_used_limit: Mapped[Decimal | None]
 
     # Pluggy's createdAt of the newest transaction we have committed: the next fetch starts here.
     transactions_watermark: Mapped[datetime | None]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, utcnow
+from .base import Base, partial_index, utcnow
 
 if TYPE_CHECKING:
     from .account import Account
@@ -23,6 +23,8 @@ class Transaction(Base):
     __table_args__ = (
         # Serves listing by account and date, and the re-read window that finds deletions.
         sa.Index("ix_transactions_account_id_date", "account_id", "date"),
+        # Serves a bill's rows (the `bill_id=` filter, a bill with its transactions); only card rows have one.
+        partial_index("ix_transactions_bill_id", "bill_id", where="bill_id IS NOT NULL"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -42,6 +44,10 @@ class Transaction(Base):
     provider_code: Mapped[str | None] = mapped_column(sa.String(255))
     provider_id: Mapped[str | None] = mapped_column(sa.String(255))
     operation_type: Mapped[str | None] = mapped_column(sa.String(64))
+    # A card row's creditCardMetadata: the Pluggy id of the bill it falls in, and its installment.
+    bill_id: Mapped[str | None] = mapped_column(sa.String(64))
+    installment_number: Mapped[int | None]
+    total_installments: Mapped[int | None]
     raw: Mapped[dict]
 
     pluggy_created_at: Mapped[datetime | None]  # when Pluggy ingested it: the watermark's unit

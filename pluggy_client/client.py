@@ -186,6 +186,11 @@ class PluggyClient:
                     break
                 cursor = _cursor_from(page["next"])
 
+    def list_bills(self, account_id: str) -> list[Json]:
+        """A credit-card account's bills (``GET /bills?accountId=``), every page: a card has a few
+        dozen at most. An empty list is not a deletion (a consent that ended answers empty)."""
+        return self._collect_pages("/bills", {"accountId": account_id})
+
     def get_transaction(self, transaction_id: str) -> Json:
         return self._request("GET", f"/transactions/{_segment(transaction_id)}")
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from models import (
     OPEN_SYNC_STATUSES,
     Account,
+    Bill,
     Connection,
     Investment,
     InvestmentTransaction,
@@ -89,6 +90,7 @@ class TransactionFilter:
     date_to: date | None = None
     status: str | None = None
     include_deleted: bool = False
+    bill_id: str | None = None  # Pluggy's bill id: a card's rows of that bill
 
 
 def transactions_page(
@@ -109,6 +111,8 @@ def transactions_page(
         statement = statement.where(Transaction.date < start_of(filters.date_to + timedelta(days=1)))
     if filters.status is not None:
         statement = statement.where(Transaction.status == filters.status)
+    if filters.bill_id is not None:
+        statement = statement.where(Transaction.bill_id == filters.bill_id)
     if not filters.include_deleted:
         statement = statement.where(Transaction.deleted_at.is_(None))
     total = session.execute(sa.select(sa.func.count()).select_from(statement.subquery())).scalar_one()
@@ -118,6 +122,54 @@ def transactions_page(
         .offset((page - 1) * page_size)
     ).all()
     return [(transaction, account_id) for transaction, account_id in rows], total
+
+
+def bills_page(
+    session: DbSession, connection: Connection, *, account: Account | None, page: int, page_size: int
+) -> tuple[list[tuple[Bill, str]], int]:
+    """One page of the connection's bills, newest due first, with each one's Pluggy account id,
+    and the total."""
+    statement = (
+        sa.select(Bill, Account.pluggy_id)
+        .join(Account, Bill.account_id == Account.id)
+        .where(Bill.connection_id == connection.id)
+    )
+    if account is not None:
+        statement = statement.where(Bill.account_id == account.id)
+    total = session.execute(sa.select(sa.func.count()).select_from(statement.subquery())).scalar_one()
+    rows = session.execute(
+        statement.order_by(Bill.due_date.desc(), Bill.id.desc()).limit(page_size).offset((page - 1) * page_size)
+    ).all()
+    return [(bill, account_id) for bill, account_id in rows], total
+
+
+def bill_by_pluggy_id(session: DbSession, connection: Connection, pluggy_id: str) -> tuple[Bill, str] | None:
+    """One of the connection's bills by Pluggy's id, with its Pluggy account id; another
+    connection's is as absent as a missing one, and so is an id no Pluggy id can be (too long, or
+    with a control character, which PostgreSQL would refuse)."""
+    if not 0 < len(pluggy_id) <= 64 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in pluggy_id):
+        return None
+    row = session.execute(
+        sa.select(Bill, Account.pluggy_id)
+        .join(Account, Bill.account_id == Account.id)
+        .where(Bill.connection_id == connection.id, Bill.pluggy_id == pluggy_id)
+    ).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
+def bill_transactions(session: DbSession, bill: Bill) -> list[Transaction]:
+    """The card's live rows that fall in the bill (their creditCardMetadata.billId), newest first."""
+    return list(
+        session.scalars(
+            sa.select(Transaction)
+            .where(
+                Transaction.account_id == bill.account_id,
+                Transaction.bill_id == bill.pluggy_id,
+                Transaction.deleted_at.is_(None),
+            )
+            .order_by(Transaction.date.desc(), Transaction.id.desc())
+        )
+    )
 
 
 def start_of(day: date) -> datetime:

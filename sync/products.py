@@ -15,7 +15,7 @@ from models import Connection, SyncRun
 from models.database import DbSession
 from pluggy_client import PluggyClient
 
-from . import investments
+from . import bills, investments
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,10 @@ class ProductContext:
 
 ProductReader = Callable[[ProductContext], None]
 
-READERS: tuple[ProductReader, ...] = (investments.read,)
+READERS: tuple[ProductReader, ...] = (
+    bills.read,  # credit-card bills: kept when Pluggy stops listing them
+    investments.read,  # investments and their movements: tombstoned when a full list leaves them out
+)
 
 
 def read_products(context: ProductContext) -> None:

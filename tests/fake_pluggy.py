@@ -39,7 +39,7 @@ from werkzeug.serving import make_server
 from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
-from sandbox import create_sandbox, execution, queries, world_of
+from sandbox import create_sandbox, execution, products, queries, world_of
 from sandbox import data as pf
 from sandbox import products as sandbox_products
 from tests.conftest import TEST_SECRETS
@@ -210,6 +210,35 @@ class FakePluggy:
         transaction = pf.transaction(**{**fields, "accountId": account_id})
         self.world.add_account_rows(account_id, [transaction])
         return transaction
+
+    def add_bill(self, account_id: str, **fields: Any) -> dict:
+        """A bill of a card account, listed by `/bills?accountId=` (its rows name it in their
+        creditCardMetadata.billId: give it to `add_transaction`)."""
+        bill = {
+            "id": pf.new_id(),
+            "accountId": account_id,
+            "dueDate": "2026-06-03T00:00:00.000Z",
+            "billClosingDate": "2026-05-25T00:00:00.000Z",
+            "totalAmount": 1895.3,
+            "totalAmountCurrencyCode": "BRL",
+            "minimumPaymentAmount": 284.3,
+            "allowsInstallments": True,
+            "financeCharges": [],
+            "payments": [],
+            "createdAt": now_iso(),
+            "updatedAt": now_iso(),
+            **fields,
+        }
+        with self.world.lock:
+            item_id = self.world.accounts[account_id]["itemId"]
+            self.world.products.setdefault(item_id, products.empty_products())["bills"].append(bill)
+        return bill
+
+    def remove_bills(self, account_id: str) -> None:
+        """The card's bills are no longer listed (a shorter history window, say)."""
+        with self.world.lock:
+            for stored in self.world.products.values():
+                stored["bills"] = [bill for bill in stored["bills"] if bill["accountId"] != account_id]
 
     def remove_transaction(self, account_id: str, transaction_id: str) -> None:
         with self.world.lock:

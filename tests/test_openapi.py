@@ -249,6 +249,26 @@ def seed(world: World) -> None:
         )
         gone = fake.add_transaction(card["id"], date=f"{today - timedelta(days=1)}T03:00:00.000Z", amount=12.0)
         investment = fake.add_investments(synced.item_id)[0]
+        bill = fake.add_bill(
+            card["id"],
+            financeCharges=[{"id": "c1", "type": "IOF", "amount": 1.5, "currencyCode": "BRL", "additionalInfo": None}],
+            payments=[
+                {
+                    "id": "p1",
+                    "valueType": "FULL_PAYMENT",
+                    "paymentDate": f"{today}T00:00:00.000Z",
+                    "paymentMode": "PIX",
+                    "amount": 51.5,
+                    "currencyCode": "BRL",
+                }
+            ],
+        )
+        fake.add_transaction(
+            card["id"],
+            date=f"{today - timedelta(days=2)}T03:00:00.000Z",
+            amount=-50.0,
+            creditCardMetadata={"billId": bill["id"], "installmentNumber": 2, "totalInstallments": 2},
+        )
         worker = sync_worker(app, pluggy_client())
         scheduling.queue_initial_sync(session, synced)
         session.commit()
@@ -294,6 +314,7 @@ def seed(world: World) -> None:
             "checking": checking["id"],
             "card": card["id"],
             "investment": investment["id"],
+            "bill": bill["id"],
             "webhook_token": issue_webhook_token(app.config["SECRET_KEY"]),
         }
 
@@ -363,6 +384,15 @@ def anchors(world: World, operation) -> list[dict[str, Any]]:
         options += [
             {"path_parameters": {"connection_id": ids[name], "investment_id": ids["investment"]}}
             for name in ("synced", "theirs")
+        ]
+    if path.endswith("/bills/"):
+        options.append({"path_parameters": {"connection_id": ids["synced"]}, "query": {"account_id": ids["card"]}})
+    if path == f"{API}/connections/{{connection_id}}/transactions/":
+        options.append({"path_parameters": {"connection_id": ids["synced"]}, "query": {"bill_id": ids["bill"]}})
+    if "{bill_id}" in path:
+        options += [
+            {"path_parameters": {"connection_id": cid, "bill_id": ids["bill"]}}
+            for cid in (ids["synced"], ids["theirs"])
         ]
     if path.endswith("/send_mfa/"):
         options += [

@@ -1,0 +1,57 @@
+"""Reading Pluggy's loosely typed fields into typed columns: money as Decimal, days, whole numbers,
+strings that fit their column. Anything else reads as None (the raw payload keeps what was sent)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+# An INTEGER column's range, on SQLite and PostgreSQL alike.
+MAX_INTEGER = 2**31 - 1
+
+
+def money(value) -> Decimal | None:
+    # str() gives the shortest decimal that reads back as the same double: the figure Pluggy sent.
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def day(value) -> date | None:
+    """The day a Pluggy date-time names, as written ("2024-05-25T00:00:00.000Z" is the 25th)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).date()
+    except ValueError:
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+
+
+def whole(value) -> int | None:
+    """A whole number that fits an INTEGER column (Pluggy's `number`s may come as 3.0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if value != value or value in (float("inf"), float("-inf")) or value != int(value):
+        return None
+    return int(value) if 0 <= value <= MAX_INTEGER else None
+
+
+def identifier(value, limit: int = 64) -> str | None:
+    """An id that fits its column, or None: a cut id would name something else."""
+    return value if isinstance(value, str) and 0 < len(value) <= limit else None
+
+
+def label(value, limit: int) -> str | None:
+    """A word of Pluggy's vocabularies (a card's brand, level, status), cut to its column."""
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
