@@ -23,6 +23,8 @@ from .serializers import (
     account_json,
     connect_token_json,
     connection_json,
+    identity_json,
+    loan_json,
     mfa_json,
     result_fields,
     sync_run_json,
@@ -231,6 +233,29 @@ def list_transactions(connection_id: int):
     rows, total = listing.transactions_page(db.session, connection, filters, page=query.page, page_size=query.page_size)
     return {
         "transactions": [transaction_json(t, account_id) for t, account_id in rows],
+        "page": query.page,
+        "page_size": query.page_size,
+        "total": total,
+    }
+
+
+@bp.get("/connections/<id:connection_id>/identity/")
+def get_identity(connection_id: int):
+    identity = listing.identity(db.session, owned_connection(connection_id))
+    if identity is None:
+        raise ApiError(404, "identity_not_found", "Pluggy has given no identity for this connection.")
+    return identity_json(identity)
+
+
+@bp.get("/connections/<id:connection_id>/loans/")
+def list_loans(connection_id: int):
+    connection = owned_connection(connection_id)
+    query = parse_query(schemas.LoansQuery)
+    rows, total = listing.loans_page(
+        db.session, connection, include_deleted=query.include_deleted, page=query.page, page_size=query.page_size
+    )
+    return {
+        "loans": [loan_json(loan) for loan in rows],
         "page": query.page,
         "page_size": query.page_size,
         "total": total,

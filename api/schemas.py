@@ -61,6 +61,12 @@ class TransactionsQuery(Query):
         return self
 
 
+class LoansQuery(Query):
+    include_deleted: bool = False
+    page: int = Field(1, ge=1, le=1_000_000)
+    page_size: int = Field(50, ge=1, le=500)
+
+
 class SyncRunsQuery(Query):
     limit: int = Field(50, ge=1, le=500)
 

@@ -5,7 +5,9 @@ from .base import Base
 from .connection import Connection
 from .connector_status import ConnectorStatus
 from .database import db, engine_options, migrate
+from .identity import Identity
 from .job import JOB_STATUSES, LIVE_JOB_STATUSES, Job, JobStatus
+from .loan import Loan
 from .sync_run import (
     FETCHED_SYNC_STATUSES,
     OPEN_SYNC_STATUSES,
@@ -27,8 +29,10 @@ __all__ = [
     "JOB_STATUSES",
     "LIVE_JOB_STATUSES",
     "EventStatus",
+    "Identity",
     "Job",
     "JobStatus",
+    "Loan",
     "FETCHED_SYNC_STATUSES",
     "OPEN_SYNC_STATUSES",
     "SYNC_STATUSES",

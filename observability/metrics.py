@@ -92,6 +92,13 @@ WORKER_DATABASE_ERRORS = Counter(
     "Database errors a worker rode out (rolled back, backed off, tried again): claiming a job, "
     "recording a job's outcome, listening for new jobs. One per failed try.",
 )
+CONSENTS_WITHHELD = Counter(
+    f"{PREFIX}_consent_withheld",
+    "Fetches that found an Open Finance item's consent ended, so Pluggy's data routes answer empty data: "
+    "by reason (expired, revoked) and when (before: nothing was read; during: tombstones were held back). "
+    "Nothing stored is changed either way.",
+    ["reason", "found"],
+)
 
 # A path segment that names something (items, mfa, v2) rather than identifies it.
 PATH_WORD = re.compile(r"^(v[0-9]{1,2}|[a-z][a-z_-]{0,29})$")
@@ -111,6 +118,10 @@ def count_transactions(created: int = 0, updated: int = 0, deleted: int = 0) -> 
 def count_refused(kind: str, number: int) -> None:
     if number:
         ROWS_REFUSED.labels(kind).inc(number)
+
+
+def count_consent_withheld(reason: str, found: str) -> None:
+    CONSENTS_WITHHELD.labels(reason, found).inc()
 
 
 def observe_webhook_lag(events: Iterable[tuple[str, datetime]], now: datetime) -> None:

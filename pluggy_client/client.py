@@ -188,6 +188,33 @@ class PluggyClient:
     def get_transaction(self, transaction_id: str) -> Json:
         return self._request("GET", f"/transactions/{_segment(transaction_id)}")
 
+    # Identity, loans, consents ----------------------------------------------------------------
+
+    def get_identity(self, item_id: str) -> Json:
+        """The item's owner (``/identity?itemId=``): name, CPF/CNPJ, contacts, addresses. Raises
+        PluggyNotFound (``IDENTITY_NOT_FOUND``) when the item has none, or its consent withholds it.
+        Personal data: the caller must not log it."""
+        return self._request("GET", "/identity", params={"itemId": item_id})
+
+    def iter_loans(self, item_id: str) -> Iterator[list[Json]]:
+        """Pages of the item's loans (``/loans?itemId=``), each fetched only when asked for."""
+        return self._page_numbers("/loans", {"itemId": item_id})
+
+    def list_consents(self, item_id: str) -> list[Json]:
+        """The item's Open Finance consents (``/consents?itemId=``): ``expiresAt``, ``revokedAt``,
+        ``products``, ``openFinancePermissionsGranted``. Empty for an item of another kind."""
+        return self._collect_pages("/consents", {"itemId": item_id})
+
+    def _page_numbers(self, path: str, query: dict[str, str]) -> Iterator[list[Json]]:
+        number, last = 1, 1
+        while number <= last:
+            page = self._request("GET", path, params={**query, "page": number} if number > 1 else query)
+            if page is None:
+                return
+            yield list(page["results"])
+            last = int(page.get("totalPages") or 1)
+            number += 1
+
     def create_webhook(self, event: str, url: str, headers: dict[str, str] | None = None) -> Json:
         body = _without_none(event=event, url=url, headers=headers)
         return self._request("POST", "/webhooks", body=body, secrets=(headers or {}).values())

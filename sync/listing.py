@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 
-from models import OPEN_SYNC_STATUSES, Account, Connection, SyncRun, Transaction, User
+from models import OPEN_SYNC_STATUSES, Account, Connection, Identity, Loan, SyncRun, Transaction, User
 from models.database import DbSession
 
 
@@ -104,3 +104,23 @@ def transactions_page(
 
 def start_of(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def identity(session: DbSession, connection: Connection) -> Identity | None:
+    return session.scalars(sa.select(Identity).where(Identity.connection_id == connection.id)).one_or_none()
+
+
+def loans_page(
+    session: DbSession, connection: Connection, *, include_deleted: bool, page: int, page_size: int
+) -> tuple[list[Loan], int]:
+    """One page of the connection's loans, by contract date (newest first), and the total."""
+    statement = sa.select(Loan).where(Loan.connection_id == connection.id)
+    if not include_deleted:
+        statement = statement.where(Loan.deleted_at.is_(None))
+    total = session.execute(sa.select(sa.func.count()).select_from(statement.subquery())).scalar_one()
+    rows = session.scalars(
+        statement.order_by(Loan.contract_date.desc().nulls_last(), Loan.id.desc())
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    )
+    return list(rows), total

@@ -15,6 +15,8 @@ from models import Connection, SyncRun
 from models.database import DbSession
 from pluggy_client import PluggyClient
 
+from . import consents, identity, loans
+
 
 @dataclass(frozen=True)
 class ProductContext:
@@ -28,10 +30,16 @@ class ProductContext:
         """Whether the item collects ``product`` (Pluggy's names: CREDIT_CARDS, INVESTMENTS...)."""
         return product in (self.connection.products or [])
 
+    def may_tombstone(self) -> bool:
+        """May rows missing from what was just read be taken for deleted? Not once the item's
+        Open Finance consent has ended (read again now): Pluggy then answers empty data
+        (sync/consents.py). Ask after reading, and only when something would be tombstoned."""
+        return consents.still_granted(self.session, self.client, self.connection)
+
 
 ProductReader = Callable[[ProductContext], None]
 
-READERS: tuple[ProductReader, ...] = ()
+READERS: tuple[ProductReader, ...] = (identity.read, loans.read)
 
 
 def read_products(context: ProductContext) -> None:
