@@ -15,7 +15,7 @@ from models.database import DbSession
 from pluggy_client import ConnectToken, ItemStatus, PluggyClient, PluggyNotFound
 
 from . import consents, runs, scheduling
-from .item_state import ITEM_BUSY, RUN_OUTCOME, answers, apply_item, consent_withheld, has_collected, updated_since
+from .item_state import ITEM_BUSY, RUN_OUTCOME, answers, apply_item, has_collected, updated_since
 from .tokens import webhook_url
 from .transactions import Progress, TransactionService, ignore
 
@@ -131,9 +131,8 @@ class BankConnectionService:
         item = self.client.get_item(connection.item_id)
         apply_item(connection, item)
         self.session.commit()
-        if consent_withheld(connection):
-            # Revocations show only in /consents, renewals too: read it again while it says ended.
-            consents.refresh(self.session, self.client, connection)
+        # An Open Finance item's consent is part of its state: a revocation shows only in /consents.
+        consents.refresh(self.session, self.client, connection)
         return item
 
     def connect_token(self, user: User, connection: Connection | None = None) -> ConnectToken:
