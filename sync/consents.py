@@ -26,7 +26,7 @@ import logging
 from models import Connection, RunStatus, SyncRun
 from models.database import DbSession
 from observability import logs, metrics
-from pluggy_client import PluggyClient, timestamp
+from pluggy_client import PluggyClient, PluggyNotFound, timestamp
 
 from . import runs
 from .item_state import consent_withheld
@@ -50,7 +50,10 @@ def refresh(session: DbSession, client: PluggyClient, connection: Connection) ->
     Pluggy withholds the item's data now. False at once for an item without a consent."""
     if not under_consent(connection):
         return False
-    found = client.list_consents(connection.item_id)
+    try:
+        found = client.list_consents(connection.item_id)
+    except PluggyNotFound:
+        found = []  # Pluggy keeps no consent for it: the item's consentExpiresAt is all there is
     if found:
         apply_consent(connection, max(found, key=lambda consent: consent.get("createdAt") or ""))
     session.commit()

@@ -37,7 +37,8 @@ def read(context: ProductContext) -> None:
     insert = dialect_insert(context.session)(Identity).values([row])
     context.session.execute(
         insert.on_conflict_do_update(
-            index_elements=[Identity.connection_id], set_=updatable(insert, Identity.__table__)
+            index_elements=[Identity.connection_id],
+            set_={**updatable(insert, Identity.__table__), "pluggy_id": insert.excluded.pluggy_id},
         )
     )
     context.session.commit()

@@ -25,6 +25,7 @@ from sync import runs, scheduling
 from sync.connections import BankConnectionService
 from sync.item_state import SyncStatus, apply_item, sync_status
 from sync.jobs import sync_worker
+from sync.monitoring import oldest_connection_staleness
 from sync.tokens import issue_api_token
 from sync.users import create_user
 from tests.conftest import TEST_SECRETS, drain
@@ -469,3 +470,24 @@ def test_an_item_under_consent_is_known_as_open_finance(session, user, fake_plug
     plain = Connection(user_id=user.id, item_id="x")
     apply_item(plain, pf.item(lastUpdatedAt=now_iso()))
     assert not plain.open_finance
+
+
+@pytest.mark.parametrize(
+    "ended",
+    [{"consent_revoked_at": NOW}, {"consent_expires_at": NOW}],
+    ids=["revoked", "expired"],
+)
+def test_connections_whose_consent_ended_count_as_waiting_for_their_user(session, user, ended):
+    stale, fresh = utcnow() - timedelta(days=3), utcnow() - timedelta(minutes=10)
+    for item_id, synced_at, fields in (("ended", stale, ended), ("fresh", fresh, {})):
+        connection = Connection(user_id=user.id, item_id=item_id, last_synced_at=synced_at, **fields)
+        apply_item(connection, pf.item(id=item_id))
+        for name, value in fields.items():
+            setattr(connection, name, value)
+        session.add(connection)
+    session.commit()
+
+    staleness = oldest_connection_staleness(session)
+
+    assert 600 <= staleness[False] < 700
+    assert 3 * 86400 <= staleness[True] < 3 * 86400 + 100
