@@ -24,8 +24,10 @@ from .serializers import (
     bill_json,
     connect_token_json,
     connection_json,
+    identity_json,
     investment_json,
     investment_transaction_json,
+    loan_json,
     mfa_json,
     result_fields,
     sync_run_json,
@@ -297,7 +299,7 @@ def list_investments(connection_id: int):
 @bp.get("/connections/<id:connection_id>/investments/<investment_id>/transactions/")
 def list_investment_transactions(connection_id: int, investment_id: str):
     connection = owned_connection(connection_id)
-    query = parse_query(schemas.InvestmentTransactionsQuery)
+    query = parse_query(schemas.TombstonedPageQuery)
     investment = None
     if schemas.is_pluggy_id(investment_id):
         investment = listing.live_investment(db.session, connection, investment_id)
@@ -308,6 +310,29 @@ def list_investment_transactions(connection_id: int, investment_id: str):
     )
     return {
         "transactions": [investment_transaction_json(m, investment.pluggy_id) for m in found],
+        "page": query.page,
+        "page_size": query.page_size,
+        "total": total,
+    }
+
+
+@bp.get("/connections/<id:connection_id>/identity/")
+def get_identity(connection_id: int):
+    identity = listing.identity(db.session, owned_connection(connection_id))
+    if identity is None:
+        raise ApiError(404, "identity_not_found", "Pluggy has given no identity for this connection.")
+    return identity_json(identity)
+
+
+@bp.get("/connections/<id:connection_id>/loans/")
+def list_loans(connection_id: int):
+    connection = owned_connection(connection_id)
+    query = parse_query(schemas.TombstonedPageQuery)
+    rows, total = listing.loans_page(
+        db.session, connection, include_deleted=query.include_deleted, page=query.page, page_size=query.page_size
+    )
+    return {
+        "loans": [loan_json(loan) for loan in rows],
         "page": query.page,
         "page_size": query.page_size,
         "total": total,

@@ -77,7 +77,9 @@ class TransactionsQuery(PageQuery):
         return self
 
 
-class InvestmentTransactionsQuery(PageQuery):
+class TombstonedPageQuery(PageQuery):
+    """A list whose rows Pluggy may stop returning: `include_deleted` shows those too."""
+
     include_deleted: bool = False
 
 

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import date, datetime
 from decimal import Decimal
 
-from models import Account, Bill, Connection, Investment, InvestmentTransaction, SyncRun, Transaction
+from models import (
+    Account,
+    Bill,
+    Connection,
+    Identity,
+    Investment,
+    InvestmentTransaction,
+    Loan,
+    SyncRun,
+    Transaction,
+)
 from pluggy_client import ConnectToken
+from sync.consents import under_consent
 from sync.item_state import sync_status
 from sync.results import ManualSyncResult
 
@@ -52,6 +64,109 @@ def connection_json(connection: Connection, open_run: SyncRun | None = None) -> 
         "last_synced_at": iso(connection.last_synced_at),
         "next_auto_sync_at": iso(connection.next_auto_sync_at),
         "created_at": iso(connection.created_at),
+        "products": connection.products,
+        "consent": consent_json(connection),
+        "status_detail": status_detail_json(connection.status_detail),
+    }
+
+
+def consent_json(connection: Connection) -> dict | None:
+    """The item's Open Finance consent, as last read (null for an item without one): the app warns
+    its user before `expires_at`, and asks for a renewal once it has passed or `revoked_at` is set."""
+    if not under_consent(connection):
+        return None
+    return {
+        "expires_at": iso(connection.consent_expires_at),
+        "revoked_at": iso(connection.consent_revoked_at),
+        "granted_at": iso(connection.consent_granted_at),
+        "products": connection.consent_products,
+        "permissions": connection.consent_permissions,
+    }
+
+
+def status_detail_json(detail: dict | None) -> dict | None:
+    """Pluggy's statusDetail, per product (accounts, credit_cards, transactions, investments,
+    identity, loans...): whether its last update collected it, when, and the warnings with the
+    institution's own message. Null when Pluggy gave none (everything updated)."""
+    if not isinstance(detail, dict):
+        return None
+    shown = {}
+    for product, state in detail.items():
+        if not isinstance(state, dict):
+            continue
+        warnings = [w for w in state.get("warnings") or [] if isinstance(w, dict)]
+        shown[snake_name(product)] = {
+            "updated": state.get("isUpdated"),
+            "last_updated_at": state.get("lastUpdatedAt"),
+            "warnings": [
+                {"code": w.get("code"), "message": w.get("message"), "provider_message": w.get("providerMessage")}
+                for w in warnings
+            ],
+        }
+    return shown
+
+
+def snake_name(name: str) -> str:
+    """creditCards -> credit_cards; names already in snake_case stay as they are."""
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+def snake_keys(value):
+    """Pluggy's nested objects with every key in snake_case, as every name the API serves is."""
+    if isinstance(value, dict):
+        return {snake_name(str(key)): snake_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [snake_keys(item) for item in value]
+    return value
+
+
+def identity_json(identity: Identity) -> dict:
+    return {
+        "id": identity.pluggy_id,
+        "full_name": identity.full_name,
+        "social_name": identity.social_name,
+        "document": identity.document,
+        "document_type": identity.document_type,
+        "tax_number": identity.tax_number,
+        "birth_date": identity.birth_date.isoformat() if identity.birth_date else None,
+        "job_title": identity.job_title,
+        "company_name": identity.company_name,
+        "emails": snake_keys(identity.emails or []),
+        "phone_numbers": snake_keys(identity.phone_numbers or []),
+        "addresses": snake_keys(identity.addresses or []),
+        "relations": snake_keys(identity.relations or []),
+        "updated_at": iso(identity.pluggy_updated_at),
+        "synced_at": iso(identity.updated_at),
+    }
+
+
+def loan_json(loan: Loan) -> dict:
+    return {
+        "id": loan.pluggy_id,
+        "contract_number": loan.contract_number,
+        "ipoc_code": loan.ipoc_code,
+        "product_name": loan.product_name,
+        "type": loan.type,
+        "kind": loan.kind,
+        "currency_code": loan.currency_code,
+        "contract_amount": money(loan.contract_amount),
+        "outstanding_balance": money(loan.outstanding_balance),
+        "cet": money(loan.cet),
+        "installment_periodicity": loan.installment_periodicity,
+        "installments": {
+            "total": loan.total_installments,
+            "paid": loan.paid_installments,
+            "due": loan.due_installments,
+            "past_due": loan.past_due_installments,
+            "remaining": loan.remaining_installments,
+        },
+        "interest_rates": snake_keys(loan.interest_rates or []),
+        "contract_date": iso(loan.contract_date),
+        "first_installment_due_date": iso(loan.first_installment_due_date),
+        "due_date": iso(loan.due_date),
+        "settlement_date": iso(loan.settlement_date),
+        "date": iso(loan.pluggy_date),
+        "deleted_at": iso(loan.deleted_at),
     }
 
 

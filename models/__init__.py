@@ -6,8 +6,10 @@ from .bill import Bill
 from .connection import Connection
 from .connector_status import ConnectorStatus
 from .database import db, engine_options, migrate
+from .identity import Identity
 from .investment import Investment, InvestmentTransaction
 from .job import JOB_STATUSES, LIVE_JOB_STATUSES, Job, JobStatus
+from .loan import Loan
 from .sync_run import (
     FETCHED_SYNC_STATUSES,
     OPEN_SYNC_STATUSES,
@@ -32,8 +34,10 @@ __all__ = [
     "EventStatus",
     "Investment",
     "InvestmentTransaction",
+    "Identity",
     "Job",
     "JobStatus",
+    "Loan",
     "FETCHED_SYNC_STATUSES",
     "OPEN_SYNC_STATUSES",
     "SYNC_STATUSES",

@@ -56,6 +56,14 @@ class Connection(Base):
     last_updated_at: Mapped[datetime | None]  # Pluggy's lastUpdatedAt: its last good bank sync
     next_auto_sync_at: Mapped[datetime | None]
     consent_expires_at: Mapped[datetime | None]
+    # Open Finance: the item reads under a consent (GET /consents). Once it is revoked or past its
+    # expiry, Pluggy's data routes answer empty data: nothing stored may be taken for deleted then.
+    open_finance: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    consent_id: Mapped[str | None] = mapped_column(sa.String(64))
+    consent_granted_at: Mapped[datetime | None]
+    consent_revoked_at: Mapped[datetime | None]
+    consent_products: Mapped[list[str] | None] = mapped_column(JSONType)
+    consent_permissions: Mapped[list[str] | None] = mapped_column(JSONType)
     last_synced_at: Mapped[datetime | None]  # our last complete fetch of the item
     last_checked_at: Mapped[datetime | None]  # the missed-webhook sweep's last look at the item
     deleted_at: Mapped[datetime | None]  # the item was deleted at Pluggy

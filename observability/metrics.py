@@ -105,6 +105,15 @@ DELETED_ITEM_ROWS_REMOVED = Counter(
     ["table"],
 )
 
+
+CONSENTS_WITHHELD = Counter(
+    f"{PREFIX}_consent_withheld",
+    "Fetches that found an Open Finance item's consent ended, so Pluggy's data routes answer empty data: "
+    "by reason (expired, revoked) and when (before: nothing was read; during: tombstones were held back). "
+    "Nothing stored is changed either way.",
+    ["reason", "found"],
+)
+
 # A path segment that names something (items, mfa, v2) rather than identifies it.
 PATH_WORD = re.compile(r"^(v[0-9]{1,2}|[a-z][a-z_-]{0,29})$")
 
@@ -130,6 +139,10 @@ def count_data_removal(reason: str, rows: dict[str, int]) -> None:
 def count_refused(kind: str, number: int) -> None:
     if number:
         ROWS_REFUSED.labels(kind).inc(number)
+
+
+def count_consent_withheld(reason: str, found: str) -> None:
+    CONSENTS_WITHHELD.labels(reason, found).inc()
 
 
 def observe_webhook_lag(events: Iterable[tuple[str, datetime]], now: datetime) -> None:

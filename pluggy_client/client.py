@@ -204,6 +204,23 @@ class PluggyClient:
         only when asked for. Pluggy takes page and pageSize only here: no date filter."""
         return self._numbered_pages(f"/investments/{_segment(investment_id)}/transactions", {})
 
+    # Identity, loans, consents ----------------------------------------------------------------
+
+    def get_identity(self, item_id: str) -> Json:
+        """The item's owner (``/identity?itemId=``): name, CPF/CNPJ, contacts, addresses. Raises
+        PluggyNotFound (``IDENTITY_NOT_FOUND``) when the item has none, or its consent withholds it.
+        Personal data: the caller must not log it."""
+        return self._request("GET", "/identity", params={"itemId": item_id})
+
+    def iter_loans(self, item_id: str) -> Iterator[list[Json]]:
+        """Pages of the item's loans (``/loans?itemId=``), each fetched only when asked for."""
+        return self._numbered_pages("/loans", {"itemId": item_id})
+
+    def list_consents(self, item_id: str) -> list[Json]:
+        """The item's Open Finance consents (``/consents?itemId=``): ``expiresAt``, ``revokedAt``,
+        ``products``, ``openFinancePermissionsGranted``. Empty for an item of another kind."""
+        return self._collect_pages("/consents", {"itemId": item_id})
+
     def _numbered_pages(self, path: str, query: dict[str, Any]) -> Iterator[list[Json]]:
         """A page-numbered list, page by page, up to the ``totalPages`` the latest page announces."""
         number = 1

@@ -15,7 +15,7 @@ from models.connection import DeletedReason
 from models.database import DbSession
 from pluggy_client import ConnectToken, ItemStatus, PluggyClient, PluggyNotFound
 
-from . import removal, runs, scheduling
+from . import consents, removal, runs, scheduling
 from .item_state import ITEM_BUSY, RUN_OUTCOME, answers, apply_item, has_collected, updated_since
 from .tokens import client_user_id, user_id_named_by, webhook_url
 from .transactions import Progress, TransactionService, ignore
@@ -145,6 +145,8 @@ class BankConnectionService:
         item = self.client.get_item(connection.item_id)
         apply_item(connection, item)
         self.session.commit()
+        # An Open Finance item's consent is part of its state: a revocation shows only in /consents.
+        consents.refresh(self.session, self.client, connection)
         return item
 
     def connect_token(self, user: User, connection: Connection | None = None) -> ConnectToken:

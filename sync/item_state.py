@@ -23,6 +23,7 @@ class SyncStatus(StrEnum):
     MFA_REQUIRED = "MFA_REQUIRED"
     USER_ACTION_REQUIRED = "USER_ACTION_REQUIRED"
     CREDENTIALS_REQUIRED = "CREDENTIALS_REQUIRED"
+    CONSENT_EXPIRED = "CONSENT_EXPIRED"
     ERROR = "ERROR"
 
 
@@ -68,7 +69,18 @@ def sync_status(connection: Connection, open_run: SyncRun | None = None) -> Sync
     status = connection.item_status
     if status in ITEM_BUSY or (status in (ItemStatus.UPDATED, ItemStatus.OUTDATED) and open_run is not None):
         return SyncStatus.UPDATING
+    if status not in WAITING_FOR_USER and consent_withheld(connection):
+        return SyncStatus.CONSENT_EXPIRED
     return SYNC_STATUS.get(status or "", SyncStatus.ERROR)
+
+
+def consent_withheld(connection: Connection, now: datetime | None = None) -> bool:
+    """Has the item's Open Finance consent been revoked or run out, as last read? Pluggy then answers
+    every data route with empty data until the user renews it through the Connect widget."""
+    if connection.consent_revoked_at is not None:
+        return True
+    expires_at = connection.consent_expires_at
+    return expires_at is not None and expires_at <= (now or utcnow())
 
 
 def answers(item: dict, run: SyncRun) -> bool:
@@ -113,3 +125,6 @@ def apply_item(connection: Connection, item: dict) -> None:
     connection.last_updated_at = timestamp(item.get("lastUpdatedAt"))
     connection.next_auto_sync_at = timestamp(item.get("nextAutoSyncAt"))
     connection.consent_expires_at = timestamp(item.get("consentExpiresAt"))
+    connection.open_finance = (
+        bool(connector.get("isOpenFinance", connection.open_finance)) or connection.consent_expires_at is not None
+    )

@@ -12,8 +12,10 @@ from models import (
     Account,
     Bill,
     Connection,
+    Identity,
     Investment,
     InvestmentTransaction,
+    Loan,
     SyncRun,
     Transaction,
     User,
@@ -212,3 +214,23 @@ def investment_transactions_page(
         .offset((page - 1) * page_size)
     )
     return list(found), total
+
+
+def identity(session: DbSession, connection: Connection) -> Identity | None:
+    return session.scalars(sa.select(Identity).where(Identity.connection_id == connection.id)).one_or_none()
+
+
+def loans_page(
+    session: DbSession, connection: Connection, *, include_deleted: bool, page: int, page_size: int
+) -> tuple[list[Loan], int]:
+    """One page of the connection's loans, by contract date (newest first), and the total."""
+    statement = sa.select(Loan).where(Loan.connection_id == connection.id)
+    if not include_deleted:
+        statement = statement.where(Loan.deleted_at.is_(None))
+    total = session.execute(sa.select(sa.func.count()).select_from(statement.subquery())).scalar_one()
+    rows = session.scalars(
+        statement.order_by(Loan.contract_date.desc().nulls_last(), Loan.id.desc())
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    )
+    return list(rows), total

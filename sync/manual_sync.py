@@ -13,9 +13,9 @@ from models.base import utcnow
 from models.database import DbSession
 from pluggy_client import ItemStatus, PluggyClient, PluggyError, PluggyNotFound, PluggyRateLimited, timestamp
 
-from . import runs, scheduling
+from . import consents, runs, scheduling
 from .connections import BankConnectionService
-from .item_state import ITEM_BUSY, REFUSED_RUN_STATUS, RUN_ANSWER, apply_item
+from .item_state import ITEM_BUSY, REFUSED_RUN_STATUS, RUN_ANSWER, apply_item, consent_withheld
 from .results import ClosedBy, ManualSyncResult, ManualSyncStatus
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,10 @@ class ManualSync:
             return ManualSyncResult(ManualSyncStatus.USER_ACTION_REQUIRED, connection)
         if status == ItemStatus.LOGIN_ERROR:
             return self.credentials_required(connection)
+        if consent_withheld(connection):
+            # Nothing an update could bring until the user renews the consent (refresh_item has
+            # read it again): the widget in update mode does that.
+            return self.credentials_required(connection, consent_ended=True)
         return self.update_item(connection, trigger)
 
     def update_item(self, connection: Connection, trigger: str) -> ManualSyncResult:
@@ -145,13 +149,16 @@ class ManualSync:
             ManualSyncStatus.ERROR, connection, error={"code": code or "pluggy_unavailable", "message": str(exc)}
         )
 
-    def credentials_required(self, connection: Connection) -> ManualSyncResult:
+    def credentials_required(self, connection: Connection, *, consent_ended: bool = False) -> ManualSyncResult:
         try:
             token = self.connections.connect_token(connection.user, connection)
         except PluggyError as exc:
             log.warning("no connect token for connection %s: %s", connection.id, exc)
             token = None
-        return ManualSyncResult(ManualSyncStatus.CREDENTIALS_REQUIRED, connection, connect_token=token)
+        error = (
+            {"code": consents.CONSENT_EXPIRED, "message": consents.CONSENT_EXPIRED_MESSAGE} if consent_ended else None
+        )
+        return ManualSyncResult(ManualSyncStatus.CREDENTIALS_REQUIRED, connection, connect_token=token, error=error)
 
     def follow(self, connection: Connection, result: ManualSyncResult, wait_s: float) -> ManualSyncResult:
         """Wait up to `wait_s` for a started sync to finish, and say how it ended.
@@ -175,7 +182,7 @@ class ManualSync:
         if answer is None:
             return ManualSyncResult(ManualSyncStatus.SYNC_STARTED, connection, sync_run=run)
         if answer == ManualSyncStatus.CREDENTIALS_REQUIRED:
-            result = self.credentials_required(connection)
+            result = self.credentials_required(connection, consent_ended=run.error_code == consents.CONSENT_EXPIRED)
             result.sync_run = run
             return result
         error = None

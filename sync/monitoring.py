@@ -27,11 +27,22 @@ def oldest_connection_staleness(session: DbSession, now: datetime | None = None)
     never was), apart for the connections waiting for their user (True) and the others (False),
     which this service should be keeping fresh; 0 where there is none."""
     now = now or utcnow()
-    waiting = Connection.item_status.in_(WAITING_FOR_USER)
-    rows = session.execute(
-        sa.select(waiting, sa.func.min(sa.func.coalesce(Connection.last_synced_at, Connection.created_at)))
+    # Waiting for their user: a code, an action, new credentials, or a renewed Open Finance consent.
+    waits = sa.or_(
+        Connection.item_status.in_(WAITING_FOR_USER),
+        Connection.consent_revoked_at.is_not(None),
+        Connection.consent_expires_at <= now,
+    )
+    connections = (
+        sa.select(
+            sa.case((waits, True), else_=False).label("waits"),
+            sa.func.coalesce(Connection.last_synced_at, Connection.created_at).label("since"),
+        )
         .where(Connection.deleted_at.is_(None))
-        .group_by(waiting)
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(connections.c.waits, sa.func.min(connections.c.since)).group_by(connections.c.waits)
     )
     staleness = {False: 0.0, True: 0.0}
     for waits, oldest in rows:

@@ -15,7 +15,7 @@ from models import Connection, SyncRun
 from models.database import DbSession
 from pluggy_client import PluggyClient
 
-from . import bills, investments
+from . import bills, consents, identity, investments, loans
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,20 @@ class ProductContext:
         """Whether the item collects ``product`` (Pluggy's names: CREDIT_CARDS, INVESTMENTS...)."""
         return product in (self.connection.products or [])
 
+    def may_tombstone(self) -> bool:
+        """May rows missing from what was just read be taken for deleted? Not once the item's
+        Open Finance consent has ended (read again now): Pluggy then answers empty data
+        (sync/consents.py). Ask after reading, and only when something would be tombstoned."""
+        return consents.still_granted(self.session, self.client, self.connection)
+
 
 ProductReader = Callable[[ProductContext], None]
 
 READERS: tuple[ProductReader, ...] = (
     bills.read,  # credit-card bills: kept when Pluggy stops listing them
     investments.read,  # investments and their movements: tombstoned when a full list leaves them out
+    identity.read,  # the item's owner: replaced, kept when Pluggy answers none
+    loans.read,  # loans: tombstoned when a full list leaves them out
 )
 
 

@@ -30,7 +30,7 @@ from models.database import DbSession
 from observability import logs, metrics
 from pluggy_client import PluggyClient
 
-from . import runs, values
+from . import consents, runs, values
 from .bulk import updatable, upsert_transactions
 from .products import ProductContext, read_products
 from .rows import money, page_rows
@@ -98,6 +98,10 @@ class TransactionService:
         run.item_last_updated_at = connection.last_updated_at
         run.accounts = 0  # an attempt reads every account again, from where each one got to
         self.session.commit()
+        # Decided once, before reading: under an ended consent every answer is empty, and empty
+        # answers must not be taken for deletions (sync/consents.py).
+        if consents.refresh(self.session, self.client, connection):
+            return consents.close_withheld(self.session, connection, run)
         accounts = self.refresh_accounts(connection)
         if only_account is not None:
             accounts = [a for a in accounts if a.id == only_account.id]
@@ -111,6 +115,9 @@ class TransactionService:
             )
         if only_account is None:
             read_products(ProductContext(self.session, self.client, self.settings, connection, run))
+        if consents.ended_during_fetch(connection):
+            return consents.close_withheld(self.session, connection, run, found=None)
+        if only_account is None:
             connection.last_synced_at = utcnow()
         return runs.close_run(
             self.session, run, "partial" if connection.execution_status == "PARTIAL_SUCCESS" else "success"
@@ -254,6 +261,8 @@ class TransactionService:
             )
         )
         missing = [pluggy_id for pluggy_id in live if pluggy_id not in seen]
+        if not missing or not consents.still_granted(self.session, self.client, account.connection):
+            return 0  # the consent ended while we read: rows were withheld, not deleted
         return self.tombstone_ids(account, missing).deleted
 
     def advance_watermark(self, account: Account, newest: datetime | None, started: datetime) -> None:

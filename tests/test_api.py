@@ -64,6 +64,8 @@ ENDPOINTS = [
     ("get", "/connections/1/accounts/"),
     ("get", "/connections/1/transactions/"),
     ("get", "/connections/1/sync_runs/"),
+    ("get", "/connections/1/identity/"),
+    ("get", "/connections/1/loans/"),
     ("post", "/connect_token/"),
 ]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import re
 import threading
 from collections import Counter
@@ -46,6 +47,7 @@ from schemathesis.specs.openapi.checks import (
 from models import Connection, db
 from models.base import utcnow
 from sandbox import data as pf
+from sandbox.products import new_products
 from sync import runs, scheduling
 from sync.item_state import apply_item
 from sync.jobs import sync_worker
@@ -228,7 +230,11 @@ def seed(world: World) -> None:
         session = db.session
         user = create_user(session, "openapi@example.com")
         stranger = create_user(session, "stranger@example.com")
-        synced = add_connection(session, user, fake)
+        synced = add_connection(session, user, fake, statusDetail=pf.partial_status_detail(utcnow()))
+        # Open Finance, under a consent, with an identity and loans to read.
+        fake.set_connector(synced.item_id, pf.OPEN_FINANCE_CONNECTOR)
+        fake.set_credentials(synced.item_id, cpf=pf.OWNER_CPF)
+        fake.world.products[synced.item_id] = new_products(random.Random(0), synced.item_id, bool, utcnow())
         checking = fake.add_account(synced.item_id)
         card = fake.add_account(
             synced.item_id, type="CREDIT", subtype="CREDIT_CARD", name="Cartão", number=None, owner=None
@@ -592,6 +598,13 @@ SCENARIOS = {
     "sync needs credentials": Scenario(
         "POST", SYNC, (409, "CREDENTIALS_REQUIRED"), path_parameters=connection("locked")
     ),
+    "sync under an ended consent": Scenario(
+        "POST",
+        SYNC,
+        (409, "consent_expired"),
+        path_parameters=connection("synced"),
+        arrange=lambda world: world.fake.end_consent(world.ids["synced_item"], "revoke"),
+    ),
     "sync needs credentials, no connect token to be had": Scenario(
         "POST",
         SYNC,
@@ -672,6 +685,13 @@ SCENARIOS = {
     ),
     "status waiting for an action": Scenario(
         "GET", CHECK_STATUS, (200, "USER_ACTION_REQUIRED"), path_parameters=connection("action")
+    ),
+    "status under an ended consent": Scenario(
+        "GET",
+        CHECK_STATUS,
+        (200, "CONSENT_EXPIRED"),
+        path_parameters=connection("synced"),
+        arrange=lambda world: world.fake.end_consent(world.ids["synced_item"], "expire"),
     ),
     "status of an item Pluggy forgot": Scenario(
         "GET",

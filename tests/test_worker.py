@@ -248,7 +248,9 @@ def test_a_withdrawn_open_finance_consent_leaves_the_stored_data_alone(session, 
     session.commit()
     drain(worker, session)
 
-    assert [run.status for run in runs_of(session, connection)] == ["success", "success"]
+    # Nothing read under the ended consent: the run says what the user must do (renew it).
+    assert [run.status for run in runs_of(session, connection)] == ["success", "credentials_required"]
+    assert runs_of(session, connection)[-1].error_code == "consent_expired"
     assert live_transactions(session, connection) == 1
 
 

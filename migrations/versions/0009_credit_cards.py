@@ -1,8 +1,8 @@
 """Credit cards: accounts' creditData and bankData in typed columns, transactions' bill id and
 installments (filled in from the stored payloads), and the cards' bills.
 
-Revision ID: 0007b
-Revises: 0007c
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-03
 """
 
@@ -11,8 +11,8 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
-revision = "0007b"
-down_revision = "0007c"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

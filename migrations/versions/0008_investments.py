@@ -1,8 +1,8 @@
 """Investments and their movements (Pluggy's /investments and /investments/{id}/transactions),
 each tied to its connection and deleted with it; tombstones for rows Pluggy no longer returns.
 
-Revision ID: 0007c
-Revises: 0007a
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-03
 """
 
@@ -11,8 +11,8 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
-revision = "0007c"
-down_revision = "0007a"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,7 @@
 was removed (`data_removed_at`); a connector's status is recorded under its id as text, whatever JSON
 type the webhook spelled it in.
 
-Revision ID: 0007a
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-03
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = "0007a"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
