@@ -556,8 +556,19 @@ def test_the_migration_fills_stored_rows_bill_and_installments(app, runner, sess
     try:
         # Only columns the schema had before: the models' tables, with the values given.
         user = session.execute(User.__table__.insert().values(email="m@example.com").returning(User.id)).scalar_one()
+        # The connection as that schema had it (the model's later columns carry defaults of their own).
+        connections = sa.table(
+            "connections",
+            sa.column("id"),
+            sa.column("user_id"),
+            sa.column("item_id"),
+            sa.column("created_at"),
+            sa.column("updated_at"),
+        )
         connection = session.execute(
-            Connection.__table__.insert().values(user_id=user, item_id="item-m").returning(Connection.id)
+            connections.insert()
+            .values(user_id=user, item_id="item-m", created_at=NOW, updated_at=NOW)
+            .returning(connections.c.id)
         ).scalar_one()
         account = session.execute(
             Account.__table__.insert()
