@@ -19,7 +19,8 @@ investment's movements once.
 
 Rows Pluggy no longer returns are tombstoned (`deleted_at`), never deleted: an investment missing
 from a complete, non-empty list; a movement missing from a complete, non-empty read of its
-investment's movements (so a restated movement leaves one live row, the replacement). An empty
+investment's movements (so a restated movement leaves one live row, the replacement), and only
+once the item's Open Finance consent, read again, still stands (`ProductContext.may_tombstone`). An empty
 answer deletes nothing: Pluggy answers empty data once an Open Finance consent has expired or been
 revoked, which is not a deletion. A row stored under another connection (or investment) is refused,
 as for transactions. A row that comes back is live again.
@@ -87,6 +88,7 @@ class InvestmentReader:
         self.connection_id = context.connection.id
         self.item_id = context.connection.item_id
         self.with_movements = context.offers("INVESTMENTS_TRANSACTIONS")
+        self.may_tombstone = context.may_tombstone
         self.tally = Tally()
 
     def read(self) -> Tally:
@@ -141,16 +143,18 @@ class InvestmentReader:
                 log, "investment movements answered empty: kept", logging.WARNING, connection_id=self.connection_id
             )
             return
-        gone = self.session.execute(
-            sa.update(InvestmentTransaction)
-            .where(
-                InvestmentTransaction.investment_id == investment_id,
-                InvestmentTransaction.deleted_at.is_(None),
-                sa.or_(InvestmentTransaction.last_seen_at.is_(None), InvestmentTransaction.last_seen_at < read_started),
-            )
-            .values(deleted_at=utcnow(), updated_at=utcnow())
+        unseen = sa.and_(
+            InvestmentTransaction.investment_id == investment_id,
+            InvestmentTransaction.deleted_at.is_(None),
+            sa.or_(InvestmentTransaction.last_seen_at.is_(None), InvestmentTransaction.last_seen_at < read_started),
         )
-        self.tally.movements_deleted += cast(CursorResult, gone).rowcount
+        if self.any(unseen):
+            if not self.may_tombstone():
+                return  # the consent ended meanwhile: what was not returned is withheld, not gone
+            gone = self.session.execute(
+                sa.update(InvestmentTransaction).where(unseen).values(deleted_at=utcnow(), updated_at=utcnow())
+            )
+            self.tally.movements_deleted += cast(CursorResult, gone).rowcount
         self.session.execute(
             sa.update(Investment)
             .where(Investment.id == investment_id)
@@ -185,17 +189,21 @@ class InvestmentReader:
         return len(ours)
 
     def tombstone_investments(self, seen: set[str]) -> int:
+        unseen = sa.and_(
+            Investment.connection_id == self.connection_id,
+            Investment.deleted_at.is_(None),
+            Investment.pluggy_id.not_in(seen),
+        )
+        if not self.any(unseen) or not self.may_tombstone():
+            return 0
         result = self.session.execute(
-            sa.update(Investment)
-            .where(
-                Investment.connection_id == self.connection_id,
-                Investment.deleted_at.is_(None),
-                Investment.pluggy_id.not_in(seen),
-            )
-            .values(deleted_at=utcnow(), updated_at=utcnow())
+            sa.update(Investment).where(unseen).values(deleted_at=utcnow(), updated_at=utcnow())
         )
         self.session.commit()
         return cast(CursorResult, result).rowcount
+
+    def any(self, condition: sa.ColumnElement[bool]) -> bool:
+        return bool(self.session.scalar(sa.select(sa.exists().where(condition))))
 
     def owners(self, owner: Any, ids: list[str]) -> dict[str, int]:
         """Who holds each of these Pluggy ids that is stored (its connection, or its investment)."""

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from responses import matchers
 from werkzeug.test import Client
 
-from models import Account, Connection, Identity, Loan, SyncRun, Transaction
+from models import Account, Connection, Identity, Investment, Loan, SyncRun, Transaction
 from models.base import utcnow
 from pluggy_client import PluggyClient, PluggyNotFound
 from sandbox import data as pf
@@ -78,12 +78,12 @@ def test_client_pages_through_loans_lazily(api_client, mocked):
     mocked.get(
         f"{BASE_URL}/loans",
         json=pf.page(first, total_pages=2),
-        match=[matchers.query_param_matcher({"itemId": ITEM_ID})],
+        match=[matchers.query_param_matcher({"itemId": ITEM_ID, "page": "1", "pageSize": "500"})],
     )
     mocked.get(
         f"{BASE_URL}/loans",
         json=pf.page(second, number=2, total_pages=2),
-        match=[matchers.query_param_matcher({"itemId": ITEM_ID, "page": "2"})],
+        match=[matchers.query_param_matcher({"itemId": ITEM_ID, "page": "2", "pageSize": "500"})],
     )
 
     pages = api_client.iter_loans(ITEM_ID)
@@ -258,6 +258,25 @@ def test_a_consent_ending_during_a_fetch_tombstones_nothing(
     assert withheld_count("revoked", "during_fetch") >= counted + 1
     session.refresh(of_connection)
     assert sync_status(of_connection) == SyncStatus.CONSENT_EXPIRED
+
+
+def test_an_investment_left_out_as_the_consent_ends_is_kept(
+    session, of_connection, fake_pluggy, pluggy_api, worker, monkeypatch
+):
+    live = list(session.scalars(sa.select(Investment.pluggy_id).where(Investment.deleted_at.is_(None))))
+    assert len(live) > 1
+    iter_investments = pluggy_api.iter_investments
+
+    def all_but_one_then_revoked(item_id, *args, **kwargs):
+        for page in iter_investments(item_id, *args, **kwargs):
+            yield [each for each in page if each["id"] != live[0]]
+        fake_pluggy.end_consent(item_id, "revoke")
+
+    monkeypatch.setattr(pluggy_api, "iter_investments", all_but_one_then_revoked)
+    fetch_again(session, of_connection, worker, fake_pluggy)
+
+    session.expire_all()
+    assert set(session.scalars(sa.select(Investment.pluggy_id).where(Investment.deleted_at.is_(None)))) == set(live)
 
 
 def test_a_renewed_consent_syncs_again(session, of_connection, stand_in, fake_pluggy, pluggy_api, settings, worker):
