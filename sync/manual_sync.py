@@ -41,6 +41,9 @@ class ManualSync:
         runs in the worker, into the run returned."""
         if trigger_update:
             return self.trigger_manual_sync(connection)
+        if consent_withheld(connection):
+            # Pluggy answers empty data until the user renews the consent: a re-read brings nothing.
+            return self.credentials_required(connection, consent_ended=True)
         runs.let_go_of_stale_run(self.session, connection, self.settings.watch_timeout_s)
         try:
             run = runs.open_run(self.session, connection, RunTrigger.MANUAL)
