@@ -128,6 +128,15 @@ def change_investment(item_id: str, change: str):
         return jsonify(copy.deepcopy(products.restate_investment_movement(world, record, investment_id)))
 
 
+@control.post("/items/<item_id>/loans/pay")
+def pay_loans(item_id: str):
+    """Each of the item's loans pays its next installment today."""
+    world = _world()
+    with world.lock:
+        record = world.record_for(item_id)
+        return jsonify(loans=copy.deepcopy(products.pay_loan_installments(world, record)))
+
+
 @control.post("/items/<item_id>/auto_sync")
 def auto_sync(item_id: str):
     """An execution started by Pluggy's own scheduler (triggeredBy SYNC; not rate-limited)."""

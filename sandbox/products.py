@@ -712,6 +712,30 @@ def _loan(rng: random.Random, product: LoanProduct, item_id: str, now: datetime)
     }
 
 
+def pay_loan_installments(world: World, record: ItemRecord) -> list[Json]:
+    """Each of the item's loans with installments due pays the next one today: a release, one
+    installment fewer due, the outstanding balance down by what it amortizes."""
+    today = world.now().date()
+    paid = []
+    for loan in world.products[record.id]["loans"] if record.id in world.products else []:
+        installments, payments = loan["installments"], loan["payments"]
+        if installments["dueInstallments"] == 0:
+            continue
+        amount = payments["releases"][-1]["paidAmount"]
+        monthly = (1 + loan["interestRates"][0]["preFixedRate"]) ** (1 / 12) - 1
+        outstanding = payments["contractOutstandingBalance"] * (1 + monthly) - amount
+        number = installments["paidInstallments"] + 1
+        payments["releases"].append(_release(record.data_rng, today, number, amount))
+        payments["contractOutstandingBalance"] = round(max(outstanding, 0.0), 2)
+        installments.update(
+            paidInstallments=number,
+            dueInstallments=installments["dueInstallments"] - 1,
+            contractRemainingNumber=installments["contractRemainingNumber"] - 1,
+        )
+        paid.append(loan)
+    return paid
+
+
 def _interest_rate(product: LoanProduct) -> Json:
     return {
         "taxType": "EFFECTIVE",

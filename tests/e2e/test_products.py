@@ -56,14 +56,22 @@ def test_every_product_arrives_follows_an_update_and_is_its_owners_only(app, dat
         cards = [a for a in listed(stack, f"{base}/accounts/", "accounts") if a["type"] == "CREDIT"]
         assert cards and cards[0]["credit_data"]["credit_limit"] is not None
 
-        # An update: a movement restated at the institution, and a purchase that moves the position.
+        # An update: a movement restated at the institution, a purchase that moves the position,
+        # and an installment paid on every loan.
         restated = stack.control(f"items/{item_id}/investments/restate", investmentId=investment)
         bought = stack.control(f"items/{item_id}/investments/add_movement", investmentId=investment)
+        paid = {
+            loan["id"]: loan["payments"]["contractOutstandingBalance"]
+            for loan in stack.control(f"items/{item_id}/loans/pay")["loans"]
+        }
         stack.control(f"items/{item_id}/auto_sync")
         expected = live_movements(stack, connection_id, investment) - set(restated["deleted"])
         expected |= {restated["created"][0]["id"], bought["id"]}
         wait_until(lambda: live_movements(stack, connection_id, investment) == expected, what="the update")
         assert restated["deleted"][0] not in live_movements(stack, connection_id, investment)
+        quiet(stack, connection_id)
+        loans = {loan["id"]: loan for loan in listed(stack, f"{base}/loans/", "loans")}
+        assert {pluggy_id: float(loans[pluggy_id]["outstanding_balance"]) for pluggy_id in paid} == paid
 
         # Another user sees none of it: every new route answers 404.
         other = {"Authorization": f"Bearer {stack.flask('users', 'create', 'bia@example.com')}"}

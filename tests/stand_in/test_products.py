@@ -323,6 +323,22 @@ def test_loans_of_an_item(client, key, item_id):
     refused(client, key, "/loans/nope", 404, "LOAN_NOT_FOUND")
 
 
+def test_a_loan_payment_moves_each_loan_on_by_one_installment(client, key, item_id):
+    before = {loan["id"]: loan for loan in ok(client, key, "/loans", itemId=item_id)["results"]}
+
+    paid = client.post(f"/sandbox/items/{item_id}/loans/pay").json["loans"]
+
+    assert {loan["id"] for loan in paid} == set(before)
+    for loan in ok(client, key, "/loans", itemId=item_id)["results"]:
+        was, now = before[loan["id"]], loan
+        assert now["installments"]["paidInstallments"] == was["installments"]["paidInstallments"] + 1
+        assert now["installments"]["dueInstallments"] == was["installments"]["dueInstallments"] - 1
+        assert len(now["payments"]["releases"]) == len(was["payments"]["releases"]) + 1
+        outstanding = now["payments"]["contractOutstandingBalance"]
+        assert 0 <= outstanding < was["payments"]["contractOutstandingBalance"]
+        validate_response("GET", "/loans/{id}", as_documented(now))
+
+
 # Credit-card bills ----------------------------------------------------------------------------
 
 
