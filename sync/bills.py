@@ -30,7 +30,7 @@ from models import Account, Bill, SyncRun, Transaction
 from models.base import utcnow
 from models.database import DbSession
 from observability import logs, metrics
-from pluggy_client import PluggyNotFound, timestamp
+from pluggy_client import PluggyNotFound
 
 from . import values
 from .bulk import upsert_transactions
@@ -204,8 +204,8 @@ def bill_row(data: dict, card: Account, now: datetime) -> dict | None:
         "payments": payments,
         "payments_total": total_of(payments),
         "raw": data,
-        "pluggy_created_at": moment(data.get("createdAt")),
-        "pluggy_updated_at": moment(data.get("updatedAt")),
+        "pluggy_created_at": values.moment(data.get("createdAt")),
+        "pluggy_updated_at": values.moment(data.get("updatedAt")),
         "last_seen_at": now,
         "created_at": now,
         "updated_at": now,
@@ -218,10 +218,3 @@ def dicts(value) -> list[dict]:
 
 def total_of(entries: list[dict]) -> Decimal:
     return sum((values.money(entry.get("amount")) or Decimal(0) for entry in entries), Decimal(0))
-
-
-def moment(value) -> datetime | None:
-    try:
-        return timestamp(value) if isinstance(value, str) else None
-    except ValueError:
-        return None

@@ -8,7 +8,6 @@ served only to the connection's owner.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import TYPE_CHECKING
 
 from jobqueue import dialect_insert
@@ -16,6 +15,7 @@ from models import Identity
 from models.base import utcnow
 from pluggy_client import PluggyNotFound, timestamp
 
+from . import values
 from .bulk import updatable
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def identity_row(data: dict, connection_id: int) -> dict:
         "document": data.get("document"),
         "document_type": data.get("documentType"),
         "tax_number": data.get("taxNumber"),
-        "birth_date": day(data.get("birthDate")),
+        "birth_date": values.day(data.get("birthDate")),
         "job_title": data.get("jobTitle"),
         "company_name": data.get("companyName"),
         "emails": data.get("emails"),
@@ -67,14 +67,3 @@ def identity_row(data: dict, connection_id: int) -> dict:
         "created_at": now,
         "updated_at": now,
     }
-
-
-def day(value) -> date | None:
-    """A calendar day Pluggy writes as a timestamp (midnight, UTC or Brasília) or as a plain date:
-    the day as written, whatever the time zone."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        return None

@@ -29,7 +29,6 @@ as for transactions. A row that comes back is live again.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,7 +42,9 @@ from jobqueue import dialect_insert
 from models import Investment, InvestmentTransaction
 from models.base import dump_json, utcnow
 from observability import logs, metrics
-from pluggy_client import PluggyNotFound, timestamp
+from pluggy_client import PluggyNotFound
+
+from . import values
 
 if TYPE_CHECKING:  # products.py lists this module's reader
     from .products import ProductContext
@@ -278,36 +279,36 @@ def investment_row(data: dict, connection_id: int, now: datetime) -> dict:
     return {
         "connection_id": connection_id,
         "pluggy_id": str(data["id"]),
-        "type": text(data.get("type"), 32) or "OTHER",
-        "subtype": text(data.get("subtype"), 32),
-        "name": text(data.get("name"), 255) or str(data["id"]),
-        "code": text(data.get("code"), 64),
-        "isin": text(data.get("isin"), 16),
-        "number": text(data.get("number"), 64),
-        "issuer": text(data.get("issuer"), 255),
-        "issuer_cnpj": text(data.get("issuerCNPJ"), 32),
-        "owner": text(data.get("owner"), 255),
-        "currency_code": text(data.get("currencyCode"), 3),
-        "status": text(data.get("status"), 32),
-        "balance": number(data.get("balance"), LARGEST_MONEY),
-        "amount": number(data.get("amount"), LARGEST_MONEY),
-        "amount_original": number(data.get("amountOriginal"), LARGEST_MONEY),
-        "amount_profit": number(data.get("amountProfit"), LARGEST_MONEY),
-        "amount_withdrawal": number(data.get("amountWithdrawal"), LARGEST_MONEY),
-        "taxes": number(data.get("taxes"), LARGEST_MONEY),
-        "taxes2": number(data.get("taxes2"), LARGEST_MONEY),
-        "quantity": number(data.get("quantity"), LARGEST_QUANTITY),
-        "value": number(data.get("value"), LARGEST_QUANTITY),
-        "rate": number(data.get("rate"), LARGEST_RATE),
-        "rate_type": text(data.get("rateType"), 32),
-        "fixed_annual_rate": number(data.get("fixedAnnualRate"), LARGEST_RATE),
-        "last_month_rate": number(data.get("lastMonthRate"), LARGEST_RATE),
-        "annual_rate": number(data.get("annualRate"), LARGEST_RATE),
-        "last_twelve_months_rate": number(data.get("lastTwelveMonthsRate"), LARGEST_RATE),
-        "date": moment(data.get("date")),
-        "due_date": moment(data.get("dueDate")),
-        "issue_date": moment(data.get("issueDate")),
-        "purchase_date": moment(data.get("purchaseDate")),
+        "type": values.label(data.get("type"), 32) or "OTHER",
+        "subtype": values.label(data.get("subtype"), 32),
+        "name": values.label(data.get("name"), 255) or str(data["id"]),
+        "code": values.label(data.get("code"), 64),
+        "isin": values.label(data.get("isin"), 16),
+        "number": values.label(data.get("number"), 64),
+        "issuer": values.label(data.get("issuer"), 255),
+        "issuer_cnpj": values.label(data.get("issuerCNPJ"), 32),
+        "owner": values.label(data.get("owner"), 255),
+        "currency_code": values.label(data.get("currencyCode"), 3),
+        "status": values.label(data.get("status"), 32),
+        "balance": values.money(data.get("balance"), LARGEST_MONEY),
+        "amount": values.money(data.get("amount"), LARGEST_MONEY),
+        "amount_original": values.money(data.get("amountOriginal"), LARGEST_MONEY),
+        "amount_profit": values.money(data.get("amountProfit"), LARGEST_MONEY),
+        "amount_withdrawal": values.money(data.get("amountWithdrawal"), LARGEST_MONEY),
+        "taxes": values.money(data.get("taxes"), LARGEST_MONEY),
+        "taxes2": values.money(data.get("taxes2"), LARGEST_MONEY),
+        "quantity": values.money(data.get("quantity"), LARGEST_QUANTITY),
+        "value": values.money(data.get("value"), LARGEST_QUANTITY),
+        "rate": values.money(data.get("rate"), LARGEST_RATE),
+        "rate_type": values.label(data.get("rateType"), 32),
+        "fixed_annual_rate": values.money(data.get("fixedAnnualRate"), LARGEST_RATE),
+        "last_month_rate": values.money(data.get("lastMonthRate"), LARGEST_RATE),
+        "annual_rate": values.money(data.get("annualRate"), LARGEST_RATE),
+        "last_twelve_months_rate": values.money(data.get("lastTwelveMonthsRate"), LARGEST_RATE),
+        "date": values.moment(data.get("date")),
+        "due_date": values.moment(data.get("dueDate")),
+        "issue_date": values.moment(data.get("issueDate")),
+        "purchase_date": values.moment(data.get("purchaseDate")),
         "raw": data,
         "deleted_at": None,
         "created_at": now,
@@ -317,48 +318,24 @@ def investment_row(data: dict, connection_id: int, now: datetime) -> dict:
 
 def movement_row(data: dict, investment_id: int, connection_id: int, now: datetime) -> dict | None:
     """A movement as a table row; None for one without a date (Pluggy requires one)."""
-    when = moment(data.get("date")) or moment(data.get("tradeDate"))
+    when = values.moment(data.get("date")) or values.moment(data.get("tradeDate"))
     if when is None or data.get("id") is None:
         return None
     return {
         "investment_id": investment_id,
         "connection_id": connection_id,
         "pluggy_id": str(data["id"]),
-        "type": text(data.get("type"), 32),
-        "movement_type": text(data.get("movementType"), 16),
+        "type": values.label(data.get("type"), 32),
+        "movement_type": values.label(data.get("movementType"), 16),
         "description": data.get("description") if isinstance(data.get("description"), str) else None,
-        "quantity": number(data.get("quantity"), LARGEST_QUANTITY),
-        "value": number(data.get("value"), LARGEST_QUANTITY),
-        "amount": number(data.get("amount"), LARGEST_MONEY),
-        "net_amount": number(data.get("netAmount"), LARGEST_MONEY),
+        "quantity": values.money(data.get("quantity"), LARGEST_QUANTITY),
+        "value": values.money(data.get("value"), LARGEST_QUANTITY),
+        "amount": values.money(data.get("amount"), LARGEST_MONEY),
+        "net_amount": values.money(data.get("netAmount"), LARGEST_MONEY),
         "date": when,
-        "trade_date": moment(data.get("tradeDate")),
+        "trade_date": values.moment(data.get("tradeDate")),
         "raw": data,
         "deleted_at": None,
         "created_at": now,
         "updated_at": now,
     }
-
-
-def number(value: Any, bound: Decimal) -> Decimal | None:
-    """Pluggy's number as the Decimal it wrote (str() of a double is its shortest reading); None for
-    what no typed column can hold (not a finite number, or beyond the column): raw keeps it."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    amount = Decimal(str(value))
-    return amount if abs(amount) < bound else None
-
-
-def text(value: Any, length: int) -> str | None:
-    return value[:length] if isinstance(value, str) and value else None
-
-
-def moment(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return timestamp(value)
-    except ValueError:
-        return None

@@ -10,7 +10,6 @@ tombstoning the consent is read again (`ProductContext.may_tombstone`).
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -20,6 +19,7 @@ from models import Loan
 from models.base import utcnow
 from pluggy_client import timestamp
 
+from . import values
 from .bulk import updatable
 
 if TYPE_CHECKING:
@@ -78,15 +78,15 @@ def loan_row(data: dict, connection_id: int) -> dict:
         "type": data.get("type"),
         "kind": data.get("kind"),
         "currency_code": data.get("currencyCode"),
-        "contract_amount": number(data.get("contractAmount")),
-        "outstanding_balance": number(payments.get("contractOutstandingBalance")),
-        "cet": number(data.get("CET")),
+        "contract_amount": values.money(data.get("contractAmount")),
+        "outstanding_balance": values.money(payments.get("contractOutstandingBalance")),
+        "cet": values.money(data.get("CET")),
         "installment_periodicity": data.get("installmentPeriodicity"),
-        "total_installments": whole(installments.get("totalNumberOfInstallments")),
-        "paid_installments": whole(installments.get("paidInstallments")),
-        "due_installments": whole(installments.get("dueInstallments")),
-        "past_due_installments": whole(installments.get("pastDueInstallments")),
-        "remaining_installments": whole(installments.get("contractRemainingNumber")),
+        "total_installments": values.whole(installments.get("totalNumberOfInstallments")),
+        "paid_installments": values.whole(installments.get("paidInstallments")),
+        "due_installments": values.whole(installments.get("dueInstallments")),
+        "past_due_installments": values.whole(installments.get("pastDueInstallments")),
+        "remaining_installments": values.whole(installments.get("contractRemainingNumber")),
         "interest_rates": data.get("interestRates"),
         "contract_date": timestamp(data.get("contractDate")),
         "first_installment_due_date": timestamp(data.get("firstInstallmentDueDate")),
@@ -98,12 +98,3 @@ def loan_row(data: dict, connection_id: int) -> dict:
         "created_at": now,
         "updated_at": now,
     }
-
-
-def number(value) -> Decimal | None:
-    # str() gives the shortest decimal that reads back as the same double: the figure Pluggy sent.
-    return None if value is None or isinstance(value, bool) else Decimal(str(value))
-
-
-def whole(value) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -6,11 +6,15 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
+from pluggy_client import timestamp
+
 # An INTEGER column's range, on SQLite and PostgreSQL alike.
 MAX_INTEGER = 2**31 - 1
 
 
-def money(value) -> Decimal | None:
+def money(value, bound: Decimal | None = None) -> Decimal | None:
+    """A figure as the Decimal Pluggy wrote, or None when it is none or beyond ``bound`` (what its
+    column holds)."""
     # str() gives the shortest decimal that reads back as the same double: the figure Pluggy sent.
     if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
@@ -18,7 +22,9 @@ def money(value) -> Decimal | None:
         amount = Decimal(str(value))
     except ArithmeticError:
         return None
-    return amount if amount.is_finite() else None
+    if not amount.is_finite() or (bound is not None and abs(amount) >= bound):
+        return None
+    return amount
 
 
 def day(value) -> date | None:
@@ -32,6 +38,14 @@ def day(value) -> date | None:
             return date.fromisoformat(value[:10])
         except ValueError:
             return None
+
+
+def moment(value) -> datetime | None:
+    """A Pluggy timestamp, or None when it is none or unreadable."""
+    try:
+        return timestamp(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def whole(value) -> int | None:
