@@ -72,6 +72,7 @@ def read(context: ProductContext) -> None:
             relink(context, card, first, last)
         write_bills(session, card, rows)
         session.commit()
+        context.checkpoint(progressed=bool(rows))
         logs.event(log, "bills read", connection_id=connection.id, account_id=card.id, listed=len(listed), new=len(new))
 
 

@@ -90,6 +90,7 @@ class InvestmentReader:
         self.item_id = context.connection.item_id
         self.with_movements = context.offers("INVESTMENTS_TRANSACTIONS")
         self.may_tombstone = context.may_tombstone
+        self.checkpoint = context.checkpoint
         self.tally = Tally()
 
     def read(self) -> Tally:
@@ -114,6 +115,7 @@ class InvestmentReader:
         self.refused("investment", len(rows) - len(ours))
         created, updated = upsert(self.session, Investment.__table__, ours, "connection_id", now)
         self.session.commit()
+        self.checkpoint(progressed=bool(created or updated))
         self.tally.investments += len(ours)
         self.tally.created += created
         self.tally.updated += updated
@@ -185,6 +187,7 @@ class InvestmentReader:
             .values(last_seen_at=read_started, updated_at=InvestmentTransaction.updated_at)
         )
         self.session.commit()
+        self.checkpoint(progressed=bool(created or updated))
         self.tally.movements_created += created
         self.tally.movements_updated += updated
         return len(ours)

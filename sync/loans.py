@@ -45,6 +45,7 @@ def read(context: ProductContext) -> None:
                 )
             )
             context.session.commit()
+            context.checkpoint(progressed=True)
         seen.update(row["pluggy_id"] for row in rows)
     if seen:
         tombstone_missing(context, seen)

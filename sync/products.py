@@ -8,7 +8,7 @@ writes set-based, commits its own work and says how it treats rows Pluggy no lon
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from config import Settings
 from models import Connection, SyncRun
@@ -25,6 +25,9 @@ class ProductContext:
     settings: Settings
     connection: Connection
     run: SyncRun
+    # The job's checkpoint, called after each committed page: keeps the job's lease through a long
+    # read (an investment's movements) and honours a stop request.
+    checkpoint: Callable[..., None] = field(default=lambda **_: None)
 
     def offers(self, product: str) -> bool:
         """Whether the item collects ``product`` (Pluggy's names: CREDIT_CARDS, INVESTMENTS...)."""

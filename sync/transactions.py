@@ -114,7 +114,7 @@ class TransactionService:
                 f"{counts.deleted} deleted"
             )
         if only_account is None:
-            read_products(ProductContext(self.session, self.client, self.settings, connection, run))
+            read_products(ProductContext(self.session, self.client, self.settings, connection, run, self.checkpoint))
         if consents.ended_during_fetch(connection):
             return consents.close_withheld(self.session, connection, run, found=None)
         if only_account is None:

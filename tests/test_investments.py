@@ -320,3 +320,16 @@ def test_a_reread_that_changed_nothing_writes_nothing(session, pluggy_api, setti
     again = investments.InvestmentReader(context).read()
 
     assert (again.created, again.updated, again.deleted, again.movements_read) == (0, 0, 0, 0)
+
+
+def test_a_long_read_calls_the_jobs_checkpoint_after_every_page(session, pluggy_api, settings, connection, listed):
+    """The checkpoint keeps the job's lease and honours a stop request (jobqueue/registry.py)."""
+    calls = []
+    run = runs.open_run(session, connection, "manual")
+    context = ProductContext(session, pluggy_api, settings, connection, run, lambda **kw: calls.append(kw))
+
+    investments.InvestmentReader(context).read()
+
+    # A page of investments, then a page of movements for each: every one committed, then a checkpoint.
+    assert len(calls) == 1 + len(listed)
+    assert all(call == {"progressed": True} for call in calls)
