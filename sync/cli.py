@@ -214,7 +214,9 @@ def users_delete(email: str, yes: bool) -> None:
     """Erase a user: every item of theirs deleted at Pluggy, then everything stored about them."""
     user = user_by_email(email)
     if not yes:
-        click.confirm(f"Erase {user.email} and everything stored about them, deleting their items at Pluggy?", abort=True)
+        click.confirm(
+            f"Erase {user.email} and everything stored about them, deleting their items at Pluggy?", abort=True
+        )
     try:
         removed = erase_user(db.session, user, pluggy)
     except PluggyError as exc:

@@ -73,7 +73,13 @@ def test_without_the_setting_every_app_path_is_as_absent_as_an_unknown_one(migra
 
 
 def test_a_missing_or_wrong_key_is_401_in_the_one_error_shape(app, client):
-    for headers in ({}, key_headers(WRONG_KEY), {"Authorization": KEY}, {"Authorization": "Bearer "}, key_headers(KEY[:-1])):
+    for headers in (
+        {},
+        key_headers(WRONG_KEY),
+        {"Authorization": KEY},
+        {"Authorization": "Bearer "},
+        key_headers(KEY[:-1]),
+    ):
         response = client.post(f"{APP}/users/", json={"email": "ana@example.com"}, headers=headers)
         assert response.status_code == 401, headers
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -179,7 +185,11 @@ def test_get_shows_the_user_and_their_live_connections(app, client, fake_pluggy)
     response = client.get(f"{APP}/users/{user_id}", headers=key_headers())
     assert response.status_code == 200
     body = response.get_json()
-    assert (body["id"], body["email"], body["created_at"]) == (user_id, "ana@example.com", created["user"]["created_at"])
+    assert (body["id"], body["email"], body["created_at"]) == (
+        user_id,
+        "ana@example.com",
+        created["user"]["created_at"],
+    )
     assert body["connections"] == [
         {"id": live_id, "item_id": live_item, "sync_status": "UPDATED", "last_synced_at": None}
     ]
@@ -211,7 +221,9 @@ def synced_connection(session, worker, user_id: int, fake) -> Connection:
     connection = add_connection(session, user_id, fake)
     fake.set_connector(connection.item_id, pf.OPEN_FINANCE_CONNECTOR)
     fake.set_credentials(connection.item_id, cpf=pf.OWNER_CPF)
-    fake.world.products[connection.item_id] = new_products(random.Random(connection.item_id), connection.item_id, bool, utcnow())
+    fake.world.products[connection.item_id] = new_products(
+        random.Random(connection.item_id), connection.item_id, bool, utcnow()
+    )
     checking = fake.add_account(connection.item_id)
     card = fake.add_account(connection.item_id, type="CREDIT", subtype="CREDIT_CARD", name="Cartão", number=None)
     today = utcnow().date()
@@ -219,7 +231,9 @@ def synced_connection(session, worker, user_id: int, fake) -> Connection:
         fake.add_transaction(checking["id"], date=f"{today - timedelta(days=n)}T03:00:00.000Z", amount=-(n + 1) * 10.5)
     fake.add_investments(connection.item_id)
     bill = fake.add_bill(card["id"])
-    fake.add_transaction(card["id"], date=f"{today}T03:00:00.000Z", amount=-50.0, creditCardMetadata={"billId": bill["id"]})
+    fake.add_transaction(
+        card["id"], date=f"{today}T03:00:00.000Z", amount=-50.0, creditCardMetadata={"billId": bill["id"]}
+    )
     scheduling.queue_initial_sync(session, connection)
     session.commit()
     drain(worker, session)
@@ -353,7 +367,8 @@ def test_a_user_without_connections_is_erased_without_asking_pluggy(app, client,
 
 
 @pytest.mark.parametrize(
-    "status, answer", [(500, (502, "pluggy_unavailable")), (429, (429, "rate_limited")), (403, (502, "pluggy_unavailable"))]
+    "status, answer",
+    [(500, (502, "pluggy_unavailable")), (429, (429, "rate_limited")), (403, (502, "pluggy_unavailable"))],
 )
 def test_a_pluggy_failure_leaves_everything_in_place_and_a_retry_finishes(
     app, client, two_users, fake_pluggy, status, answer
