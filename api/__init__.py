@@ -58,12 +58,16 @@ def create_app(config: Mapping | None = None) -> Flask:
     from webhooks import receiver
     from webhooks.cli import webhooks_cli
 
+    from . import app as app_api
     from . import banking, health, metrics, openapi
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(banking.bp)
+    if app.config.get("APP_API_KEYS"):
+        # Without an app key the app API does not exist: its paths answer as any unknown path does.
+        app.register_blueprint(app_api.bp)
     app.register_blueprint(receiver.bp)
     register_commands(app)
     app.cli.add_command(webhooks_cli)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, TypeAdapter, ValidationError, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, TypeAdapter, ValidationError, model_validator
 
 from sync.monitoring import DEFAULT_MAX_DUE_AGE_S
+from sync.users import UserError, normalise_email
 
 from .validation import Body, Query
 
@@ -100,3 +101,15 @@ class ReadyQuery(Query):
         DEFAULT_MAX_DUE_AGE_S, ge=0, allow_inf_nan=False, description="seconds the oldest due job may wait"
     )
     max_dead: int | None = Field(None, ge=0, description="dead jobs allowed; unset, they are only reported")
+
+
+def app_user_email(value: str) -> str:
+    """Normalised as `flask users create` does; the refusal does not repeat the value."""
+    try:
+        return normalise_email(value)
+    except UserError:
+        raise ValueError("not an e-mail address") from None
+
+
+class CreateAppUser(Body):
+    email: Annotated[str, StringConstraints(max_length=320), AfterValidator(app_user_email)]

@@ -17,6 +17,7 @@ from models import (
     Loan,
     SyncRun,
     Transaction,
+    User,
 )
 from pluggy_client import ConnectToken
 from sync.consents import under_consent
@@ -415,3 +416,22 @@ def mfa_json(parameter: dict) -> dict:
         if parameter.get(pluggy_name) is not None:
             shown[name] = parameter[pluggy_name]
     return shown
+
+
+def app_user_json(user: User, connections: list[Connection], open_runs: dict[int, SyncRun]) -> dict:
+    """A user as the app API shows it: who, since when, and their live connections in brief."""
+    return {
+        "id": user.id,
+        "email": user.email,
+        "created_at": iso(user.created_at),
+        "connections": [
+            {
+                "id": connection.id,
+                "item_id": connection.item_id,
+                "sync_status": sync_status(connection, open_runs.get(connection.id)),
+                "last_synced_at": iso(connection.last_synced_at),
+            }
+            for connection in connections
+            if connection.deleted_at is None
+        ],
+    }

@@ -21,6 +21,7 @@ from typing import Any
 
 from .values import (
     ConfigError,
+    app_keys,
     choice,
     database_url,
     optional_text,
@@ -105,6 +106,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PLUGGY_OAUTH_REDIRECT_URI", "", redirect_uri),
     # Days a deleted item's copied data is kept before it is removed; 0: removed at once.
     Setting("DELETED_ITEM_RETENTION_DAYS", "0", lambda name, value: whole_number_at_least(name, value, 0, " of days")),
+    # The key(s) of the server-to-server API under /api/app/ (comma-separated to rotate); unset: no such API.
+    Setting("APP_API_KEY", "", app_keys, "APP_API_KEYS"),
     Setting("LOG_FORMAT", "", lambda name, value: choice(name, value.lower(), LOG_FORMATS) if value else None),
     Setting("LOG_LEVEL", "INFO", lambda name, value: choice(name, value.upper(), LOG_LEVELS)),
 )

@@ -56,6 +56,23 @@ def split_secrets(name: str, value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+# An app key is the whole credential of a server-to-server API: one short enough to guess is refused.
+MIN_APP_KEY_CHARS = 32
+
+
+def app_keys(name: str, value: str) -> tuple[str, ...]:
+    """Comma-separated keys (the new one first while rotating), each at least MIN_APP_KEY_CHARS long.
+    The message names the variable and the key's position, never the key."""
+    keys = split_secrets(name, value)
+    for position, key in enumerate(keys, 1):
+        if len(key) < MIN_APP_KEY_CHARS:
+            raise ConfigError(
+                f"{name} must be keys of at least {MIN_APP_KEY_CHARS} characters each; key {position} of {len(keys)} "
+                f"has {len(key)} (for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+    return keys
+
+
 def choice(name: str, value: str, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")

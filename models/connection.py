@@ -32,7 +32,11 @@ class Connection(Base):
     and when its copied data was removed (`data_removed_at`)."""
 
     __tablename__ = "connections"
-    __table_args__ = (sa.CheckConstraint(one_of("deleted_reason", DELETED_REASONS), name="deleted_reason"),)
+    __table_args__ = (
+        sa.CheckConstraint(one_of("deleted_reason", DELETED_REASONS), name="deleted_reason"),
+        # SQLite would otherwise give a deleted connection's id to the next one (jobs name it by id).
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)

@@ -16,6 +16,8 @@ class User(Base):
     """Someone whose bank connections this service keeps; authenticates with a signed API token."""
 
     __tablename__ = "users"
+    # SQLite would otherwise give a deleted user's id to the next one, whom the old tokens would name.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(320), unique=True)

@@ -33,7 +33,7 @@ from .manual_sync import ManualSync
 from .results import ManualSyncStatus
 from .runtime import pluggy_client, sync_settings
 from .tokens import issue_api_token
-from .users import UserError, create_user, find_user, rotate_token
+from .users import UserError, create_user, erase_user, find_user, rotate_token
 
 jobs_cli = AppGroup("jobs", help="Inspect and retry jobs in the queue.")
 users_cli = AppGroup("users", help="Manage the service's users.")
@@ -205,6 +205,23 @@ def users_rotate_token(email: str) -> None:
     rotate_token(db.session, user)
     click.echo(f"every earlier token of {user.email} is revoked; new API token:")
     click.echo(issue_api_token(current_app.config["SECRET_KEY"], user))
+
+
+@users_cli.command("delete")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def users_delete(email: str, yes: bool) -> None:
+    """Erase a user: every item of theirs deleted at Pluggy, then everything stored about them."""
+    user = user_by_email(email)
+    if not yes:
+        click.confirm(
+            f"Erase {user.email} and everything stored about them, deleting their items at Pluggy?", abort=True
+        )
+    try:
+        removed = erase_user(db.session, user, pluggy)
+    except PluggyError as exc:
+        raise click.ClickException(f"Pluggy: {exc}; nothing was deleted here, run the command again") from None
+    click.echo(f"erased {email} ({removed.get('connections', 0)} connection(s))")
 
 
 @connections_cli.command("add")

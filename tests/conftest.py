@@ -93,6 +93,9 @@ def empty_all_tables() -> None:
         else:
             for name in reversed(tables):
                 conn.execute(sa.text(f"DELETE FROM {name}"))
+            # AUTOINCREMENT tables (users, connections) count on from here: ids restart like PostgreSQL's.
+            if conn.execute(sa.text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")).first():
+                conn.execute(sa.text("DELETE FROM sqlite_sequence"))
 
 
 @pytest.fixture

@@ -64,6 +64,7 @@ OPERATIONS = sorted(
     (method.upper(), path) for path, item in DOCUMENT["paths"].items() for method in item if method in HTTP_METHODS
 )
 WEBHOOK_SECRET = TEST_SECRETS["PLUGGY_WEBHOOK_SECRETS"][0]
+APP_KEY = "openapi-app-key-0123456789abcdef0123"  # the app API exists only with a key (APP_API_KEY)
 MAX_ID = 2**31 - 1
 API = "/api/banking"
 
@@ -139,7 +140,7 @@ def flask_routes(app) -> set[tuple[str, str]]:
 
 
 def test_every_route_is_documented_and_every_documented_operation_is_a_route(tmp_path):
-    app = make_app(f"sqlite:///{tmp_path / 'routes.db'}")
+    app = make_app(f"sqlite:///{tmp_path / 'routes.db'}", APP_API_KEYS=(APP_KEY,))
     routes = flask_routes(app)
     documented = set(OPERATIONS)
     assert sorted(routes - documented) == [], "routes missing from api/openapi.json"
@@ -161,8 +162,9 @@ def test_path_parameters_are_documented_as_flask_converts_them():
             in_path = {p["name"]: p for p in parameters if p["in"] == "path"}
             assert set(in_path) == set(re.findall(r"{([^}]+)}", path)), (method, path)
             assert all(p["required"] for p in in_path.values())
-            if "connection_id" in in_path:
-                assert in_path["connection_id"]["schema"] == {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+            for name in ("connection_id", "user_id"):
+                if name in in_path:
+                    assert in_path[name]["schema"] == {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 
 
 def test_the_app_serves_this_document(tmp_path):
@@ -191,6 +193,10 @@ class World:
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def app_auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {APP_KEY}"}
 
     def snapshot(self) -> None:
         with self.engine.connect() as conn:
@@ -322,6 +328,8 @@ def seed(world: World) -> None:
             "investment": investment["id"],
             "bill": bill["id"],
             "webhook_token": issue_webhook_token(app.config["SECRET_KEY"]),
+            "user": user.id,
+            "stranger": stranger.id,
         }
 
 
@@ -335,7 +343,13 @@ def faked_pluggy(fake: FakePluggy):
 def schemathesis_config(token: str):
     return schemathesis.Config.from_dict(
         {
-            "auth": {"openapi": {"bearerAuth": {"bearer": token}, "webhookSecret": {"api_key": WEBHOOK_SECRET}}},
+            "auth": {
+                "openapi": {
+                    "bearerAuth": {"bearer": token},
+                    "appKey": {"bearer": APP_KEY},
+                    "webhookSecret": {"api_key": WEBHOOK_SECRET},
+                }
+            },
             # A 5xx is a failure, except the health checks' documented 503 (not ready: here the
             # seeded due job has waited longer than a generated max_due_age).
             "operations": [
@@ -352,7 +366,7 @@ def schemathesis_config(token: str):
 def world(tmp_path_factory):
     """Built once for the module: SQLite always, migrated by `flask db upgrade`'s own code."""
     url = f"sqlite:///{tmp_path_factory.mktemp('openapi') / 'openapi.db'}"
-    app = make_app(url, SYNC_WATCH_INTERVAL_S=0.05)
+    app = make_app(url, SYNC_WATCH_INTERVAL_S=0.05, APP_API_KEYS=(APP_KEY,))
     with app.app_context():
         upgrade()
         engine = db.engine
@@ -379,6 +393,10 @@ def anchors(world: World, operation) -> list[dict[str, Any]]:
     options: list[dict[str, Any]] = []
     if "{connection_id}" in path:
         options += [{"path_parameters": {"connection_id": cid}} for cid in connections]
+    if "{user_id}" in path:
+        options += [{"path_parameters": {"user_id": ids[name]}} for name in ("user", "stranger")]
+    if path == "/api/app/users/":
+        options += [{"body": {"email": email}} for email in ("openapi@example.com", " New@Example.com ")]
     if "{token}" in path:
         options.append({"path_parameters": {"token": ids["webhook_token"]}})
     if path.endswith("/transactions/"):
@@ -817,6 +835,61 @@ SCENARIOS = {
         headers=WEBHOOK_HEADERS,
     ),
 }
+APP_USER = "/api/app/users/{user_id}/"
+APP_HEADERS = lambda world: world.app_auth  # noqa: E731
+
+
+def app_user(name):
+    return lambda world: {"user_id": world.ids[name]}
+
+
+SCENARIOS |= {
+    # The app API.
+    "app: create a user": Scenario(
+        "POST", "/api/app/users/", (201, ""), body={"email": "new@example.com"}, headers=APP_HEADERS
+    ),
+    "app: an existing user": Scenario(
+        "POST", "/api/app/users/", (200, ""), body={"email": "openapi@example.com"}, headers=APP_HEADERS
+    ),
+    "app: a wrong key": Scenario(
+        "POST",
+        "/api/app/users/",
+        (401, "unauthorized"),
+        body={"email": "new@example.com"},
+        headers=lambda world: {"Authorization": "Bearer wrong"},
+    ),
+    "app: rotate a token": Scenario(
+        "POST", "/api/app/users/{user_id}/token/", (200, ""), path_parameters=app_user("user"), headers=APP_HEADERS
+    ),
+    "app: erase a user": Scenario("DELETE", APP_USER, (204, ""), path_parameters=app_user("user"), headers=APP_HEADERS),
+    "app: erase, Pluggy down": Scenario(
+        "DELETE",
+        APP_USER,
+        (502, "pluggy_unavailable"),
+        path_parameters=app_user("user"),
+        headers=APP_HEADERS,
+        arrange=refuse("DELETE", item_path("synced_item"), 500),
+    ),
+    "app: erase, Pluggy rate limits": Scenario(
+        "DELETE",
+        APP_USER,
+        (429, "rate_limited"),
+        path_parameters=app_user("user"),
+        headers=APP_HEADERS,
+        arrange=refuse("DELETE", item_path("mfa_item"), 429, headers={"Retry-After": "30"}),
+    ),
+    "app: erase without Pluggy keys": Scenario(
+        "DELETE",
+        APP_USER,
+        (503, "pluggy_not_configured"),
+        path_parameters=app_user("user"),
+        headers=APP_HEADERS,
+        app="no_pluggy_keys",
+    ),
+    "app: an unknown user": Scenario(
+        "GET", APP_USER, (404, "user_not_found"), path_parameters=lambda world: {"user_id": MAX_ID}, headers=APP_HEADERS
+    ),
+}
 # Bodies that depend on the seeded ids.
 BODIES = {
     "register a new item": lambda world: {"item_id": world.ids["unregistered_item"]},
@@ -838,8 +911,10 @@ def other_apps(world, tmp_path):
     Pluggy keys, and with a Pluggy client of its own (no API key, no connect token cached yet)."""
     apps = {
         "broken_database": lambda: make_app(f"sqlite:///{tmp_path / 'never-migrated.db'}"),
-        "no_pluggy_keys": lambda: make_app(world.app.config["SQLALCHEMY_DATABASE_URI"], PLUGGY_CLIENT_ID=None),
-        "fresh_client": lambda: make_app(world.app.config["SQLALCHEMY_DATABASE_URI"]),
+        "no_pluggy_keys": lambda: make_app(
+            world.app.config["SQLALCHEMY_DATABASE_URI"], PLUGGY_CLIENT_ID=None, APP_API_KEYS=(APP_KEY,)
+        ),
+        "fresh_client": lambda: make_app(world.app.config["SQLALCHEMY_DATABASE_URI"], APP_API_KEYS=(APP_KEY,)),
     }
     built = []
 
