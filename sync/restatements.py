@@ -149,7 +149,8 @@ def days_apart(session: DbSession, a, b) -> sa.ColumnElement[float]:
 def within_days(session: DbSession, a, b, days: int) -> sa.ColumnElement[bool]:
     """`a` at most `days` from `b`; on PostgreSQL as a range the (account_id, date) index serves."""
     if session.get_bind().dialect.name == "postgresql":
-        return a.between(b - timedelta(days=days), b + timedelta(days=days))
+        tolerance = sa.literal(timedelta(days=days), sa.Interval())
+        return a.between(b - tolerance, b + tolerance)
     return days_apart(session, a, b) <= days
 
 
