@@ -8,7 +8,8 @@ app keeps its user's notes and categories across the change by following the lin
 `link_restatements(session, account_id)` runs whenever a step tombstoned or created rows in an
 account, in either order and in different jobs alike (a `transactions/deleted` may come before or
 after the `transactions/created` of the replacement). It pairs each recently tombstoned row without
-a successor with a live, unlinked row of the same account created recently, when:
+a successor with a live, unlinked row of the same account that we stored recently and Pluggy
+ingested after the old one, when:
 
 - the dates are at most `DATE_TOLERANCE` apart (a card purchase authorised on a Friday posts on the
   Monday: three days), and
@@ -133,6 +134,13 @@ def candidates(session: DbSession, account_id: int) -> list[Candidate]:
             new.replaces_id.is_(None),
             new.created_at >= since,
             new.created_at >= old.created_at,
+            # A replacement is ingested by Pluggy after the row it replaces: rows ingested with the
+            # old one (another bill of the same payee, paid that day) are not its replacement.
+            sa.or_(
+                new.pluggy_created_at.is_(None),
+                old.pluggy_created_at.is_(None),
+                new.pluggy_created_at > old.pluggy_created_at,
+            ),
             within_days(session, new.date, old.date, DATE_TOLERANCE_DAYS),
             sa.or_(new.amount == old.amount, restated_amount),
         )

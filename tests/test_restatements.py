@@ -169,6 +169,18 @@ def test_a_restated_amount_is_linked_only_on_the_same_day_with_the_same_descript
     assert links(session) == ({(old["id"], new["id"])} if linked else set())
 
 
+def test_a_row_ingested_with_the_deleted_one_is_not_its_replacement(session, fake_pluggy, existing, replace, synced):  # noqa: F811
+    """Two bills of one payee paid the same day, one of them then restated: the other one, which
+    Pluggy ingested together with it, is not taken for the replacement of the deleted one."""
+    ingested = utcnow().isoformat()
+    fake_pluggy.add_transaction(synced, date=day(1), description="Boleto Vivo", amount=-101.0, createdAt=ingested)
+    old = existing(date=day(1), description="Boleto Vivo", amount=-92.0, createdAt=ingested)
+
+    new = replace(old, description="Boleto Vivo *")
+
+    assert links(session) == {(old["id"], new["id"])}
+
+
 def test_links_survive_a_reread_and_are_served(
     app, client, session, connection, existing, replace, fake_pluggy, worker, synced  # noqa: F811
 ):
