@@ -27,7 +27,9 @@ class Transaction(Base):
         partial_index("ix_transactions_bill_id", "bill_id", where="bill_id IS NOT NULL"),
         # Serve the restatement matching (sync/restatements.py: an account's recent tombstones) and
         # the foreign keys' ON DELETE SET NULL when rows go (few rows are linked: partial indexes).
-        partial_index("ix_transactions_account_id_deleted_at", "account_id", "deleted_at", where="deleted_at IS NOT NULL"),
+        partial_index(
+            "ix_transactions_account_id_deleted_at", "account_id", "deleted_at", where="deleted_at IS NOT NULL"
+        ),
         partial_index("ix_transactions_replaces_id", "replaces_id", where="replaces_id IS NOT NULL"),
         partial_index("ix_transactions_replaced_by_id", "replaced_by_id", where="replaced_by_id IS NOT NULL"),
     )
@@ -57,12 +59,8 @@ class Transaction(Base):
 
     # A restatement (sync/restatements.py): Pluggy deleted a row and created its replacement under a
     # new id. Our links, never written by an upsert (sync/bulk.py KEEP_ON_UPDATE).
-    replaces_id: Mapped[int | None] = mapped_column(
-        BigId, sa.ForeignKey("transactions.id", ondelete="SET NULL")
-    )
-    replaced_by_id: Mapped[int | None] = mapped_column(
-        BigId, sa.ForeignKey("transactions.id", ondelete="SET NULL")
-    )
+    replaces_id: Mapped[int | None] = mapped_column(BigId, sa.ForeignKey("transactions.id", ondelete="SET NULL"))
+    replaced_by_id: Mapped[int | None] = mapped_column(BigId, sa.ForeignKey("transactions.id", ondelete="SET NULL"))
 
     pluggy_created_at: Mapped[datetime | None]  # when Pluggy ingested it: the watermark's unit
     pluggy_updated_at: Mapped[datetime | None]

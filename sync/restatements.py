@@ -148,7 +148,7 @@ def candidates(session: DbSession, account_id: int) -> list[Candidate]:
     return [Candidate(*row) for row in session.execute(statement)]
 
 
-def days_apart(session: DbSession, a, b) -> sa.ColumnElement[float]:
+def days_apart(session: DbSession, a, b) -> sa.ColumnElement:
     if session.get_bind().dialect.name == "postgresql":
         return sa.func.abs(sa.extract("epoch", a - b)) / 86400
     return sa.func.abs(sa.func.julianday(a) - sa.func.julianday(b))
@@ -174,9 +174,7 @@ def choose(found: list[Candidate], account_id: int) -> list[tuple[int, int]]:
     ambiguous = sum(1 for match in best_of_old.values() if match is None)
     if ambiguous:
         # Ids only: a description is personal.
-        logs.event(
-            log, "restatements left unlinked: more than one equal match", account_id=account_id, rows=ambiguous
-        )
+        logs.event(log, "restatements left unlinked: more than one equal match", account_id=account_id, rows=ambiguous)
     return sorted(pairs)
 
 

@@ -31,9 +31,9 @@ from observability import logs, metrics
 from pluggy_client import PluggyClient
 
 from . import consents, runs, values
-from .restatements import link_restatements
 from .bulk import updatable, upsert_transactions
 from .products import ProductContext, read_products
+from .restatements import link_restatements
 from .rows import money, page_rows
 from .rows import transaction_row as transaction_row  # where the benchmarks find it
 

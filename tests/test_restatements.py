@@ -12,10 +12,10 @@ from models import Transaction
 from models.base import utcnow
 from sandbox import data as pf
 from sandbox import ingest
-from sync import restatements
+from sync import restatements, scheduling
 from sync.tokens import issue_api_token
 from tests.test_api import API
-from tests.test_webhooks import deliver, synced  # noqa: F401  (synced is a fixture)
+from tests.test_webhooks import deliver
 
 
 def day(offset: int) -> str:
@@ -63,13 +63,24 @@ def deleted(client, worker, session, connection, account_id, *ids: str) -> None:
 
 
 @pytest.fixture
-def replace(client, worker, session, connection, fake_pluggy, synced):  # noqa: F811
+def synced(session, connection, fake_pluggy, worker) -> str:
+    """The connection after its first sync; answers its account's Pluggy id."""
+    scheduling.queue_initial_sync(session, connection)
+    session.commit()
+    worker.run_one(session, "w")
+    return fake_pluggy.accounts[connection.item_id][0]["id"]
+
+
+@pytest.fixture
+def replace(client, worker, session, connection, fake_pluggy, synced):
     """Pluggy replaces `old` by a row with `fields`, and the service hears of the deletion first
     (or of the creation first); answers the new row."""
 
     def replace(old: dict, *, deleted_first: bool = True, **fields) -> dict:
         fake_pluggy.remove_transaction(synced, old["id"])
-        new = fake_pluggy.add_transaction(synced, **{"date": old["date"], "amount": old["amount"], "description": old["description"], **fields})
+        new = fake_pluggy.add_transaction(
+            synced, **{"date": old["date"], "amount": old["amount"], "description": old["description"], **fields}
+        )
         if deleted_first:
             deleted(client, worker, session, connection, synced, old["id"])
             created(client, worker, session, connection, synced)
@@ -82,7 +93,7 @@ def replace(client, worker, session, connection, fake_pluggy, synced):  # noqa: 
 
 
 @pytest.fixture
-def existing(client, worker, session, connection, fake_pluggy, synced):  # noqa: F811
+def existing(client, worker, session, connection, fake_pluggy, synced):
     """Rows the service already holds."""
 
     def existing(**fields) -> dict:
@@ -104,7 +115,9 @@ def test_a_pending_row_posted_under_a_new_id_is_linked(session, existing, replac
     assert stored[pending["id"]].deleted_at is not None and stored[posted["id"]].deleted_at is None
 
 
-def test_a_restated_description_through_the_stand_in_is_linked(client, worker, session, connection, fake_pluggy, synced):  # noqa: F811
+def test_a_restated_description_through_the_stand_in_is_linked(
+    client, worker, session, connection, fake_pluggy, synced
+):
     kept = fake_pluggy.add_transaction(synced, date=day(3), description="Padaria Sol", amount=-8.5)
     latest = fake_pluggy.add_transaction(synced, date=day(1), description="Farmácia São João", amount=-61.2)
     created(client, worker, session, connection, synced)
@@ -121,7 +134,7 @@ def test_a_restated_description_through_the_stand_in_is_linked(client, worker, s
     assert rows(session)[kept["id"]].replaced_by_id is None
 
 
-def test_two_equal_candidates_link_nothing(session, existing, replace, fake_pluggy, synced, caplog):  # noqa: F811
+def test_two_equal_candidates_link_nothing(session, existing, replace, fake_pluggy, synced, caplog):
     old = existing(date=day(1), description="IFOOD", amount=-30.0)
     twin = fake_pluggy.add_transaction(synced, date=day(1), description="IFOOD", amount=-30.0)
 
@@ -169,7 +182,7 @@ def test_a_restated_amount_is_linked_only_on_the_same_day_with_the_same_descript
     assert links(session) == ({(old["id"], new["id"])} if linked else set())
 
 
-def test_a_row_ingested_with_the_deleted_one_is_not_its_replacement(session, fake_pluggy, existing, replace, synced):  # noqa: F811
+def test_a_row_ingested_with_the_deleted_one_is_not_its_replacement(session, fake_pluggy, existing, replace, synced):
     """Two bills of one payee paid the same day, one of them then restated: the other one, which
     Pluggy ingested together with it, is not taken for the replacement of the deleted one."""
     ingested = utcnow().isoformat()
@@ -182,7 +195,15 @@ def test_a_row_ingested_with_the_deleted_one_is_not_its_replacement(session, fak
 
 
 def test_links_survive_a_reread_and_are_served(
-    app, client, session, connection, existing, replace, fake_pluggy, worker, synced  # noqa: F811
+    app,
+    client,
+    session,
+    connection,
+    existing,
+    replace,
+    fake_pluggy,
+    worker,
+    synced,
 ):
     old = existing(date=day(1), description="Livraria Cultura", amount=-75.0)
     new = replace(old, description="LIVRARIA CULTURA SA")
@@ -199,7 +220,7 @@ def test_links_survive_a_reread_and_are_served(
     assert (served[old["id"]]["replaces"], served[old["id"]]["replaced_by"]) == (None, new["id"])
 
 
-def test_a_tombstoned_row_that_comes_back_loses_its_links(session, existing, replace, fake_pluggy, synced):  # noqa: F811
+def test_a_tombstoned_row_that_comes_back_loses_its_links(session, existing, replace, fake_pluggy, synced):
     old = existing(date=day(1), description="Cinema", amount=-40.0)
     new = replace(old)
     assert links(session) == {(old["id"], new["id"])}

@@ -44,7 +44,9 @@ def upgrade():
             sqlite_where=DELETED,
             postgresql_where=DELETED,
         )
-        batch.create_index("ix_transactions_replaces_id", ["replaces_id"], sqlite_where=REPLACES, postgresql_where=REPLACES)
+        batch.create_index(
+            "ix_transactions_replaces_id", ["replaces_id"], sqlite_where=REPLACES, postgresql_where=REPLACES
+        )
         batch.create_index(
             "ix_transactions_replaced_by_id", ["replaced_by_id"], sqlite_where=REPLACED_BY, postgresql_where=REPLACED_BY
         )
