@@ -272,6 +272,15 @@ def transaction_json(transaction: Transaction, account_pluggy_id: str) -> dict:
         "created_at": iso(transaction.pluggy_created_at),
         "updated_at": iso(transaction.pluggy_updated_at),
         "deleted_at": iso(transaction.deleted_at),
+        **restatement_json(transaction),
+    }
+
+
+def restatement_json(transaction: Transaction) -> dict:
+    """The Pluggy ids of the row this one replaced and of the row that replaced it (sync/restatements.py)."""
+    return {
+        "replaces": transaction.replaces.pluggy_id if transaction.replaces is not None else None,
+        "replaced_by": transaction.replaced_by.pluggy_id if transaction.replaced_by is not None else None,
     }
 
 

@@ -25,6 +25,13 @@ class Transaction(Base):
         sa.Index("ix_transactions_account_id_date", "account_id", "date"),
         # Serves a bill's rows (the `bill_id=` filter, a bill with its transactions); only card rows have one.
         partial_index("ix_transactions_bill_id", "bill_id", where="bill_id IS NOT NULL"),
+        # Serve the restatement matching (sync/restatements.py: an account's recent tombstones) and
+        # the foreign keys' ON DELETE SET NULL when rows go (few rows are linked: partial indexes).
+        partial_index(
+            "ix_transactions_account_id_deleted_at", "account_id", "deleted_at", where="deleted_at IS NOT NULL"
+        ),
+        partial_index("ix_transactions_replaces_id", "replaces_id", where="replaces_id IS NOT NULL"),
+        partial_index("ix_transactions_replaced_by_id", "replaced_by_id", where="replaced_by_id IS NOT NULL"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -50,6 +57,11 @@ class Transaction(Base):
     total_installments: Mapped[int | None]
     raw: Mapped[dict]
 
+    # A restatement (sync/restatements.py): Pluggy deleted a row and created its replacement under a
+    # new id. Our links, never written by an upsert (sync/bulk.py KEEP_ON_UPDATE).
+    replaces_id: Mapped[int | None] = mapped_column(BigId, sa.ForeignKey("transactions.id", ondelete="SET NULL"))
+    replaced_by_id: Mapped[int | None] = mapped_column(BigId, sa.ForeignKey("transactions.id", ondelete="SET NULL"))
+
     pluggy_created_at: Mapped[datetime | None]  # when Pluggy ingested it: the watermark's unit
     pluggy_updated_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
@@ -57,6 +69,13 @@ class Transaction(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     account: Mapped[Account] = relationship(back_populates="transactions")
+    # Loaded with the rows they link (one IN query per listed page), for the API's Pluggy ids.
+    replaces: Mapped[Transaction | None] = relationship(
+        foreign_keys=[replaces_id], remote_side=[id], lazy="selectin", viewonly=True
+    )
+    replaced_by: Mapped[Transaction | None] = relationship(
+        foreign_keys=[replaced_by_id], remote_side=[id], lazy="selectin", viewonly=True
+    )
 
     def __repr__(self) -> str:
         return f"<Transaction {self.id} {self.pluggy_id} {self.amount} {self.status}>"

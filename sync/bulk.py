@@ -26,7 +26,7 @@ from models import Transaction
 from models.base import dump_json
 
 TABLE = Transaction.__table__
-# Columns an upsert never overwrites: identity, owner, first-seen time, and our own sync state.
+# Columns an upsert never overwrites: identity, owner, first-seen time, and our own sync state and links.
 KEEP_ON_UPDATE = {
     "id",
     "pluggy_id",
@@ -35,6 +35,8 @@ KEEP_ON_UPDATE = {
     "created_at",
     "transactions_watermark",
     "last_synced_at",
+    "replaces_id",  # restatement links (sync/restatements.py)
+    "replaced_by_id",
 }
 STAGING = "incoming_transactions"
 

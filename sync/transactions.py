@@ -33,6 +33,7 @@ from pluggy_client import PluggyClient
 from . import consents, runs, values
 from .bulk import updatable, upsert_transactions
 from .products import ProductContext, read_products
+from .restatements import link_restatements
 from .rows import money, page_rows
 from .rows import transaction_row as transaction_row  # where the benchmarks find it
 
@@ -198,6 +199,8 @@ class TransactionService:
         self.count_into_run(counts)
         self.session.commit()
         metrics.count_transactions(deleted=deleted)
+        if deleted:
+            link_restatements(self.session, account.id)
         return counts
 
     def count_into_run(self, counts: Counts) -> None:
@@ -239,6 +242,8 @@ class TransactionService:
             counts += page_counts
             newest = max_or_none(newest, page_newest)
             self.checkpoint(progressed=bool(page_counts))
+        if counts.created:
+            link_restatements(self.session, account_id)
         return counts, newest
 
     def write_rows(self, rows: list[dict]) -> tuple[Counts, datetime | None]:

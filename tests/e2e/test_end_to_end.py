@@ -287,7 +287,7 @@ def test_the_whole_journey(stack):
 
     # 6. Restated and posted transactions: old ids tombstoned, new ones live, pending ones posted.
     before = stack.transactions(connection_id)
-    stack.control(f"items/{item_id}/restate", delete=2, post_pending=True)
+    restated = stack.control(f"items/{item_id}/restate", delete=2, post_pending=True)
     stack.idle()
     wait_until(
         lambda: set(stack.transactions(connection_id)) == set(stack.sandbox_transactions(item_id)), what="restated"
@@ -298,6 +298,11 @@ def test_the_whole_journey(stack):
         "GET", f"/connections/{connection_id}/transactions/", params={"include_deleted": "true", "page_size": 500}
     ).json()
     assert gone <= {t["id"] for t in deleted["transactions"] if t["deleted_at"]}
+    # Each old row names its replacement and the replacement the old row (sync/restatements.py).
+    replacements = dict(zip(restated["deleted"], restated["created"], strict=True))
+    assert {t["id"]: t["replaced_by"] for t in deleted["transactions"] if t["id"] in gone} == replacements
+    live = stack.transactions(connection_id)
+    assert {new: live[new]["replaces"] for new in restated["created"]} == {v: k for k, v in replacements.items()}
 
     # 7. Status and history, once the restatement's runs are over (its webhooks open more than one).
     quiet(stack, connection_id)
