@@ -55,11 +55,16 @@ def decode(order: Order, cursor: str, scope: dict) -> Key:
         raise invalid_cursor()
     try:
         return tuple(
-            key_value(column.type.python_type, value, nullable=order.nulls_last and i == 0)
+            key_value(python_type(column.type), value, nullable=order.nulls_last and i == 0)
             for i, (column, value) in enumerate(zip(order.columns, values, strict=True))
         )
     except (TypeError, ValueError):
         raise invalid_cursor() from None
+
+
+def python_type(type_: Any) -> type:
+    """What a column holds (a TypeDecorator such as UTCDateTime: what its implementation holds)."""
+    return getattr(type_, "impl_instance", type_).python_type
 
 
 def key_value(kind: type, value: Any, *, nullable: bool) -> Any:
