@@ -17,7 +17,7 @@ from sync.results import ManualSyncResult, ManualSyncStatus
 from sync.runtime import pluggy_client, sync_settings
 from web.errors import ApiError, error_response, snake_case
 
-from . import schemas
+from . import paging, schemas
 from .auth import authenticate
 from .serializers import (
     account_json,
@@ -131,9 +131,17 @@ def register_connection():
 
 @bp.get("/connections/")
 def list_connections():
-    found = listing.user_connections(db.session, g.user)
+    query = parse_query(schemas.WholeListQuery)
+    scope = paging.scope_of(query, g.user.id)
+    size = query.page_size if query.paged else None
+    window = paging.cursor_window(query.cursor, size, listing.CONNECTIONS, scope)
+    page = listing.connections_page(db.session, g.user, window)
+    found = [row[0] for row in page.rows]
     open_runs = listing.open_runs(db.session, found)
-    return {"connections": [connection_json(c, open_runs.get(c.id)) for c in found]}
+    return {
+        "connections": [connection_json(c, open_runs.get(c.id)) for c in found],
+        "next_cursor": paging.next_cursor(page, listing.CONNECTIONS, scope),
+    }
 
 
 @bp.get("/connections/<id:connection_id>/")
@@ -224,7 +232,16 @@ def check_status(connection_id: int):
 @bp.get("/connections/<id:connection_id>/accounts/")
 def list_accounts(connection_id: int):
     connection = owned_connection(connection_id)
-    return {"accounts": [account_json(a) for a in listing.accounts(db.session, connection)]}
+    query = parse_query(schemas.WholeListQuery)
+    scope = paging.scope_of(query, connection.id)
+    size = query.page_size if query.paged else None
+    page = listing.accounts_page(
+        db.session, connection, paging.cursor_window(query.cursor, size, listing.ACCOUNTS, scope)
+    )
+    return {
+        "accounts": [account_json(row[0]) for row in page.rows],
+        "next_cursor": paging.next_cursor(page, listing.ACCOUNTS, scope),
+    }
 
 
 @bp.get("/connections/<id:connection_id>/transactions/")
@@ -244,13 +261,12 @@ def list_transactions(connection_id: int):
         include_deleted=query.include_deleted,
         bill_id=query.bill_id,
     )
-    rows, total = listing.transactions_page(db.session, connection, filters, page=query.page, page_size=query.page_size)
-    return {
-        "transactions": [transaction_json(t, account_id) for t, account_id in rows],
-        "page": query.page,
-        "page_size": query.page_size,
-        "total": total,
-    }
+    scope = paging.scope_of(query, connection.id)
+    page = listing.transactions_page(
+        db.session, connection, filters, paging.page_window(query, listing.TRANSACTIONS, scope)
+    )
+    rows = [transaction_json(t, account_id) for t, account_id in page.rows]
+    return paging.page_json("transactions", rows, query, page, listing.TRANSACTIONS, scope)
 
 
 @bp.get("/connections/<id:connection_id>/bills/")
@@ -262,14 +278,12 @@ def list_bills(connection_id: int):
         account = listing.account_by_pluggy_id(db.session, connection, query.account_id)
         if account is None:
             raise ApiError(404, "account_not_found", "No such account in this connection.")
-    page, page_size = query.page, query.page_size
-    rows, total = listing.bills_page(db.session, connection, account=account, page=page, page_size=page_size)
-    return {
-        "bills": [bill_json(bill, account_id) for bill, account_id in rows],
-        "page": page,
-        "page_size": page_size,
-        "total": total,
-    }
+    scope = paging.scope_of(query, connection.id)
+    page = listing.bills_page(
+        db.session, connection, account=account, window=paging.page_window(query, listing.BILLS, scope)
+    )
+    rows = [bill_json(bill, account_id) for bill, account_id in page.rows]
+    return paging.page_json("bills", rows, query, page, listing.BILLS, scope)
 
 
 @bp.get("/connections/<id:connection_id>/bills/<bill_id>/")
@@ -287,13 +301,10 @@ def get_bill(connection_id: int, bill_id: str):
 def list_investments(connection_id: int):
     connection = owned_connection(connection_id)
     query = parse_query(schemas.PageQuery)
-    found, total = listing.investments_page(db.session, connection, page=query.page, page_size=query.page_size)
-    return {
-        "investments": [investment_json(i) for i in found],
-        "page": query.page,
-        "page_size": query.page_size,
-        "total": total,
-    }
+    scope = paging.scope_of(query, connection.id)
+    page = listing.investments_page(db.session, connection, paging.page_window(query, listing.INVESTMENTS, scope))
+    rows = [investment_json(row[0]) for row in page.rows]
+    return paging.page_json("investments", rows, query, page, listing.INVESTMENTS, scope)
 
 
 @bp.get("/connections/<id:connection_id>/investments/<investment_id>/transactions/")
@@ -305,15 +316,13 @@ def list_investment_transactions(connection_id: int, investment_id: str):
         investment = listing.live_investment(db.session, connection, investment_id)
     if investment is None:
         raise ApiError(404, "investment_not_found", "No such investment in this connection.")
-    found, total = listing.investment_transactions_page(
-        db.session, investment, include_deleted=query.include_deleted, page=query.page, page_size=query.page_size
+    scope = paging.scope_of(query, connection.id, investment.id)
+    window = paging.page_window(query, listing.INVESTMENT_TRANSACTIONS, scope)
+    page = listing.investment_transactions_page(
+        db.session, investment, include_deleted=query.include_deleted, window=window
     )
-    return {
-        "transactions": [investment_transaction_json(m, investment.pluggy_id) for m in found],
-        "page": query.page,
-        "page_size": query.page_size,
-        "total": total,
-    }
+    rows = [investment_transaction_json(row[0], investment.pluggy_id) for row in page.rows]
+    return paging.page_json("transactions", rows, query, page, listing.INVESTMENT_TRANSACTIONS, scope)
 
 
 @bp.get("/connections/<id:connection_id>/identity/")
@@ -328,22 +337,24 @@ def get_identity(connection_id: int):
 def list_loans(connection_id: int):
     connection = owned_connection(connection_id)
     query = parse_query(schemas.TombstonedPageQuery)
-    rows, total = listing.loans_page(
-        db.session, connection, include_deleted=query.include_deleted, page=query.page, page_size=query.page_size
-    )
-    return {
-        "loans": [loan_json(loan) for loan in rows],
-        "page": query.page,
-        "page_size": query.page_size,
-        "total": total,
-    }
+    scope = paging.scope_of(query, connection.id)
+    window = paging.page_window(query, listing.LOANS, scope)
+    page = listing.loans_page(db.session, connection, include_deleted=query.include_deleted, window=window)
+    return paging.page_json("loans", [loan_json(row[0]) for row in page.rows], query, page, listing.LOANS, scope)
 
 
 @bp.get("/connections/<id:connection_id>/sync_runs/")
 def list_sync_runs(connection_id: int):
     connection = owned_connection(connection_id)
-    limit = parse_query(schemas.SyncRunsQuery).limit
-    return {"sync_runs": [sync_run_json(run) for run in listing.sync_runs(db.session, connection, limit)]}
+    query = parse_query(schemas.SyncRunsQuery)
+    scope = paging.scope_of(query, connection.id)
+    page = listing.sync_runs_page(
+        db.session, connection, paging.cursor_window(query.cursor, query.limit, listing.SYNC_RUNS, scope)
+    )
+    return {
+        "sync_runs": [sync_run_json(row[0]) for row in page.rows],
+        "next_cursor": paging.next_cursor(page, listing.SYNC_RUNS, scope),
+    }
 
 
 # Connect tokens -------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ PluggyId = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
 ]
 Secret = Annotated[str, StringConstraints(max_length=4096)]
+# A list's opaque cursor (api/paging.py); empty: the first page, paged by cursor.
+Cursor = Annotated[str, StringConstraints(max_length=1024)]
 _PLUGGY_ID = TypeAdapter(PluggyId)
 
 
@@ -61,6 +63,7 @@ class PageQuery(Query):
 
     page: int = Field(1, ge=1, le=1_000_000)
     page_size: int = Field(50, ge=1, le=500)
+    cursor: Cursor | None = None  # instead of page: the next_cursor of the page before
 
 
 class TransactionsQuery(PageQuery):
@@ -90,6 +93,18 @@ class BillsQuery(PageQuery):
 
 class SyncRunsQuery(Query):
     limit: int = Field(50, ge=1, le=500)
+    cursor: Cursor | None = None
+
+
+class WholeListQuery(Query):
+    """A list answered whole unless paged: by `cursor` (empty to start) or `page_size`."""
+
+    cursor: Cursor | None = None
+    page_size: int = Field(50, ge=1, le=500)
+
+    @property
+    def paged(self) -> bool:
+        return bool(self.model_fields_set & {"cursor", "page_size"})
 
 
 class ConnectTokenRequest(Body):

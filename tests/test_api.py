@@ -164,7 +164,7 @@ def test_deleting_a_connection_deletes_the_item_at_pluggy_and_the_local_data(
     # The connection stays as a tombstone (with its sync runs, the service's own record): it leaves the API.
     assert (connection.deleted_reason, connection.data_removed_at is not None) == ("user_request", True)
     assert session.scalar(sa.select(sa.func.count()).select_from(SyncRun)) == 1
-    assert client.get(f"{API}/connections/", headers=headers).get_json() == {"connections": []}
+    assert client.get(f"{API}/connections/", headers=headers).get_json() == {"connections": [], "next_cursor": None}
 
 
 def test_deleting_a_connection_pluggy_already_forgot_still_deletes_ours(

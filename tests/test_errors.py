@@ -122,4 +122,4 @@ def test_after_a_413_the_same_connection_answers_the_next_request(app, user, dat
     assert (first[0], first[1]["error"]["code"]) == (413, "request_entity_too_large")
     assert (second[0], second[1]["status"]) == (200, "accepted")
     assert (third[0], third[1]["error"]["code"]) == (413, "request_entity_too_large")
-    assert fourth == (200, {"connections": []})
+    assert fourth == (200, {"connections": [], "next_cursor": None})

@@ -277,7 +277,7 @@ def test_the_api_shows_the_tombstone(app, client, headers, session, synced, plug
     document = json.loads((Path(__file__).parents[1] / "api" / "openapi.json").read_text())
     schema = {"$ref": "#/components/schemas/ConnectionDeleted", "components": document["components"]}
     Draft202012Validator(schema).validate(body)
-    assert client.get(f"{API}/connections/", headers=headers).get_json() == {"connections": []}
+    assert client.get(f"{API}/connections/", headers=headers).get_json() == {"connections": [], "next_cursor": None}
     accounts = client.get(f"{API}/connections/{synced.id}/accounts/", headers=headers)
     assert (accounts.status_code, accounts.get_json()["error"]["code"]) == (404, "connection_not_found")
 

@@ -302,7 +302,7 @@ def test_item_deleted_marks_the_connection_and_later_events_are_ignored(
     assert fake_pluggy.count("GET", f"/items/{connection.item_id}") == 0
     token = issue_api_token(app.config["SECRET_KEY"], user)
     listed = client.get("/api/banking/connections/", headers={"Authorization": f"Bearer {token}"}).get_json()
-    assert listed == {"connections": []}
+    assert listed == {"connections": [], "next_cursor": None}
 
 
 def test_item_created_links_an_item_to_its_user_by_client_user_id(client, session, user, fake_pluggy, worker):

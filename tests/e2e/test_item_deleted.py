@@ -36,7 +36,7 @@ def test_an_item_deleted_at_pluggy_leaves_a_tombstone_and_no_data(app, database_
         wait_until(removed, what="the deleted item's data removed")
         tombstone = stack.api("GET", f"/connections/{connection_id}/").json()["connection"]
         assert (tombstone["item_id"], tombstone["deleted_reason"]) == (item_id, "item_deleted")
-        assert stack.api("GET", "/connections/").json() == {"connections": []}
+        assert stack.api("GET", "/connections/").json() == {"connections": [], "next_cursor": None}
         lines = [json.loads(line) for line in stack.log_lines("worker") if line.startswith("{")]
         (removal,) = [line for line in lines if line.get("message") == "deleted item's data removed"]
         assert removal["rows"]["accounts"] > 0 and removal["rows"]["transactions"] > 0
