@@ -126,7 +126,7 @@ def test_create_answers_201_with_the_user_and_a_token_that_works_on_the_banking_
         stored = db.session.get(User, user["id"])
         assert body["token"] == issue_api_token(app.config["SECRET_KEY"], stored)  # what `flask users token` prints
     banking = client.get("/api/banking/connections/", headers={"Authorization": f"Bearer {body['token']}"})
-    assert (banking.status_code, banking.get_json()) == (200, {"connections": []})
+    assert (banking.status_code, banking.get_json()) == (200, {"connections": [], "next_cursor": None})
 
 
 def test_create_of_an_existing_user_answers_200_with_the_same_user_and_token(app, client, runner):
