@@ -66,10 +66,6 @@ def open_runs(session: DbSession, connections: list[Connection]) -> dict[int, Sy
     return {run.connection_id: run for run in runs}
 
 
-def accounts(session: DbSession, connection: Connection) -> list[Account]:
-    return list(session.scalars(sa.select(Account).where(Account.connection_id == connection.id).order_by(Account.id)))
-
-
 def account_by_pluggy_id(session: DbSession, connection: Connection, pluggy_id: str) -> Account | None:
     return session.scalars(
         sa.select(Account).where(Account.connection_id == connection.id, Account.pluggy_id == pluggy_id)
