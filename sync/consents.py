@@ -81,14 +81,7 @@ def close_withheld(
     """Close a fetch that found the consent ended: before reading (nothing read, nothing changed;
     counted here), or while reading (`found=None`: counted when it was found, in `still_granted`)."""
     if found is not None:
-        metrics.count_consent_withheld(reason(connection), found)
-        logs.event(
-            log,
-            "consent ended: nothing read, everything stored kept",
-            logging.WARNING,
-            connection_id=connection.id,
-            reason=reason(connection),
-        )
+        report_withheld(connection, found, "consent ended: nothing read, everything stored kept")
     return runs.close_run(
         session, run, RunStatus.CREDENTIALS_REQUIRED, error_code=CONSENT_EXPIRED, error=CONSENT_EXPIRED_MESSAGE
     )
@@ -105,12 +98,10 @@ def still_granted(session: DbSession, client: PluggyClient, connection: Connecti
     now (after the rows), still stands. Always for an item without a consent."""
     if not refresh(session, client, connection):
         return True
-    metrics.count_consent_withheld(reason(connection), "during_fetch")
-    logs.event(
-        log,
-        "consent ended during a fetch: rows missing from Pluggy's answers kept",
-        logging.WARNING,
-        connection_id=connection.id,
-        reason=reason(connection),
-    )
+    report_withheld(connection, "during_fetch", "consent ended during a fetch: rows missing from Pluggy's answers kept")
     return False
+
+
+def report_withheld(connection: Connection, found: str, message: str) -> None:
+    metrics.count_consent_withheld(reason(connection), found)
+    logs.event(log, message, logging.WARNING, connection_id=connection.id, reason=reason(connection))

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 from flask_migrate import upgrade
 
 from api import create_app
@@ -98,15 +100,21 @@ def empty_all_tables() -> None:
                 conn.execute(sa.text("DELETE FROM sqlite_sequence"))
 
 
-@pytest.fixture
-def app(migrated_database: str):
-    app = make_app(migrated_database)
+def fresh_app(database_url: str, **config) -> Iterator[Flask]:
+    """An app on emptied tables, its connections closed afterwards: the `app` fixture's body, for
+    fixtures that need other settings at creation (blueprints registered only when configured)."""
+    app = make_app(database_url, **config)
     with app.app_context():
         empty_all_tables()
     yield app
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def app(migrated_database: str):
+    yield from fresh_app(migrated_database)
 
 
 @pytest.fixture

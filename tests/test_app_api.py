@@ -22,7 +22,7 @@ from sync.jobs import sync_worker
 from sync.runtime import pluggy_client
 from sync.tokens import issue_api_token
 from sync.users import create_user
-from tests.conftest import drain, empty_all_tables, make_app
+from tests.conftest import drain, fresh_app, make_app
 from tests.test_logs import MARK, leaks
 
 APP = "/api/app"
@@ -35,13 +35,7 @@ SECRET = {"X-Webhook-Secret": "test-webhook-secret"}
 @pytest.fixture
 def app(migrated_database):
     """The app with two app keys configured: the new one and the one being retired."""
-    app = make_app(migrated_database, APP_API_KEYS=(KEY, OLD_KEY))
-    with app.app_context():
-        empty_all_tables()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    yield from fresh_app(migrated_database, APP_API_KEYS=(KEY, OLD_KEY))
 
 
 def key_headers(key: str = KEY) -> dict[str, str]:
