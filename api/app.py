@@ -16,7 +16,7 @@ from sync import listing, users
 from sync.runtime import pluggy_client
 from web.errors import ApiError
 
-from . import schemas
+from . import feed, schemas
 from .auth import authenticate_app
 from .banking import not_configured, pluggy_error
 from .serializers import app_user_json
@@ -67,3 +67,9 @@ def rotate_token(user_id: int):
 def erase_user(user_id: int):
     users.erase_user(db.session, user_or_404(user_id), pluggy_client)
     return "", 204
+
+
+@bp.get("/changes/")
+def app_changes():
+    """What changed in every user's data since the cursor (sync/changes.py)."""
+    return feed.changes_page({"app": True}, personal=False)

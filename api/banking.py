@@ -17,7 +17,7 @@ from sync.results import ManualSyncResult, ManualSyncStatus
 from sync.runtime import pluggy_client, sync_settings
 from web.errors import ApiError, error_response, snake_case
 
-from . import paging, schemas
+from . import feed, paging, schemas
 from .auth import authenticate
 from .serializers import (
     account_json,
@@ -369,3 +369,12 @@ def connect_token():
         if connection is None:
             raise ApiError(*ITEM_NOT_FOUND)
     return connect_token_json(connections().connect_token(g.user, connection))
+
+
+# Change feed ----------------------------------------------------------------------------------
+
+
+@bp.get("/changes/")
+def user_changes():
+    """What changed in the user's data since the cursor (sync/changes.py)."""
+    return feed.changes_page({"user": g.user.id}, user_id=g.user.id, personal=True)

@@ -15,6 +15,7 @@ from typing import Any
 from flask import current_app
 from itsdangerous import BadData, URLSafeSerializer
 
+from sync.changes import START, Position
 from sync.listing import Key, Order, Slice, Window
 from sync.tokens import accepted_keys
 from web.errors import ApiError
@@ -22,6 +23,7 @@ from web.errors import ApiError
 from .schemas import PageQuery
 
 CURSOR_SALT = "pluggy-sync.cursor."
+FEED_SALT = "pluggy-sync.changes"
 NOT_FILTERS = {"page", "page_size", "cursor", "limit"}
 
 
@@ -112,3 +114,26 @@ def page_json(name: str, rows: list, query: PageQuery, found: Slice, order: Orde
         body["page_size"] = query.page_size
     body["next_cursor"] = next_cursor(found, order, scope)
     return body
+
+
+def feed_position(cursor: str | None, scope: dict) -> Position:
+    """Where a change-feed cursor continues (no cursor: from the start). Bound to its feed (one
+    user's or the app's) like a list's cursor to its list."""
+    if not cursor:
+        return START
+    try:
+        payload = URLSafeSerializer(accepted_keys(current_app.config), salt=FEED_SALT).loads(cursor)
+    except BadData:
+        raise invalid_cursor() from None
+    if not isinstance(payload, dict) or payload.get("s") != scope:
+        raise invalid_cursor()
+    position = payload.get("p")
+    if not (isinstance(position, list) and len(position) == 2 and all(type(n) is int and n >= 0 for n in position)):
+        raise invalid_cursor()
+    return Position(*position)
+
+
+def feed_cursor(position: Position, scope: dict) -> str:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=FEED_SALT).dumps(
+        {"p": [position.position, position.id], "s": scope}
+    )

@@ -66,6 +66,13 @@ class PageQuery(Query):
     cursor: Cursor | None = None  # instead of page: the next_cursor of the page before
 
 
+class ChangesQuery(Query):
+    """A page of the change feed: after `cursor` (none: from the start), at most `limit` entries."""
+
+    cursor: Cursor | None = None
+    limit: int = Field(100, ge=1, le=500)
+
+
 class TransactionsQuery(PageQuery):
     account_id: PluggyId | None = None
     date_from: date | None = None

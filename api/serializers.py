@@ -10,6 +10,7 @@ from decimal import Decimal
 from models import (
     Account,
     Bill,
+    ChangeKind,
     Connection,
     Identity,
     Investment,
@@ -20,6 +21,7 @@ from models import (
     User,
 )
 from pluggy_client import ConnectToken
+from sync.changes import Entry, EntryState
 from sync.consents import under_consent
 from sync.item_state import sync_status
 from sync.results import ManualSyncResult
@@ -443,4 +445,49 @@ def app_user_json(user: User, connections: list[Connection], open_runs: dict[int
             for connection in connections
             if connection.deleted_at is None
         ],
+    }
+
+
+def change_json(entry: Entry, open_runs: dict[int, SyncRun], *, personal: bool) -> dict:
+    """One change-feed entry: its kind and id, and unless removed its connection and the object as
+    the API serves it. Without `personal` (the app's feed, not the owner's) an identity carries no
+    personal data: its owner's feed, or its own route, has it."""
+    kind = ChangeKind(entry.kind)
+    shown_id: str | int = int(entry.key) if kind in (ChangeKind.CONNECTION, ChangeKind.IDENTITY) else entry.key
+    if entry.state == EntryState.REMOVED:
+        return {"kind": kind, "id": shown_id}
+    return {
+        "kind": kind,
+        "id": shown_id,
+        "connection_id": entry.connection_id,
+        "data": entry_data(entry, open_runs, personal),
+    }
+
+
+def entry_data(entry: Entry, open_runs: dict[int, SyncRun], personal: bool) -> dict:
+    found, parent = entry.found, entry.parent_id or ""
+    match ChangeKind(entry.kind):
+        case ChangeKind.CONNECTION:
+            return connection_json(found, open_runs.get(found.id))
+        case ChangeKind.ACCOUNT:
+            return account_json(found)
+        case ChangeKind.TRANSACTION:
+            return transaction_json(found, parent)
+        case ChangeKind.BILL:
+            return bill_json(found, parent)
+        case ChangeKind.INVESTMENT:
+            return investment_json(found)
+        case ChangeKind.INVESTMENT_TRANSACTION:
+            return investment_transaction_json(found, parent)
+        case ChangeKind.IDENTITY:
+            return identity_json(found) if personal else identity_summary_json(found)
+        case ChangeKind.LOAN:
+            return loan_json(found)
+
+
+def identity_summary_json(identity: Identity) -> dict:
+    return {
+        "id": identity.pluggy_id,
+        "updated_at": iso(identity.pluggy_updated_at),
+        "synced_at": iso(identity.updated_at),
     }

@@ -106,6 +106,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PLUGGY_OAUTH_REDIRECT_URI", "", redirect_uri),
     # Days a deleted item's copied data is kept before it is removed; 0: removed at once.
     Setting("DELETED_ITEM_RETENTION_DAYS", "0", lambda name, value: whole_number_at_least(name, value, 0, " of days")),
+    # Days the change feed keeps telling of a deleted object; a cursor older than that is expired.
+    Setting("CHANGE_FEED_RETENTION_DAYS", "30", lambda name, value: whole_number_at_least(name, value, 1, " of days")),
     # The key(s) of the server-to-server API under /api/app/ (comma-separated to rotate); unset: no such API.
     Setting("APP_API_KEY", "", app_keys, "APP_API_KEYS"),
     Setting("LOG_FORMAT", "", lambda name, value: choice(name, value.lower(), LOG_FORMATS) if value else None),
@@ -147,6 +149,7 @@ class Settings:
     sweep_batch: int
     oauth_redirect_uri: str | None = None
     deleted_item_retention_days: int = 0
+    change_feed_retention_days: int = 30
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -164,6 +167,7 @@ class Settings:
             sweep_batch=config["SYNC_SWEEP_BATCH"],
             oauth_redirect_uri=config["PLUGGY_OAUTH_REDIRECT_URI"],
             deleted_item_retention_days=config["DELETED_ITEM_RETENTION_DAYS"],
+            change_feed_retention_days=config["CHANGE_FEED_RETENTION_DAYS"],
         )
 
     def __repr__(self) -> str:

@@ -3,6 +3,7 @@
 from .account import Account
 from .base import Base
 from .bill import Bill
+from .change import CHANGE_KINDS, Change, ChangeClock, ChangeKind
 from .connection import Connection
 from .connector_status import ConnectorStatus
 from .database import db, engine_options, migrate
@@ -27,6 +28,10 @@ __all__ = [
     "Account",
     "Base",
     "Bill",
+    "CHANGE_KINDS",
+    "Change",
+    "ChangeClock",
+    "ChangeKind",
     "Connection",
     "ConnectorStatus",
     "JOB_STATUSES",

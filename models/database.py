@@ -4,6 +4,8 @@ unbound here and attached by the app factory, and how connections to each engine
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeAlias
 
 from flask_migrate import Migrate
@@ -29,6 +31,21 @@ def engine_options(database_uri: str) -> dict[str, Any]:
         # Every outbound call has a timeout, the database included; pre-ping survives server restarts.
         options.update(pool_pre_ping=True, connect_args={"connect_timeout": 5})
     return options
+
+
+@contextmanager
+def read_snapshot(engine: Engine) -> Iterator[Session]:
+    """A session whose reads all see one committed state of the database, whatever commits
+    meanwhile: REPEATABLE READ on PostgreSQL; on SQLite an explicit BEGIN (the driver would begin a
+    transaction only before a write, leaving each read its own)."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        else:
+            connection.exec_driver_sql("BEGIN")
+        with Session(bind=connection) as session:
+            yield session
+        connection.rollback()
 
 
 @event.listens_for(Engine, "connect")

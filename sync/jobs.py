@@ -16,11 +16,11 @@ from models.base import utcnow
 from models.connection import DeletedReason
 from pluggy_client import PluggyClient, PluggyNotFound, timestamp
 
-from . import events, giving_up, listing, removal, runs
+from . import changes, events, giving_up, listing, removal, runs
 from .connections import BankConnectionService
 from .item_state import ITEM_BUSY, answers, apply_item
 from .job_context import SyncJobContext, bind
-from .scheduling import JobKind, queue_fetch, queue_sweep
+from .scheduling import JobKind, queue_changes_pruning, queue_fetch, queue_sweep
 
 
 def register(registry: JobRegistry, client: PluggyClient, settings: Settings) -> None:
@@ -33,10 +33,12 @@ def register(registry: JobRegistry, client: PluggyClient, settings: Settings) ->
         JobKind.SWEEP_ITEMS: sweep_items,
         JobKind.PROCESS_EVENTS: events.process_events,
         JobKind.REMOVE_ITEM_DATA: removal.remove_item_data,
+        JobKind.PRUNE_CHANGES: changes.prune_changes,
     }
     for kind, handler in handlers.items():
         registry.register(kind, bind(handler, client, settings))
     registry.at_start(queue_sweep)
+    registry.at_start(queue_changes_pruning)
     registry.when_dead(giving_up.close_what_it_owned)
 
 

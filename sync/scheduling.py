@@ -20,6 +20,7 @@ class JobKind(StrEnum):
     SWEEP_ITEMS = "sweep_items"  # periodic: find item updates whose webhook never came
     PROCESS_EVENTS = "webhook_events"  # handle stored webhook events: all of an item's, or one without an item
     REMOVE_ITEM_DATA = "remove_item_data"  # a deleted item's copied data, once its retention is over
+    PRUNE_CHANGES = "prune_changes"  # periodic: forget the change feed's entries of long-deleted objects
 
 
 def queue_initial_sync(session: DbSession, connection: Connection) -> int:
@@ -67,6 +68,10 @@ def queue_watch(session: DbSession, run: SyncRun, connection: Connection, *, aft
 
 def queue_sweep(session: DbSession, *, after: timedelta = timedelta(0)) -> int:
     return enqueue(session, JobKind.SWEEP_ITEMS, key="periodic:sweep_items", run_at=utcnow() + after)
+
+
+def queue_changes_pruning(session: DbSession, *, after: timedelta = timedelta(0)) -> int:
+    return enqueue(session, JobKind.PRUNE_CHANGES, key="periodic:prune_changes", run_at=utcnow() + after)
 
 
 def queue_data_removal(session: DbSession, connection: Connection, *, at: datetime) -> int:
