@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 
 from models import Transaction
 from models.base import dump_json
+from models.change import record_new_transactions
 
 TABLE = Transaction.__table__
 # Columns an upsert never overwrites: identity, owner, first-seen time, and our own sync state and links.
@@ -58,13 +59,15 @@ def upsert_transactions(connection: Connection, rows: list[dict]) -> Written:
 
 def upsert_in_sqlite(connection: Connection, rows: list[dict]) -> Written:
     # One JSON array parameter instead of hundreds of placeholders.
-    known, foreign = connection.execute(
-        sa.text(
-            f"SELECT count(*), count(*) FILTER (WHERE account_id != :account_id) FROM {TABLE.name} "
-            "WHERE pluggy_id IN (SELECT value FROM json_each(:ids))"
-        ),
-        {"ids": dump_json([row["pluggy_id"] for row in rows]), "account_id": rows[0]["account_id"]},
-    ).one()
+    known: dict[str, int] = dict(
+        connection.execute(
+            sa.text(
+                f"SELECT pluggy_id, account_id FROM {TABLE.name} WHERE pluggy_id IN (SELECT value FROM json_each(:ids))"
+            ),
+            {"ids": dump_json([row["pluggy_id"] for row in rows])},
+        ).all()
+    )
+    foreign = sum(1 for account_id in known.values() if account_id != rows[0]["account_id"])
     sql, columns = sqlite_upsert(tuple(rows[0]), connection.dialect)
     driver = connection.connection.driver_connection
     assert driver is not None, "a connection in use is never detached from its driver's"
@@ -76,8 +79,9 @@ def upsert_in_sqlite(connection: Connection, rows: list[dict]) -> Written:
         written = cursor.rowcount
     finally:
         cursor.close()
-    created = len(rows) - known
-    return Written(created, written - created, foreign)
+    new = [row["pluggy_id"] for row in rows if row["pluggy_id"] not in known]
+    record_new_transactions(connection, new)
+    return Written(len(new), written - len(new), foreign)
 
 
 @functools.cache
@@ -100,6 +104,7 @@ def upsert_through_staging(connection: Connection, rows: list[dict]) -> Written:
     if new and not copy_new_rows(connection, new):
         # Someone else stored some of them meanwhile: look again, and upsert the lot.
         return upsert_ours(connection, rows, stored_owners(connection, ids))
+    record_new_transactions(connection, [row["pluggy_id"] for row in new])
     written = upsert_ours(connection, [row for row in rows if row["pluggy_id"] in owners], owners)
     return written._replace(created=written.created + len(new))
 
@@ -116,9 +121,10 @@ def upsert_staged(connection: Connection, rows: list[dict]) -> tuple[int, int]:
     staging = copy_rows(connection, STAGING, rows)
     insert = postgresql.insert(TABLE).from_select(names, sa.select(*(staging.c[name] for name in names)))
     # created_at is never overwritten, so a written row that carries this page's stamp is new.
-    stamps = connection.execute(upsert(insert).returning(TABLE.c.created_at)).scalars().all()
-    created = sum(1 for stamp in stamps if stamp == rows[0]["created_at"])
-    return created, len(stamps) - created
+    written = connection.execute(upsert(insert).returning(TABLE.c.pluggy_id, TABLE.c.created_at)).all()
+    created = [pluggy_id for pluggy_id, stamp in written if stamp == rows[0]["created_at"]]
+    record_new_transactions(connection, created)
+    return len(created), len(written) - len(created)
 
 
 def stored_owners(connection: Connection, ids: list[str]) -> dict[str, int]:

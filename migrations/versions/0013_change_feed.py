@@ -20,13 +20,15 @@ depends_on = None
 @dataclass(frozen=True)
 class Tracked:
     """One table whose rows the feed follows. `key` and `connection` are SQL over the row, written
-    with `{row}` for it; `columns` are the ones whose change is a change."""
+    with `{row}` for it; `columns` are the ones whose change is a change. `inserts` False: the
+    table's writers record its new rows themselves, a page at a time (models/change.py)."""
 
     kind: str
     table: str
     key: str
     connection: str
     columns: tuple[str, ...]
+    inserts: bool = True
 
 
 POSTGRES_POSITION = "pg_current_xact_id()::text::bigint"
@@ -93,7 +95,8 @@ BEGIN
     RETURN NULL;
 END
 $$""",
-        f"CREATE TRIGGER changes_{tracked.table}_insert_delete AFTER INSERT OR DELETE ON {tracked.table} "
+        f"CREATE TRIGGER changes_{tracked.table}_insert_delete "
+        f"AFTER {'INSERT OR DELETE' if tracked.inserts else 'DELETE'} ON {tracked.table} "
         f"FOR EACH ROW EXECUTE FUNCTION {function}()",
         f"CREATE TRIGGER changes_{tracked.table}_update AFTER UPDATE ON {tracked.table} FOR EACH ROW "
         f"WHEN ({changed_condition(tracked, distinct='IS DISTINCT FROM')}) EXECUTE FUNCTION {function}()",
@@ -103,9 +106,12 @@ $$""",
 def sqlite_triggers(tracked: Tracked) -> list[str]:
     position, now = SQLITE_POSITION, SQLITE_NOW
     name = f"changes_{tracked.table}"
-    return [
+    inserts = [
         f"CREATE TRIGGER {name}_insert AFTER INSERT ON {tracked.table} BEGIN {SQLITE_TICK} "
-        f"{record_sql(tracked, position=position, now=now, added=position)} END",
+        f"{record_sql(tracked, position=position, now=now, added=position)} END"
+    ]
+    return [
+        *(inserts if tracked.inserts else []),
         f"CREATE TRIGGER {name}_update AFTER UPDATE ON {tracked.table} "
         f"WHEN {changed_condition(tracked, distinct='IS NOT')} BEGIN {SQLITE_TICK} "
         f"{record_sql(tracked, position=position, now=now, added='NULL')} END",
@@ -217,6 +223,7 @@ TRACKED = (
             "provider_code", "provider_id", "operation_type", "bill_id", "installment_number", "total_installments",
             "raw", "replaces_id", "replaced_by_id", "pluggy_created_at", "pluggy_updated_at", "deleted_at",
         ),
+        inserts=False,
     ),
     Tracked(
         "bill",
@@ -295,7 +302,6 @@ def upgrade():
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_changes")),
         sa.UniqueConstraint("kind", "key", name=op.f("uq_changes_kind")),
-        sqlite_autoincrement=True,
     )
     op.create_index("ix_changes_position_id", "changes", ["position", "id"])
     op.create_index("ix_changes_user_id_position_id", "changes", ["user_id", "position", "id"])
