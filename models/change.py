@@ -104,18 +104,19 @@ def record_new_transactions(connection: sa.Connection, pluggy_ids: list[str]) ->
     if not pluggy_ids:
         return
     if connection.dialect.name == "postgresql":
-        position, now, wanted = "pg_current_xact_id()::text::bigint", "now()", "t.pluggy_id = ANY(:ids)"
+        position, now, wanted = "pg_current_xact_id()::text::bigint", "now()", "unnest(:ids) AS new (key)"
         ids = sa.bindparam("ids", pluggy_ids, type_=postgresql.ARRAY(sa.String))
     else:
         connection.execute(sa.text(SQLITE_TICK))
         position, now = "(SELECT value FROM change_clock WHERE id = 1)", "strftime('%Y-%m-%d %H:%M:%f', 'now')"
-        wanted = "t.pluggy_id IN (SELECT value FROM json_each(:ids))"
+        wanted = "(SELECT value AS key FROM json_each(:ids)) AS new"
         ids = sa.bindparam("ids", dump_json(pluggy_ids))
     statement = sa.text(
         "INSERT INTO changes (kind, key, user_id, connection_id, position, added_position, changed_at) "
         f"SELECT 'transaction', t.pluggy_id, c.user_id, c.id, {position}, {position}, {now} "
-        "FROM transactions t JOIN accounts a ON a.id = t.account_id JOIN connections c ON c.id = a.connection_id "
-        f"WHERE {wanted} "
+        # Driven by the new ids (CROSS JOIN keeps SQLite's order): each row found by its key.
+        f"FROM {wanted} CROSS JOIN transactions t JOIN accounts a ON a.id = t.account_id "
+        "JOIN connections c ON c.id = a.connection_id WHERE t.pluggy_id = new.key "
         "ON CONFLICT (kind, key) DO UPDATE SET position = excluded.position, changed_at = excluded.changed_at, "
         "added_position = COALESCE(changes.added_position, excluded.added_position)"
     )
