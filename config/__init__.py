@@ -24,6 +24,7 @@ from .values import (
     app_keys,
     choice,
     database_url,
+    flag,
     optional_text,
     positive_int,
     positive_number,
@@ -108,6 +109,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DELETED_ITEM_RETENTION_DAYS", "0", lambda name, value: whole_number_at_least(name, value, 0, " of days")),
     # The key(s) of the server-to-server API under /api/app/ (comma-separated to rotate); unset: no such API.
     Setting("APP_API_KEY", "", app_keys, "APP_API_KEYS"),
+    # Webhook endpoints of the app may be http:// and on private, loopback or link-local addresses
+    # (local development and tests only: in production that would let the app reach internal hosts).
+    Setting("ALLOW_PRIVATE_WEBHOOK_URLS", "0", flag),
     Setting("LOG_FORMAT", "", lambda name, value: choice(name, value.lower(), LOG_FORMATS) if value else None),
     Setting("LOG_LEVEL", "INFO", lambda name, value: choice(name, value.upper(), LOG_LEVELS)),
 )
@@ -147,6 +151,8 @@ class Settings:
     sweep_batch: int
     oauth_redirect_uri: str | None = None
     deleted_item_retention_days: int = 0
+    allow_private_webhook_urls: bool = False
+    secret_key_fallbacks: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -164,6 +170,8 @@ class Settings:
             sweep_batch=config["SYNC_SWEEP_BATCH"],
             oauth_redirect_uri=config["PLUGGY_OAUTH_REDIRECT_URI"],
             deleted_item_retention_days=config["DELETED_ITEM_RETENTION_DAYS"],
+            allow_private_webhook_urls=config["ALLOW_PRIVATE_WEBHOOK_URLS"],
+            secret_key_fallbacks=tuple(config.get("SECRET_KEY_FALLBACKS", ())),
         )
 
     def __repr__(self) -> str:

@@ -20,6 +20,7 @@ from . import events, giving_up, listing, removal, runs
 from .connections import BankConnectionService
 from .item_state import ITEM_BUSY, answers, apply_item
 from .job_context import SyncJobContext, bind
+from .outbound import delivery
 from .scheduling import JobKind, queue_fetch, queue_sweep
 
 
@@ -33,6 +34,7 @@ def register(registry: JobRegistry, client: PluggyClient, settings: Settings) ->
         JobKind.SWEEP_ITEMS: sweep_items,
         JobKind.PROCESS_EVENTS: events.process_events,
         JobKind.REMOVE_ITEM_DATA: removal.remove_item_data,
+        JobKind.DELIVER_EVENT: delivery.deliver_event,
     }
     for kind, handler in handlers.items():
         registry.register(kind, bind(handler, client, settings))
