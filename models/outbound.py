@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, JSONType, one_of, partial_index, utcnow
 from .transaction import BigId
+
 
 class EndpointStatus(StrEnum):
     ACTIVE = "active"

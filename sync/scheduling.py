@@ -86,4 +86,6 @@ def queue_data_removal(session: DbSession, connection: Connection, *, at: dateti
 def queue_delivery(session: DbSession, delivery_id: int, *, at: datetime | None = None) -> int:
     """Send a delivery at `at` (now if None). No item: a delivery never waits behind an item's fetch;
     its key joins a retry asked for while its next attempt waits in the queue."""
-    return enqueue(session, JobKind.DELIVER_EVENT, {"delivery_id": delivery_id}, key=f"deliver:{delivery_id}", run_at=at)
+    return enqueue(
+        session, JobKind.DELIVER_EVENT, {"delivery_id": delivery_id}, key=f"deliver:{delivery_id}", run_at=at
+    )

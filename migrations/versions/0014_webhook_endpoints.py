@@ -98,7 +98,9 @@ def upgrade():
 
 def downgrade():
     op.drop_table("reported_statuses")
-    op.drop_index("ix_webhook_deliveries_dead_id", table_name="webhook_deliveries", sqlite_where=DEAD, postgresql_where=DEAD)
+    op.drop_index(
+        "ix_webhook_deliveries_dead_id", table_name="webhook_deliveries", sqlite_where=DEAD, postgresql_where=DEAD
+    )
     op.drop_index("ix_webhook_deliveries_endpoint_id_id", table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
     op.drop_table("outbound_events")

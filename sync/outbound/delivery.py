@@ -118,7 +118,10 @@ def post(target: Target, body: bytes, headers: dict[str, str]) -> Attempt:
     if target.scheme == "https":
         pool_class = urllib3.HTTPSConnectionPool
         options.update(
-            server_hostname=target.host, assert_hostname=target.host, cert_reqs="CERT_REQUIRED", ca_certs=certifi.where()
+            server_hostname=target.host,
+            assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=certifi.where(),
         )
     try:
         with pool_class(**options) as pool:
@@ -134,7 +137,9 @@ def post(target: Target, body: bytes, headers: dict[str, str]) -> Attempt:
             answer.read(ANSWER_BYTES)
             answer.release_conn()
     except TimeoutError as slow:
-        return Attempt(error=f"timeout: {type(slow).__name__} (connect {CONNECT_TIMEOUT_S:g} s, read {READ_TIMEOUT_S:g} s)")
+        return Attempt(
+            error=f"timeout: {type(slow).__name__} (connect {CONNECT_TIMEOUT_S:g} s, read {READ_TIMEOUT_S:g} s)"
+        )
     except (HTTPError, OSError) as failed:
         return Attempt(error=f"{type(failed).__name__}: {failed}"[:500])
     if 200 <= answer.status < 300:

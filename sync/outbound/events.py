@@ -32,7 +32,7 @@ from models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from models.base import utcnow
+from models.base import Base, utcnow
 from models.database import DbSession
 
 from ..item_state import sync_status
@@ -62,7 +62,7 @@ class Kind(StrEnum):
 # How each kind is told from the rows a run wrote since it started. Bills and investments (and their
 # movements) move updated_at only when Pluggy's data changed; accounts, the identity and loans are
 # rewritten on every read, so for them only new rows (and loans tombstoned) count.
-CHANGED_SINCE: dict[Kind, tuple[type, tuple[str, ...]]] = {
+CHANGED_SINCE: dict[Kind, tuple[type[Base], tuple[str, ...]]] = {
     Kind.ACCOUNTS: (Account, ("created_at",)),
     Kind.BILLS: (Bill, ("updated_at",)),
     Kind.INVESTMENTS: (Investment, ("updated_at",)),
@@ -196,7 +196,9 @@ def note_status(session: Session, connection: Connection) -> None:
     if reported == status:
         return
     insert = dialect_insert(session)(table).values(connection_id=connection.id, sync_status=str(status))
-    session.execute(insert.on_conflict_do_update(index_elements=[table.c.connection_id], set_={"sync_status": str(status)}))
+    session.execute(
+        insert.on_conflict_do_update(index_elements=[table.c.connection_id], set_={"sync_status": str(status)})
+    )
     if reported is not None:
         emit(
             session,

@@ -65,6 +65,10 @@ def parts_of(url: str) -> tuple[str, str, int, str]:
 def resolve(host: str, port: int) -> list[Address]:
     """Every address the host resolves to (an IP literal: itself)."""
     try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass  # a name
+    try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         raise UnsafeUrl(f"the host {host!r} does not resolve") from None
