@@ -120,6 +120,13 @@ def updates_available(session: DbSession, run: SyncRun) -> int | None:
     )
 
 
+def transactions_changed(session: DbSession, run: SyncRun) -> int | None:
+    """Transactions a webhook changed after their item's update was fetched and its run closed (their
+    counts join that run): told on their own. The caller commits."""
+    data = {**connection_ids(run.connection), "sync_run_id": run.id, "kinds": [str(Kind.TRANSACTIONS)]}
+    return emit(session, EventType.SYNC_UPDATES_AVAILABLE, data)
+
+
 def changed_kinds(session: DbSession, run: SyncRun) -> list[Kind]:
     # The run's counts are written by UPDATE statements the session does not see: read them back.
     created, updated, deleted = session.execute(
