@@ -346,7 +346,8 @@ def test_a_sync_that_stored_changes_sends_updates_available(app, client, session
 # Deliveries ------------------------------------------------------------------------------------
 
 
-def test_a_delivery_is_signed_as_standard_webhooks_verifies_it(app, client, session, connection, worker):
+def test_a_delivery_is_signed_as_standard_webhooks_verifies_it(app, client, session, connection, worker, caplog):
+    caplog.set_level(logging.DEBUG)
     with receiving() as receiver:
         _, secret = register(client, receiver.url)
         emit_deleted(session, connection)
@@ -361,6 +362,7 @@ def test_a_delivery_is_signed_as_standard_webhooks_verifies_it(app, client, sess
     assert event["type"] == "connection.deleted"
     endpoint = session.scalars(sa.select(WebhookEndpoint)).one()
     assert endpoint.last_delivered_at is not None
+    assert secret not in caplog.text and secret[6:] not in caplog.text  # no log line carries the secret
 
 
 def test_a_failing_receiver_is_retried_with_backoff_and_each_attempt_recorded(app, client, session, connection, worker):

@@ -9,13 +9,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from config import Settings
-from models import (
-    OPEN_DELIVERY_STATUSES,
-    DeliveryStatus,
-    EndpointStatus,
-    WebhookDelivery,
-    WebhookEndpoint,
-)
+from models import DeliveryStatus, EndpointStatus, WebhookDelivery, WebhookEndpoint
 from models.base import utcnow
 from models.database import DbSession
 
@@ -92,9 +86,8 @@ def retry_delivery(session: DbSession, delivery: WebhookDelivery) -> None:
     """Attempt a failed or dead delivery again now. A dead one gets one more attempt (its schedule is
     spent); a disabled endpoint is enabled again by it. DeliveryNotRetryable for a delivery that is
     pending or delivered."""
-    if delivery.status == DeliveryStatus.DELIVERED or delivery.status == DeliveryStatus.PENDING:
+    if delivery.status in (DeliveryStatus.DELIVERED, DeliveryStatus.PENDING):
         raise DeliveryNotRetryable(delivery.status)
-    assert delivery.status == DeliveryStatus.DEAD or delivery.status in OPEN_DELIVERY_STATUSES
     delivery.status = DeliveryStatus.PENDING
     delivery.next_attempt_at = None
     endpoint = delivery.endpoint
