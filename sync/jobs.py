@@ -40,6 +40,7 @@ def register(registry: JobRegistry, client: PluggyClient, settings: Settings) ->
         registry.register(kind, bind(handler, client, settings))
     registry.at_start(queue_sweep)
     registry.when_dead(giving_up.close_what_it_owned)
+    registry.when_dead(delivery.job_gave_up)
 
 
 def job_registry(client: PluggyClient, settings: Settings) -> JobRegistry:

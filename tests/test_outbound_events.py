@@ -453,6 +453,22 @@ def test_dead_after_the_schedule_then_the_endpoint_is_disabled(
     assert len(deliveries(session)) == 1
 
 
+def test_a_delivery_whose_job_gives_up_is_dead_not_pending_for_ever(
+    app, client, session, connection, worker, monkeypatch
+):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the sender")
+
+    monkeypatch.setattr(sending, "attempt", broken)
+    register(client, "http://127.0.0.1:9/hooks")
+    emit_deleted(session, connection)
+    session.execute(sa.update(Job).where(Job.kind == "deliver_event").values(max_attempts=1))
+    session.commit()
+    drain(worker, session)
+    (delivery,) = deliveries(session)
+    assert delivery.status == "dead" and "a bug in the sender" in delivery.last_error
+
+
 def test_a_manual_retry(app, client, session, connection, worker, monkeypatch):
     monkeypatch.setattr(sending, "RETRY_DELAYS", ())
     with receiving((500, 0, {}), (200, 0, {})) as receiver:

@@ -19,13 +19,14 @@ import urllib3
 from urllib3.exceptions import HTTPError, TimeoutError
 
 from config import Settings
-from jobqueue import RetryLater
+from jobqueue import ClaimedJob, RetryLater
 from models import OPEN_DELIVERY_STATUSES, DeliveryStatus, EndpointStatus, WebhookDelivery, WebhookEndpoint
 from models.base import utcnow
 from models.database import DbSession
 from observability import logs, metrics
 
 from ..job_context import SyncJobContext
+from ..scheduling import JobKind
 from .guard import Target, UnsafeUrl, check_url
 from .signing import SecretUnreadable, signature_header, unseal
 
@@ -73,6 +74,17 @@ def deliver_event(context: SyncJobContext) -> None:
     session.commit()
     if delivery.status == DeliveryStatus.FAILED_RETRYING and delivery.next_attempt_at is not None:
         raise RetryLater((delivery.next_attempt_at - utcnow()).total_seconds(), "delivery failed")
+
+
+def job_gave_up(session: DbSession, job: ClaimedJob, error: str) -> None:
+    """A `deliver_event` job that went dead (its handler kept failing, or its workers kept dying):
+    its delivery is dead too, rather than pending for ever (committed)."""
+    if job.kind != JobKind.DELIVER_EVENT:
+        return
+    delivery = session.get(WebhookDelivery, job.payload.get("delivery_id"))
+    if delivery is not None and delivery.status in OPEN_DELIVERY_STATUSES:
+        give_up(delivery, f"the delivery job gave up: {error}"[:500], utcnow())
+        session.commit()
 
 
 def attempt(delivery: WebhookDelivery, settings: Settings, now: datetime) -> Attempt:
