@@ -30,16 +30,18 @@ from models import (
     EndpointStatus,
     Job,
     OutboundEvent,
+    SyncRun,
     WebhookDelivery,
     WebhookEndpoint,
     db,
 )
 from models.base import utcnow
 from models.connection import DeletedReason
-from sync import removal, scheduling
+from sync import removal, runs, scheduling
 from sync.item_state import apply_item
 from sync.jobs import sync_worker
 from sync.outbound import delivery as sending
+from sync.outbound import events as outbound
 from sync.outbound import guard
 from tests.conftest import TEST_SECRETS, drain, fresh_app
 
@@ -300,6 +302,21 @@ def test_a_tombstone_is_told_with_its_change_and_a_rollback_tells_nothing(app, c
     }
     emit_deleted(session, session.get(Connection, connection.id))  # deleted again: nothing new to tell
     assert len(events_of(session, "connection.deleted")) == 1
+
+
+def test_updates_available_is_written_in_the_closing_transaction(app, client, session, connection):
+    register(client, "http://127.0.0.1:9/hooks")
+    run = runs.open_run(session, connection, "manual")
+    run.created = 2
+    session.commit()
+    run.status = "success"
+    outbound.updates_available(session, run)  # what close_run does before its commit
+    session.rollback()
+    assert events_of(session, "sync.updates_available") == []
+
+    runs.close_run(session, session.get(SyncRun, run.id), "success")
+    (event,) = events_of(session, "sync.updates_available")
+    assert event["data"]["kinds"] == ["transactions"] and event["data"]["sync_run_id"] == run.id
 
 
 def test_an_erased_user_is_one_connection_deleted_per_live_connection(app, client, session, user, fake_pluggy):
