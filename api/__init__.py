@@ -55,6 +55,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     init_request_logging(app)
 
     from sync.cli import register_commands
+    from sync.outbound import events as outbound
     from webhooks import receiver
     from webhooks.cli import webhooks_cli
 
@@ -70,5 +71,6 @@ def create_app(config: Mapping | None = None) -> Flask:
         app.register_blueprint(app_api.bp)
     app.register_blueprint(receiver.bp)
     register_commands(app)
+    outbound.watch()
     app.cli.add_command(webhooks_cli)
     return app

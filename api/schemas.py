@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StringConstraints, TypeAdapter, ValidationError, model_validator
 
 from sync.monitoring import DEFAULT_MAX_DUE_AGE_S
+from sync.outbound.events import EventType
 from sync.users import UserError, normalise_email
 
 from .validation import Body, Query
@@ -135,3 +136,32 @@ def app_user_email(value: str) -> str:
 
 class CreateAppUser(Body):
     email: Annotated[str, StringConstraints(max_length=320), AfterValidator(app_user_email)]
+
+
+def event_type(value: str) -> str:
+    if value not in EventType.__members__.values():
+        raise ValueError(f"unknown event type; one of: {', '.join(EventType)}")
+    return value
+
+
+class CreateWebhookEndpoint(Body):
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    # None: every type.
+    events: (
+        Annotated[
+            list[Annotated[str, StringConstraints(max_length=64), AfterValidator(event_type)]],
+            Field(min_length=1, max_length=16),
+        ]
+        | None
+    ) = None
+
+
+class KeysetQuery(Query):
+    """A list paged by cursor only: empty or no cursor starts it."""
+
+    cursor: Cursor | None = None
+    page_size: int = Field(50, ge=1, le=500)
+
+
+class DeliveriesQuery(KeysetQuery):
+    endpoint_id: int | None = Field(None, ge=1, le=2**31 - 1)

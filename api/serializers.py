@@ -19,11 +19,14 @@ from models import (
     SyncRun,
     Transaction,
     User,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from pluggy_client import ConnectToken
 from sync.changes import Entry, EntryState
 from sync.consents import under_consent
 from sync.item_state import sync_status
+from sync.outbound.endpoints import rotation_ends_at
 from sync.results import ManualSyncResult
 
 # Pluggy's optional prompt keys -> ours: every name the API serves is snake_case.
@@ -490,4 +493,36 @@ def identity_summary_json(identity: Identity) -> dict:
         "id": identity.pluggy_id,
         "updated_at": iso(identity.pluggy_updated_at),
         "synced_at": iso(identity.updated_at),
+    }
+
+
+def webhook_endpoint_json(endpoint: WebhookEndpoint) -> dict:
+    """An endpoint of the app's, never with its secret (shown once, by the call that made it)."""
+    return {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "events": endpoint.event_types,
+        "status": endpoint.status,
+        "created_at": iso(endpoint.created_at),
+        "disabled_at": iso(endpoint.disabled_at),
+        "last_delivered_at": iso(endpoint.last_delivered_at),
+        "previous_secret_expires_at": iso(rotation_ends_at(endpoint)),
+    }
+
+
+def webhook_delivery_json(delivery: WebhookDelivery) -> dict:
+    event = delivery.event
+    return {
+        "id": delivery.id,
+        "endpoint_id": delivery.endpoint_id,
+        "message_id": event.message_id,
+        "event_type": event.type,
+        "payload": event.payload,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error,
+        "next_attempt_at": iso(delivery.next_attempt_at),
+        "delivered_at": iso(delivery.delivered_at),
+        "created_at": iso(delivery.created_at),
     }

@@ -24,6 +24,7 @@ from .values import (
     app_keys,
     choice,
     database_url,
+    flag,
     optional_text,
     positive_int,
     positive_number,
@@ -110,6 +111,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CHANGE_FEED_RETENTION_DAYS", "30", lambda name, value: whole_number_at_least(name, value, 1, " of days")),
     # The key(s) of the server-to-server API under /api/app/ (comma-separated to rotate); unset: no such API.
     Setting("APP_API_KEY", "", app_keys, "APP_API_KEYS"),
+    # Webhook endpoints of the app may be http:// and on private, loopback or link-local addresses
+    # (local development and tests only: in production that would let the app reach internal hosts).
+    Setting("ALLOW_PRIVATE_WEBHOOK_URLS", "0", flag),
     Setting("LOG_FORMAT", "", lambda name, value: choice(name, value.lower(), LOG_FORMATS) if value else None),
     Setting("LOG_LEVEL", "INFO", lambda name, value: choice(name, value.upper(), LOG_LEVELS)),
 )
@@ -150,6 +154,8 @@ class Settings:
     oauth_redirect_uri: str | None = None
     deleted_item_retention_days: int = 0
     change_feed_retention_days: int = 30
+    allow_private_webhook_urls: bool = False
+    secret_key_fallbacks: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -168,6 +174,8 @@ class Settings:
             oauth_redirect_uri=config["PLUGGY_OAUTH_REDIRECT_URI"],
             deleted_item_retention_days=config["DELETED_ITEM_RETENTION_DAYS"],
             change_feed_retention_days=config["CHANGE_FEED_RETENTION_DAYS"],
+            allow_private_webhook_urls=config["ALLOW_PRIVATE_WEBHOOK_URLS"],
+            secret_key_fallbacks=tuple(config.get("SECRET_KEY_FALLBACKS", ())),
         )
 
     def __repr__(self) -> str:

@@ -73,6 +73,16 @@ def app_keys(name: str, value: str) -> tuple[str, ...]:
     return keys
 
 
+FLAG_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+def flag(name: str, value: str) -> bool:
+    """On (1, true, yes) or off (0, false, no, unset)."""
+    if value.lower() not in FLAG_WORDS:
+        raise ConfigError(f"{name} must be 1 or 0 (true/false, yes/no); got {value!r}")
+    return FLAG_WORDS[value.lower()]
+
+
 def choice(name: str, value: str, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")

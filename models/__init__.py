@@ -11,6 +11,17 @@ from .identity import Identity
 from .investment import Investment, InvestmentTransaction
 from .job import JOB_STATUSES, LIVE_JOB_STATUSES, Job, JobStatus
 from .loan import Loan
+from .outbound import (
+    DELIVERY_STATUSES,
+    ENDPOINT_STATUSES,
+    OPEN_DELIVERY_STATUSES,
+    DeliveryStatus,
+    EndpointStatus,
+    OutboundEvent,
+    ReportedStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from .sync_run import (
     FETCHED_SYNC_STATUSES,
     OPEN_SYNC_STATUSES,
@@ -34,6 +45,10 @@ __all__ = [
     "ChangeKind",
     "Connection",
     "ConnectorStatus",
+    "DELIVERY_STATUSES",
+    "DeliveryStatus",
+    "ENDPOINT_STATUSES",
+    "EndpointStatus",
     "JOB_STATUSES",
     "LIVE_JOB_STATUSES",
     "EventStatus",
@@ -43,6 +58,9 @@ __all__ = [
     "Job",
     "JobStatus",
     "Loan",
+    "OPEN_DELIVERY_STATUSES",
+    "OutboundEvent",
+    "ReportedStatus",
     "FETCHED_SYNC_STATUSES",
     "OPEN_SYNC_STATUSES",
     "SYNC_STATUSES",
@@ -53,6 +71,8 @@ __all__ = [
     "Transaction",
     "User",
     "WEBHOOK_EVENT_STATUSES",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WebhookEvent",
     "db",
     "engine_options",

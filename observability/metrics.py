@@ -114,6 +114,18 @@ CONSENTS_WITHHELD = Counter(
     ["reason", "found"],
 )
 
+WEBHOOK_DELIVERIES = Counter(
+    f"{PREFIX}_webhook_deliveries",
+    "Attempts at delivering outbound events to the app's endpoints, by outcome: delivered, failed (to be "
+    "retried), dead (the last attempt of the schedule failed, or the endpoint is disabled).",
+    ["outcome"],
+)
+WEBHOOK_ENDPOINTS_DISABLED = Counter(
+    f"{PREFIX}_webhook_endpoints_disabled",
+    "The app's webhook endpoints disabled because a delivery died with no success since it was queued "
+    "(about three days of failures). Alert on any increase.",
+)
+
 # A path segment that names something (items, mfa, v2) rather than identifies it.
 PATH_WORD = re.compile(r"^(v[0-9]{1,2}|[a-z][a-z_-]{0,29})$")
 

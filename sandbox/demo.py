@@ -1,8 +1,9 @@
 """`make run`: the whole service on this machine with no Pluggy keys.
 
-Starts the local Pluggy stand-in, the web service and the worker; subscribes the webhooks; makes a
-demo user with a connected sandbox item; prints where everything is and what to try. Ctrl-C or
-SIGTERM stops all three.
+Starts the local Pluggy stand-in, the web service and the worker; subscribes the webhooks; registers
+a webhook endpoint of a stand-in app (a receiver in this process that verifies and prints every
+outbound event); makes a demo user with a connected sandbox item; prints where everything is and
+what to try. Ctrl-C or SIGTERM stops all three.
 
 Every run starts from an empty database of its own (DEMO_DIR, default instance/demo): the stand-in
 keeps nothing between runs and repeats its ids, so rows of an earlier run would name items it no
@@ -26,6 +27,8 @@ from harness.ports import port_taken
 from harness.processes import Child, Exited, last_line, python_m, run, service_env, start, stop, wait_until_serving
 from harness.waiting import NotMet
 
+from .event_receiver import EventReceiver
+
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 WEB_PORT = int(os.environ.get("PORT", "5000"))
@@ -39,6 +42,8 @@ DATABASE = DEMO_DIR / "demo.db"
 # The web service and the worker share their metrics through this folder, so /metrics shows both.
 METRICS_DIR = DEMO_DIR / "prometheus"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# The app API's key for this run: the demo registers its event receiver with it.
+APP_KEY = secrets.token_urlsafe(32)
 
 
 def environment() -> dict[str, str]:
@@ -52,6 +57,9 @@ def environment() -> dict[str, str]:
         debug=True,
         PUBLIC_BASE_URL=WEB,
         PROMETHEUS_MULTIPROC_DIR=str(METRICS_DIR),
+        APP_API_KEY=APP_KEY,
+        # The demo's event receiver is http:// on loopback.
+        ALLOW_PRIVATE_WEBHOOK_URLS="1",
     )
 
 
@@ -127,7 +135,19 @@ def connect_demo_item(token: str) -> int:
     return registered.json()["id"]
 
 
-def show(token: str, connection_id: int) -> None:
+def register_receiver(receiver: EventReceiver) -> None:
+    """Register the receiver as the app's webhook endpoint; it verifies with the secret answered."""
+    registered = requests.post(
+        f"{WEB}/api/app/webhook_endpoints/",
+        headers={"Authorization": f"Bearer {APP_KEY}"},
+        json={"url": receiver.url},
+        timeout=TIMEOUT,
+    )
+    registered.raise_for_status()
+    receiver.secret = registered.json()["secret"]
+
+
+def show(token: str, connection_id: int, receiver: EventReceiver) -> None:
     auth = f'-H "Authorization: Bearer {token}"'
     connection = f"{WEB}/api/banking/connections/{connection_id}"
     print(
@@ -139,6 +159,11 @@ API token of {DEMO_EMAIL}:
 {token}
 
 Demo connection: {connection_id}
+
+Outbound events land at {receiver.url} (a stand-in for the app, in this process): each one is
+verified with the standardwebhooks package and printed as "[app] <type> <data>".
+App API key: {APP_KEY}
+  curl -s -H "Authorization: Bearer {APP_KEY}" {WEB}/api/app/webhook_deliveries/
 
 Try:
   curl -s {WEB}/health
@@ -182,9 +207,14 @@ def run_demo(processes: list[Child]) -> None:
     wait_for(f"{SANDBOX}/health", processes)
     _, token = flask(("webhooks", "register", f"{WEB}/webhooks/pluggy"), ("users", "create", DEMO_EMAIL), env=env)
     wait_for(f"{WEB}/health", processes)
-    show(token, connect_demo_item(token))
-    while all(p.poll() is None for p in processes):
-        time.sleep(0.5)
+    receiver = EventReceiver(HOST).start()
+    try:
+        register_receiver(receiver)
+        show(token, connect_demo_item(token), receiver)
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+    finally:
+        receiver.stop()
     raise SystemExit("a process stopped; stopping the others")
 
 

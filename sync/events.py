@@ -36,6 +36,7 @@ from pluggy_client import PluggyNotFound, timestamp
 from . import listing, removal, runs
 from .connections import BankConnectionService
 from .job_context import SyncJobContext
+from .outbound import events as outbound
 from .tokens import user_id_named_by
 from .transactions import Counts, TransactionService
 
@@ -304,10 +305,14 @@ class ItemEvents:
             self.session, self.context.client, self.context.settings, checkpoint=self.context.checkpoint, run=run
         )
         for event in events:
-            if self.transaction_event(service, connection, event) is None:
+            counts = self.transaction_event(service, connection, event)
+            if counts is None:
                 mark([event], EventStatus.IGNORED, note="unknown account")
             else:
                 mark([event], EventStatus.PROCESSED, run=run)
+                if counts and run.finished_at is not None:
+                    # Joined a run already closed (and told): these changes are told on their own.
+                    outbound.transactions_changed(self.session, run)
             self.session.commit()
         if opened:
             runs.close_run(self.session, run, RunStatus.SUCCESS)

@@ -20,6 +20,7 @@ from . import changes, events, giving_up, listing, removal, runs
 from .connections import BankConnectionService
 from .item_state import ITEM_BUSY, answers, apply_item
 from .job_context import SyncJobContext, bind
+from .outbound import delivery
 from .scheduling import JobKind, queue_changes_pruning, queue_fetch, queue_sweep
 
 
@@ -34,12 +35,14 @@ def register(registry: JobRegistry, client: PluggyClient, settings: Settings) ->
         JobKind.PROCESS_EVENTS: events.process_events,
         JobKind.REMOVE_ITEM_DATA: removal.remove_item_data,
         JobKind.PRUNE_CHANGES: changes.prune_changes,
+        JobKind.DELIVER_EVENT: delivery.deliver_event,
     }
     for kind, handler in handlers.items():
         registry.register(kind, bind(handler, client, settings))
     registry.at_start(queue_sweep)
     registry.at_start(queue_changes_pruning)
     registry.when_dead(giving_up.close_what_it_owned)
+    registry.when_dead(delivery.job_gave_up)
 
 
 def job_registry(client: PluggyClient, settings: Settings) -> JobRegistry:

@@ -29,13 +29,14 @@ from models.database import DbSession
 from observability import logs, metrics
 
 from .job_context import SyncJobContext
+from .outbound import events as outbound
 from .scheduling import queue_data_removal
 
 log = logging.getLogger(__name__)
 
 # The service's own record of what it did for the connection, not data copied from Pluggy: kept with
 # the tombstone.
-KEPT_WITH_TOMBSTONE = frozenset({"sync_runs"})
+KEPT_WITH_TOMBSTONE = frozenset({"sync_runs", "reported_statuses"})
 
 
 def mark_deleted(
@@ -47,10 +48,12 @@ def mark_deleted(
     now: datetime | None = None,
 ) -> None:
     """Make the connection a tombstone (the first deletion's when and why are kept) and queue the
-    removal of its copied data for when its retention ends. The caller commits."""
+    removal of its copied data for when its retention ends; the app is told (`connection.deleted`)
+    in the same transaction. The caller commits."""
     if connection.deleted_at is None:
         connection.deleted_at = now or utcnow()
         connection.deleted_reason = reason
+        outbound.connection_deleted(session, connection, reason)
     if connection.data_removed_at is None:
         queue_data_removal(session, connection, at=removal_due(connection, settings))
 

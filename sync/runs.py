@@ -15,6 +15,8 @@ from models.base import UTCDateTime, utcnow
 from models.database import DbSession
 from observability import logs, metrics
 
+from .outbound import events as outbound
+
 log = logging.getLogger(__name__)
 
 THROTTLE_WINDOW = timedelta(seconds=60)
@@ -171,11 +173,14 @@ def wait_until_closed(session: DbSession, run: SyncRun, timeout_s: float, *, int
 def close_run(
     session: DbSession, run: SyncRun, status: str, *, error_code: str | None = None, error: str | None = None
 ) -> SyncRun:
-    """Record a run's outcome, committed; counted and logged with what it wrote."""
+    """Record a run's outcome, committed; counted and logged with what it wrote. A run that fetched
+    changes tells the app (`sync.updates_available`) in the same commit."""
     run.status = status
     run.error_code = error_code
     run.error = error
     run.finished_at = utcnow()
+    if status in FETCHED_SYNC_STATUSES:
+        outbound.updates_available(session, run)
     session.commit()
     metrics.SYNC_RUNS.labels(run.trigger, status).inc()
     logs.event(

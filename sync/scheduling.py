@@ -21,6 +21,7 @@ class JobKind(StrEnum):
     PROCESS_EVENTS = "webhook_events"  # handle stored webhook events: all of an item's, or one without an item
     REMOVE_ITEM_DATA = "remove_item_data"  # a deleted item's copied data, once its retention is over
     PRUNE_CHANGES = "prune_changes"  # periodic: forget the change feed's entries of long-deleted objects
+    DELIVER_EVENT = "deliver_event"  # one outbound event to one of the app's endpoints (sync/outbound/)
 
 
 def queue_initial_sync(session: DbSession, connection: Connection) -> int:
@@ -84,4 +85,12 @@ def queue_data_removal(session: DbSession, connection: Connection, *, at: dateti
         key=f"remove:{connection.item_id}",
         item_id=connection.item_id,
         run_at=at,
+    )
+
+
+def queue_delivery(session: DbSession, delivery_id: int, *, at: datetime | None = None) -> int:
+    """Send a delivery at `at` (now if None). No item: a delivery never waits behind an item's fetch;
+    its key joins a retry asked for while its next attempt waits in the queue."""
+    return enqueue(
+        session, JobKind.DELIVER_EVENT, {"delivery_id": delivery_id}, key=f"deliver:{delivery_id}", run_at=at
     )

@@ -16,10 +16,13 @@ from models.database import DbSession
 from observability import logs
 from pluggy_client import PluggyClient, PluggyNotFound
 
+from .outbound import events as outbound
 from .tokens import issue_api_token
 
 log = logging.getLogger(__name__)
 
+# The `reason` of the `connection.deleted` sent for each live connection of an erased user.
+ERASED = "user_erased"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -93,7 +96,8 @@ def erase_user(session: DbSession, user: User, pluggy: Callable[[], PluggyClient
     is deleted here, so the call can simply be repeated (items deleted by the first try then answer
     404). `pluggy` is called only when the user has items. The local rows go in one transaction:
     the webhook events and jobs of the user's items (found by item id: they hold no foreign key),
-    then the connections (accounts, transactions, products and sync runs with them) and the user.
+    then the connections (accounts, transactions, products and sync runs with them) and the user;
+    with them, a `connection.deleted` (reason `user_erased`) for each live connection is queued.
     A job of one of the items still running in a worker finds its rows gone and writes nothing (its
     writes refer to the deleted connection)."""
     connections = user_connections(session, user)
@@ -110,6 +114,9 @@ def erase_user(session: DbSession, user: User, pluggy: Callable[[], PluggyClient
         result = session.execute(statement.execution_options(synchronize_session=False))
         removed[table] = max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 
+    for connection in connections:
+        if connection.deleted_at is None:  # a tombstone's deletion was told when it happened
+            outbound.connection_deleted(session, connection, ERASED)
     if items:
         delete(sa.delete(WebhookEvent).where(WebhookEvent.item_id.in_(items)), WebhookEvent.__tablename__)
         delete(sa.delete(Job).where(Job.item_id.in_(items)), Job.__tablename__)

@@ -87,6 +87,11 @@ class Demo:
         runs = self.api(f"/connections/{self.connection_id}/sync_runs/")["sync_runs"]
         return any(run["status"] == "success" for run in runs)
 
+    def told_of_updates(self) -> bool:
+        """The demo's event receiver verified and printed the sync's `sync.updates_available`."""
+        told = f'[app] sync.updates_available {{"user_id": 1, "connection_id": {self.connection_id},'
+        return told in self.output()
+
     def transactions(self) -> int:
         return self.api(f"/connections/{self.connection_id}/transactions/?page_size=1")["total"]
 
@@ -136,6 +141,8 @@ def test_every_run_of_the_demo_syncs_its_own_item(demos):
 
         wait_until(demo.synced, timeout=STARTUP_S, what=f"the {run} run's item synced")
         assert demo.transactions() > 0
+        # The sync's outbound event reached the demo's receiver, which verified its signature.
+        wait_until(demo.told_of_updates, timeout=STARTUP_S, what="the sync's event received")
         assert [c["id"] for c in demo.api("/connections/")["connections"]] == [connection_id]
         assert demo.terminate() == 0
 

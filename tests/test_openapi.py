@@ -44,13 +44,16 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from models import Connection, db
+from config import Settings
+from models import Connection, WebhookDelivery, db
 from models.base import utcnow
 from sandbox import data as pf
 from sandbox.products import new_products
 from sync import runs, scheduling
 from sync.item_state import apply_item
 from sync.jobs import sync_worker
+from sync.outbound import endpoints as outbound_endpoints
+from sync.outbound import events as outbound_events
 from sync.runtime import pluggy_client
 from sync.tokens import issue_api_token, issue_webhook_token
 from sync.users import create_user
@@ -67,6 +70,7 @@ WEBHOOK_SECRET = TEST_SECRETS["PLUGGY_WEBHOOK_SECRETS"][0]
 APP_KEY = "openapi-app-key-0123456789abcdef0123"  # the app API exists only with a key (APP_API_KEY)
 MAX_ID = 2**31 - 1
 API = "/api/banking"
+EVENT_TYPES = [str(event_type) for event_type in outbound_events.EventType]
 
 # What every response is held to (headers: WWW-Authenticate on a 401, Retry-After on a RATE_LIMITED).
 CHECKS = [
@@ -311,6 +315,15 @@ def seed(world: World) -> None:
         unregistered = fake.add_item()
         scheduling.queue_initial_sync(session, theirs)  # a due job, for the health figures
         session.commit()
+        # A webhook endpoint of the app's with two deliveries: one dead (to retry), one pending.
+        endpoint, _ = outbound_endpoints.create_endpoint(
+            session, "http://127.0.0.1:9/hooks", None, Settings.from_config(app.config)
+        )
+        outbound_events.emit(session, outbound_events.EventType.CONNECTION_DELETED, {"connection_id": 0})
+        outbound_events.emit(session, outbound_events.EventType.CONNECTION_DELETED, {"connection_id": 1})
+        dead, pending = session.scalars(sa.select(WebhookDelivery).order_by(WebhookDelivery.id)).all()
+        dead.status = "dead"
+        session.commit()
 
         world.token = issue_api_token(app.config["SECRET_KEY"], user)
         world.ids = {
@@ -330,6 +343,9 @@ def seed(world: World) -> None:
             "webhook_token": issue_webhook_token(app.config["SECRET_KEY"]),
             "user": user.id,
             "stranger": stranger.id,
+            "endpoint": endpoint.id,
+            "dead_delivery": dead.id,
+            "pending_delivery": pending.id,
         }
 
 
@@ -366,7 +382,7 @@ def schemathesis_config(token: str):
 def world(tmp_path_factory):
     """Built once for the module: SQLite always, migrated by `flask db upgrade`'s own code."""
     url = f"sqlite:///{tmp_path_factory.mktemp('openapi') / 'openapi.db'}"
-    app = make_app(url, SYNC_WATCH_INTERVAL_S=0.05, APP_API_KEYS=(APP_KEY,))
+    app = make_app(url, SYNC_WATCH_INTERVAL_S=0.05, APP_API_KEYS=(APP_KEY,), ALLOW_PRIVATE_WEBHOOK_URLS=True)
     with app.app_context():
         upgrade()
         engine = db.engine
@@ -397,6 +413,14 @@ def anchors(world: World, operation) -> list[dict[str, Any]]:
         options += [{"path_parameters": {"user_id": ids[name]}} for name in ("user", "stranger")]
     if path == "/api/app/users/":
         options += [{"body": {"email": email}} for email in ("openapi@example.com", " New@Example.com ")]
+    if "{endpoint_id}" in path:
+        options.append({"path_parameters": {"endpoint_id": ids["endpoint"]}})
+    if "{delivery_id}" in path:
+        options += [{"path_parameters": {"delivery_id": ids[name]}} for name in ("dead_delivery", "pending_delivery")]
+    if path == "/api/app/webhook_deliveries/":
+        options.append({"query": {"endpoint_id": ids["endpoint"]}})
+    if path == "/api/app/webhook_endpoints/" and method == "POST":
+        options += [{"body": {"url": "http://127.0.0.1:9/hooks", "events": [event]}} for event in EVENT_TYPES]
     if "{token}" in path:
         options.append({"path_parameters": {"token": ids["webhook_token"]}})
     if path.endswith("/transactions/"):
