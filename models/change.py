@@ -92,7 +92,9 @@ class ChangeClock(Base):
 # change every other column of every tracked table and expect each to move the row in the feed).
 UNWATCHED_COLUMNS = {
     "*": frozenset({"id", "created_at", "updated_at", "last_seen_at", "last_checked_at"}),
-    "accounts": frozenset({"transactions_watermark"}),  # how far our reads got
+    # How far our reads got, and when: every sync writes them.
+    "accounts": frozenset({"transactions_watermark", "last_synced_at"}),
+    "connections": frozenset({"last_synced_at"}),
     "investments": frozenset({"movements_key"}),
 }
 
@@ -108,7 +110,7 @@ def record_new_transactions(connection: sa.Connection, pluggy_ids: list[str]) ->
         ids = sa.bindparam("ids", pluggy_ids, type_=postgresql.ARRAY(sa.String))
     else:
         connection.execute(sa.text(SQLITE_TICK))
-        position, now = "(SELECT value FROM change_clock WHERE id = 1)", "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+        position, now = "(SELECT value FROM change_clock WHERE id = 1)", "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
         wanted = "(SELECT value AS key FROM json_each(:ids)) AS new"
         ids = sa.bindparam("ids", dump_json(pluggy_ids))
     statement = sa.text(

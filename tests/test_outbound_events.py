@@ -25,12 +25,14 @@ from config import Settings
 from harness.processes import PIPE, STDOUT, finish, killed_on_exit, python_m, service_env, start
 from harness.waiting import wait_until
 from models import (
+    Account,
     Connection,
     DeliveryStatus,
     EndpointStatus,
     Job,
     OutboundEvent,
     SyncRun,
+    Transaction,
     WebhookDelivery,
     WebhookEndpoint,
     db,
@@ -307,8 +309,14 @@ def test_a_tombstone_is_told_with_its_change_and_a_rollback_tells_nothing(app, c
 def test_updates_available_is_written_in_the_closing_transaction(app, client, session, connection):
     register(client, "http://127.0.0.1:9/hooks")
     run = runs.open_run(session, connection, "manual")
-    run.created = 2
     session.commit()
+    account = Account(connection_id=connection.id, pluggy_id="acc-1", type="BANK", name="Conta", raw={})
+    session.add(account)
+    session.flush()
+    session.add(
+        Transaction(account_id=account.id, pluggy_id="tx-1", date=utcnow(), description="PIX", amount=1, raw={})
+    )
+    session.commit()  # what the run's fetch stored
     run.status = "success"
     outbound.updates_available(session, run)  # what close_run does before its commit
     session.rollback()
@@ -316,7 +324,7 @@ def test_updates_available_is_written_in_the_closing_transaction(app, client, se
 
     runs.close_run(session, session.get(SyncRun, run.id), "success")
     (event,) = events_of(session, "sync.updates_available")
-    assert event["data"]["kinds"] == ["transactions"] and event["data"]["sync_run_id"] == run.id
+    assert event["data"]["kinds"] == ["account", "transaction"] and event["data"]["sync_run_id"] == run.id
 
 
 def test_an_erased_user_is_one_connection_deleted_per_live_connection(app, client, session, user, fake_pluggy):
@@ -349,7 +357,7 @@ def test_a_sync_that_stored_changes_sends_updates_available(app, client, session
         event = verified(secret, request)
     assert event["type"] == "sync.updates_available"
     assert event["data"]["connection_id"] == connection.id and event["data"]["item_id"] == connection.item_id
-    assert "accounts" in event["data"]["kinds"]
+    assert "account" in event["data"]["kinds"]
     (delivery,) = deliveries(session)
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("delivered", 1, 200)
 

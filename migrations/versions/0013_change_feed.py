@@ -38,7 +38,8 @@ SQLITE_TICK = (
     "INSERT INTO change_clock (id, value, pruned_before) VALUES (1, 1, 0) "
     "ON CONFLICT (id) DO UPDATE SET value = change_clock.value + 1;"
 )
-SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+# As SQLAlchemy writes a timestamp on SQLite (six decimals), so that the two compare as text.
+SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
 
 
 def trigger_ddl(dialect: str, tracked: Tracked) -> list[str]:
@@ -183,8 +184,8 @@ def drop_visibility_ddl(dialect: str) -> list[str]:
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 BY_CONNECTION = "{row}.connection_id"
 
-# What each tracked table had at this revision, minus bookkeeping (models/change.UNWATCHED_COLUMNS,
-# accounts.transactions_watermark and investments.movements_key: how far our reads got).
+# What each tracked table had at this revision, minus bookkeeping (models/change.UNWATCHED_COLUMNS:
+# timestamps of our own, how far and when our reads got).
 TRACKED = (
     Tracked(
         "connection",
@@ -196,7 +197,7 @@ TRACKED = (
             "execution_status", "status_detail", "products", "error_code", "error_message", "mfa_parameter",
             "user_action", "last_updated_at", "next_auto_sync_at", "consent_expires_at", "open_finance",
             "consent_id", "consent_granted_at", "consent_revoked_at", "consent_products", "consent_permissions",
-            "last_synced_at", "deleted_at", "deleted_reason", "data_removed_at",
+            "deleted_at", "deleted_reason", "data_removed_at",
         ),
     ),
     Tracked(
@@ -209,7 +210,7 @@ TRACKED = (
             "balance", "currency_code", "raw", "credit_limit", "available_credit_limit", "minimum_payment",
             "balance_close_date", "balance_due_date", "credit_brand", "credit_level", "credit_status",
             "transfer_number", "closing_balance", "automatically_invested_balance", "overdraft_contracted_limit",
-            "overdraft_used_limit", "last_synced_at",
+            "overdraft_used_limit",
         ),
     ),
     Tracked(
@@ -327,7 +328,7 @@ def backfill(dialect: str, tracked: Tracked) -> None:
     """What exists already is where a reader without a cursor starts: every row, at position 1
     (SQLite's clock) or this transaction's id."""
     position = "pg_current_xact_id()::text::bigint" if dialect == "postgresql" else "1"
-    now = "now()" if dialect == "postgresql" else "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    now = "now()" if dialect == "postgresql" else SQLITE_NOW
     op.execute(
         "INSERT INTO changes (kind, key, user_id, connection_id, position, added_position, changed_at) "
         f"SELECT '{tracked.kind}', {tracked.key.format(row='t')}, c.user_id, c.id, {position}, {position}, {now} "

@@ -18,21 +18,17 @@ from sqlalchemy.orm import Session, UOWTransaction
 from jobqueue import dialect_insert
 from models import (
     OPEN_SYNC_STATUSES,
-    Account,
-    Bill,
+    Change,
+    ChangeKind,
     Connection,
     EndpointStatus,
-    Identity,
-    Investment,
-    InvestmentTransaction,
-    Loan,
     OutboundEvent,
     ReportedStatus,
     SyncRun,
     WebhookDelivery,
     WebhookEndpoint,
 )
-from models.base import Base, utcnow
+from models.base import utcnow
 from models.database import DbSession
 
 from ..item_state import sync_status
@@ -45,31 +41,6 @@ class EventType(StrEnum):
     SYNC_UPDATES_AVAILABLE = "sync.updates_available"  # a sync run stored changes: read them
     CONNECTION_STATUS_CHANGED = "connection.status_changed"  # the API's sync_status moved
     CONNECTION_DELETED = "connection.deleted"  # the connection became a tombstone, or its user was erased
-
-
-class Kind(StrEnum):
-    """What a `sync.updates_available` says changed (`kinds`)."""
-
-    TRANSACTIONS = "transactions"
-    ACCOUNTS = "accounts"
-    BILLS = "bills"
-    INVESTMENTS = "investments"
-    INVESTMENT_TRANSACTIONS = "investment_transactions"
-    IDENTITY = "identity"
-    LOANS = "loans"
-
-
-# How each kind is told from the rows a run wrote since it started. Bills and investments (and their
-# movements) move updated_at only when Pluggy's data changed; accounts, the identity and loans are
-# rewritten on every read, so for them only new rows (and loans tombstoned) count.
-CHANGED_SINCE: dict[Kind, tuple[type[Base], tuple[str, ...]]] = {
-    Kind.ACCOUNTS: (Account, ("created_at",)),
-    Kind.BILLS: (Bill, ("updated_at",)),
-    Kind.INVESTMENTS: (Investment, ("updated_at",)),
-    Kind.INVESTMENT_TRANSACTIONS: (InvestmentTransaction, ("updated_at",)),
-    Kind.IDENTITY: (Identity, ("created_at",)),
-    Kind.LOANS: (Loan, ("created_at", "deleted_at")),
-}
 
 
 def emit(session: DbSession | Session, event_type: EventType, data: dict[str, Any]) -> int | None:
@@ -123,25 +94,24 @@ def updates_available(session: DbSession, run: SyncRun) -> int | None:
 def transactions_changed(session: DbSession, run: SyncRun) -> int | None:
     """Transactions a webhook changed after their item's update was fetched and its run closed (their
     counts join that run): told on their own. The caller commits."""
-    data = {**connection_ids(run.connection), "sync_run_id": run.id, "kinds": [str(Kind.TRANSACTIONS)]}
+    data = {**connection_ids(run.connection), "sync_run_id": run.id, "kinds": [str(ChangeKind.TRANSACTION)]}
     return emit(session, EventType.SYNC_UPDATES_AVAILABLE, data)
 
 
-def changed_kinds(session: DbSession, run: SyncRun) -> list[Kind]:
-    # The run's counts are written by UPDATE statements the session does not see: read them back.
-    created, updated, deleted = session.execute(
-        sa.select(SyncRun.created, SyncRun.updated, SyncRun.deleted).where(SyncRun.id == run.id)
-    ).one()
-    kinds = [Kind.TRANSACTIONS] if created or updated or deleted else []
-    for kind, (model, columns) in CHANGED_SINCE.items():
-        table = model.__table__
-        moved = sa.or_(*(table.c[column] >= run.started_at for column in columns))
-        found = session.execute(
-            sa.select(sa.literal(1)).where(table.c.connection_id == run.connection_id, moved).limit(1)
-        ).first()
-        if found is not None:
-            kinds.append(kind)
-    return kinds
+def changed_kinds(session: DbSession, run: SyncRun) -> list[ChangeKind]:
+    """What the change feed moved for the connection's objects since the run started, in the feed's
+    words (`transaction`, `account`...): what a reader of /changes/ will find. The connection's own
+    row is left out: its status has an event of its own."""
+    kinds = session.scalars(
+        sa.select(Change.kind)
+        .distinct()
+        .where(
+            Change.connection_id == run.connection_id,
+            Change.changed_at >= run.started_at,
+            Change.kind != ChangeKind.CONNECTION,
+        )
+    )
+    return sorted(ChangeKind(kind) for kind in kinds)
 
 
 # connection.deleted --------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def test_syncs_and_a_deletion_reach_the_apps_endpoint_signed(app, database_url, 
             wait_until(lambda: told(receiver, "sync.updates_available"), what="the first sync told")
             first = told(receiver, "sync.updates_available")[0]
             assert (first["connection_id"], first["item_id"]) == (connection_id, item_id)
-            assert "transactions" in first["kinds"] and "accounts" in first["kinds"]
+            assert "transaction" in first["kinds"] and "account" in first["kinds"]
             assert any(change["new_status"] == "UPDATED" for change in told(receiver, "connection.status_changed"))
 
             # New transactions at the bank: a webhook, a fetch, an event naming them.
@@ -44,7 +44,7 @@ def test_syncs_and_a_deletion_reach_the_apps_endpoint_signed(app, database_url, 
             stack.control(f"items/{item_id}/add_transactions", count=3)
             wait_until(
                 lambda: any(
-                    "transactions" in update["kinds"] for update in told(receiver, "sync.updates_available")[before:]
+                    "transaction" in update["kinds"] for update in told(receiver, "sync.updates_available")[before:]
                 ),
                 what="the new transactions told",
             )
