@@ -20,8 +20,8 @@ from . import changes, events, giving_up, listing, removal, runs
 from .connections import BankConnectionService
 from .item_state import ITEM_BUSY, answers, apply_item
 from .job_context import SyncJobContext, bind
-from .outbound import delivery
-from .scheduling import JobKind, queue_changes_pruning, queue_fetch, queue_sweep
+from .outbound import delivery, pruning
+from .scheduling import JobKind, queue_changes_pruning, queue_events_pruning, queue_fetch, queue_sweep
 
 
 def register(registry: JobRegistry, client: PluggyClient, settings: Settings) -> None:
@@ -36,11 +36,13 @@ def register(registry: JobRegistry, client: PluggyClient, settings: Settings) ->
         JobKind.REMOVE_ITEM_DATA: removal.remove_item_data,
         JobKind.PRUNE_CHANGES: changes.prune_changes,
         JobKind.DELIVER_EVENT: delivery.deliver_event,
+        JobKind.PRUNE_OUTBOUND_EVENTS: pruning.prune_outbound_events,
     }
     for kind, handler in handlers.items():
         registry.register(kind, bind(handler, client, settings))
     registry.at_start(queue_sweep)
     registry.at_start(queue_changes_pruning)
+    registry.at_start(queue_events_pruning)
     registry.when_dead(giving_up.close_what_it_owned)
     registry.when_dead(delivery.job_gave_up)
 

@@ -22,6 +22,7 @@ class JobKind(StrEnum):
     REMOVE_ITEM_DATA = "remove_item_data"  # a deleted item's copied data, once its retention is over
     PRUNE_CHANGES = "prune_changes"  # periodic: forget the change feed's entries of long-deleted objects
     DELIVER_EVENT = "deliver_event"  # one outbound event to one of the app's endpoints (sync/outbound/)
+    PRUNE_OUTBOUND_EVENTS = "prune_outbound_events"  # periodic: forget events delivered long ago
 
 
 def queue_initial_sync(session: DbSession, connection: Connection) -> int:
@@ -73,6 +74,12 @@ def queue_sweep(session: DbSession, *, after: timedelta = timedelta(0)) -> int:
 
 def queue_changes_pruning(session: DbSession, *, after: timedelta = timedelta(0)) -> int:
     return enqueue(session, JobKind.PRUNE_CHANGES, key="periodic:prune_changes", run_at=utcnow() + after)
+
+
+def queue_events_pruning(session: DbSession, *, after: timedelta = timedelta(0)) -> int:
+    return enqueue(
+        session, JobKind.PRUNE_OUTBOUND_EVENTS, key="periodic:prune_outbound_events", run_at=utcnow() + after
+    )
 
 
 def queue_data_removal(session: DbSession, connection: Connection, *, at: datetime) -> int:

@@ -44,7 +44,7 @@ from sync.item_state import apply_item
 from sync.jobs import sync_worker
 from sync.outbound import delivery as sending
 from sync.outbound import events as outbound
-from sync.outbound import guard
+from sync.outbound import guard, pruning
 from tests.conftest import TEST_SECRETS, drain, fresh_app
 
 APP = "/api/app"
@@ -602,3 +602,38 @@ def test_the_guard_resolves_once_and_sends_to_the_checked_address(monkeypatch):
     target = guard.check_url("http://localhost:8080/a?b=c", allow_private=True)
     assert (target.host, target.port, target.path) == ("localhost", 8080, "/a?b=c")
     assert target.address in ("127.0.0.1", "::1") and looked_up == ["localhost"]
+
+
+# Pruning -------------------------------------------------------------------------------------------
+
+
+def test_events_every_delivery_of_which_got_through_are_pruned_after_a_month(app, client, session, connection):
+    register(client, "http://127.0.0.1:9/hooks")
+    register(client, "http://127.0.0.1:9/other")
+    for reason in ("item_deleted", "item_not_found", "user_request"):
+        outbound.connection_deleted(session, connection, reason)
+    session.commit()
+    old, waiting, recent = session.scalars(sa.select(OutboundEvent.id).order_by(OutboundEvent.id))
+    session.execute(
+        sa.update(OutboundEvent)
+        .where(OutboundEvent.id.in_([old, waiting]))
+        .values(created_at=utcnow() - timedelta(days=31))
+    )
+    session.execute(sa.update(WebhookDelivery).values(status=DeliveryStatus.DELIVERED))
+    # One of the old event's two deliveries gave up: the event stays until it is retried and goes through.
+    dead = session.scalars(sa.select(WebhookDelivery.id).where(WebhookDelivery.event_id == waiting)).first()
+    session.execute(sa.update(WebhookDelivery).where(WebhookDelivery.id == dead).values(status=DeliveryStatus.DEAD))
+    session.commit()
+
+    assert pruning.prune_delivered(session, before=utcnow() - pruning.KEEP_DELIVERED_EVENTS) == 1
+    session.commit()
+    assert set(session.scalars(sa.select(OutboundEvent.id))) == {waiting, recent}
+    assert {d.event_id for d in deliveries(session)} == {waiting, recent}
+
+
+def test_the_worker_queues_the_pruning_and_it_comes_back(session, worker):
+    scheduling.queue_events_pruning(session)
+    session.commit()
+    assert worker.run_one(session, "w")
+    job = session.scalars(sa.select(Job).where(Job.kind == "prune_outbound_events", Job.status == "queued")).one()
+    assert job.run_at > utcnow() + timedelta(hours=5)
