@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -159,10 +160,13 @@ def load_connections(session: DbSession, keys: list[str]) -> Iterable[tuple[str,
         yield str(connection.id), connection, None
 
 
-def load_accounts(session: DbSession, keys: list[str]) -> Iterable[tuple[str, Any, str | None]]:
-    statement = sa.select(Account).join(Connection).where(Account.pluggy_id.in_(keys), served_connection())
-    for account in session.scalars(statement):
-        yield account.pluggy_id, account, None
+def load_rows(model: Any, session: DbSession, keys: list[str]) -> Iterable[tuple[str, Any, str | None]]:
+    """A kind shown without a parent's id (accounts, investments, loans): its served rows."""
+    statement = sa.select(model).join(Connection).where(model.pluggy_id.in_(keys), served_connection())
+    if "deleted_at" in model.__table__.c:
+        statement = statement.where(model.deleted_at.is_(None))
+    for row in session.scalars(statement):
+        yield row.pluggy_id, row, None
 
 
 def load_transactions(session: DbSession, keys: list[str]) -> Iterable[tuple[str, Any, str | None]]:
@@ -185,16 +189,6 @@ def load_bills(session: DbSession, keys: list[str]) -> Iterable[tuple[str, Any, 
     )
     for bill, account_id in session.execute(statement):
         yield bill.pluggy_id, bill, account_id
-
-
-def load_investments(session: DbSession, keys: list[str]) -> Iterable[tuple[str, Any, str | None]]:
-    statement = (
-        sa.select(Investment)
-        .join(Connection)
-        .where(Investment.pluggy_id.in_(keys), Investment.deleted_at.is_(None), served_connection())
-    )
-    for investment in session.scalars(statement):
-        yield investment.pluggy_id, investment, None
 
 
 def load_investment_transactions(session: DbSession, keys: list[str]) -> Iterable[tuple[str, Any, str | None]]:
@@ -220,23 +214,15 @@ def load_identities(session: DbSession, keys: list[str]) -> Iterable[tuple[str, 
         yield str(identity.connection_id), identity, None
 
 
-def load_loans(session: DbSession, keys: list[str]) -> Iterable[tuple[str, Any, str | None]]:
-    statement = (
-        sa.select(Loan).join(Connection).where(Loan.pluggy_id.in_(keys), Loan.deleted_at.is_(None), served_connection())
-    )
-    for loan in session.scalars(statement):
-        yield loan.pluggy_id, loan, None
-
-
 LOADERS: dict[ChangeKind, Callable[[DbSession, list[str]], Iterable[tuple[str, Any, str | None]]]] = {
     ChangeKind.CONNECTION: load_connections,
-    ChangeKind.ACCOUNT: load_accounts,
+    ChangeKind.ACCOUNT: partial(load_rows, Account),
     ChangeKind.TRANSACTION: load_transactions,
     ChangeKind.BILL: load_bills,
-    ChangeKind.INVESTMENT: load_investments,
+    ChangeKind.INVESTMENT: partial(load_rows, Investment),
     ChangeKind.INVESTMENT_TRANSACTION: load_investment_transactions,
     ChangeKind.IDENTITY: load_identities,
-    ChangeKind.LOAN: load_loans,
+    ChangeKind.LOAN: partial(load_rows, Loan),
 }
 
 
