@@ -9,6 +9,7 @@ from flask import Flask
 from werkzeug.routing import BaseConverter
 
 from config import ensure_secret_key, read_environment
+from console import init_console
 from models import db, engine_options, migrate
 from web.errors import register_error_handlers
 
@@ -70,6 +71,7 @@ def create_app(config: Mapping | None = None) -> Flask:
         # Without an app key the app API does not exist: its paths answer as any unknown path does.
         app.register_blueprint(app_api.bp)
     app.register_blueprint(receiver.bp)
+    init_console(app)
     register_commands(app)
     outbound.watch()
     app.cli.add_command(webhooks_cli)

@@ -9,80 +9,26 @@ tokens, a cursor signed with one of SECRET_KEY_FALLBACKS is still accepted.
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Any
 
 from flask import current_app
 from itsdangerous import BadData, URLSafeSerializer
 
 from sync.changes import START, Position
-from sync.listing import Key, Order, Slice, Window
+from sync.listing import Order, Slice, Window
 from sync.tokens import accepted_keys
+from web.cursors import decode, encode, invalid_cursor
 from web.errors import ApiError
 
 from .schemas import PageQuery
 
-CURSOR_SALT = "pluggy-sync.cursor."
 FEED_SALT = "pluggy-sync.changes"
 NOT_FILTERS = {"page", "page_size", "cursor", "limit"}
-
-
-def invalid_cursor() -> ApiError:
-    return ApiError(
-        400, "invalid_cursor", "The cursor is not one this list gave with these filters: start again without it."
-    )
 
 
 def scope_of(query: Any, *owner_ids: int) -> dict:
     """What a cursor is bound to: the ids the list belongs to and the query's filters."""
     return {"of": list(owner_ids), **query.model_dump(mode="json", exclude=NOT_FILTERS)}
-
-
-def encode(order: Order, key: Key, scope: dict) -> str:
-    values = [value.isoformat() if isinstance(value, date) else value for value in key]
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=CURSOR_SALT + order.name).dumps(
-        {"k": values, "s": scope}
-    )
-
-
-def decode(order: Order, cursor: str, scope: dict) -> Key:
-    try:
-        payload = URLSafeSerializer(accepted_keys(current_app.config), salt=CURSOR_SALT + order.name).loads(cursor)
-    except BadData:
-        raise invalid_cursor() from None
-    if not isinstance(payload, dict) or set(payload) != {"k", "s"} or payload["s"] != scope:
-        raise invalid_cursor()
-    values = payload["k"]
-    if not isinstance(values, list) or len(values) != len(order.columns):
-        raise invalid_cursor()
-    try:
-        return tuple(
-            key_value(python_type(column.type), value, nullable=order.nulls_last and i == 0)
-            for i, (column, value) in enumerate(zip(order.columns, values, strict=True))
-        )
-    except (TypeError, ValueError):
-        raise invalid_cursor() from None
-
-
-def python_type(type_: Any) -> type:
-    """What a column holds (a TypeDecorator such as UTCDateTime: what its implementation holds)."""
-    return getattr(type_, "impl_instance", type_).python_type
-
-
-def key_value(kind: type, value: Any, *, nullable: bool) -> Any:
-    """One value of a key, read back strictly as the column's type."""
-    if value is None and nullable:
-        return None
-    if kind is int and type(value) is int:
-        return value
-    if kind is datetime and isinstance(value, str):
-        moment = datetime.fromisoformat(value)
-        if moment.tzinfo is None:
-            raise ValueError("a naive timestamp")
-        return moment
-    if kind is date and isinstance(value, str) and len(value) == 10:
-        return date.fromisoformat(value)
-    raise TypeError(f"not a {kind.__name__}")
 
 
 def page_window(query: PageQuery, order: Order, scope: dict) -> Window:

@@ -25,6 +25,7 @@ from .values import (
     choice,
     database_url,
     flag,
+    operator_password,
     optional_text,
     positive_int,
     positive_number,
@@ -111,6 +112,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CHANGE_FEED_RETENTION_DAYS", "30", lambda name, value: whole_number_at_least(name, value, 1, " of days")),
     # The key(s) of the server-to-server API under /api/app/ (comma-separated to rotate); unset: no such API.
     Setting("APP_API_KEY", "", app_keys, "APP_API_KEYS"),
+    # The operator console's password (/console/); the app key signs in too. Neither set: no console.
+    Setting("OPERATOR_PASSWORD", "", operator_password),
     # Webhook endpoints of the app may be http:// and on private, loopback or link-local addresses
     # (local development and tests only: in production that would let the app reach internal hosts).
     Setting("ALLOW_PRIVATE_WEBHOOK_URLS", "0", flag),

@@ -73,6 +73,19 @@ def app_keys(name: str, value: str) -> tuple[str, ...]:
     return keys
 
 
+# The operator console's password guards every connection's status and the queue: one short enough
+# to guess is refused.
+MIN_OPERATOR_PASSWORD_CHARS = 12
+
+
+def operator_password(name: str, value: str) -> str | None:
+    """One password (commas and spaces inside are part of it); empty means unset. The message
+    names the variable and the length, never the password."""
+    if value and len(value) < MIN_OPERATOR_PASSWORD_CHARS:
+        raise ConfigError(f"{name} must be at least {MIN_OPERATOR_PASSWORD_CHARS} characters; it has {len(value)}")
+    return value or None
+
+
 FLAG_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 

@@ -7,6 +7,7 @@ also exercises them; each test then starts from empty tables.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Iterator
 
@@ -215,3 +216,49 @@ def drain(worker, session, limit: int = 50) -> int:
         if not worker.run_one(session, "test-worker"):
             return ran
     raise AssertionError("the queue never drained")
+
+
+# Operator console fixtures: an app with an operator password, a signed-in browser-like client. ----
+
+OPERATOR_PASSWORD = "operator-password-for-tests"
+
+
+@pytest.fixture
+def console_app(migrated_database: str):
+    yield from fresh_app(migrated_database, OPERATOR_PASSWORD=OPERATOR_PASSWORD)
+
+
+def form_token(html: str) -> str:
+    """The CSRF token a console page put in its forms."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "the page has no form with a CSRF token"
+    return match.group(1)
+
+
+class Operator:
+    """A test client signed in to the console, posting forms with the CSRF token as a browser does."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.token = ""
+
+    def get(self, path: str, **kwargs):
+        response = self.client.get(path, **kwargs)
+        if 'name="csrf_token"' in response.text:
+            self.token = form_token(response.text)
+        return response
+
+    def post(self, path: str, data: dict | None = None, **kwargs):
+        return self.client.post(path, data={"csrf_token": self.token, **(data or {})}, **kwargs)
+
+    def sign_in(self, password: str = OPERATOR_PASSWORD):
+        self.get("/console/login")
+        return self.post("/console/login", {"password": password})
+
+
+@pytest.fixture
+def operator(console_app) -> Operator:
+    signed_in = Operator(console_app.test_client())
+    assert signed_in.sign_in().status_code == 302
+    signed_in.get("/console/")
+    return signed_in
