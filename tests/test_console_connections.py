@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from conftest import Operator
 
 import console.connections as page
 from models import Account, Connection, Identity, SyncRun, User, WebhookEvent, db
@@ -132,7 +133,10 @@ def test_a_control_character_in_a_filter_is_refused(operator, people):
 def test_tombstones_are_listed_only_when_asked(operator, people):
     html = operator.get("/console/connections?deleted=1").text
     assert item_ids(html) == ["item-gone", "item-bruno", "item-ana-login", "item-ana-ok"]
-    assert '<tr class="deleted">' in html and "deleted 1 d ago" not in html.split("item-bruno")[1]
+    rows = html.split('<table id="connections">')[1].split("<tr")
+    [gone] = [row for row in rows if ">item-gone<" in row]
+    assert gone.startswith(' class="deleted">') and "deleted " in gone
+    assert sum(row.startswith(' class="deleted"') for row in rows) == 1
     assert "item-gone" not in operator.get("/console/connections?q=item-gone").text.split('id="connections"')[1]
     assert item_ids(operator.get("/console/connections?q=item-gone&deleted=1").text) == ["item-gone"]
 
@@ -366,9 +370,28 @@ def test_a_tombstone_has_a_record_too(operator, people):
 
 
 def test_an_unknown_connection_is_404(operator, people):
-    response = operator.get("/console/connections/999999")
-    assert response.status_code == 404
-    assert "No connection has this id." in response.text
+    for unknown in ("999999", str(2**40)):
+        response = operator.get(f"/console/connections/{unknown}")
+        assert response.status_code == 404
+        assert "No connection has this id." in response.text
+    assert operator.get("/console/connections/item-bruno").status_code == 404
+
+
+def test_webhook_events_link_to_the_inbox_page_once_it_exists(console_app, record):
+    def webhook_event(event_number: int):
+        return "an event"
+
+    console_app.add_url_rule("/console/webhooks/<int:event_number>", "console.webhook_event", webhook_event)
+    visitor = Operator(console_app.test_client())
+    visitor.sign_in()
+    html = visitor.get(f"/console/connections/{record}").text
+    events = html.split('id="item-webhook-events"')[1].split("</table>")[0]
+    assert len(re.findall(r'<a href="/console/webhooks/\d+">\d+</a>', events)) == 3
+
+
+def test_without_the_inbox_page_events_are_not_links(operator, record):
+    html = operator.get(f"/console/connections/{record}").text
+    assert "/console/webhooks/" not in html.split('id="item-webhook-events"')[1]
 
 
 def test_the_pages_need_a_signed_in_operator(console_app, people):

@@ -29,6 +29,7 @@ BY_STATUS = Order("console_connections", (ReportedStatus.connection_id,))
 RECENT_RUNS = 20
 RECENT_EVENTS = 20
 MAX_ACCOUNTS = 100
+MAX_ID = 2**31 - 1
 REDACTED = "[redacted]"
 # A key holding one of these (in any case) names something a page must never show.
 SECRET_WORDS = ("secret", "token", "password", "passwd", "credential", "authorization", "cookie", "apikey", "api_key")
@@ -45,7 +46,7 @@ class FilterError(ValueError):
 
 @dataclass(frozen=True)
 class ConnectionFilter:
-    """What the list is narrowed to; `scope` is what a cursor is bound to."""
+    """What the list is narrowed to."""
 
     sync_status: SyncStatus | None = None
     connector_id: int | None = None
@@ -170,6 +171,8 @@ class ConnectionRecord:
 
 def read_connection(session: DbSession, connection_id: int) -> ConnectionRecord | None:
     """A connection, live or a tombstone, with its accounts, recent runs and webhook events."""
+    if not 0 < connection_id <= MAX_ID:
+        return None  # no row has it, and PostgreSQL would refuse to compare it with an integer column
     connection = session.get(Connection, connection_id)
     if connection is None:
         return None
