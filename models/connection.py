@@ -34,12 +34,17 @@ class Connection(Base):
     __tablename__ = "connections"
     __table_args__ = (
         sa.CheckConstraint(one_of("deleted_reason", DELETED_REASONS), name="deleted_reason"),
+        # A user's connections in id order (the API's lists, the console's search by email).
+        sa.Index("ix_connections_user_id_id", "user_id", "id"),
+        # The console's list by connector, newest first (sync/operations/connections.py).
+        sa.Index("ix_connections_connector_id_id", "connector_id", "id"),
+        sa.Index("ix_connections_connector_name_id", "connector_name", "id"),
         # SQLite would otherwise give a deleted connection's id to the next one (jobs name it by id).
         {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
     item_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
     connector_id: Mapped[int | None]
     connector_name: Mapped[str | None] = mapped_column(sa.String(255))

@@ -111,6 +111,8 @@ class ReportedStatus(Base):
     a `connection.status_changed`. Kept with a tombstone; goes with the connection."""
 
     __tablename__ = "reported_statuses"
+    # The console's list by sync_status, newest first (sync/operations/connections.py).
+    __table_args__ = (sa.Index("ix_reported_statuses_sync_status_connection_id", "sync_status", "connection_id"),)
 
     connection_id: Mapped[int] = mapped_column(sa.ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True)
     sync_status: Mapped[str] = mapped_column(sa.String(32))

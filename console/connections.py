@@ -1,0 +1,74 @@
+"""The connections: every user's, filtered and searched, and one connection's record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, current_app, g, render_template, request, url_for
+
+from models import db
+from sync.item_state import SyncStatus
+from sync.listing import Window
+from sync.operations.connections import FilterError, connection_filter, list_connections, list_order, read_connection
+from web.cursors import decode, encode
+
+from .blueprint import bp
+from .operators import log_action
+
+PAGE_SIZE = 50
+
+
+@bp.get("/connections")
+def connections():
+    try:
+        filters = connection_filter(request.args)
+    except FilterError as error:
+        abort(400, str(error))
+    order = list_order(filters)
+    cursor = request.args.get("after")
+    after = decode(order, cursor, filters.query) if cursor else None
+    lines, next_key = list_connections(db.session, filters, Window(PAGE_SIZE, after=after))
+    query: dict[str, Any] = dict(filters.query)
+    next_url = None
+    if next_key is not None:
+        next_url = url_for(".connections", **query, after=encode(order, next_key, filters.query))
+    return render_template(
+        "console/connections.html",
+        lines=lines,
+        filters=filters,
+        statuses=list(SyncStatus),
+        next_url=next_url,
+        first_url=url_for(".connections", **query) if cursor else None,
+    )
+
+
+@bp.get("/connections/<int:connection_id>")
+def connection(connection_id: int):
+    record = read_connection(db.session, connection_id)
+    if record is None:
+        abort(404, "No connection has this id.")
+    reveal = request.args.get("reveal") == "identity" and record.identity is not None
+    if reveal:
+        log_action(g.operator, "reveal_identity", connection_id=connection_id)
+    return render_template("console/connection.html", record=record, reveal=reveal, event_url=webhook_event_url)
+
+
+WEBHOOK_EVENT = "console.webhook_event"
+
+
+def webhook_event_url(event_id: int) -> str | None:
+    """The webhooks inbox's page of an event, once the console has that page (whatever it names its
+    one argument)."""
+    if WEBHOOK_EVENT not in current_app.view_functions:
+        return None
+    (argument,) = next(current_app.url_map.iter_rules(WEBHOOK_EVENT)).arguments
+    values: dict[str, Any] = {argument: event_id}
+    return url_for(WEBHOOK_EVENT, **values)
+
+
+@bp.app_template_filter("mask_number")
+def mask_number(number: str | None) -> str:
+    """•••4321: an account number's last four digits, enough to tell the user's accounts apart."""
+    if not number:
+        return ""
+    return f"•••{number[-4:]}" if len(number) > 4 else "•••"
