@@ -94,7 +94,7 @@ def live_connections_of_items(session: DbSession, item_ids: set[str]) -> dict[st
             Connection.item_id.in_(item_ids), Connection.deleted_at.is_(None)
         )
     )
-    return dict(found.tuples().all())
+    return dict(found.all())
 
 
 def live_connections_of_runs(session: DbSession, run_ids: set[int]) -> dict[int, int]:
@@ -105,7 +105,7 @@ def live_connections_of_runs(session: DbSession, run_ids: set[int]) -> dict[int,
         .join(Connection, SyncRun.connection_id == Connection.id)
         .where(SyncRun.id.in_(run_ids), Connection.deleted_at.is_(None))
     )
-    return dict(found.tuples().all())
+    return dict(found.all())
 
 
 @dataclass(frozen=True)
