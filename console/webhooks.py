@@ -37,7 +37,7 @@ def choice(name: str, vocabulary: type[E]) -> E | None:
     try:
         return vocabulary(value)
     except ValueError:
-        abort(400, f"Unknown {name} {value!r}: one of {', '.join(vocabulary)}.")
+        abort(400, f"Unknown {name} {value[:40]!r}: one of {', '.join(vocabulary)}.")
 
 
 def text(name: str) -> str | None:

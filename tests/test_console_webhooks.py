@@ -27,7 +27,7 @@ from models import (
 )
 from models.base import utcnow
 from observability.logs import FIELDS
-from sync.operations.webhooks import PAGE_SIZE, redact_secrets, shown_url
+from sync.operations.webhooks import PAGE_SIZE, redact_headers, redact_secrets, shown_url
 from sync.outbound.signing import new_secret, seal
 from sync.scheduling import JobKind
 from sync.users import create_user
@@ -204,6 +204,7 @@ def test_an_event_page_shows_it_with_its_headers_redacted(console_app, operator)
                 "X-Pluggy-Signature": "sha256=signature-value-never-shown",
                 "Proxy-Authorization": "Basic proxy-credential-never-shown",
                 "X-Auth-Token": "token-never-shown",
+                "X-Original-URI": "/webhooks/pluggy/url-token-never-shown",
             },
         )
         db.session.commit()
@@ -212,7 +213,7 @@ def test_an_event_page_shows_it_with_its_headers_redacted(console_app, operator)
     for shown in ("item/updated", "evt-1", "Pluggy answered 500", "application/json", "X-Pluggy-Signature"):
         assert shown in page.text
     assert '<dd id="webhook-status">failed</dd>' in page.text
-    for hidden in ("signature-value-never-shown", "proxy-credential-never-shown", "token-never-shown"):
+    for hidden in ("signature-value-never-shown", "proxy-credential-never-shown", "token-never-shown", "url-token"):
         assert hidden not in page.text
     assert "payload-secret-value" not in page.text
     assert operator.get("/console/webhooks/2").status_code == 404
@@ -230,6 +231,11 @@ def test_what_the_inbox_stores_has_its_secret_headers_redacted_already(console_a
         "a": [{"api_key": "[redacted]"}],
         "webhook-signature": "[redacted]",
         "ok": 1,
+    }
+    assert redact_headers({"Referer": "https://x/webhooks/pluggy/t", "X-Forwarded-Uri": "/w/t", "Accept": "*/*"}) == {
+        "Referer": "[redacted]",
+        "X-Forwarded-Uri": "[redacted]",
+        "Accept": "*/*",
     }
 
 

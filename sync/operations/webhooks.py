@@ -37,6 +37,9 @@ REDACTED = "[redacted]"
 # Header or payload keys whose value is a secret. The inbox already redacts the headers it knows
 # (webhooks/inbox.py); this catches any other that names itself a secret, signature or credential.
 SECRET_NAME = re.compile(r"secret|signature|authorization|token|password|passwd|cookie|api[-_]?key|credential", re.I)
+# Headers in which a proxy may repeat the request's URL (X-Original-URI, X-Forwarded-Uri, Referer):
+# a webhook sent to /webhooks/pluggy/<token> carries its secret in that URL.
+URL_HEADER = re.compile(r"ur[il]|referr?er", re.I)
 # What an item id can be (webhooks/inbox.py keeps 1 to 64 characters); the rest matches nothing.
 MAX_ITEM_ID = 64
 MAX_EVENT_NAME = 64
@@ -127,7 +130,7 @@ def event_record(session: DbSession, event_id: int) -> EventRecord | None:
     run_connection_id = live_connections_of_runs(session, {event.sync_run_id} if event.sync_run_id else set())
     return EventRecord(
         event=event,
-        headers=redact_secrets(event.headers or {}),
+        headers=redact_headers(event.headers or {}),
         payload=redact_secrets(event.payload),
         connection_id=connection_id.get(event.item_id or ""),
         run_connection_id=run_connection_id.get(event.sync_run_id or 0),
@@ -141,6 +144,11 @@ def redact_secrets(value: Any) -> Any:
     if isinstance(value, list):
         return [redact_secrets(item) for item in value]
     return value
+
+
+def redact_headers(headers: dict[str, Any]) -> dict[str, Any]:
+    redacted = redact_secrets(headers)
+    return {name: REDACTED if URL_HEADER.search(name) else value for name, value in redacted.items()}
 
 
 def plausible_item_id(value: str) -> bool:
