@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import OPERATOR_PASSWORD, Operator, fresh_app
+from conftest import OPERATOR_PASSWORD, TEST_SECRETS, Operator, fresh_app
 from flask import current_app
 
 from models import (
@@ -35,6 +35,7 @@ from sync.users import create_user
 ENDPOINT_SECRET = new_secret()
 PREVIOUS_SECRET = new_secret()
 URL_TOKEN = "app-token-in-the-query-0123456789"
+TEST_WEBHOOK_SECRET = TEST_SECRETS["PLUGGY_WEBHOOK_SECRETS"][0]
 
 
 def add_event(n: int, *, status=EventStatus.PROCESSED, event="item/updated", item_id="item-a", **extra) -> WebhookEvent:
@@ -148,9 +149,9 @@ def linked_app(migrated_database):
         yield app
 
 
-def test_items_and_runs_link_to_their_live_connection_once_its_page_exists(console_app, operator, migrated_database):
+def test_items_and_runs_are_plain_text_until_the_connection_page_exists(console_app, operator):
     with console_app.app_context():
-        connection_id, run_id = seed_connection_with_run("item-live")
+        _, run_id = seed_connection_with_run("item-live")
         add_event(1, item_id="item-live", sync_run_id=run_id)
         add_event(2, item_id="item-unknown")
         db.session.commit()
@@ -406,10 +407,9 @@ def test_no_page_shows_an_endpoint_secret_or_the_credentials_in_its_url(console_
         assert page.status_code == 200, path
         for secret in (ENDPOINT_SECRET, PREVIOUS_SECRET, *sealed, URL_TOKEN, "user:pass", "signature-shown-nowhere"):
             assert secret not in page.text, (path, secret)
-        assert TEST_WEBHOOK_SECRET not in page.text
-
-
-TEST_WEBHOOK_SECRET = "test-webhook-secret"
+        for secret in (TEST_WEBHOOK_SECRET, TEST_SECRETS["PLUGGY_CLIENT_SECRET"], TEST_SECRETS["SECRET_KEY"]):
+            assert secret not in page.text, (path, secret)
+        assert OPERATOR_PASSWORD not in page.text
 
 
 def test_an_endpoint_url_is_shown_without_credentials_query_or_fragment():
