@@ -85,6 +85,10 @@ class WebhookDelivery(Base):
         sa.UniqueConstraint("event_id", "endpoint_id"),
         # An endpoint's deliveries, newest first (the list's order).
         sa.Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+        # The console's deliveries of one status, newest first; and of one status to one endpoint
+        # (an endpoint's dead ones, say), which would otherwise read all of that endpoint's.
+        sa.Index("ix_webhook_deliveries_status_id", "status", "id"),
+        sa.Index("ix_webhook_deliveries_endpoint_id_status_id", "endpoint_id", "status", "id"),
         partial_index("ix_webhook_deliveries_dead_id", "id", where="status = 'dead'"),
     )
 

@@ -26,12 +26,19 @@ class WebhookEvent(Base):
     """The inbox: every webhook Pluggy delivered, stored before it is answered."""
 
     __tablename__ = "webhook_events"
-    __table_args__ = (sa.CheckConstraint(one_of("status", WEBHOOK_EVENT_STATUSES), name="status"),)
+    __table_args__ = (
+        sa.CheckConstraint(one_of("status", WEBHOOK_EVENT_STATUSES), name="status"),
+        # The console's inbox, newest first, filtered by status, event type (`event`) or item; the item
+        # one also serves the processing of an item's pending events (it replaced an index on item_id).
+        sa.Index("ix_webhook_events_status_id", "status", "id"),
+        sa.Index("ix_webhook_events_type_id", "event", "id"),
+        sa.Index("ix_webhook_events_item_id_id", "item_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     event_id: Mapped[str] = mapped_column(sa.String(128), unique=True)  # Pluggy's retries repeat it
     event: Mapped[str] = mapped_column(sa.String(64))
-    item_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    item_id: Mapped[str | None] = mapped_column(sa.String(64))
     payload: Mapped[dict]
     headers: Mapped[dict | None]  # secrets redacted before storing
     status: Mapped[str] = mapped_column(sa.String(16), default=EventStatus.PENDING)
