@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, current_app, g, render_template, request, url_for
+from flask import abort, g, render_template, request, url_for
 
 from models import db
 from sync.item_state import SyncStatus
@@ -50,20 +50,7 @@ def connection(connection_id: int):
     reveal = request.args.get("reveal") == "identity" and record.identity is not None
     if reveal:
         log_action(g.operator, "reveal_identity", connection_id=connection_id)
-    return render_template("console/connection.html", record=record, reveal=reveal, event_url=webhook_event_url)
-
-
-WEBHOOK_EVENT = "console.webhook_event"
-
-
-def webhook_event_url(event_id: int) -> str | None:
-    """The webhooks inbox's page of an event, once the console has that page (whatever it names its
-    one argument)."""
-    if WEBHOOK_EVENT not in current_app.view_functions:
-        return None
-    (argument,) = next(current_app.url_map.iter_rules(WEBHOOK_EVENT)).arguments
-    values: dict[str, Any] = {argument: event_id}
-    return url_for(WEBHOOK_EVENT, **values)
+    return render_template("console/connection.html", record=record, reveal=reveal)
 
 
 @bp.app_template_filter("mask_number")

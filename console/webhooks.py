@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import TypeVar
 from urllib.parse import urlencode
 
-from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from models import DeliveryStatus, EventStatus, db
 from sync.listing import Window
@@ -23,8 +23,8 @@ E = TypeVar("E", bound=StrEnum)
 
 @bp.app_template_global()
 def connection_url(connection_id: int | None) -> str | None:
-    """The console page of a connection, once the connections page exists."""
-    if connection_id is None or "console.connection" not in current_app.view_functions:
+    """The console page of a connection; None when the row names none (an unknown item)."""
+    if connection_id is None:
         return None
     return url_for("console.connection", connection_id=connection_id)
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import OPERATOR_PASSWORD, TEST_SECRETS, Operator, fresh_app
+from conftest import OPERATOR_PASSWORD, TEST_SECRETS, Operator
 from flask import current_app
 
 from models import (
@@ -137,39 +137,14 @@ def test_an_inbox_cursor_works_only_with_the_filters_it_was_given_for(console_ap
     assert operator.get(f"/console/deliveries?status=processed&after={cursor}").status_code == 400
 
 
-@pytest.fixture
-def linked_app(migrated_database):
-    """A console app in which a connection page exists (the connections page is another module's)."""
-    for app in fresh_app(migrated_database, OPERATOR_PASSWORD=OPERATOR_PASSWORD):
-        app.add_url_rule(
-            "/console/connections/<int:connection_id>",
-            endpoint="console.connection",
-            view_func=lambda connection_id: "",
-        )
-        yield app
-
-
-def test_items_and_runs_are_plain_text_until_the_connection_page_exists(console_app, operator):
+def test_items_and_runs_link_to_the_connection_page(console_app, operator):
     with console_app.app_context():
-        _, run_id = seed_connection_with_run("item-live")
-        add_event(1, item_id="item-live", sync_run_id=run_id)
-        add_event(2, item_id="item-unknown")
-        db.session.commit()
-    page = operator.get("/console/webhooks").text
-    assert "item-live" in page and "/console/connections/" not in page  # no page to link to yet
-    assert f"run {run_id}" in page
-
-
-def test_items_and_runs_link_to_the_connection_page(linked_app):
-    with linked_app.app_context():
         connection_id, run_id = seed_connection_with_run("item-live")
         tombstone_id, _ = seed_connection_with_run("item-gone", deleted=True)
         add_event(1, item_id="item-live", sync_run_id=run_id)
         add_event(2, item_id="item-gone")
         add_event(3, item_id="item-unknown")
         db.session.commit()
-    operator = Operator(linked_app.test_client())
-    operator.sign_in()
     page = operator.get("/console/webhooks").text
     assert f'<a href="/console/connections/{connection_id}">item-live</a>' in page
     assert f'<a href="/console/connections/{connection_id}">run {run_id}</a>' in page
