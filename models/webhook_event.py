@@ -26,7 +26,13 @@ class WebhookEvent(Base):
     """The inbox: every webhook Pluggy delivered, stored before it is answered."""
 
     __tablename__ = "webhook_events"
-    __table_args__ = (sa.CheckConstraint(one_of("status", WEBHOOK_EVENT_STATUSES), name="status"),)
+    __table_args__ = (
+        sa.CheckConstraint(one_of("status", WEBHOOK_EVENT_STATUSES), name="status"),
+        # The console's overview: webhooks received per minute, and the lag of those processed, in
+        # the last hour.
+        sa.Index("ix_webhook_events_received_at", "received_at"),
+        sa.Index("ix_webhook_events_processed_at", "processed_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     event_id: Mapped[str] = mapped_column(sa.String(128), unique=True)  # Pluggy's retries repeat it
