@@ -308,3 +308,41 @@ def test_the_page_shows_the_figures(operator, console_app):
     webhooks, runs = charts_of(page.text)
     assert len(webhooks.findall(f"{SVG}rect[@class='mark']")) == 1
     assert runs.find(f"{SVG}rect[@class='mark']").findtext(f"{SVG}title").endswith("1 credentials_required")
+
+
+# Fast at a million events: every windowed read goes along an index -------------------------------
+
+WINDOWED = re.compile(r"\b(webhook_events|sync_runs)\b")
+
+
+def test_the_windowed_reads_follow_their_indexes(session):
+    """Each statement reading webhook_events or sync_runs is planned (on its connection, with its
+    parameters) as a search along an index, never a scan of the table; PostgreSQL is told to avoid
+    sequential scans, so that an empty test table's cheap scan does not hide a missing index."""
+    plans: dict[str, list[str]] = {}
+    postgresql = session.get_bind().dialect.name == "postgresql"
+
+    def explain(_connection, cursor, statement, parameters, _context, _executemany):
+        if WINDOWED.search(statement) and statement not in plans:
+            explaining = cursor.connection.cursor()
+            explaining.execute(("EXPLAIN " if postgresql else "EXPLAIN QUERY PLAN ") + statement, parameters)
+            plans[statement] = [str(row[-1]) for row in explaining.fetchall()]
+            explaining.close()
+
+    if postgresql:
+        session.execute(sa.text("SET LOCAL enable_seqscan = off"))
+    sa.event.listen(db.engine, "before_cursor_execute", explain)
+    try:
+        read_overview(session, NOW)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", explain)
+        session.rollback()
+
+    assert len(plans) == 3  # the lag, webhooks per minute, runs per hour
+    for statement, plan in plans.items():
+        table = WINDOWED.search(statement).group(1)
+        lines = [line for line in plan if table in line]
+        if postgresql:
+            assert lines and all("Index" in line and "Seq Scan" not in line for line in lines), plan
+        else:
+            assert lines and all(line.startswith("SEARCH") for line in lines), plan

@@ -163,11 +163,16 @@ def total_by_status(runs_per_hour: list[tuple[datetime, dict[str, int]]]) -> dic
 
 
 def connections_by_status(session: DbSession) -> dict[str, int]:
-    """Live connections by the `sync_status` last reported for them (tombstones keep theirs)."""
+    """Live connections by the `sync_status` last reported for them. Tombstones keep theirs, so they
+    are taken out: an anti-join with the deleted connections (their partial index) leaves one pass
+    over the narrow `reported_statuses`, where a join with every live connection costs several times
+    that at 100,000 connections."""
+    tombstone = sa.select(Connection.id).where(
+        Connection.id == ReportedStatus.connection_id, Connection.deleted_at.is_not(None)
+    )
     counts = session.execute(
         sa.select(ReportedStatus.sync_status, sa.func.count())
-        .join(Connection, Connection.id == ReportedStatus.connection_id)
-        .where(Connection.deleted_at.is_(None))
+        .where(~tombstone.exists())
         .group_by(ReportedStatus.sync_status)
     ).all()
     return every_value(tuple(SyncStatus), dict(counts))
