@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 WIDTH = 720
 PLOT_HEIGHT = 150
@@ -128,6 +128,7 @@ def column_marks(
     marks: list[Markup] = []
     step = (WIDTH - LEFT - RIGHT) / max(len(columns), 1)
     base = top + PLOT_HEIGHT
+    width = number(step * (1 - GAP))
     for index, (label, values) in enumerate(columns):
         x, y = LEFT + index * step + step * GAP / 2, float(base)
         for one in series:
@@ -136,19 +137,11 @@ def column_marks(
                 continue
             bar = PLOT_HEIGHT * value / ceiling
             y -= bar
+            # Built with escape() rather than Markup.format: hundreds of bars, and format costs more.
             marks.append(
                 Markup(
-                    '<rect class="mark" x="{x}" y="{y}" width="{w}" height="{h}" fill="{color}">'
-                    "<title>{label}: {value} {name}</title></rect>"
-                ).format(
-                    x=number(x),
-                    y=number(y),
-                    w=number(step * (1 - GAP)),
-                    h=number(bar),
-                    color=one.color,
-                    label=label,
-                    value=f"{value:,}",
-                    name=one.name,
+                    f'<rect class="mark" x="{number(x)}" y="{number(y)}" width="{width}" height="{number(bar)}" '
+                    f'fill="{escape(one.color)}"><title>{escape(label)}: {value:,} {escape(one.name)}</title></rect>'
                 )
             )
         if index % label_every == 0:
