@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, JSONType, one_of, utcnow
+from .base import Base, JSONType, one_of, partial_index, utcnow
 
 if TYPE_CHECKING:
     from .account import Account
@@ -39,6 +39,9 @@ class Connection(Base):
         # The console's list by connector, newest first (sync/operations/connections.py).
         sa.Index("ix_connections_connector_id_id", "connector_id", "id"),
         sa.Index("ix_connections_connector_name_id", "connector_name", "id"),
+        # The tombstones, few beside the live connections: the console's overview counts the live
+        # ones by status as all of them but these.
+        partial_index("ix_connections_deleted_id", "id", where="deleted_at IS NOT NULL"),
         # SQLite would otherwise give a deleted connection's id to the next one (jobs name it by id).
         {"sqlite_autoincrement": True},
     )

@@ -33,6 +33,10 @@ class WebhookEvent(Base):
         sa.Index("ix_webhook_events_status_id", "status", "id"),
         sa.Index("ix_webhook_events_type_id", "event", "id"),
         sa.Index("ix_webhook_events_item_id_id", "item_id", "id"),
+        # The console's overview: webhooks received per minute, and the lag of those processed, in
+        # the last hour.
+        sa.Index("ix_webhook_events_received_at", "received_at"),
+        sa.Index("ix_webhook_events_processed_at", "processed_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

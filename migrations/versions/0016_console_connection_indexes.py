@@ -3,7 +3,7 @@ connector by id or by name, the reported sync_status, the user found by email); 
 user's connections gains their id, so it serves their order too.
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-03
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 # revision identifiers, used by Alembic.
 revision = "0016"
 # Made in parallel with the console's other pages: chained after theirs when they meet.
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
