@@ -17,7 +17,7 @@ import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from harness.processes import ROOT, run, service_env, python_m
+from harness.processes import ROOT, python_m, run, service_env
 from harness.waiting import wait_until
 from tests.conftest import TEST_SECRETS
 from tests.e2e.test_end_to_end import Stack
