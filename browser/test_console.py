@@ -18,7 +18,8 @@ from selenium.common.exceptions import NoSuchElementException, StaleElementRefer
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from harness.waiting import wait_until
 from tests.e2e.test_end_to_end import Stack
@@ -44,13 +45,29 @@ def button(scope: WebDriver | WebElement, words: str) -> WebElement:
     return scope.find_element(By.XPATH, f".//button[@type='submit'][normalize-space()='{words}']")
 
 
+def click_and_load(browser: WebDriver, element: WebElement) -> None:
+    """Click a link or a form's button and wait for the page it leads to. A click returns before the
+    next page has arrived: reading, or going elsewhere, too soon would see the old page or cut the
+    request short (a POST never sent)."""
+    label = element.text
+    old_page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.staleness_of(old_page), f"no new page within {WAIT_S} s of clicking {label!r}"
+    )
+    WebDriverWait(browser, WAIT_S).until(
+        lambda driver: driver.execute_script("return document.readyState") == "complete",
+        f"the page after clicking {label!r} not loaded within {WAIT_S} s",
+    )
+
+
 def sign_in(browser: WebDriver, stack: Stack, password: str = OPERATOR_PASSWORD) -> None:
     open_page(browser, stack, "/console/login")
     if path_of(browser) != "/console/login":
         return  # already signed in: the login page sends an operator on
     field = browser.find_element(By.ID, "password")
     field.send_keys(password)
-    button(browser, "Sign in").click()
+    click_and_load(browser, button(browser, "Sign in"))
 
 
 def signed_in(browser: WebDriver, stack: Stack) -> None:
@@ -76,10 +93,8 @@ def fill_filter(browser: WebDriver, **fields: str) -> None:
             field.send_keys(value)
     assert form is not None and (form.get_attribute("method") or "get").lower() == "get"
     submits = form.find_elements(By.XPATH, ".//button[not(@type) or @type='submit'] | .//input[@type='submit']")
-    if submits:
-        submits[0].click()
-    else:
-        form.submit()
+    assert submits, f"the filter form on {browser.current_url} has no submit button"
+    click_and_load(browser, submits[0])
 
 
 def first_link_in(browser: WebDriver, table_id: str, text: str | None = None) -> WebElement:
@@ -173,7 +188,7 @@ def test_a_form_without_its_csrf_token_is_refused(browser, stack):
     open_page(browser, stack, "/console/login")
     browser.execute_script("document.querySelector('input[name=csrf_token]').remove()")
     browser.find_element(By.ID, "password").send_keys(OPERATOR_PASSWORD)
-    button(browser, "Sign in").click()
+    click_and_load(browser, button(browser, "Sign in"))
     assert error_heading(browser) == "400 · Form refused"
     open_page(browser, stack, "/console/")
     assert path_of(browser) == "/console/login", "a refused sign-in signs nobody in"
@@ -182,7 +197,7 @@ def test_a_form_without_its_csrf_token_is_refused(browser, stack):
     signed_in(browser, stack)
     logout = browser.find_element(By.CSS_SELECTOR, "form.logout")
     browser.execute_script("arguments[0].querySelector('input[name=csrf_token]').remove()", logout)
-    button(logout, "Log out").click()
+    click_and_load(browser, button(logout, "Log out"))
     assert error_heading(browser) == "400 · Form refused"
     assert "The CSRF token is missing." in browser.page_source
     open_page(browser, stack, "/console/")
@@ -209,7 +224,7 @@ def test_a_connection_stuck_in_credentials_required_is_found(browser, stack, see
         link.text.strip() for link in browser.find_elements(By.CSS_SELECTOR, "table#connections tr td:first-child a")
     }
     assert seeded["refused"] in listed and seeded["updated"] not in listed, listed
-    first_link_in(browser, "connections", seeded["refused"]).click()
+    click_and_load(browser, first_link_in(browser, "connections", seeded["refused"]))
     assert browser.find_element(By.CSS_SELECTOR, "dl.record dd#sync-status").text.strip() == "CREDENTIALS_REQUIRED"
 
 
@@ -218,22 +233,28 @@ def test_a_dead_job_is_retried_and_runs(browser, stack, dead_job):
     open_page(browser, stack, "/console/jobs")
 
     fill_filter(browser, state="dead")
-    first_link_in(browser, "jobs").click()
+    click_and_load(browser, first_link_in(browser, "jobs"))
     job_page = path_of(browser)
     assert text_of(browser, "job-status") == "dead"
-    button(browser, "Retry").click()
+    click_and_load(browser, button(browser, "Retry"))
+
+    seen = []
 
     def done() -> bool:
         open_page(browser, stack, job_page)
-        return text_of(browser, "job-status") == "done"
+        seen.append(text_of(browser, "job-status"))
+        return seen[-1] == "done"
 
-    wait_until(done, WAIT_S, interval=0.2, what=f"{job_page} saying done after Retry")
+    try:
+        wait_until(done, WAIT_S, interval=0.2, what=f"{job_page} saying done after Retry")
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}; it said {sorted(set(seen))}, last {seen[-1:]}") from None
 
 
 def test_logging_out_ends_the_session(browser, stack):
     signed_in(browser, stack)
 
-    button(browser.find_element(By.CSS_SELECTOR, "form.logout"), "Log out").click()
+    click_and_load(browser, button(browser.find_element(By.CSS_SELECTOR, "form.logout"), "Log out"))
 
     assert path_of(browser) == "/console/login"
     open_page(browser, stack, "/console/")
