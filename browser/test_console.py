@@ -13,7 +13,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import OPERATOR_PASSWORD, SCREENSHOT, health_queue, settled
+from conftest import OPERATOR_PASSWORD, SCREENSHOT, WINDOW, health_queue, settled
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -114,6 +114,14 @@ def text_of(browser: WebDriver, element_id: str) -> str:
         return ""
 
 
+def fit_window_to_page(browser: WebDriver) -> None:
+    """A page area WINDOW wide and at least as tall, tall enough for the whole page: a screenshot
+    holds only what the window shows."""
+    chrome = browser.get_window_size()["height"] - browser.execute_script("return window.innerHeight")
+    page = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(WINDOW[0], max(WINDOW[1], page) + chrome)
+
+
 def error_heading(browser: WebDriver) -> str:
     return browser.find_element(By.CSS_SELECTOR, "section.error h1").text
 
@@ -210,6 +218,7 @@ def test_the_overview_shows_and_is_photographed(browser, stack, seeded):
     assert browser.find_element(By.TAG_NAME, "h1").text == "Overview"
     queue = {state: browser.find_element(By.CSS_SELECTOR, f"[data-queue={state}]").text for state in ("due", "dead")}
     assert all(figure.isdigit() for figure in queue.values()), queue
+    fit_window_to_page(browser)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(SCREENSHOT)), f"no screenshot written to {SCREENSHOT}"
 
