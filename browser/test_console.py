@@ -38,7 +38,13 @@ def path_of(browser: WebDriver) -> str:
 
 
 def open_page(browser: WebDriver, stack: Stack, path: str) -> None:
+    """GET a console page; an answer that is an error, or not a console page at all (a page not in
+    this build answers the service's JSON 404), fails saying what came instead."""
     browser.get(f"{stack.web}{path}")
+    errors = browser.find_elements(By.CSS_SELECTOR, "section.error h1")
+    assert not errors, f"{path} answered {errors[0].text}"
+    came = browser.find_element(By.TAG_NAME, "body").text[:300]
+    assert browser.find_elements(By.CSS_SELECTOR, "header.top"), f"{path} is not a console page: {came}"
 
 
 def button(scope: WebDriver | WebElement, words: str) -> WebElement:
