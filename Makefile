@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 SANDBOX_PORT ?= 8700
 
-.PHONY: run test conformance lint format bench clean
+.PHONY: run test conformance browser lint format bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -42,6 +42,13 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 
 conformance: $(CONFORMANCE_STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest conformance --tb=short
+
+# The operator console in a real browser (browser/): Debian's chromium, headless, driven by Selenium
+# through Debian's chromedriver (`apt-get install chromium chromium-driver`), over the real
+# processes and the stand-in. Without them the suite fails, never skips. Writes the README's
+# screenshot of the overview (docs/console-overview.png, or CONSOLE_SCREENSHOT=path).
+browser: $(STAMP)
+	$(BIN)/python -m pytest browser --tb=short
 
 # Ruff (lint, import order, format check), mypy over the service's packages and import-linter's
 # layer contracts (setup.cfg); `make format` rewrites.

@@ -3,7 +3,8 @@
 Starts the local Pluggy stand-in, the web service and the worker; subscribes the webhooks; registers
 a webhook endpoint of a stand-in app (a receiver in this process that verifies and prints every
 outbound event); makes a demo user with a connected sandbox item; prints where everything is and
-what to try. Ctrl-C or SIGTERM stops all three.
+what to try, with the operator console's address and its password for this run. Ctrl-C or SIGTERM
+stops all three.
 
 Every run starts from an empty database of its own (DEMO_DIR, default instance/demo): the stand-in
 keeps nothing between runs and repeats its ids, so rows of an earlier run would name items it no
@@ -44,6 +45,8 @@ METRICS_DIR = DEMO_DIR / "prometheus"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # The app API's key for this run: the demo registers its event receiver with it.
 APP_KEY = secrets.token_urlsafe(32)
+# The operator console's password for this run (/console/), printed with the rest.
+OPERATOR_PASSWORD = secrets.token_urlsafe(18)
 
 
 def environment() -> dict[str, str]:
@@ -58,6 +61,7 @@ def environment() -> dict[str, str]:
         PUBLIC_BASE_URL=WEB,
         PROMETHEUS_MULTIPROC_DIR=str(METRICS_DIR),
         APP_API_KEY=APP_KEY,
+        OPERATOR_PASSWORD=OPERATOR_PASSWORD,
         # The demo's event receiver is http:// on loopback.
         ALLOW_PRIVATE_WEBHOOK_URLS="1",
     )
@@ -159,6 +163,8 @@ API token of {DEMO_EMAIL}:
 {token}
 
 Demo connection: {connection_id}
+
+Operator console: {WEB}/console/ (password: {OPERATOR_PASSWORD})
 
 Outbound events land at {receiver.url} (a stand-in for the app, in this process): each one is
 verified with the standardwebhooks package and printed as "[app] <type> <data>".

@@ -1,6 +1,6 @@
 """`make run`'s demo (sandbox/demo.py) as real processes on free loopback ports: a second demo on
-taken ports refuses, every run syncs its own item, and SIGTERM to `make run` stops every process it
-started."""
+taken ports refuses, every run syncs its own item and prints its operator console's address and a
+password of its own that signs in, and SIGTERM to `make run` stops every process it started."""
 
 from __future__ import annotations
 
@@ -92,6 +92,25 @@ class Demo:
         told = f'[app] sync.updates_available {{"user_id": 1, "connection_id": {self.connection_id},'
         return told in self.output()
 
+    def console(self) -> tuple[str, str]:
+        """The operator console's address and password the demo printed."""
+        line = re.compile(r"^Operator console: (http://\S+) \(password: (\S+)\)$", re.MULTILINE)
+        found = wait_until(lambda: line.search(self.output()), timeout=TIMEOUT, what="the console's line printed")
+        return found[1], found[2]
+
+    def signs_in_to_console(self, password: str) -> bool:
+        """Signs in as a browser does, over HTTP: the login form's CSRF token, then the password."""
+        browser = requests.Session()
+        login = browser.get(f"{self.web}/console/login", timeout=TIMEOUT)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+        assert login.status_code == 200 and token, login.text
+        form = {"csrf_token": token[1], "password": password}
+        signed_in = browser.post(f"{self.web}/console/login", data=form, allow_redirects=False, timeout=TIMEOUT)
+        if signed_in.status_code != 302:
+            return False
+        overview = browser.get(f"{self.web}/console/", allow_redirects=False, timeout=TIMEOUT)
+        return overview.status_code == 200 and "Overview" in overview.text
+
     def transactions(self) -> int:
         return self.api(f"/connections/{self.connection_id}/transactions/?page_size=1")["total"]
 
@@ -135,9 +154,15 @@ def test_a_second_demo_on_taken_ports_exits_non_zero_and_leaves_the_first_alone(
 
 
 def test_every_run_of_the_demo_syncs_its_own_item(demos):
+    passwords = set()
     for run in ("first", "second"):
         demo = demos(run)
         _, connection_id = demo.wait_ready()
+        console, password = demo.console()
+        assert console == f"{demo.web}/console/"
+        assert demo.signs_in_to_console(password)
+        assert not demo.signs_in_to_console(password + "x")
+        passwords.add(password)
 
         wait_until(demo.synced, timeout=STARTUP_S, what=f"the {run} run's item synced")
         assert demo.transactions() > 0
@@ -145,6 +170,7 @@ def test_every_run_of_the_demo_syncs_its_own_item(demos):
         wait_until(demo.told_of_updates, timeout=STARTUP_S, what="the sync's event received")
         assert [c["id"] for c in demo.api("/connections/")["connections"]] == [connection_id]
         assert demo.terminate() == 0
+    assert len(passwords) == 2, "each run has a password of its own"
 
 
 def test_sigterm_to_make_run_stops_every_process_it_started(demos):
