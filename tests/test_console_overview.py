@@ -192,6 +192,23 @@ def test_unhealthy_connectors_are_those_not_online_latest_first(session):
     ]
 
 
+def test_an_unhealthy_connector_says_its_name_and_whom_it_reaches(session, operator):
+    session.add(ConnectorStatus(connector_id="12", status="OFFLINE", payload={}, updated_at=NOW))
+    session.add(ConnectorStatus(connector_id="not-a-number", status="OFFLINE", payload={}, updated_at=NOW))
+    for deleted in (False, False, True):
+        connection = add_connection(session, deleted=deleted)
+        connection.connector_id, connection.connector_name = 12, "Banco Doze"
+    session.commit()
+
+    by_id = {c.connector_id: c for c in read_overview(session, NOW).unhealthy_connectors}
+
+    assert (by_id["12"].name, by_id["12"].live_connections) == ("Banco Doze", 2)
+    assert (by_id["not-a-number"].name, by_id["not-a-number"].live_connections) == (None, 0)
+    page = operator.get("/console/").text
+    assert 'Banco Doze <span class="muted">(12)</span>' in page
+    assert '<a href="/console/connections?connector=12">2</a>' in page
+
+
 # The charts ------------------------------------------------------------------------------------
 
 
@@ -304,7 +321,7 @@ def test_the_page_shows_the_figures(operator, console_app):
     assert 'data-lag="p50">2 s<' in page.text and 'data-lag="p95">2 s<' in page.text
     assert 'data-runs="credentials_required">1<' in page.text
     assert re.search(r'data-connections="MFA_REQUIRED" href="[^"]+">1<', page.text)
-    assert re.search(r"<td>612</td>\s*<td class=\"status-warn\">UNSTABLE</td>", page.text)
+    assert re.search(r"\(612\)</span></td>\s*<td class=\"status-warn\">UNSTABLE</td>", page.text)
     webhooks, runs = charts_of(page.text)
     assert len(webhooks.findall(f"{SVG}rect[@class='mark']")) == 1
     assert runs.find(f"{SVG}rect[@class='mark']").findtext(f"{SVG}title").endswith("1 credentials_required")

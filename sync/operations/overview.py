@@ -48,6 +48,8 @@ class UnhealthyConnector:
     connector_id: str
     status: str
     reported_at: datetime
+    name: str | None  # as a connection of ours names it; None when no connection uses it
+    live_connections: int
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,23 @@ def unhealthy_connectors(session: DbSession) -> list[UnhealthyConnector]:
         .where(ConnectorStatus.status != CONNECTOR_ONLINE)
         .order_by(ConnectorStatus.updated_at.desc(), ConnectorStatus.connector_id)
     )
-    return [UnhealthyConnector(*row) for row in rows]
+    return [UnhealthyConnector(*row, *connector_use(session, row.connector_id)) for row in rows]
+
+
+def connector_use(session: DbSession, connector_id: str) -> tuple[str | None, int]:
+    """The connector's name and how many live connections use it: who a bank's outage reaches.
+    Read along ix_connections_connector_id_id, one connector at a time (the unhealthy ones are few)."""
+    if not connector_id.isdigit() or int(connector_id) > MAX_CONNECTOR_ID:
+        return None, 0  # not an id any connection can have
+    name, count = session.execute(
+        sa.select(sa.func.max(Connection.connector_name), sa.func.count()).where(
+            Connection.connector_id == int(connector_id), Connection.deleted_at.is_(None)
+        )
+    ).one()
+    return name, count
+
+
+MAX_CONNECTOR_ID = 2**31 - 1  # connections.connector_id is a 32-bit integer on PostgreSQL
 
 
 def every_value(known: tuple[str, ...], counts: dict[str, int]) -> dict[str, int]:
