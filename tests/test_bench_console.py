@@ -43,6 +43,7 @@ def test_the_seed_writes_the_volume_asked_for_and_names_records_the_pages_open(c
 def test_every_console_page_of_the_app_is_rendered_on_both_databases(migrated_database):
     result = console.run(migrated_database, TINY, renders=2)
 
+    assert result["failed"] == {}
     measured = set(result["pages"])
     assert "/console/" in measured
     for page in PAGES:
@@ -52,6 +53,18 @@ def test_every_console_page_of_the_app_is_rendered_on_both_databases(migrated_da
             assert figures[database]["p50_ms"] > 0
             assert figures[database]["statements"] > 0
     assert [row["measure"] for row in result["table"]][0].startswith("seeding 150 connections, 600 events")
+
+
+def test_a_page_that_does_not_render_is_reported_as_failed_and_not_measured(migrated_database, monkeypatch):
+    broken = console.Page("/console/jobs/<id> of another scheme", "/console/jobs/not-a-job-{job_id}")
+    monkeypatch.setattr(console, "PAGES", (console.PAGES[0], broken))
+    monkeypatch.setattr(console, "registered", lambda app, route: True)
+
+    result = console.run(migrated_database, TINY, renders=1)
+
+    assert set(result["pages"]) == {"/console/"}
+    assert "answered 404" in result["failed"][broken.name]
+    assert {"measure": f"{broken.name}: not rendered", "met": False}.items() <= result["table"][2].items()
 
 
 def test_a_second_page_is_the_first_pages_link_with_a_cursor():
