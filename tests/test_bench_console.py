@@ -56,7 +56,7 @@ def test_every_console_page_of_the_app_is_rendered_on_both_databases(migrated_da
 
 
 def test_a_page_that_does_not_render_is_reported_as_failed_and_not_measured(migrated_database, monkeypatch):
-    broken = console.Page("/console/jobs/<id> of another scheme", "/console/jobs/not-a-job-{job_id}")
+    broken = console.Page("/console/a page no app has", "/console/a-page-no-app-has/{job_id}")
     monkeypatch.setattr(console, "PAGES", (console.PAGES[0], broken))
     monkeypatch.setattr(console, "registered", lambda app, route: True)
 
