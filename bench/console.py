@@ -10,11 +10,11 @@ PostgreSQL: the given database, and a schema of its own in it for the small one)
 set-based (`seed`: rows made in Python and written in batches, executemany on SQLite, COPY on
 PostgreSQL; no ORM per row): users and their connections with the `sync_status` each was last
 reported with (4% CREDENTIALS_REQUIRED), two accounts for every other connection, two sync runs and
-two jobs per connection (1% of the jobs dead, most done), the webhook events over the last 30 days
-(varied events and outcomes, 2% failed, item ids of the connections), a few thousand outbound
-deliveries, and the connectors' statuses. PostgreSQL is then ANALYZEd (this machine runs it with
-autovacuum off; a production server's autovacuum would have done it); SQLite is not, as the service
-never does.
+two jobs per connection (the newest 3% queued, 1% of the others dead, the rest done), the webhook
+events over the last 30 days (varied events and outcomes, 2% failed, item ids of the connections),
+a few thousand outbound deliveries, and the connectors' statuses. PostgreSQL is then vacuumed and
+analyzed (this machine runs it with autovacuum off; a production server's autovacuum would have
+done both); SQLite is not analyzed, as the service never does.
 
 Each page that exists in the app (`PAGES`, whose paths are matched against the app's URL map; the
 others are listed as not registered) is fetched by a signed-in Flask test client: twice untimed on
