@@ -2,6 +2,7 @@
 JSON of each in bench/results/.
 
     python -m bench [--database-url URL] [--only NAME,...]
+    python -m bench console          (one benchmark: the same as --only console)
 
 Without a URL, SQLite in a temporary directory; the scale-out benchmark needs PostgreSQL and is left
 out on SQLite. Each benchmark empties the tables it uses; give a database of its own.
@@ -15,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import incremental, lag, memory, queue_depth, scale_out, sync_throughput, webhook_intake
+from . import console, incremental, lag, memory, queue_depth, scale_out, sync_throughput, webhook_intake
 from .common import ROOT, engine_name
 
 BENCHMARKS: dict[str, Callable[[str], dict]] = {
@@ -26,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[str], dict]] = {
     "lag": lag.run,
     "queue_depth": queue_depth.run,
     "scale_out": scale_out.run,
+    "console": console.run,
 }
 POSTGRESQL_ONLY = {"scale_out"}
 RESULTS = ROOT / "bench" / "results"
@@ -64,10 +66,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     parser.add_argument("--only", help=f"comma-separated, of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("names", nargs="*", metavar="NAME", help="the same as --only")
     args = parser.parse_args()
+    only = ",".join(filter(None, [args.only, *args.names])) or None
     with tempfile.TemporaryDirectory() as scratch:
         url = args.database_url or f"sqlite:///{Path(scratch) / 'bench.db'}"
-        results = run_all(url, chosen(args.only, engine_name(url)))
+        results = run_all(url, chosen(only, engine_name(url)))
     summary = table(results)
     (RESULTS / f"summary-{engine_name(url)}.md").write_text(summary + "\n")
     print(summary)

@@ -5,6 +5,7 @@ results."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -98,3 +99,10 @@ def write_json(result: dict, path: Path | None) -> None:
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+
+
+def percentile_ms(ordered: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile of an ascending list of seconds, in milliseconds."""
+    if not ordered:
+        return None
+    return round(ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))] * 1000, 2)

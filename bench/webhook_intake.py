@@ -49,7 +49,6 @@ import argparse
 import http.client
 import itertools
 import json
-import math
 import multiprocessing
 import os
 import random
@@ -77,7 +76,7 @@ from harness.processes import gunicorn, service_env
 from models import WebhookEvent, db, engine_options
 from models.base import JSONType, UTCDateTime, utcnow
 
-from .common import empty_tables, engine_name, service_app, write_json
+from .common import empty_tables, engine_name, percentile_ms, service_app, write_json
 
 APPS = ("ours", "bare")
 SLOT_ORDER = ("ours", "bare", "bare", "ours")  # ABBA: a linear drift in background load cancels out
@@ -381,13 +380,6 @@ def stored_rows_and_cleanup(database_url: str) -> dict[str, int]:
 
 def item_ids() -> tuple[tuple[str, str], ...]:
     return tuple((str(uuid.uuid4()), f"bench-user-{n}") for n in range(ITEMS))
-
-
-def percentile_ms(ordered: list[float], fraction: float) -> float | None:
-    """Nearest-rank percentile of an ascending list of seconds, in milliseconds."""
-    if not ordered:
-        return None
-    return round(ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))] * 1000, 2)
 
 
 def summary(samples: list[dict]) -> dict:
