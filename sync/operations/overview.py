@@ -91,12 +91,10 @@ def webhook_lag(session: DbSession, now: datetime) -> WebhookLag:
     """p50 and p95 of the lag of the events finished in the last hour, found along the
     `processed_at` index. PostgreSQL computes them itself (`percentile_cont`), so no row leaves the
     database; elsewhere (SQLite, a development database) the hour's timestamps are read and
-    interpolated the same way, a set bounded by the window."""
-    finished = (
-        WebhookEvent.processed_at >= now - LAG_WINDOW,
-        WebhookEvent.processed_at <= now,
-        WebhookEvent.status.in_(HANDLED_EVENT_STATUSES),
-    )
+    interpolated the same way, a set bounded by the window. There the status is checked on the
+    hour's rows, not in SQL: SQLite's planner would otherwise read the whole `(status, id)` index
+    (every event ever processed) instead of the hour's `processed_at` range."""
+    window = (WebhookEvent.processed_at >= now - LAG_WINDOW, WebhookEvent.processed_at <= now)
     if session.get_bind().dialect.name == "postgresql":
         lag = sa.extract("epoch", WebhookEvent.processed_at - WebhookEvent.received_at)
         events, p50, p95 = session.execute(
@@ -104,11 +102,17 @@ def webhook_lag(session: DbSession, now: datetime) -> WebhookLag:
                 sa.func.count(),
                 sa.func.percentile_cont(0.5).within_group(lag),
                 sa.func.percentile_cont(0.95).within_group(lag),
-            ).where(*finished)
+            ).where(*window, WebhookEvent.status.in_(HANDLED_EVENT_STATUSES))
         ).one()
         return WebhookLag(events, none_or_float(p50), none_or_float(p95))
-    rows = session.execute(sa.select(WebhookEvent.received_at, WebhookEvent.processed_at).where(*finished))
-    lags = sorted(max(0.0, (processed - received).total_seconds()) for received, processed in rows if processed)
+    rows = session.execute(
+        sa.select(WebhookEvent.received_at, WebhookEvent.processed_at, WebhookEvent.status).where(*window)
+    )
+    lags = sorted(
+        max(0.0, (processed - received).total_seconds())
+        for received, processed, status in rows
+        if processed and status in HANDLED_EVENT_STATUSES
+    )
     return WebhookLag(len(lags), percentile(lags, 0.5), percentile(lags, 0.95))
 
 
