@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import overview, signin
+from . import jobs, overview, signin
 from .blueprint import bp, csrf
 from .operators import configure_session, operator_secrets
 
@@ -23,4 +23,4 @@ def init_console(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-__all__ = ["init_console", "overview", "signin"]
+__all__ = ["init_console", "jobs", "overview", "signin"]
