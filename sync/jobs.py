@@ -24,8 +24,9 @@ from .outbound import delivery, pruning
 from .scheduling import JobKind, queue_changes_pruning, queue_events_pruning, queue_fetch, queue_sweep
 
 
-# Every kind of job a worker of this service runs: the sync layer's and the queue's own.
-JOB_KINDS: tuple[str, ...] = (*(str(kind) for kind in JobKind), *maintenance.KINDS)
+def job_kinds() -> tuple[str, ...]:
+    """Every kind of job a worker of this service runs: the sync layer's and the queue's own."""
+    return (*(str(kind) for kind in JobKind), *maintenance.KINDS)
 
 
 def register(registry: JobRegistry, client: PluggyClient, settings: Settings) -> None:
@@ -53,7 +54,7 @@ def register(registry: JobRegistry, client: PluggyClient, settings: Settings) ->
 
 def job_registry(client: PluggyClient, settings: Settings) -> JobRegistry:
     """The registry a worker of this service runs: the queue's own jobs and the sync layer's."""
-    registry = JobRegistry(expected=JOB_KINDS)
+    registry = JobRegistry(expected=job_kinds())
     maintenance.register(registry)
     register(registry, client, settings)
     return registry

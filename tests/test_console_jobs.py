@@ -54,7 +54,9 @@ def add_job(db_session, kind="fetch_item", status=JobStatus.QUEUED, **fields) ->
 def listed_ids(html: str) -> list[int]:
     table = re.search(r'<table id="jobs">(.*?)</table>', html, re.S)
     assert table, "the page has no jobs table"
-    return [int(n) for n in re.findall(r'<tr>\s*<td class="number"><a href="/console/jobs/(\d+)">\1</a>', table.group(1))]
+    return [
+        int(n) for n in re.findall(r'<tr>\s*<td class="number"><a href="/console/jobs/(\d+)">\1</a>', table.group(1))
+    ]
 
 
 def job_status(html: str) -> str:

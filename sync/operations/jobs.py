@@ -25,7 +25,7 @@ from models.database import DbSession
 from models.job import DEAD_ONLY, DONE_ONLY, QUEUED_ONLY, RUNNING_ONLY
 
 from .. import giving_up
-from ..jobs import JOB_KINDS
+from ..jobs import job_kinds
 from ..listing import Order, Slice, Window, read_window
 
 
@@ -61,22 +61,17 @@ ERROR_EXCERPT = 120
 @dataclass(frozen=True)
 class JobFilter:
     state: JobState = JobState.DUE
-    kind: str | None = None  # one of JOB_KINDS
+    kind: str | None = None  # one of sync.jobs.job_kinds()
 
     def scope(self) -> dict:
         """What a cursor of this list is bound to."""
         return {"state": str(self.state), "kind": self.kind}
 
 
-def job_kinds() -> tuple[str, ...]:
-    """The kinds the list may be filtered by: every kind a worker of this service runs."""
-    return JOB_KINDS
-
-
 def parse_filter(state: str | None, kind: str | None) -> JobFilter:
     """The filter a query string asks for; an unknown state or kind is ignored (the default)."""
     chosen = JobState(state) if state in set(JobState) else JobState.DUE
-    return JobFilter(chosen, kind if kind in JOB_KINDS else None)
+    return JobFilter(chosen, kind if kind in job_kinds() else None)
 
 
 def order_of(filters: JobFilter) -> Order:
