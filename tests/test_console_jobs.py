@@ -182,7 +182,7 @@ def test_the_job_page_shows_the_job_with_its_payload_secrets_redacted(operator, 
     for secret in (MFA_VALUE_IN_A_PAYLOAD, "a-client-secret", "hunter2"):
         assert secret not in page.text
     assert '<button type="submit">Retry</button>' in page.text
-    assert '<button type="submit" class="danger">Discard</button>' in page.text
+    assert '<button type="submit">Discard</button>' in page.text
 
 
 def test_a_running_job_page_offers_no_action_and_an_unknown_job_is_404(operator, db_session):
