@@ -72,7 +72,7 @@ def discard(session: DbSession, job: Job) -> bool:
     if not queue.discard(session, job.id):
         session.rollback()
         return False
-    session.flush()  # the job no longer counts as its item's live job
+    # Closed after the job is done (in this transaction): it no longer counts as its item's live job.
     close_what_it_owned(session, job, queue.DISCARDED)
     delivery.job_gave_up(session, job, queue.DISCARDED, discarded=True)
     session.commit()
