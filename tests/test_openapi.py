@@ -133,10 +133,11 @@ def test_every_reference_points_at_something():
 
 
 def flask_routes(app) -> set[tuple[str, str]]:
-    """(METHOD, /path/{name}) of every route, HEAD and OPTIONS and static files aside."""
+    """(METHOD, /path/{name}) of every route, HEAD and OPTIONS, static files and the operator
+    console's HTML pages aside."""
     routes = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static" or rule.endpoint.endswith(".static"):
+        if rule.endpoint == "static" or rule.endpoint.endswith(".static") or rule.endpoint.startswith("console."):
             continue
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         routes |= {(method, path) for method in rule.methods - {"HEAD", "OPTIONS"}}
