@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import connections, overview, signin, webhooks
+from . import connections, jobs, overview, signin, webhooks
 from .blueprint import bp, csrf
 from .operators import configure_session, operator_secrets
 
@@ -23,4 +23,4 @@ def init_console(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-__all__ = ["connections", "init_console", "overview", "signin", "webhooks"]
+__all__ = ["connections", "init_console", "jobs", "overview", "signin", "webhooks"]

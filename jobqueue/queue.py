@@ -323,6 +323,23 @@ def retry_now(session: DbSession, job_id: int) -> bool:
     return updated
 
 
+DISCARDED = "discarded by an operator"
+
+
+def discard(session: DbSession, job_id: int) -> bool:
+    """Give up a dead or waiting job for good: it is marked done, with DISCARDED as its last error,
+    rather than deleted, so that its page still tells what it was and who ended it until done jobs
+    are pruned. Never a running job: its worker holds it. False if there is no such job. The caller
+    commits (and closes what the job owned)."""
+    statement = (
+        sa.update(Job)
+        .where(Job.id == job_id, Job.status.in_((JobStatus.DEAD, JobStatus.QUEUED)))
+        .values(status=JobStatus.DONE, finished_at=utcnow(), locked_until=None, last_error=DISCARDED)
+        .execution_options(synchronize_session=False)
+    )
+    return cast(CursorResult, session.execute(statement)).rowcount == 1
+
+
 def queue_stats(session: DbSession, now: datetime | None = None) -> dict:
     """What an operator watches: due, scheduled, running and dead jobs, and how long the oldest due
     job has waited. Each figure is read along its own partial index, never the done jobs."""

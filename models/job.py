@@ -23,6 +23,7 @@ LIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 QUEUED_ONLY = "status = 'queued'"
 RUNNING_ONLY = "status = 'running'"
 DEAD_ONLY = "status = 'dead'"
+DONE_ONLY = "status = 'done'"
 
 
 DEFAULT_MAX_ATTEMPTS = 8
@@ -45,6 +46,10 @@ class Job(Base):
         partial_index("ix_jobs_running_locked_until", "locked_until", where=RUNNING_ONLY),
         # Health checks and metrics count dead jobs without reading the done ones.
         partial_index("ix_jobs_dead_id", "id", where=DEAD_ONLY),
+        # The operator console lists one kind's jobs: running, dead or done ones newest first, and
+        # queued ones in the order a worker takes them.
+        sa.Index("ix_jobs_kind_status_id", "kind", "status", "id"),
+        partial_index("ix_jobs_queued_kind_run_at_id", "kind", "run_at", "id", where=QUEUED_ONLY),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

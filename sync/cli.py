@@ -28,7 +28,7 @@ from pluggy_client import PluggyClient, PluggyError
 
 from . import giving_up, scheduling
 from .connections import BankConnectionService, ItemOwnedByAnotherUser
-from .jobs import sync_worker
+from .jobs import job_kinds, sync_worker
 from .manual_sync import ManualSync
 from .results import ManualSyncStatus
 from .runtime import pluggy_client, sync_settings
@@ -173,9 +173,10 @@ def jobs_retry(job_id: int) -> None:
 
 
 @jobs_cli.command("retry-dead")
-def jobs_retry_dead() -> None:
+@click.option("--kind", type=click.Choice(job_kinds()), help="Only the dead jobs of this kind.")
+def jobs_retry_dead(kind: str | None) -> None:
     """Queue every dead job again."""
-    click.echo(f"{giving_up.retry_dead(db.session)} dead job(s) queued again")
+    click.echo(f"{len(giving_up.retry_dead(db.session, kind))} dead job(s) queued again")
 
 
 @users_cli.command("create")

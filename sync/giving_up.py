@@ -4,6 +4,10 @@ Its item's open sync run is closed, so manual syncs are not refused with ALREADY
 and the webhook events it was to handle are marked failed with its error, so they show why nothing
 came of them (`flask jobs retry` puts them back). While another job of the item is queued or
 running, nothing is closed: that job carries the run and the events on.
+
+An operator may also discard a dead or waiting job (`discard`): it is given up for good, and what it
+owned is closed the same way, with "discarded by an operator" as the reason, so that nothing it was
+to do is left waiting silently for a job that will never run.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ from models.base import utcnow
 from models.database import DbSession
 
 from . import runs
+from .outbound import delivery
 from .scheduling import JobKind
 
 
-def close_what_it_owned(session: DbSession, job: ClaimedJob, error: str) -> None:
+def close_what_it_owned(session: DbSession, job: ClaimedJob | Job, error: str) -> None:
     """Close the dead job's run and events (committed)."""
     owned = events_of(job)
     if owned is not None and not (job.item_id and item_has_live_job(session, job.item_id, kind=JobKind.PROCESS_EVENTS)):
@@ -49,10 +54,29 @@ def retry(session: DbSession, job: Job) -> bool:
     return queue.retry_now(session, job.id)
 
 
-def retry_dead(session: DbSession) -> int:
-    """Queue every dead job again; returns how many were."""
-    dead = session.scalars(sa.select(Job).where(Job.status == JobStatus.DEAD).order_by(Job.id)).all()
-    return sum(retry(session, job) for job in dead)
+def retry_dead(session: DbSession, kind: str | None = None) -> list[int]:
+    """Queue every dead job again (only those of `kind` if given); returns the ids of those that
+    were (not those whose work was already queued under their key)."""
+    dead = sa.select(Job).where(Job.status == JobStatus.DEAD).order_by(Job.id)
+    if kind is not None:
+        dead = dead.where(Job.kind == kind)
+    return [job.id for job in session.scalars(dead).all() if retry(session, job)]
+
+
+def discard(session: DbSession, job: Job) -> bool:
+    """Give up a dead or waiting job for good (`jobqueue.queue.discard`: the row is kept, done, with
+    "discarded by an operator" as its last error) and close what it owned as if it had gone dead with
+    that reason: its pending webhook events failed, its item's open run closed, its outbound delivery
+    dead. A dead job's were closed when it died; closing again changes nothing. False, with nothing
+    changed, if the job is running or done (committed)."""
+    if not queue.discard(session, job.id):
+        session.rollback()
+        return False
+    # Closed after the job is done (in this transaction): it no longer counts as its item's live job.
+    close_what_it_owned(session, job, queue.DISCARDED)
+    delivery.job_gave_up(session, job, queue.DISCARDED, discarded=True)
+    session.commit()
+    return True
 
 
 def reopen_what_it_owned(session: DbSession, job: Job) -> None:

@@ -24,6 +24,11 @@ from .outbound import delivery, pruning
 from .scheduling import JobKind, queue_changes_pruning, queue_events_pruning, queue_fetch, queue_sweep
 
 
+def job_kinds() -> tuple[str, ...]:
+    """Every kind of job a worker of this service runs: the sync layer's and the queue's own."""
+    return (*(str(kind) for kind in JobKind), *maintenance.KINDS)
+
+
 def register(registry: JobRegistry, client: PluggyClient, settings: Settings) -> None:
     """Every kind of job the sync layer queues, run with this client and these settings; the sweep
     queued when a worker starts; a dead job's run and events closed."""
@@ -49,7 +54,7 @@ def register(registry: JobRegistry, client: PluggyClient, settings: Settings) ->
 
 def job_registry(client: PluggyClient, settings: Settings) -> JobRegistry:
     """The registry a worker of this service runs: the queue's own jobs and the sync layer's."""
-    registry = JobRegistry(expected=[*JobKind, *maintenance.KINDS])
+    registry = JobRegistry(expected=job_kinds())
     maintenance.register(registry)
     register(registry, client, settings)
     return registry

@@ -11,7 +11,6 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0016"
-# Made in parallel with the console's other pages: chained after theirs when they meet.
 down_revision = "0015"
 branch_labels = None
 depends_on = None

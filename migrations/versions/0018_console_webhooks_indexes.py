@@ -3,7 +3,7 @@ and of the deliveries (status, and status with endpoint), each ending with the i
 ordered by. The item's replaces the index on item_id alone, which it serves as well.
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-03
 """
 
@@ -11,8 +11,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0018"
-# Made in parallel with the other console pages' migrations: chained after them when they meet.
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

@@ -20,7 +20,7 @@ from urllib3.exceptions import HTTPError, TimeoutError
 
 from config import Settings
 from jobqueue import ClaimedJob, RetryLater
-from models import OPEN_DELIVERY_STATUSES, DeliveryStatus, EndpointStatus, WebhookDelivery, WebhookEndpoint
+from models import OPEN_DELIVERY_STATUSES, DeliveryStatus, EndpointStatus, Job, WebhookDelivery, WebhookEndpoint
 from models.base import utcnow
 from models.database import DbSession
 from observability import logs, metrics
@@ -76,14 +76,16 @@ def deliver_event(context: SyncJobContext) -> None:
         raise RetryLater((delivery.next_attempt_at - utcnow()).total_seconds(), "delivery failed")
 
 
-def job_gave_up(session: DbSession, job: ClaimedJob, error: str) -> None:
-    """A `deliver_event` job that went dead (its handler kept failing, or its workers kept dying):
-    its delivery is dead too, rather than pending for ever (committed)."""
+def job_gave_up(session: DbSession, job: ClaimedJob | Job, error: str, *, discarded: bool = False) -> None:
+    """A `deliver_event` job that went dead (its handler kept failing, or its workers kept dying),
+    or that an operator `discarded`: its delivery is dead too, rather than pending for ever
+    (committed). A discard says nothing of the endpoint, which stays as it is."""
     if job.kind != JobKind.DELIVER_EVENT:
         return
     delivery = session.get(WebhookDelivery, job.payload.get("delivery_id"))
     if delivery is not None and delivery.status in OPEN_DELIVERY_STATUSES:
-        give_up(delivery, f"the delivery job gave up: {error}"[:500], utcnow())
+        reason = error if discarded else f"the delivery job gave up: {error}"
+        give_up(delivery, reason[:500], utcnow(), judge_endpoint=not discarded)
         session.commit()
 
 
@@ -197,12 +199,15 @@ def record(session: DbSession, delivery: WebhookDelivery, result: Attempt, now: 
     )
 
 
-def give_up(delivery: WebhookDelivery, error: str, now: datetime) -> None:
-    """The delivery is dead; its endpoint is disabled if nothing reached it since it was queued."""
+def give_up(delivery: WebhookDelivery, error: str, now: datetime, *, judge_endpoint: bool = True) -> None:
+    """The delivery is dead; with `judge_endpoint`, its endpoint is disabled if nothing reached it
+    since it was queued."""
     delivery.status = DeliveryStatus.DEAD
     delivery.next_attempt_at = None
     delivery.last_error = error
     metrics.WEBHOOK_DELIVERIES.labels("dead").inc()
+    if not judge_endpoint:
+        return
     endpoint = delivery.endpoint
     last_success = endpoint.last_delivered_at
     if endpoint.status == EndpointStatus.ACTIVE and (last_success is None or last_success < delivery.created_at):
