@@ -46,9 +46,11 @@ class Job(Base):
         partial_index("ix_jobs_running_locked_until", "locked_until", where=RUNNING_ONLY),
         # Health checks and metrics count dead jobs without reading the done ones.
         partial_index("ix_jobs_dead_id", "id", where=DEAD_ONLY),
-        # The operator console lists one kind's jobs: running, dead or done ones newest first, and
-        # queued ones in the order a worker takes them.
-        sa.Index("ix_jobs_kind_status_id", "kind", "status", "id"),
+        # The operator console lists one kind's jobs: dead or done ones newest first, queued ones in
+        # the order a worker takes them. Partial: SQLite would count running and dead jobs by
+        # scanning a covering (kind, status, id) index rather than their own partial indexes.
+        partial_index("ix_jobs_dead_kind_id", "kind", "id", where=DEAD_ONLY),
+        partial_index("ix_jobs_done_kind_id", "kind", "id", where=DONE_ONLY),
         partial_index("ix_jobs_queued_kind_run_at_id", "kind", "run_at", "id", where=QUEUED_ONLY),
     )
 

@@ -4,8 +4,9 @@ operator may do to a job (retry it, retry every dead job of a kind, discard it).
 Each state is listed in an order one of the `jobs` table's indexes serves, so a window is an
 index range scan however many done jobs the table holds: due and scheduled jobs in the order a
 worker takes them (run_at, id) along the queued jobs' partial index; running ones by when their
-lease runs out; dead and done ones newest first. With a kind, `ix_jobs_queued_kind_run_at_id` and
-`ix_jobs_kind_status_id` (migration 0017) serve the same orders.
+lease runs out; dead and done ones newest first. With a kind, `ix_jobs_queued_kind_run_at_id`,
+`ix_jobs_dead_kind_id` and `ix_jobs_done_kind_id` (migration 0017) serve the same orders; a kind's
+running jobs are found among the few running ones.
 """
 
 from __future__ import annotations
