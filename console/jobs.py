@@ -42,7 +42,7 @@ def jobs_list():
 @bp.get("/jobs/<int:job_id>")
 def job(job_id: int):
     found = jobs.find_job(db.session, job_id) or abort(404, f"There is no job {job_id}.")
-    payload = json.dumps(jobs.redacted(found.payload or {}), indent=2, sort_keys=True, ensure_ascii=False)
+    payload = json.dumps(jobs.shown_payload(found.payload), indent=2, sort_keys=True, ensure_ascii=False)
     return render_template("console/job.html", job=found, payload=payload, actionable=found.status in jobs.RETRYABLE)
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import OPERATOR_PASSWORD, Operator, fresh_app
 
 from console.formatting import ago, mask_cpf, mask_email
 from console.operators import SESSION_LIFETIME
+from sync.operations.redaction import redacted
 
 APP_KEY = "an-app-key-long-enough-0123456789abcdef"
 
@@ -134,10 +136,20 @@ def test_masks_keep_enough_to_tell_records_apart():
 
 
 def test_ages_read_in_the_largest_unit():
-    from datetime import UTC, datetime, timedelta
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert ago(now - timedelta(seconds=45), now) == "45 s"
     assert ago(now - timedelta(minutes=12), now) == "12 min"
     assert ago(now - timedelta(hours=3), now) == "3 h"
     assert ago(None, now) == "never"
+
+
+def test_redaction_reaches_every_depth_and_the_keys_a_page_adds():
+    payload = {"a": 1, "list": [{"api_key": "k", "b": [{"Authorization": "Bearer x"}]}], "otp": "1", "data": "d"}
+    assert redacted(payload) == {
+        "a": 1,
+        "list": [{"api_key": "[redacted]", "b": [{"Authorization": "[redacted]"}]}],
+        "otp": "[redacted]",
+        "data": "d",
+    }
+    assert redacted(payload, also=frozenset({"data"}))["data"] == "[redacted]"

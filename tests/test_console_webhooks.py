@@ -27,10 +27,12 @@ from models import (
 )
 from models.base import utcnow
 from observability.logs import FIELDS
-from sync.operations.webhooks import PAGE_SIZE, redact_headers, redact_secrets, shown_url
+from sync.operations.redaction import redacted
+from sync.operations.webhooks import PAGE_SIZE, redact_headers, shown_url
 from sync.outbound.signing import new_secret, seal
 from sync.scheduling import JobKind
 from sync.users import create_user
+from webhooks import inbox
 
 ENDPOINT_SECRET = new_secret()
 PREVIOUS_SECRET = new_secret()
@@ -199,11 +201,9 @@ def test_an_event_page_shows_it_with_its_headers_redacted(console_app, operator)
 def test_what_the_inbox_stores_has_its_secret_headers_redacted_already(console_app, operator):
     """The intake (webhooks/inbox.py) redacts the headers it knows before storing them; the page
     redacts again whatever else is named like a secret."""
-    from webhooks.inbox import redacted
-
-    stored = redacted({"X-Webhook-Secret": "the-shared-secret", "Authorization": "Bearer x", "Accept": "*/*"})
+    stored = inbox.redacted({"X-Webhook-Secret": "the-shared-secret", "Authorization": "Bearer x", "Accept": "*/*"})
     assert stored == {"X-Webhook-Secret": "[redacted]", "Authorization": "[redacted]", "Accept": "*/*"}
-    assert redact_secrets({"a": [{"api_key": "k"}], "webhook-signature": "v1,x", "ok": 1}) == {
+    assert redacted({"a": [{"api_key": "k"}], "webhook-signature": "v1,x", "ok": 1}) == {
         "a": [{"api_key": "[redacted]"}],
         "webhook-signature": "[redacted]",
         "ok": 1,

@@ -21,6 +21,7 @@ from models.database import DbSession
 from ..item_state import SyncStatus, sync_status
 from ..listing import Key, Order, Slice, Window, open_runs, read_window, sync_runs
 from ..users import UserError, normalise_email
+from .redaction import redacted
 
 # Newest first. Both orders give the same key (a connection's id) under one name: a cursor is
 # bound to its filters by its scope, not by which of them read it.
@@ -30,10 +31,9 @@ RECENT_RUNS = 20
 RECENT_EVENTS = 20
 MAX_ACCOUNTS = 100
 MAX_ID = 2**31 - 1
-REDACTED = "[redacted]"
-# A key holding one of these (in any case) names something a page must never show.
-SECRET_WORDS = ("secret", "token", "password", "passwd", "credential", "authorization", "cookie", "apikey", "api_key")
-SECRET_KEYS = {"value", "values", "answer", "otp", "pin", "session", "data"}
+# Beside the names of secrets: in Pluggy's status detail, what holds a value the user typed or a
+# session (`data` is an OAuth URL or a QR image).
+STATUS_DETAIL_SECRETS = frozenset({"value", "values", "answer", "pin", "session", "data"})
 # What a prompt or an action may show of itself: Pluggy's `parameter.data` is an OAuth URL or a QR
 # image, its `placeholder` may be an example answer, a user action's `attributes` a URL to open.
 PROMPT_FIELDS = ("name", "label", "type", "assistiveText", "optional", "mfa", "expiresAt")
@@ -187,7 +187,7 @@ def read_connection(session: DbSession, connection_id: int) -> ConnectionRecord 
         open_run=open_run,
         prompt=only(connection.mfa_parameter, PROMPT_FIELDS),
         user_action=only(connection.user_action, ACTION_FIELDS),
-        status_detail=redacted(connection.status_detail),
+        status_detail=redacted(connection.status_detail, also=STATUS_DETAIL_SECRETS),
         identity=session.scalars(sa.select(Identity).where(Identity.connection_id == connection.id)).one_or_none(),
         accounts=list(
             session.scalars(
@@ -216,17 +216,3 @@ def only(value: dict | None, fields: tuple[str, ...]) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         return None
     return {name: value[name] for name in fields if value.get(name) is not None}
-
-
-def redacted(value: Any) -> Any:
-    """The value with whatever a secret-looking key holds replaced by "[redacted]", at any depth."""
-    if isinstance(value, dict):
-        return {key: REDACTED if secret_key(str(key)) else redacted(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [redacted(item) for item in value]
-    return value
-
-
-def secret_key(key: str) -> bool:
-    key = key.lower()
-    return key in SECRET_KEYS or any(word in key for word in SECRET_WORDS)

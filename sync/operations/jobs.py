@@ -11,11 +11,9 @@ running jobs are found among the few running ones.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -28,6 +26,7 @@ from models.job import DEAD_ONLY, DONE_ONLY, QUEUED_ONLY, RUNNING_ONLY
 from .. import giving_up
 from ..jobs import job_kinds
 from ..listing import Order, Slice, Window, read_window
+from .redaction import redacted
 
 
 class JobState(StrEnum):
@@ -116,20 +115,12 @@ def short_error(error: str | None) -> str:
 # request that asks for them and are not stored. A payload is still shown through `redacted`, so
 # that a key that ever names a secret is hidden rather than shown.
 
-REDACTED = "[redacted]"
-SECRET_KEY_NAMES = re.compile(
-    r"secret|password|passwd|token|mfa|otp|credential|parameter|authorization|signature|cookie|api[_-]?key|cpf",
-    re.IGNORECASE,
-)
+# `parameters`: what a request to Pluggy for an item's MFA carries, were it ever queued.
+PAYLOAD_SECRETS = frozenset({"parameter", "parameters"})
 
 
-def redacted(value: Any) -> Any:
-    """A copy of a payload with the value of every secret-looking key replaced, at any depth."""
-    if isinstance(value, dict):
-        return {key: REDACTED if SECRET_KEY_NAMES.search(str(key)) else redacted(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [redacted(item) for item in value]
-    return value
+def shown_payload(payload: dict | None) -> dict:
+    return redacted(payload or {}, also=PAYLOAD_SECRETS)
 
 
 # Actions ----------------------------------------------------------------------------------------

@@ -30,13 +30,10 @@ from models.database import DbSession
 
 from ..listing import Key, Order, Window, read_window
 from ..outbound.endpoints import DELIVERIES, retry_delivery
+from .redaction import REDACTED, redacted
 
 WEBHOOK_EVENTS = Order("console_webhook_events", (WebhookEvent.id,))
 PAGE_SIZE = 50
-REDACTED = "[redacted]"
-# Header or payload keys whose value is a secret. The inbox already redacts the headers it knows
-# (webhooks/inbox.py); this catches any other that names itself a secret, signature or credential.
-SECRET_NAME = re.compile(r"secret|signature|authorization|token|password|passwd|cookie|api[-_]?key|credential", re.I)
 # Headers in which a proxy may repeat the request's URL (X-Original-URI, X-Forwarded-Uri, Referer):
 # a webhook sent to /webhooks/pluggy/<token> carries its secret in that URL.
 URL_HEADER = re.compile(r"ur[il]|referr?er", re.I)
@@ -131,24 +128,16 @@ def event_record(session: DbSession, event_id: int) -> EventRecord | None:
     return EventRecord(
         event=event,
         headers=redact_headers(event.headers or {}),
-        payload=redact_secrets(event.payload),
+        payload=redacted(event.payload),
         connection_id=connection_id.get(event.item_id or ""),
         run_connection_id=run_connection_id.get(event.sync_run_id or 0),
     )
 
 
-def redact_secrets(value: Any) -> Any:
-    """`value` with the value of every key named like a secret replaced, at any depth."""
-    if isinstance(value, dict):
-        return {key: REDACTED if SECRET_NAME.search(str(key)) else redact_secrets(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [redact_secrets(item) for item in value]
-    return value
-
-
 def redact_headers(headers: dict[str, Any]) -> dict[str, Any]:
-    redacted = redact_secrets(headers)
-    return {name: REDACTED if URL_HEADER.search(name) else value for name, value in redacted.items()}
+    """The inbox already redacts the headers it knows (webhooks/inbox.py); this also hides any other
+    named like a secret, and those a proxy may have copied the request's URL into."""
+    return {name: REDACTED if URL_HEADER.search(name) else value for name, value in redacted(headers).items()}
 
 
 def plausible_item_id(value: str) -> bool:
