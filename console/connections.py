@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import abort, g, render_template, request, url_for
+from flask import abort, g, render_template, request
 
 from models import db
 from sync.item_state import SyncStatus
-from sync.listing import Window
 from sync.operations.connections import FilterError, connection_filter, list_connections, list_order, read_connection
-from web.cursors import decode, encode
 
 from .blueprint import bp
 from .operators import log_action
-
-PAGE_SIZE = 50
+from .paging import list_url, next_page_url, window
 
 
 @bp.get("/connections")
@@ -25,20 +20,14 @@ def connections():
     except FilterError as error:
         abort(400, str(error))
     order = list_order(filters)
-    cursor = request.args.get("after")
-    after = decode(order, cursor, filters.query) if cursor else None
-    lines, next_key = list_connections(db.session, filters, Window(PAGE_SIZE, after=after))
-    query: dict[str, Any] = dict(filters.query)
-    next_url = None
-    if next_key is not None:
-        next_url = url_for(".connections", **query, after=encode(order, next_key, filters.query))
+    lines, next_key = list_connections(db.session, filters, window(order, filters.query))
     return render_template(
         "console/connections.html",
         lines=lines,
         filters=filters,
         statuses=list(SyncStatus),
-        next_url=next_url,
-        first_url=url_for(".connections", **query) if cursor else None,
+        next_url=next_page_url("console.connections", order, next_key, filters.query, **filters.query),
+        first_url=list_url("console.connections", **filters.query) if request.args.get("after") else None,
     )
 
 

@@ -7,26 +7,19 @@ import json
 from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from models import db
-from sync.listing import Window
 from sync.operations import jobs
-from web import cursors
 
 from .blueprint import bp
 from .operators import log_action
+from .paging import next_page_url, window
 
 
 @bp.get("/jobs", endpoint="jobs")
 def jobs_list():
     filters = jobs.parse_filter(request.args.get("state"), request.args.get("kind"))
     order, scope = jobs.order_of(filters), filters.scope()
-    cursor = request.args.get("after")
-    after = cursors.decode(order, cursor, scope) if cursor else None
-    page = jobs.jobs_page(db.session, filters, Window(jobs.PAGE_SIZE, after=after))
-    next_url = None
-    if page.next_key is not None:
-        next_url = url_for(
-            "console.jobs", state=filters.state, kind=filters.kind, after=cursors.encode(order, page.next_key, scope)
-        )
+    page = jobs.jobs_page(db.session, filters, window(order, scope))
+    next_url = next_page_url("console.jobs", order, page.next_key, scope, state=filters.state, kind=filters.kind)
     return render_template(
         "console/jobs.html",
         filters=filters,

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import TypeVar
-from urllib.parse import urlencode
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from models import DeliveryStatus, EventStatus, db
-from sync.listing import Window
 from sync.operations import webhooks
 from sync.outbound.endpoints import DeliveryNotRetryable
-from web.cursors import decode, encode
 
 from .blueprint import bp
 from .operators import log_action
+from .paging import list_url, next_page_url, window
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -44,25 +42,6 @@ def text(name: str) -> str | None:
     return request.args.get(name, "").strip() or None
 
 
-def window_after(order, scope: dict) -> Window:
-    cursor = request.args.get("after")
-    return Window(webhooks.PAGE_SIZE, after=decode(order, cursor, scope) if cursor else None)
-
-
-@bp.app_template_global()
-def list_url(view: str, **query) -> str:
-    """A list's URL with its non-empty filters (built by hand: url_for's own first parameter is
-    named `endpoint`, the name of a filter of the deliveries)."""
-    given = {name: value for name, value in query.items() if value not in (None, "")}
-    return url_for(view) + ("?" + urlencode(given) if given else "")
-
-
-def next_page_url(view: str, order, next_key, scope: dict, **filters) -> str | None:
-    if next_key is None:
-        return None
-    return list_url(view, **filters, after=encode(order, next_key, scope))
-
-
 @bp.get("/webhooks", endpoint="webhooks")
 def webhooks_inbox():
     filters = webhooks.InboxFilter(status=choice("status", EventStatus), event=text("event"), item_id=text("item"))
@@ -71,7 +50,7 @@ def webhooks_inbox():
     ):
         page = webhooks.InboxPage([], None)  # no stored event has such a name or item id
     else:
-        page = webhooks.inbox_page(db.session, filters, window_after(webhooks.WEBHOOK_EVENTS, filters.scope()))
+        page = webhooks.inbox_page(db.session, filters, window(webhooks.WEBHOOK_EVENTS, filters.scope()))
     return render_template(
         "console/webhooks.html",
         page=page,
@@ -100,7 +79,7 @@ def webhook_event(event_id: int):
 @bp.get("/deliveries")
 def deliveries():
     filters = webhooks.DeliveryFilter(status=choice("status", DeliveryStatus), endpoint_id=endpoint_filter())
-    page = webhooks.deliveries_page(db.session, filters, window_after(webhooks.DELIVERIES, filters.scope()))
+    page = webhooks.deliveries_page(db.session, filters, window(webhooks.DELIVERIES, filters.scope()))
     return render_template(
         "console/deliveries.html",
         page=page,

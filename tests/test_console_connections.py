@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-import console.connections as page
+import console.paging as page
 from models import Account, Connection, Identity, SyncRun, User, WebhookEvent, db
 from sync.listing import Window
 from sync.operations.connections import connection_filter, list_connections

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from conftest import OPERATOR_PASSWORD, TEST_SECRETS, Operator
 from flask import current_app
 
+from console.paging import PAGE_SIZE
 from models import (
     Connection,
     DeliveryStatus,
@@ -28,7 +29,7 @@ from models import (
 from models.base import utcnow
 from observability.logs import FIELDS
 from sync.operations.redaction import redacted
-from sync.operations.webhooks import PAGE_SIZE, redact_headers, shown_url
+from sync.operations.webhooks import redact_headers, shown_url
 from sync.outbound.signing import new_secret, seal
 from sync.scheduling import JobKind
 from sync.users import create_user

@@ -33,7 +33,6 @@ from ..outbound.endpoints import DELIVERIES, retry_delivery
 from .redaction import REDACTED, redacted
 
 WEBHOOK_EVENTS = Order("console_webhook_events", (WebhookEvent.id,))
-PAGE_SIZE = 50
 # Headers in which a proxy may repeat the request's URL (X-Original-URI, X-Forwarded-Uri, Referer):
 # a webhook sent to /webhooks/pluggy/<token> carries its secret in that URL.
 URL_HEADER = re.compile(r"ur[il]|referr?er", re.I)
