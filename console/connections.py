@@ -10,7 +10,7 @@ from sync.operations.connections import FilterError, connection_filter, list_con
 
 from .blueprint import bp
 from .operators import log_action
-from .paging import list_url, next_page_url, window
+from .paging import next_page_url, window
 
 
 @bp.get("/connections")
@@ -27,7 +27,6 @@ def connections():
         filters=filters,
         statuses=list(SyncStatus),
         next_url=next_page_url("console.connections", order, next_key, filters.query, **filters.query),
-        first_url=list_url("console.connections", **filters.query) if request.args.get("after") else None,
     )
 
 

@@ -33,3 +33,11 @@ def list_url(view: str, **query) -> str:
     named `endpoint`, the name of a filter of the deliveries)."""
     given = {name: value for name, value in query.items() if value not in (None, "")}
     return url_for(view) + ("?" + urlencode(given) if given else "")
+
+
+@bp.app_template_global()
+def first_page_url() -> str | None:
+    """Back to the first page of the list shown, with the same filters; None on the first page."""
+    if "after" not in request.args:
+        return None
+    return list_url(request.endpoint or "", **{name: value for name, value in request.args.items() if name != "after"})
