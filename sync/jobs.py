@@ -21,6 +21,7 @@ from .connections import BankConnectionService
 from .item_state import ITEM_BUSY, answers, apply_item
 from .job_context import SyncJobContext, bind
 from .outbound import delivery, pruning
+from .outbound import events as outbound
 from .scheduling import JobKind, queue_changes_pruning, queue_events_pruning, queue_fetch, queue_sweep
 
 
@@ -170,6 +171,7 @@ def sweep_items(context: SyncJobContext) -> None:
                 queue_fetch(session, connection, RunTrigger.RECONCILE)
         session.commit()
     removal.queue_overdue_removals(session, settings, now=now, limit=settings.sweep_batch)
+    outbound.record_missing_statuses(session, context.checkpoint)
     queue_sweep(session, after=timedelta(minutes=settings.sweep_interval_minutes))
     session.commit()
 

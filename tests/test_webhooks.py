@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from models import Connection, ConnectorStatus, Job, SyncRun, Transaction, WebhookEvent
+from models import Connection, ConnectorStatus, Job, OutboundEvent, ReportedStatus, SyncRun, Transaction, WebhookEvent
 from models.base import utcnow
 from sandbox import data as pf
 from sync import scheduling
@@ -685,3 +685,19 @@ def test_transactions_created_beside_an_item_update_is_read_by_that_fetch(
     initial, fetch = runs_of(session, connection)
     assert fetch.trigger == "webhook"
     assert {(e.status, e.sync_run_id) for e in events(session)} == {("processed", fetch.id)}
+
+
+def test_the_sweep_records_the_status_of_connections_that_have_none(session, connection, user, worker):
+    """Connections made before statuses were recorded (migration 0014) get their current one, which
+    the console counts and filters by, without an event to the app: none was reported before."""
+    older = Connection(user_id=user.id, item_id="item-from-before", item_status="LOGIN_ERROR")
+    session.add(older)
+    session.commit()
+    session.execute(sa.delete(ReportedStatus))
+    session.commit()
+
+    sweep(session, worker)
+
+    reported = dict(session.execute(sa.select(ReportedStatus.connection_id, ReportedStatus.sync_status)).all())
+    assert reported == {connection.id: str(sync_status(connection)), older.id: "CREDENTIALS_REQUIRED"}
+    assert session.scalar(sa.select(sa.func.count()).select_from(OutboundEvent)) == 0

@@ -9,6 +9,7 @@ status watcher runs inside a flush, where added objects would not be flushed.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -161,7 +162,7 @@ def touched_connections(session: Session) -> list[int]:
     return sorted(connection_id for connection_id in ids if connection_id is not None)
 
 
-def note_status(session: Session, connection: Connection) -> None:
+def note_status(session: DbSession | Session, connection: Connection) -> None:
     """Record the connection's sync_status; queue `connection.status_changed` when it moved from one
     reported before. The first status seen (a new connection) is recorded without an event."""
     open_run = session.scalars(
@@ -182,6 +183,37 @@ def note_status(session: Session, connection: Connection) -> None:
             EventType.CONNECTION_STATUS_CHANGED,
             {**connection_ids(connection), "old_status": reported, "new_status": str(status)},
         )
+
+
+MISSING_STATUS_BATCH = 500
+
+
+def record_missing_statuses(session: DbSession, checkpoint: Callable[..., None]) -> int:
+    """Give every live connection that has no reported sync_status its current one, without an event
+    (none was reported before): connections made before statuses were recorded (migration 0014),
+    which the console counts and filters by it. In batches along the connections' ids, each
+    committed; the sweep calls it, and once every connection has one it is a single anti-join.
+    Returns how many were recorded."""
+    after, recorded = 0, 0
+    while batch := missing_statuses(session, after):
+        for connection in batch:
+            note_status(session, connection)
+        session.commit()
+        checkpoint(progressed=True)
+        after, recorded = batch[-1].id, recorded + len(batch)
+    return recorded
+
+
+def missing_statuses(session: DbSession, after: int) -> list[Connection]:
+    return list(
+        session.scalars(
+            sa.select(Connection)
+            .outerjoin(ReportedStatus, ReportedStatus.connection_id == Connection.id)
+            .where(ReportedStatus.connection_id.is_(None), Connection.deleted_at.is_(None), Connection.id > after)
+            .order_by(Connection.id)
+            .limit(MISSING_STATUS_BATCH)
+        )
+    )
 
 
 def watch(session_class: type[Session] = Session) -> None:
