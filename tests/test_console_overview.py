@@ -360,6 +360,7 @@ def test_the_windowed_reads_follow_their_indexes(session):
         table = WINDOWED.search(statement).group(1)
         lines = [line for line in plan if table in line]
         if postgresql:
-            assert lines and all("Index" in line and "Seq Scan" not in line for line in lines), plan
+            # An index scan, or a bitmap of the index and the heap pages it names: never a whole table.
+            assert any("Index" in line for line in lines) and not any("Seq Scan" in line for line in lines), plan
         else:
             assert lines and all(line.startswith("SEARCH") for line in lines), plan
