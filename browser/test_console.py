@@ -10,15 +10,15 @@ deadline and says what it waited for."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
 from conftest import OPERATOR_PASSWORD, SCREENSHOT, WINDOW, health_queue, settled
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from harness.waiting import wait_until
@@ -58,13 +58,26 @@ def click_and_load(browser: WebDriver, element: WebElement) -> None:
     label = element.text
     old_page = browser.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(browser, WAIT_S).until(
-        expected_conditions.staleness_of(old_page), f"no new page within {WAIT_S} s of clicking {label!r}"
-    )
+    WebDriverWait(browser, WAIT_S).until(detached(old_page), f"no new page within {WAIT_S} s of clicking {label!r}")
     WebDriverWait(browser, WAIT_S).until(
         lambda driver: driver.execute_script("return document.readyState") == "complete",
         f"the page after clicking {label!r} not loaded within {WAIT_S} s",
     )
+
+
+def detached(element: WebElement) -> Callable[[WebDriver], bool]:
+    """Whether the element has left the document (its page replaced). Chromium reports a node
+    detached mid-navigation either as a stale reference or as an inspector error ("Node with given
+    id does not belong to the document"): both mean gone."""
+
+    def gone(_driver: WebDriver) -> bool:
+        try:
+            element.is_enabled()
+        except (StaleElementReferenceException, WebDriverException):
+            return True
+        return False
+
+    return gone
 
 
 def sign_in(browser: WebDriver, stack: Stack, password: str = OPERATOR_PASSWORD) -> None:
