@@ -24,6 +24,8 @@ from models import (
 )
 from models.database import DbSession
 
+from .values import fits_text_column
+
 
 def user_connections(session: DbSession, user: User) -> list[Connection]:
     return list(
@@ -132,7 +134,7 @@ def bill_by_pluggy_id(session: DbSession, connection: Connection, pluggy_id: str
     """One of the connection's bills by Pluggy's id, with its Pluggy account id; another
     connection's is as absent as a missing one, and so is an id no Pluggy id can be (too long, or
     with a control character, which PostgreSQL would refuse)."""
-    if not 0 < len(pluggy_id) <= 64 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in pluggy_id):
+    if not fits_text_column(pluggy_id, 64):
         return None
     row = session.execute(
         sa.select(Bill, Account.pluggy_id)

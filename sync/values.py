@@ -12,6 +12,17 @@ from pluggy_client import timestamp
 MAX_INTEGER = 2**31 - 1
 
 
+def has_control_character(value: str) -> bool:
+    """PostgreSQL refuses some of them in a text parameter, and no stored id or name holds one."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+
+
+def fits_text_column(value: str, length: int) -> bool:
+    """Could a String(length) column hold `value`? One that could not matches no row, so a lookup
+    by it answers 'none' without asking the database (which may refuse it as a parameter)."""
+    return 0 < len(value) <= length and not has_control_character(value)
+
+
 def money(value, bound: Decimal | None = None) -> Decimal | None:
     """A figure as the Decimal Pluggy wrote, or None when it is none or beyond ``bound`` (what its
     column holds)."""

@@ -21,6 +21,7 @@ from models.database import DbSession
 from ..item_state import SyncStatus, sync_status
 from ..listing import Key, Order, Slice, Window, open_runs, read_window, sync_runs
 from ..users import UserError, normalise_email
+from ..values import MAX_INTEGER, has_control_character
 from .redaction import redacted
 
 # Newest first. Both orders give the same key (a connection's id) under one name: a cursor is
@@ -30,7 +31,6 @@ BY_STATUS = Order("console_connections", (ReportedStatus.connection_id,))
 RECENT_RUNS = 20
 RECENT_EVENTS = 20
 MAX_ACCOUNTS = 100
-MAX_ID = 2**31 - 1
 # Beside the names of secrets: in Pluggy's status detail, what holds a value the user typed or a
 # session (`data` is an OAuth URL or a QR image).
 STATUS_DETAIL_SECRETS = frozenset({"value", "values", "answer", "pin", "session", "data"})
@@ -63,7 +63,7 @@ def connection_filter(args: Mapping[str, str]) -> ConnectionFilter:
     as Pluggy spells it), `q` (an item id, or an email: one with an @) and `deleted` (tombstones too)."""
     query = {name: args.get(name, "").strip() for name in ("sync_status", "connector", "q", "deleted")}
     query = {name: value for name, value in query.items() if value}
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for value in query.values() for c in value):
+    if any(has_control_character(value) for value in query.values()):
         raise FilterError("a filter holds a control character")
     status = query.get("sync_status")
     if status is not None and status not in {str(s) for s in SyncStatus}:
@@ -171,7 +171,7 @@ class ConnectionRecord:
 
 def read_connection(session: DbSession, connection_id: int) -> ConnectionRecord | None:
     """A connection, live or a tombstone, with its accounts, recent runs and webhook events."""
-    if not 0 < connection_id <= MAX_ID:
+    if not 0 < connection_id <= MAX_INTEGER:
         return None  # no row has it, and PostgreSQL would refuse to compare it with an integer column
     connection = session.get(Connection, connection_id)
     if connection is None:

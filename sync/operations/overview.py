@@ -19,7 +19,9 @@ from jobqueue import queue_stats
 from models import Connection, ConnectorStatus, EventStatus, ReportedStatus, RunStatus, SyncRun, WebhookEvent
 from models.base import UTCDateTime, utcnow
 from models.database import DbSession
-from sync.item_state import SyncStatus
+
+from ..item_state import SyncStatus
+from ..values import MAX_INTEGER
 
 LAG_WINDOW = timedelta(hours=1)
 MINUTES = 60  # webhooks received per minute: this minute and the 59 before
@@ -218,15 +220,12 @@ def connector_use(session: DbSession, connector_id: str, tombstones: Tombstones)
     """The connector's name and how many live connections use it: who a bank's outage reaches. Its
     connections are counted along ix_connections_connector_id_id alone; one connector at a time,
     the unhealthy ones are few."""
-    if not connector_id.isdigit() or int(connector_id) > MAX_CONNECTOR_ID:
+    if not connector_id.isdigit() or int(connector_id) > MAX_INTEGER:
         return None, 0  # not an id any connection can have
     of_connector = Connection.connector_id == int(connector_id)
     name = session.scalars(sa.select(Connection.connector_name).where(of_connector).limit(1)).first()
     every = session.scalar(sa.select(sa.func.count()).where(of_connector)) or 0
     return name, every - tombstones.by_connector[int(connector_id)]
-
-
-MAX_CONNECTOR_ID = 2**31 - 1  # connections.connector_id is a 32-bit integer on PostgreSQL
 
 
 def every_value(known: tuple[str, ...], counts: dict[str, int]) -> dict[str, int]:

@@ -30,6 +30,7 @@ from models.database import DbSession
 
 from ..listing import Key, Order, Window, read_window
 from ..outbound.endpoints import DELIVERIES, retry_delivery
+from ..values import fits_text_column
 from .redaction import REDACTED, redacted
 
 WEBHOOK_EVENTS = Order("console_webhook_events", (WebhookEvent.id,))
@@ -140,13 +141,11 @@ def redact_headers(headers: dict[str, Any]) -> dict[str, Any]:
 
 
 def plausible_item_id(value: str) -> bool:
-    """Whether `value` could be a stored item id: longer ones, or with a control character (which
-    PostgreSQL refuses in a parameter), match no event."""
-    return 0 < len(value) <= MAX_ITEM_ID and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+    return fits_text_column(value, MAX_ITEM_ID)
 
 
 def plausible_event_name(value: str) -> bool:
-    return 0 < len(value) <= MAX_EVENT_NAME and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+    return fits_text_column(value, MAX_EVENT_NAME)
 
 
 # Outbound deliveries ------------------------------------------------------------------------------
