@@ -4,7 +4,7 @@ loopback, measured side by side in one run against a bare Flask endpoint that in
     python -m bench.webhook_intake [--database-url URL] [--seconds 15] [--json PATH]
 
 Goal: ours at least 0.7x the bare endpoint's throughput, and a p99 under 20 ms at half
-of the maximum load, on SQLite and on PostgreSQL.
+of the maximum load in each of five runs, on SQLite and on PostgreSQL.
 
 The two servers. Both are gunicorn processes started here on 127.0.0.1 with the same settings:
 `--worker-class gthread --workers 2 --threads 4 --keep-alive 2` (gunicorn's default). Two workers since
@@ -33,7 +33,9 @@ Per app, after a warm-up (which also lets every gunicorn worker finish booting):
    fixed time; requests/s is the maximum throughput, p50/p99 there are service times;
 2. open loop at half of that app's maximum rate: request i is scheduled at start + i / rate, and
    its latency counts from that scheduled time, not from when it was actually sent, so a stalled
-   server is charged for the requests it kept from being sent (no coordinated omission).
+   server is charged for the requests it kept from being sent (no coordinated omission). This
+   phase runs five times (`--runs`), and the p99 goal is judged in each run alone: a tail that
+   shows in one run of five is a tail.
 Each phase runs in the order ours, bare, bare, ours with half the time per slot, so drift in the
 machine's background load (other jobs share these cores) weighs on both apps alike.
 
@@ -99,6 +101,7 @@ class Settings:
     connections: int = 16
     workers: int = 2
     threads: int = 4
+    runs: int = 5  # half-load phases: the tail must hold in each, not on average
 
     def gunicorn_args(self) -> list[str]:
         return [
@@ -117,6 +120,7 @@ class Settings:
             "server": f"gunicorn {' '.join(self.gunicorn_args())} on 127.0.0.1",
             "client": f"1 process, {self.connections} keep-alive connections (http.client, a thread each)",
             "seconds_per_phase_per_app": self.seconds,
+            "half_load_runs": self.runs,
             "warmup_seconds_per_app": self.warmup,
             "slot_order": "-".join(SLOT_ORDER),
             "items": ITEMS,
@@ -447,13 +451,13 @@ def measure(bench: Bench) -> dict[str, dict]:
         if not maximum[app]["accepted"]:
             raise RuntimeError(f"{app} accepted no delivery at all: {maximum[app]['error_examples']}")
     rates = {app: maximum[app]["requests_per_s"] / 2 for app in APPS}
-    half_load = bench.phase(rates)
+    half_loads = [bench.phase(rates) for _ in range(bench.settings.runs)]
     return {
         app: {
             "max_throughput": maximum[app],
-            "half_load": {"target_rate_per_s": round(rates[app], 1), **half_load[app]},
+            "half_load": [{"target_rate_per_s": round(rates[app], 1), **half[app]} for half in half_loads],
             "warmup_errors": warmup[app]["errors"],
-            "accepted": sum(phase[app]["accepted"] for phase in (warmup, maximum, half_load)),
+            "accepted": sum(phase[app]["accepted"] for phase in (warmup, maximum, *half_loads)),
         }
         for app in APPS
     }
@@ -467,8 +471,9 @@ def run(
     connections: int = Settings.connections,
     workers: int = Settings.workers,
     threads: int = Settings.threads,
+    runs: int = Settings.runs,
 ) -> dict:
-    settings = Settings(seconds, warmup, connections, workers, threads)
+    settings = Settings(seconds, warmup, connections, workers, threads, runs)
     database_url = normalised_url("DATABASE_URL", database_url)
     prepare_database(database_url)
     results = measure_served_apps(database_url, settings)
@@ -505,7 +510,7 @@ def errors_of(result: dict) -> int:
     return (
         result["warmup_errors"]
         + result["max_throughput"]["errors"]
-        + result["half_load"]["errors"]
+        + sum(half["errors"] for half in result["half_load"])
         + len(result["server_log_problems"])
     )
 
@@ -513,12 +518,12 @@ def errors_of(result: dict) -> int:
 def report(engine: str, settings: Settings, results: dict) -> dict:
     ours, bare = results["ours"], results["bare"]
     ratio = round(ours["max_throughput"]["requests_per_s"] / bare["max_throughput"]["requests_per_s"], 2)
-    p99 = ours["half_load"]["p99_ms"]
+    p99s = [half["p99_ms"] for half in ours["half_load"]]
     errors = {app: errors_of(results[app]) for app in APPS}
     lost = {app: results[app]["accepted"] - results[app]["stored_rows"] for app in APPS}
     met = {
         "throughput_ratio": ratio >= GOAL_THROUGHPUT_RATIO,
-        "p99_at_half_load": p99 is not None and p99 < GOAL_P99_MS,
+        "p99_at_half_load": all(p99 is not None and p99 < GOAL_P99_MS for p99 in p99s),
         "no_errors": not any(errors.values()),
         "every_accepted_event_stored": not any(lost.values()),
     }
@@ -541,7 +546,6 @@ def report(engine: str, settings: Settings, results: dict) -> dict:
 
 def table(ours: dict, bare: dict, ratio: float, errors: dict, met: dict) -> list[dict]:
     mine, floor = ours["max_throughput"], bare["max_throughput"]
-    half, bare_half = ours["half_load"], bare["half_load"]
     return [
         {
             "measure": "webhook intake throughput, ours / bare",
@@ -550,10 +554,11 @@ def table(ours: dict, bare: dict, ratio: float, errors: dict, met: dict) -> list
             "met": met["throughput_ratio"],
         },
         {
-            "measure": "webhook intake p99 at half load",
-            "figure": f"{in_ms(half['p99_ms'])} (p50 {in_ms(half['p50_ms'])}, "
-            f"at {half['target_rate_per_s']:,.0f} req/s; bare {in_ms(bare_half['p99_ms'])})",
-            "goal": f"< {GOAL_P99_MS:g} ms",
+            "measure": f"webhook intake p99 at half load, in each of {len(ours['half_load'])} runs",
+            "figure": f"{in_ms_each(ours['half_load'], 'p99_ms')} (p50 {in_ms_each(ours['half_load'], 'p50_ms')}, "
+            f"at {ours['half_load'][0]['target_rate_per_s']:,.0f} req/s; "
+            f"bare {in_ms_each(bare['half_load'], 'p99_ms')})",
+            "goal": f"< {GOAL_P99_MS:g} ms in every run",
             "met": met["p99_at_half_load"],
         },
         {
@@ -572,8 +577,9 @@ def table(ours: dict, bare: dict, ratio: float, errors: dict, met: dict) -> list
     ]
 
 
-def in_ms(value: float | None) -> str:
-    return "none answered" if value is None else f"{value:.1f} ms"
+def in_ms_each(runs: list[dict], key: str) -> str:
+    figures = ["none answered" if run[key] is None else f"{run[key]:.1f}" for run in runs]
+    return " / ".join(figures) + " ms"
 
 
 def main() -> None:
@@ -584,9 +590,16 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=Settings.connections)
     parser.add_argument("--workers", type=int, default=Settings.workers, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=Settings.threads, help="gunicorn threads per worker")
+    parser.add_argument("--runs", type=int, default=Settings.runs, help="half-load phases, each judged alone")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
-    options = {"warmup": args.warmup, "connections": args.connections, "workers": args.workers, "threads": args.threads}
+    options = {
+        "warmup": args.warmup,
+        "connections": args.connections,
+        "workers": args.workers,
+        "threads": args.threads,
+        "runs": args.runs,
+    }
     with tempfile.TemporaryDirectory() as scratch:
         url = args.database_url or f"sqlite:///{Path(scratch) / 'bench.db'}"
         result = run(url, args.seconds, **options)
