@@ -19,7 +19,9 @@ import os
 import re
 import sqlite3
 import threading
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Self
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -61,28 +63,34 @@ class SerialWriterConnection(sqlite3.Connection):
         self._turn = turn_of(key) if key is not None else None
         self._holds_turn = False
 
-    def cursor(self, factory: Any = None) -> Any:  # type: ignore[override]
+    def cursor(self, factory: Any = None) -> Any:
         return super().cursor(factory or SerialWriterCursor)
 
     # The driver's shortcuts make a plain cursor of their own: these go through ours.
-    def execute(self, sql: str, parameters: Any = (), /) -> Any:  # type: ignore[override]
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
         return self.cursor().execute(sql, parameters)
 
-    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any:  # type: ignore[override]
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any:
         return self.cursor().executemany(sql, seq_of_parameters)
 
-    def executescript(self, sql_script: str, /) -> Any:  # type: ignore[override]
+    def executescript(self, sql_script: str, /) -> Any:
         return self.cursor().executescript(sql_script)
 
-    def take_turn_for(self, statement: str) -> None:
-        if self._turn is None or self._holds_turn or not WRITES.match(statement):
-            return
-        if not self._turn.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
-            raise sqlite3.OperationalError("database is locked")  # what SQLite says at its own timeout
-        self._holds_turn = True
+    @contextmanager
+    def turn_for(self, statement: str) -> Iterator[None]:
+        """The turn for a statement that may write, kept while its transaction lasts."""
+        if self._turn is not None and not self._holds_turn and WRITES.match(statement):
+            if not self._turn.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
+                raise sqlite3.OperationalError("database is locked")  # what SQLite says at its own timeout
+            self._holds_turn = True
+        try:
+            yield
+        finally:
+            if not self.in_transaction:
+                self.end_turn()
 
-    def end_turn_unless_in_transaction(self) -> None:
-        if self._holds_turn and not self.in_transaction:
+    def end_turn(self) -> None:
+        if self._holds_turn:
             self._holds_turn = False
             assert self._turn is not None
             self._turn.release()
@@ -91,44 +99,34 @@ class SerialWriterConnection(sqlite3.Connection):
         try:
             super().commit()
         finally:
-            self.end_turn_unless_in_transaction()
+            if not self.in_transaction:
+                self.end_turn()
 
     def rollback(self) -> None:
         try:
             super().rollback()
         finally:
-            self.end_turn_unless_in_transaction()
+            if not self.in_transaction:
+                self.end_turn()
 
     def close(self) -> None:
         try:
             super().close()
         finally:
-            if self._holds_turn:
-                self._holds_turn = False
-                assert self._turn is not None
-                self._turn.release()
+            self.end_turn()
 
 
 class SerialWriterCursor(sqlite3.Cursor):
     connection: SerialWriterConnection
 
-    def execute(self, sql: str, parameters: Any = (), /) -> SerialWriterCursor:
-        self.connection.take_turn_for(sql)
-        try:
+    def execute(self, sql: str, parameters: Any = (), /) -> Self:
+        with self.connection.turn_for(sql):
             return super().execute(sql, parameters)
-        finally:
-            self.connection.end_turn_unless_in_transaction()
 
-    def executemany(self, sql: str, seq_of_parameters: Any, /) -> SerialWriterCursor:
-        self.connection.take_turn_for(sql)
-        try:
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Self:
+        with self.connection.turn_for(sql):
             return super().executemany(sql, seq_of_parameters)
-        finally:
-            self.connection.end_turn_unless_in_transaction()
 
-    def executescript(self, sql_script: str, /) -> SerialWriterCursor:
-        self.connection.take_turn_for("create")  # a script may write anything
-        try:
+    def executescript(self, sql_script: str, /) -> Self:
+        with self.connection.turn_for("CREATE"):  # a script may write anything
             return super().executescript(sql_script)
-        finally:
-            self.connection.end_turn_unless_in_transaction()
