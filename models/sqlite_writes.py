@@ -127,6 +127,6 @@ class SerialWriterCursor(sqlite3.Cursor):
         with self.connection.turn_for(sql):
             return super().executemany(sql, seq_of_parameters)
 
-    def executescript(self, sql_script: str, /) -> Self:
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
         with self.connection.turn_for("CREATE"):  # a script may write anything
             return super().executescript(sql_script)
