@@ -12,9 +12,11 @@ Method. Two passes, each on emptied tables and with an item of its own in the lo
    window (`SYNC_LOOKBACK_DAYS`) as old history is, with payloads made by the stand-in's own
    generator, so they are shaped like Pluggy's. PostgreSQL's statistics are then refreshed (ANALYZE),
    as autovacuum would soon do on a live database.
-3. Each repetition: the stand-in adds 100 transactions (`add_transactions`), an `item/updated`
-   webhook is posted to the service's receiver (as Pluggy would), and the worker drains the queue:
-   the `webhook_events` job reads the item, settles it and fetches. Only that drain is measured:
+3. Each repetition: the stand-in runs an execution of the item as Pluggy's scheduler does
+   (`auto_sync`), finding 100 new transactions (50 on each of its two accounts) and moving the
+   item's `lastUpdatedAt`; an `item/updated` webhook is posted to the service's receiver (as Pluggy
+   would), and the worker drains the queue: the `webhook_events` job reads the item, sees an update
+   it has not fetched, and fetches. Only that drain is measured:
    wall time, Pluggy HTTP calls (a response hook on the client's requests session; the read-ahead
    thread's calls included) and SQL statements (the engine's `before_cursor_execute`; an
    executemany counts once; on PostgreSQL the staging table's CREATE and COPY, sent through the
@@ -87,6 +89,7 @@ NEW_PER_UPDATE = 100
 REPETITIONS = 7
 GOAL_RATIO = 2.0
 ITEM_TRANSACTIONS = 120  # the stand-in's smallest item: its own rows are re-read on every update
+ITEM_ACCOUNTS = 2  # a bank account and a card: common.create_item
 HISTORY_YEARS = 5
 HISTORY_BATCH = 10_000
 WORKER_ID = "bench-incremental"
@@ -210,8 +213,9 @@ class UpdateBench:
         return connection
 
     def update(self, connection: Connection) -> Cost:
-        """The stand-in gains 100 transactions and says so; the worker's handling is measured."""
-        add_transactions(self.sandbox, connection.item_id, NEW_PER_UPDATE)
+        """The stand-in updates the item, bringing 100 transactions, and says so; the worker's
+        handling is measured."""
+        run_item_update(self.sandbox, connection.item_id, NEW_PER_UPDATE // ITEM_ACCOUNTS)
         self.post_item_updated(connection.item_id)
         with self.meters.measuring() as cost:
             self.drain()
@@ -236,9 +240,11 @@ class UpdateBench:
             pass
 
 
-def add_transactions(sandbox: str, item_id: str, count: int) -> None:
+def run_item_update(sandbox: str, item_id: str, per_account: int) -> None:
+    """An execution by Pluggy's own scheduler: new data comes only with one, which moves the item's
+    `lastUpdatedAt` (the service fetches an update it has not fetched yet, not a repeated one)."""
     requests.post(
-        f"{sandbox}/sandbox/items/{item_id}/add_transactions", json={"count": count}, timeout=TIMEOUT
+        f"{sandbox}/sandbox/items/{item_id}/auto_sync", json={"transactions": per_account}, timeout=TIMEOUT
     ).raise_for_status()
     stand_in_idle(sandbox)
 

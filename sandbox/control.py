@@ -139,12 +139,18 @@ def pay_loans(item_id: str):
 
 @control.post("/items/<item_id>/auto_sync")
 def auto_sync(item_id: str):
-    """An execution started by Pluggy's own scheduler (triggeredBy SYNC; not rate-limited)."""
+    """An execution started by Pluggy's own scheduler (triggeredBy SYNC; not rate-limited).
+    ``{"transactions": N}``: the bank has N new transactions on each of the item's accounts for
+    it (by default a few); they arrive as Pluggy's do, with the execution that moves
+    ``lastUpdatedAt``."""
+    payload = body()
+    fresh = _count(payload, "transactions", 0) if "transactions" in payload else None
     world = _world()
     with world.lock:
         record = world.record_for(item_id)
         execution.refuse_if_busy(record)
         execution.start(world, record, "SYNC", "LOGIN_IN_PROGRESS")
+        record.next_fresh = fresh  # under the lock: the execution's thread has not run yet
         return jsonify(copy.deepcopy(record.json))
 
 
