@@ -58,6 +58,7 @@ import requests
 import sqlalchemy as sa
 from flask import Flask
 from psycopg.types.json import Jsonb
+from sqlalchemy.engine.interfaces import ExecuteStyle
 
 from harness.processes import stand_in
 from harness.waiting import stand_in_idle
@@ -140,12 +141,20 @@ class Meters:
 
 
 class PlanRecorder:
-    """While recording, the plan of each distinct statement touching `transactions`, taken just
-    before it runs: on its connection, in its transaction, with its parameters."""
+    """While recording, the plan of each distinct statement touching `transactions` (or what
+    `touches` matches), taken just before it runs: on its connection, in its transaction, with its
+    parameters; `whole_table` tells, per dialect, a plan line that scans the history."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        touches: re.Pattern = TOUCHES_TRANSACTIONS,
+        whole_table: dict[str, re.Pattern] = SCANS_WHOLE_TABLE,
+    ) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.touches = touches
+        self.whole_table = whole_table[self.dialect]
         self.plans: dict[str, list[str]] = {}
 
     @contextmanager
@@ -156,18 +165,20 @@ class PlanRecorder:
         finally:
             sa.event.remove(self.engine, "before_cursor_execute", self.explain)
 
-    def explain(self, _connection, cursor, statement, parameters, _context, executemany) -> None:
-        if not TOUCHES_TRANSACTIONS.search(statement) or statement in self.plans:
+    def explain(self, _connection, cursor, statement, parameters, context, executemany) -> None:
+        if not self.touches.search(statement) or statement in self.plans:
             return
         prefix = "EXPLAIN " if self.dialect == "postgresql" else "EXPLAIN QUERY PLAN "
         explaining = cursor.connection.cursor()  # the statement's own cursor is about to be used
-        explaining.execute(prefix + statement, parameters[0] if executemany else parameters)
+        # An executemany sends a list of rows; SQLAlchemy's own multi-row VALUES, one flat batch.
+        one_row = executemany and context.execute_style is not ExecuteStyle.INSERTMANYVALUES
+        explaining.execute(prefix + statement, parameters[0] if one_row else parameters)
         # PostgreSQL answers one line per row; SQLite (id, parent, notused, detail).
         self.plans[statement] = [row[-1] for row in explaining.fetchall()]
         explaining.close()
 
     def report(self) -> list[dict]:
-        whole_table = SCANS_WHOLE_TABLE[self.dialect]
+        whole_table = self.whole_table
         # IN lists of other lengths are other statements with the same plan: one of them is shown.
         shown = {
             squeezed(statement): {

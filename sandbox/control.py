@@ -137,6 +137,19 @@ def pay_loans(item_id: str):
         return jsonify(loans=copy.deepcopy(products.pay_loan_installments(world, record)))
 
 
+@control.post("/items/<item_id>/products/history")
+def add_product_history(item_id: str):
+    """Older history the institution reports: ``{"investmentTransactions": N}`` old movements spread
+    over the item's investments (purchases and their redemptions: the positions do not move) and
+    ``{"bills": M}`` older bills of its card; answers what was added."""
+    payload = body()
+    movements, bills = _count(payload, "investmentTransactions", 0), _count(payload, "bills", 0)
+    world = _world()
+    with world.lock:
+        record = world.record_for(item_id)
+        return jsonify(products.add_history(world, record, movements, bills))  # serialised under the lock
+
+
 @control.post("/items/<item_id>/auto_sync")
 def auto_sync(item_id: str):
     """An execution started by Pluggy's own scheduler (triggeredBy SYNC; not rate-limited).
