@@ -35,9 +35,13 @@ distinct statement touching `investment_transactions` or `bills` taken just befo
 
 What bounds the figures: an investment whose position moved has its movements read again in full
 (sync/investments.py: Pluggy's page-numbered `/investments/{id}/transactions` takes no date filter),
-so the moved investment's share of the history comes back, 500 a page, and is upserted again; and
-every fetch lists every bill of each card (`/bills?accountId=` takes none either) and upserts them
-all. Both grow with the history.
+so the moved investment's share of the history comes back, 500 a page, is upserted again and has
+`last_seen_at` rewritten row by row; and every fetch lists every bill of each card (`/bills?accountId=`
+takes no filter, and no page size either: the stand-in answers 20 a page) and upserts them all. Both
+grow with the history: the goal cannot be met while the service reads it all again. Pluggy's
+cursor-paged `/v2/investments/{id}/transactions` takes `dateFrom` and `createdAtFrom`: reading only
+what is new since the last full read (keeping the weekly full read for what must be tombstoned)
+would make the movements' part follow the change.
 
 Goal: with 100,000 investment movements and 1,000 bills stored (and held by Pluggy), an update
 costs within 1.5x of the same update with none, in time, Pluggy calls and SQL statements.
