@@ -16,13 +16,14 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import console, incremental, lag, memory, queue_depth, scale_out, sync_throughput, webhook_intake
+from . import console, incremental, lag, memory, products, queue_depth, scale_out, sync_throughput, webhook_intake
 from .common import ROOT, engine_name
 
 BENCHMARKS: dict[str, Callable[[str], dict]] = {
     "webhook_intake": webhook_intake.run,
     "sync_throughput": sync_throughput.run,
     "incremental": incremental.run,
+    "products": products.run,
     "memory": memory.run,
     "lag": lag.run,
     "queue_depth": queue_depth.run,

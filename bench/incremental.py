@@ -12,9 +12,11 @@ Method. Two passes, each on emptied tables and with an item of its own in the lo
    window (`SYNC_LOOKBACK_DAYS`) as old history is, with payloads made by the stand-in's own
    generator, so they are shaped like Pluggy's. PostgreSQL's statistics are then refreshed (ANALYZE),
    as autovacuum would soon do on a live database.
-3. Each repetition: the stand-in adds 100 transactions (`add_transactions`), an `item/updated`
-   webhook is posted to the service's receiver (as Pluggy would), and the worker drains the queue:
-   the `webhook_events` job reads the item, settles it and fetches. Only that drain is measured:
+3. Each repetition: the stand-in runs an execution of the item as Pluggy's scheduler does
+   (`auto_sync`), finding 100 new transactions (50 on each of its two accounts) and moving the
+   item's `lastUpdatedAt`; an `item/updated` webhook is posted to the service's receiver (as Pluggy
+   would), and the worker drains the queue: the `webhook_events` job reads the item, sees an update
+   it has not fetched, and fetches. Only that drain is measured:
    wall time, Pluggy HTTP calls (a response hook on the client's requests session; the read-ahead
    thread's calls included) and SQL statements (the engine's `before_cursor_execute`; an
    executemany counts once; on PostgreSQL the staging table's CREATE and COPY, sent through the
@@ -56,6 +58,7 @@ import requests
 import sqlalchemy as sa
 from flask import Flask
 from psycopg.types.json import Jsonb
+from sqlalchemy.engine.interfaces import ExecuteStyle
 
 from harness.processes import stand_in
 from harness.waiting import stand_in_idle
@@ -87,6 +90,7 @@ NEW_PER_UPDATE = 100
 REPETITIONS = 7
 GOAL_RATIO = 2.0
 ITEM_TRANSACTIONS = 120  # the stand-in's smallest item: its own rows are re-read on every update
+ITEM_ACCOUNTS = 2  # a bank account and a card: common.create_item
 HISTORY_YEARS = 5
 HISTORY_BATCH = 10_000
 WORKER_ID = "bench-incremental"
@@ -137,12 +141,20 @@ class Meters:
 
 
 class PlanRecorder:
-    """While recording, the plan of each distinct statement touching `transactions`, taken just
-    before it runs: on its connection, in its transaction, with its parameters."""
+    """While recording, the plan of each distinct statement touching `transactions` (or what
+    `touches` matches), taken just before it runs: on its connection, in its transaction, with its
+    parameters; `whole_table` tells, per dialect, a plan line that scans the history."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        touches: re.Pattern = TOUCHES_TRANSACTIONS,
+        whole_table: dict[str, re.Pattern] = SCANS_WHOLE_TABLE,
+    ) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.touches = touches
+        self.whole_table = whole_table[self.dialect]
         self.plans: dict[str, list[str]] = {}
 
     @contextmanager
@@ -153,18 +165,20 @@ class PlanRecorder:
         finally:
             sa.event.remove(self.engine, "before_cursor_execute", self.explain)
 
-    def explain(self, _connection, cursor, statement, parameters, _context, executemany) -> None:
-        if not TOUCHES_TRANSACTIONS.search(statement) or statement in self.plans:
+    def explain(self, _connection, cursor, statement, parameters, context, executemany) -> None:
+        if not self.touches.search(statement) or statement in self.plans:
             return
         prefix = "EXPLAIN " if self.dialect == "postgresql" else "EXPLAIN QUERY PLAN "
         explaining = cursor.connection.cursor()  # the statement's own cursor is about to be used
-        explaining.execute(prefix + statement, parameters[0] if executemany else parameters)
+        # An executemany sends a list of rows; SQLAlchemy's own multi-row VALUES, one flat batch.
+        one_row = executemany and context.execute_style is not ExecuteStyle.INSERTMANYVALUES
+        explaining.execute(prefix + statement, parameters[0] if one_row else parameters)
         # PostgreSQL answers one line per row; SQLite (id, parent, notused, detail).
         self.plans[statement] = [row[-1] for row in explaining.fetchall()]
         explaining.close()
 
     def report(self) -> list[dict]:
-        whole_table = SCANS_WHOLE_TABLE[self.dialect]
+        whole_table = self.whole_table
         # IN lists of other lengths are other statements with the same plan: one of them is shown.
         shown = {
             squeezed(statement): {
@@ -210,8 +224,9 @@ class UpdateBench:
         return connection
 
     def update(self, connection: Connection) -> Cost:
-        """The stand-in gains 100 transactions and says so; the worker's handling is measured."""
-        add_transactions(self.sandbox, connection.item_id, NEW_PER_UPDATE)
+        """The stand-in updates the item, bringing 100 transactions, and says so; the worker's
+        handling is measured."""
+        run_item_update(self.sandbox, connection.item_id, NEW_PER_UPDATE // ITEM_ACCOUNTS)
         self.post_item_updated(connection.item_id)
         with self.meters.measuring() as cost:
             self.drain()
@@ -236,9 +251,11 @@ class UpdateBench:
             pass
 
 
-def add_transactions(sandbox: str, item_id: str, count: int) -> None:
+def run_item_update(sandbox: str, item_id: str, per_account: int) -> None:
+    """An execution by Pluggy's own scheduler: new data comes only with one, which moves the item's
+    `lastUpdatedAt` (the service fetches an update it has not fetched yet, not a repeated one)."""
     requests.post(
-        f"{sandbox}/sandbox/items/{item_id}/add_transactions", json={"count": count}, timeout=TIMEOUT
+        f"{sandbox}/sandbox/items/{item_id}/auto_sync", json={"transactions": per_account}, timeout=TIMEOUT
     ).raise_for_status()
     stand_in_idle(sandbox)
 

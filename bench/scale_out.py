@@ -9,9 +9,11 @@ The database is emptied first.
 Method. The local stand-in (`sandbox/`, a process of its own) holds `--items` small items, each
 registered and first-synced before anything is measured. Then, for each number K of workers, on a
 fresh queue of the same size:
-- item jobs: every item gets new transactions at the stand-in, and one `item/updated` webhook per
-  item is stored through the real inbox (`webhooks.inbox.store`), which queues one
-  `webhook_events` job per item: read the item, its accounts and transactions, write the new rows.
+- item jobs: every item is updated at the stand-in as by Pluggy's scheduler (`auto_sync`: an
+  execution bringing new transactions, three on each account, and a new `lastUpdatedAt`), and one
+  `item/updated` webhook per item is stored through the real inbox (`webhooks.inbox.store`), which
+  queues one `webhook_events` job per item: read the item, its accounts and transactions, write the
+  new rows.
   Each account's watermark is first set to "now", as it is in the steady state once the first
   sync is over an hour old; otherwise the watermark's hour of overlap would make every job re-read
   a newly created item's whole history.
@@ -68,6 +70,7 @@ from sync.scheduling import JobKind
 from webhooks.inbox import store
 
 from .common import (
+    ACCOUNTS,
     CLIENT_ID,
     CLIENT_SECRET,
     TIMEOUT,
@@ -82,7 +85,8 @@ from .common import (
 
 NOOP = "bench_noop"
 WORKER_APP_NAME = "bench-scale-out-worker"  # PostgreSQL's application_name of the workers' sessions
-NEW_TRANSACTIONS_PER_ITEM = 5
+NEW_TRANSACTIONS_PER_ACCOUNT = 3
+NEW_TRANSACTIONS_PER_ITEM = NEW_TRANSACTIONS_PER_ACCOUNT * ACCOUNTS  # a bank account and a card each
 POLL_INTERVAL = "0.05"
 START_TIMEOUT_S = 120.0
 POLL_S = 0.02  # how often the database is looked at while waiting on the workers
@@ -388,9 +392,11 @@ def analyze_queue() -> None:
 def queue_item_jobs(sandbox: str, item_ids: list[str], tag: str) -> None:
     steady_state_watermarks()
     for item_id in item_ids:
+        # An execution by Pluggy's scheduler: new rows come with one, which moves the item's
+        # lastUpdatedAt (the service does not fetch again an update it has fetched).
         response = requests.post(
-            f"{sandbox}/sandbox/items/{item_id}/add_transactions",
-            json={"count": NEW_TRANSACTIONS_PER_ITEM},
+            f"{sandbox}/sandbox/items/{item_id}/auto_sync",
+            json={"transactions": NEW_TRANSACTIONS_PER_ACCOUNT},
             timeout=TIMEOUT,
         )
         response.raise_for_status()

@@ -137,14 +137,33 @@ def pay_loans(item_id: str):
         return jsonify(loans=copy.deepcopy(products.pay_loan_installments(world, record)))
 
 
+@control.post("/items/<item_id>/products/history")
+def add_product_history(item_id: str):
+    """Older history the institution reports: ``{"investmentTransactions": N}`` old movements spread
+    over the item's investments (purchases and their redemptions: the positions do not move) and
+    ``{"bills": M}`` older bills of its card; answers what was added."""
+    payload = body()
+    movements, bills = _count(payload, "investmentTransactions", 0), _count(payload, "bills", 0)
+    world = _world()
+    with world.lock:
+        record = world.record_for(item_id)
+        return jsonify(products.add_history(world, record, movements, bills))  # serialised under the lock
+
+
 @control.post("/items/<item_id>/auto_sync")
 def auto_sync(item_id: str):
-    """An execution started by Pluggy's own scheduler (triggeredBy SYNC; not rate-limited)."""
+    """An execution started by Pluggy's own scheduler (triggeredBy SYNC; not rate-limited).
+    ``{"transactions": N}``: the bank has N new transactions on each of the item's accounts for
+    it (by default a few); they arrive as Pluggy's do, with the execution that moves
+    ``lastUpdatedAt``."""
+    payload = body()
+    fresh = _count(payload, "transactions", 0) if "transactions" in payload else None
     world = _world()
     with world.lock:
         record = world.record_for(item_id)
         execution.refuse_if_busy(record)
         execution.start(world, record, "SYNC", "LOGIN_IN_PROGRESS")
+        record.next_fresh = fresh  # under the lock: the execution's thread has not run yet
         return jsonify(copy.deepcopy(record.json))
 
 

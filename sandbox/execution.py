@@ -37,6 +37,7 @@ def start(world: World, record: ItemRecord, triggered_by: str, execution_status:
     record.mfa_answered = 0
     record.authorized = False
     record.triggered_by = triggered_by
+    record.next_fresh = None
     world.touch(
         record,
         status="UPDATING",

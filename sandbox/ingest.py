@@ -65,12 +65,15 @@ def collect(world: World, record: ItemRecord, outcome: data.Outcome) -> Changes:
             fresh = data.history(record.data_rng, account, count, now)
         add_rows(world, account, fresh)
         changes.add(changes.created, account["id"], [row["id"] for row in fresh])
+    record.next_fresh = None  # asked for one execution only
     world.refresh_balances(world.account_ids(record.id))
     products.collect(world, record)
     return changes
 
 
 def _fresh_count(record: ItemRecord, outcome: data.Outcome) -> int:
+    if record.next_fresh is not None:
+        return record.next_fresh
     return record.data_rng.randint(*data.NEW_PER_SYNC) * outcome.perf
 
 

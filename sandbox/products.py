@@ -888,6 +888,79 @@ def _bill_payment(rng: random.Random, due: date, total: float) -> Json:
     }
 
 
+# Older history -------------------------------------------------------------------------------
+
+
+def add_history(world: World, record: ItemRecord, movements: int, bills: int) -> Json:
+    """Older history the institution reports for the item (under the lock): ``movements`` old
+    movements spread over its investments, each purchase followed by its redemption the same day so
+    that the positions stay as they are, and ``bills`` older monthly bills of its card, before the
+    ones it has. Answers ``{"investmentTransactions": [...], "bills": [...]}``, what was added."""
+    stored = products_of(world, record.id)
+    investments = stored["investments"]
+    if movements and not investments:
+        raise bad_request("the item has no investments", "ITEM_HAS_NO_INVESTMENTS")
+    cards = [world.accounts[aid] for aid in world.account_ids(record.id) if world.accounts[aid]["type"] == "CREDIT"]
+    if bills and not cards:
+        raise bad_request("the item has no credit card", "ITEM_HAS_NO_CREDIT_CARD")
+    added: Json = {"investmentTransactions": [], "bills": []}
+    for index, investment in enumerate(investments):
+        share = movements // len(investments) + (1 if index < movements % len(investments) else 0)
+        listed = stored["investmentTransactions"][investment["id"]]
+        old = _old_movements(record.data_rng, investment, share, _first_day(investment, listed))
+        listed[:0] = old
+        added["investmentTransactions"] += old
+    if bills:
+        old_bills = _old_bills(record.data_rng, cards[0], stored["bills"], bills, world.now())
+        stored["bills"][:0] = old_bills
+        added["bills"] = old_bills
+    return added
+
+
+def _first_day(investment: Json, movements: list[Json]) -> date:
+    days = [date.fromisoformat(movement["date"][:10]) for movement in movements]
+    return min(days, default=date.fromisoformat(investment["purchaseDate"][:10]))
+
+
+def _old_movements(rng: random.Random, investment: Json, count: int, before: date) -> list[Json]:
+    """``count`` movements, oldest first, a purchase and its redemption a day, up to ``before``."""
+    pairs = math.ceil(count / 2)
+    moved: list[Json] = []
+    for pair in range(pairs):
+        day = before - timedelta(days=pairs - pair)
+        amount = float(rng.randrange(500, 5000, 100))
+        priced = investment["type"] != "FIXED_INCOME"
+        units = round(amount / investment["value"], 6) if priced else None
+        value = investment["value"] if priced else None
+        moved += [_movement(rng, investment["id"], kind, day, units, value, amount) for kind in ("BUY", "SELL")]
+    return moved[:count]
+
+
+def _old_bills(rng: random.Random, card: Json, bills: list[Json], count: int, now: datetime) -> list[Json]:
+    """``count`` monthly bills of the card, oldest first, closed before its oldest one."""
+    own = [bill for bill in bills if bill["accountId"] == card["id"]]
+    if own:
+        oldest = min(own, key=lambda bill: bill["billClosingDate"])
+        closing = date.fromisoformat(oldest["billClosingDate"][:10])
+        due_after = date.fromisoformat(oldest["dueDate"][:10]) - closing
+    else:
+        closing = date.fromisoformat(card["creditData"]["balanceCloseDate"][:10])
+        due_after = date.fromisoformat(card["creditData"]["balanceDueDate"][:10]) - closing
+    old = []
+    for months in range(count, 0, -1):
+        closed = add_months(closing, -months)
+        bill = _bill(rng, card["id"], closed, closed + due_after, [], now)
+        total = float(rng.randrange(300, 8000))
+        bill.update(
+            totalAmount=total,
+            minimumPaymentAmount=round(total * 0.15, 2),
+            allowsInstallments=total > 100,
+            payments=[_bill_payment(rng, closed + due_after, total)],
+        )
+        old.append(bill)
+    return old
+
+
 # Categories ----------------------------------------------------------------------------------
 
 # Pluggy's category tree: eight digits, two per level (group, category, subcategory).

@@ -62,6 +62,8 @@ class ItemRecord:
     announced: bool = False  # item/created went out (its first execution ended well)
     authorized: bool = False  # the user approved this execution's access (app approval or OAuth)
     oauth_redirect_uri: str | None = None  # where the OAuth URL sends the user back to
+    # New transactions per existing account the next execution finds (None: a few, at random).
+    next_fresh: int | None = None
 
     @property
     def connector(self) -> data.Connector:

@@ -98,7 +98,8 @@ def write_bills(session: DbSession, card: Account, rows: list[dict]) -> None:
     refused (left as it is, with its owner)."""
     if not rows:
         return
-    insert = dialect_insert(session)(Bill).values(rows)
+    # The rows go as parameters: one compiled statement serves every card (investments.upsert).
+    insert = dialect_insert(session)(Bill)
     changed = TABLE.c.raw.is_distinct_from(insert.excluded.raw)
     update: dict[str, sa.ColumnElement] = {
         c.name: insert.excluded[c.name] for c in TABLE.columns if c.name not in KEEP_ON_UPDATE
@@ -109,7 +110,8 @@ def write_bills(session: DbSession, card: Account, rows: list[dict]) -> None:
             index_elements=[TABLE.c.pluggy_id],
             set_=update,
             where=TABLE.c.connection_id == insert.excluded.connection_id,
-        )
+        ),
+        rows,
     )
     ids = [row["pluggy_id"] for row in rows]
     ours = session.execute(

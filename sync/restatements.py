@@ -91,12 +91,7 @@ def link_restatements(session: DbSession, account_id: int) -> int:
 
 def unlink_revived(session: DbSession, account_id: int) -> None:
     """A tombstoned row Pluggy returns again was not replaced after all: both links go."""
-    revived = sa.select(Transaction.id).where(
-        Transaction.account_id == account_id,
-        Transaction.replaced_by_id.is_not(None),
-        Transaction.deleted_at.is_(None),
-    )
-    ids = list(session.scalars(revived))
+    ids = list(session.scalars(revived_rows(account_id)))
     if not ids:
         return
     session.execute(
@@ -110,6 +105,17 @@ def unlink_revived(session: DbSession, account_id: int) -> None:
         .where(Transaction.id.in_(ids))
         .values(replaced_by_id=None)
         .execution_options(synchronize_session=False)
+    )
+
+
+def revived_rows(account_id: int) -> sa.Select:
+    """The account's live rows still linked to a replacement, found through the partial index of
+    linked rows (a few): `account_id + 0` is no column, so SQLite, which has no statistics, cannot
+    walk the account's whole history by its index instead, on every fetch."""
+    return sa.select(Transaction.id).where(
+        Transaction.account_id + 0 == account_id,
+        Transaction.replaced_by_id.is_not(None),
+        Transaction.deleted_at.is_(None),
     )
 
 

@@ -235,3 +235,19 @@ def test_a_tombstoned_row_that_comes_back_loses_its_links(session, existing, rep
 
 def test_normalising_ignores_case_accents_and_punctuation():
     assert restatements.normalise("  Farmácia  SÃO-João* ") == "farmacia sao joao"
+
+
+def test_the_rows_to_unlink_are_found_by_the_index_of_linked_rows_not_the_accounts_history(session):
+    """A fetch looks for revived rows on every account: through the partial index of the few linked
+    rows, never the account's index (on SQLite, without statistics, a walk of its whole history)."""
+    statement = restatements.revived_rows(1)
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        for kind in ("seqscan", "bitmapscan"):
+            session.execute(sa.text(f"SET LOCAL enable_{kind} = off"))
+    sql = str(statement.compile(session.get_bind(), compile_kwargs={"literal_binds": True}))
+    prefix = "EXPLAIN QUERY PLAN " if dialect == "sqlite" else "EXPLAIN "
+    plan = "\n".join(str(row[-1]) for row in session.connection().exec_driver_sql(prefix + sql))
+    session.rollback()
+    assert "ix_transactions_replaced_by_id" in plan
+    assert "ix_transactions_account_id" not in plan

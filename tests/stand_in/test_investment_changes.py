@@ -68,3 +68,28 @@ def test_refusals(client, key, item_id):
     assert (answer.status_code, answer.json["codeDescription"]) == (404, "INVESTMENT_NOT_FOUND")
     assert client.post("/sandbox/items/nope/investments/restate").status_code == 404
     refused(client, key, f"/sandbox/items/{item_id}/investments/sell", 404, method="POST")
+
+
+def test_older_history_comes_before_what_the_item_had_and_moves_no_position(client, key, item_id):
+    investments = ok(client, key, "/investments", itemId=item_id)["results"]
+    earlier = {investment["id"]: movements_of(client, key, investment["id"]) for investment in investments}
+    card = next(a for a in ok(client, key, "/accounts", itemId=item_id)["results"] if a["type"] == "CREDIT")
+    bills = ok(client, key, "/bills", accountId=card["id"])["results"]
+
+    answer = client.post(f"/sandbox/items/{item_id}/products/history", json={"investmentTransactions": 31, "bills": 5})
+
+    assert answer.status_code == 200
+    added = answer.json
+    assert len(added["investmentTransactions"]) == 31 and len(added["bills"]) == 5
+    for investment in investments:
+        old = [m for m in added["investmentTransactions"] if m["investmentId"] == investment["id"]]
+        assert len(old) in (31 // len(investments), 31 // len(investments) + 1)
+        assert movements_of(client, key, investment["id"]) == [*old, *earlier[investment["id"]]]
+        page = ok(client, key, f"/investments/{investment['id']}/transactions")
+        validate_response("GET", "/investments/{id}/transactions", page)
+    assert ok(client, key, "/investments", itemId=item_id)["results"] == investments
+    listed = ok(client, key, "/bills", accountId=card["id"])
+    validate_response("GET", "/bills", listed)
+    assert listed["results"] == [*added["bills"], *bills]
+    assert max(bill["billClosingDate"] for bill in added["bills"]) < min(bill["billClosingDate"] for bill in bills)
+    refused(client, key, "/sandbox/items/nope/products/history", 404, method="POST", json={"bills": 1})

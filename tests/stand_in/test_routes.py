@@ -797,3 +797,14 @@ def test_python_m_sandbox_serves_until_sigterm():
         assert requests.get(f"{sandbox.url}/health", timeout=5).json() == {"status": "ok"}
         sandbox.send_signal(signal.SIGTERM)
         assert sandbox.wait(timeout=10) == 0
+
+
+def test_auto_sync_brings_the_transactions_asked_for_with_a_new_last_updated_at(client, key):
+    item = synced_item(client, key)
+    accounts = accounts_of(client, key, item["id"])
+    before = {account["id"]: len(all_transactions(client, key, account["id"])) for account in accounts}
+    client.post(f"/sandbox/items/{item['id']}/auto_sync", json={"transactions": 5})
+    settle(client)
+    after = {account["id"]: len(all_transactions(client, key, account["id"])) for account in accounts}
+    assert after == {account_id: count + 5 for account_id, count in before.items()}
+    assert client.get(f"/items/{item['id']}", headers=key).json["lastUpdatedAt"] > item["lastUpdatedAt"]
