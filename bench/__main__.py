@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import console, incremental, lag, memory, queue_depth, scale_out, sync_throughput, webhook_intake
+from . import change_feed, console, incremental, lag, memory, queue_depth, scale_out, sync_throughput, webhook_intake
 from .common import ROOT, engine_name
 
 BENCHMARKS: dict[str, Callable[[str], dict]] = {
@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, Callable[[str], dict]] = {
     "queue_depth": queue_depth.run,
     "scale_out": scale_out.run,
     "console": console.run,
+    "change_feed": change_feed.run,
 }
 POSTGRESQL_ONLY = {"scale_out"}
 RESULTS = ROOT / "bench" / "results"
