@@ -51,7 +51,7 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -303,7 +303,7 @@ def change_page(user_id: int, after: tuple[int, int]) -> sa.Select:
     )
 
 
-def bare_objects(session: sa.orm.Session, page: list[sa.Row]) -> list[sa.Row]:
+def bare_objects(session: sa.orm.Session, page: Sequence[sa.Row]) -> list[sa.Row]:
     wanted: dict[str, list[str]] = {}
     for row in page:
         wanted.setdefault(row.kind, []).append(row.key)
