@@ -16,7 +16,19 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import console, incremental, lag, memory, products, queue_depth, scale_out, sync_throughput, webhook_intake
+from . import (
+    change_feed,
+    console,
+    incremental,
+    lag,
+    memory,
+    outbound,
+    products,
+    queue_depth,
+    scale_out,
+    sync_throughput,
+    webhook_intake,
+)
 from .common import ROOT, engine_name
 
 BENCHMARKS: dict[str, Callable[[str], dict]] = {
@@ -29,6 +41,8 @@ BENCHMARKS: dict[str, Callable[[str], dict]] = {
     "queue_depth": queue_depth.run,
     "scale_out": scale_out.run,
     "console": console.run,
+    "change_feed": change_feed.run,
+    "outbound": outbound.run,
 }
 POSTGRESQL_ONLY = {"scale_out"}
 RESULTS = ROOT / "bench" / "results"
