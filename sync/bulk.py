@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from models import Transaction
-from models.base import dump_json
+from models.base import UTCDateTime, dump_json
 from models.change import record_new_transactions
 
 TABLE = Transaction.__table__
@@ -91,10 +91,16 @@ def sqlite_upsert(names: tuple[str, ...], dialect) -> tuple[str, list]:
     parameters would take longer than SQLite's own work on it."""
     insert = sqlite.insert(TABLE).values({name: sa.bindparam(name, type_=TABLE.c[name].type) for name in names})
     compiled = upsert(insert).compile(dialect=dialect)
-    columns = [
-        (name, TABLE.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in compiled.positiontup
-    ]
+    columns = [(name, bind_processor(TABLE.c[name].type, dialect)) for name in compiled.positiontup]
     return str(compiled), columns
+
+
+def bind_processor(column_type: sa.types.TypeEngine, dialect):
+    processor = column_type.dialect_impl(dialect).bind_processor(dialect)
+    if processor is not None and isinstance(column_type, UTCDateTime):
+        # A page's rows share their stamps and most of their dates: each value is formatted once.
+        return functools.lru_cache(maxsize=4096)(processor)
+    return processor
 
 
 def upsert_through_staging(connection: Connection, rows: list[dict]) -> Written:
