@@ -222,7 +222,11 @@ def write_transactions(connection: sa.Connection, rows: Iterator[dict]) -> None:
 
 def write_page(connection: sa.Connection, rows: list[dict]) -> None:
     write_batch(connection, Transaction.__table__, rows)
-    record_new_transactions(connection, [row["pluggy_id"] for row in rows])
+    by_account: dict[int, list[str]] = {}
+    for row in rows:
+        by_account.setdefault(row["account_id"], []).append(row["pluggy_id"])
+    for account_id, pluggy_ids in by_account.items():
+        record_new_transactions(connection, account_id, pluggy_ids)
     connection.commit()
 
 

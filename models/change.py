@@ -99,10 +99,10 @@ UNWATCHED_COLUMNS = {
 }
 
 
-def record_new_transactions(connection: sa.Connection, pluggy_ids: list[str]) -> None:
-    """Enter transactions just inserted into the change feed, at one position (this transaction's
-    id on PostgreSQL; on SQLite the clock, ticked once). Another path that inserts transactions
-    must call it too."""
+def record_new_transactions(connection: sa.Connection, account_id: int, pluggy_ids: list[str]) -> None:
+    """Enter transactions just inserted for an account into the change feed, at one position (this
+    transaction's id on PostgreSQL; on SQLite the clock, ticked once). Another path that inserts
+    transactions must call it too."""
     if not pluggy_ids:
         return
     if connection.dialect.name == "postgresql":
@@ -113,16 +113,16 @@ def record_new_transactions(connection: sa.Connection, pluggy_ids: list[str]) ->
         position, now = "(SELECT value FROM change_clock WHERE id = 1)", "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
         wanted = "(SELECT value AS key FROM json_each(:ids)) AS new"
         ids = sa.bindparam("ids", dump_json(pluggy_ids))
+    # The owner comes from the account, by its key: the new rows themselves are not looked up (a plan
+    # prepared while the table was small would scan it for each).
     statement = sa.text(
         "INSERT INTO changes (kind, key, user_id, connection_id, position, added_position, changed_at) "
-        f"SELECT 'transaction', t.pluggy_id, c.user_id, c.id, {position}, {position}, {now} "
-        # Driven by the new ids (CROSS JOIN keeps SQLite's order): each row found by its key.
-        f"FROM {wanted} CROSS JOIN transactions t JOIN accounts a ON a.id = t.account_id "
-        "JOIN connections c ON c.id = a.connection_id WHERE t.pluggy_id = new.key "
+        f"SELECT 'transaction', new.key, c.user_id, c.id, {position}, {position}, {now} "
+        f"FROM {wanted} CROSS JOIN accounts a JOIN connections c ON c.id = a.connection_id WHERE a.id = :account_id "
         "ON CONFLICT (kind, key) DO UPDATE SET position = excluded.position, changed_at = excluded.changed_at, "
         "added_position = COALESCE(changes.added_position, excluded.added_position)"
     )
-    connection.execute(statement.bindparams(ids))
+    connection.execute(statement.bindparams(ids, account_id=account_id))
 
 
 # The same tick as the triggers': an upsert, so a lost clock row cannot leave a NULL position.
@@ -134,4 +134,4 @@ SQLITE_TICK = (
 
 @sa.event.listens_for(Transaction, "after_insert")
 def record_added_transaction(mapper: object, connection: sa.Connection, target: Transaction) -> None:
-    record_new_transactions(connection, [target.pluggy_id])
+    record_new_transactions(connection, target.account_id, [target.pluggy_id])

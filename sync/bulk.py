@@ -80,7 +80,7 @@ def upsert_in_sqlite(connection: Connection, rows: list[dict]) -> Written:
     finally:
         cursor.close()
     new = [row["pluggy_id"] for row in rows if row["pluggy_id"] not in known]
-    record_new_transactions(connection, new)
+    record_new_transactions(connection, rows[0]["account_id"], new)
     return Written(len(new), written - len(new), foreign)
 
 
@@ -110,7 +110,7 @@ def upsert_through_staging(connection: Connection, rows: list[dict]) -> Written:
     if new and not copy_new_rows(connection, new):
         # Someone else stored some of them meanwhile: look again, and upsert the lot.
         return upsert_ours(connection, rows, stored_owners(connection, ids))
-    record_new_transactions(connection, [row["pluggy_id"] for row in new])
+    record_new_transactions(connection, rows[0]["account_id"], [row["pluggy_id"] for row in new])
     written = upsert_ours(connection, [row for row in rows if row["pluggy_id"] in owners], owners)
     return written._replace(created=written.created + len(new))
 
@@ -129,7 +129,7 @@ def upsert_staged(connection: Connection, rows: list[dict]) -> tuple[int, int]:
     # created_at is never overwritten, so a written row that carries this page's stamp is new.
     written = connection.execute(upsert(insert).returning(TABLE.c.pluggy_id, TABLE.c.created_at)).all()
     created = [pluggy_id for pluggy_id, stamp in written if stamp == rows[0]["created_at"]]
-    record_new_transactions(connection, created)
+    record_new_transactions(connection, rows[0]["account_id"], created)
     return len(created), len(written) - len(created)
 
 

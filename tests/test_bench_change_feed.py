@@ -30,11 +30,14 @@ def test_the_seed_writes_one_users_feed_of_the_size_asked_for(migrated_database)
             assert count(Transaction) == TINY.transactions == 1_200
             assert count(Change) == count(Change, Change.user_id == user_id) == TINY.changes
             assert count(Change, Change.kind == "transaction") == TINY.transactions
-            # Written as a sync writes its pages: a batch's transactions share one position.
-            positions = db.session.scalar(
-                sa.select(sa.func.count(sa.distinct(Change.position))).where(Change.kind == "transaction")
-            )
-            assert positions == 1
+            # Written as a sync writes its pages: a batch's transactions of one account share one position.
+            positions = db.session.execute(
+                sa.select(Transaction.account_id, sa.func.count(sa.distinct(Change.position)))
+                .join(Transaction, Transaction.pluggy_id == Change.key)
+                .where(Change.kind == "transaction")
+                .group_by(Transaction.account_id)
+            ).all()
+            assert [count for _, count in positions] == [1] * TINY.accounts
 
         keys, pages = read_through_api(app, user_id)
         assert keys == read_bare(app, user_id)[0]
