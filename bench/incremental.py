@@ -47,11 +47,13 @@ import statistics
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 import requests
@@ -94,6 +96,7 @@ ITEM_ACCOUNTS = 2  # a bank account and a card: common.create_item
 HISTORY_YEARS = 5
 HISTORY_BATCH = 10_000
 WORKER_ID = "bench-incremental"
+A_PLUGGY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 SEED = 7
 TOUCHES_TRANSACTIONS = re.compile(r"\btransactions\b", re.IGNORECASE)  # not incoming_transactions
 PLACEHOLDER_RUN = re.compile(r"\?(, \?){3,}")  # an IN list of hundreds of ? reads as one
@@ -109,21 +112,24 @@ class Cost:
     pluggy_calls: int = 0
     statements: int = 0
     created: int = 0
+    calls_by_route: dict[str, int] = field(default_factory=dict)
 
 
 class Meters:
-    """Counts what the service sends out while it works: Pluggy requests and SQL statements."""
+    """Counts what the service sends out while it works: Pluggy requests (by route) and SQL
+    statements."""
 
     def __init__(self, engine: sa.Engine, session: requests.Session) -> None:
         self.lock = threading.Lock()  # the fetch's read-ahead thread calls Pluggy too
-        self.pluggy_calls = 0
+        self.routes: Counter[str] = Counter()
         self.statements = 0
         session.hooks["response"].append(self.count_pluggy_call)
         sa.event.listen(engine, "before_cursor_execute", self.count_statement)
 
     def count_pluggy_call(self, response, *args, **kwargs) -> None:
+        route = A_PLUGGY_ID.sub("{id}", urlsplit(response.url).path)
         with self.lock:
-            self.pluggy_calls += 1
+            self.routes[route] += 1
 
     def count_statement(self, *args) -> None:
         with self.lock:
@@ -132,11 +138,12 @@ class Meters:
     @contextmanager
     def measuring(self) -> Iterator[Cost]:
         cost = Cost()
-        calls, statements = self.pluggy_calls, self.statements
+        routes, statements = self.routes.copy(), self.statements
         started = time.perf_counter()
         yield cost
         cost.seconds = round(time.perf_counter() - started, 4)
-        cost.pluggy_calls = self.pluggy_calls - calls
+        cost.calls_by_route = dict(sorted((self.routes - routes).items()))
+        cost.pluggy_calls = sum(cost.calls_by_route.values())
         cost.statements = self.statements - statements
 
 
@@ -239,6 +246,11 @@ class UpdateBench:
             self.update(connection)
         return recorder.report()
 
+    def control(self, path: str, **body) -> dict:
+        response = requests.post(f"{self.sandbox}/sandbox/{path}", json=body, timeout=TIMEOUT)
+        response.raise_for_status()
+        return response.json()
+
     def post_item_updated(self, item_id: str) -> None:
         payload = item_event(self.rng, "item/updated", {"id": item_id}, "SYNC")
         response = self.receiver.post("/webhooks/pluggy", json=payload, headers={"X-Webhook-Secret": WEBHOOK_SECRET})
@@ -284,11 +296,7 @@ def store_history(connection: Connection, count: int, lookback_days: int) -> Non
         )
     ]
     db.session.commit()  # the rows go in through a connection of their own
-    rows = history_rows(accounts, count, lookback_days, random.Random(SEED))
-    if db.engine.dialect.name == "postgresql":
-        copy_rows(rows)
-    else:
-        insert_rows(rows)
+    write_rows(Transaction.__table__, history_rows(accounts, count, lookback_days, random.Random(SEED)))
 
 
 def history_rows(
@@ -305,24 +313,37 @@ def history_rows(
         yield transaction_row(new_transaction(rng, account, day, "POSTED", ingested), account_id, now)
 
 
-def copy_rows(rows: Iterator[dict]) -> None:
+def write_rows(table: sa.Table, rows: Iterator[dict]) -> None:
+    """Rows straight into a table, set-based: COPY on PostgreSQL, executemany on SQLite."""
+    first = next(rows, None)
+    if first is None:
+        return
+    if db.engine.dialect.name == "postgresql":
+        copy_rows(table, itertools.chain([first], rows))
+    else:
+        insert_rows(table, itertools.chain([first], rows))
+
+
+def copy_rows(table: sa.Table, rows: Iterator[dict]) -> None:
     first = next(rows)
     names = list(first)
     with db.engine.begin() as connection:
         cursor = connection.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY {Transaction.__tablename__} ({', '.join(names)}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
             for row in itertools.chain([first], rows):
-                copy.write_row(
-                    [Jsonb(value, dumps=json_text) if name == "raw" else value for name, value in row.items()]
-                )
+                copy.write_row([as_copied(value) for value in row.values()])
         # A live database's statistics follow its size (autovacuum); a fresh bulk load's do not yet.
-        connection.execute(sa.text(f"ANALYZE {Transaction.__tablename__}"))
+        connection.execute(sa.text(f"ANALYZE {table.name}"))
 
 
-def insert_rows(rows: Iterator[dict]) -> None:
+def as_copied(value):
+    return Jsonb(value, dumps=json_text) if isinstance(value, dict | list) else value
+
+
+def insert_rows(table: sa.Table, rows: Iterator[dict]) -> None:
     with db.engine.begin() as connection:
         for batch in batches(rows, HISTORY_BATCH):
-            connection.execute(sa.insert(Transaction.__table__), batch)
+            connection.execute(sa.insert(table), batch)
 
 
 def batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:

@@ -50,49 +50,41 @@ costs within 1.5x of the same update with none, in time, Pluggy calls and SQL st
 from __future__ import annotations
 
 import argparse
-import itertools
-import random
 import re
 import statistics
 import tempfile
-import threading
-import time
-from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import requests
 import sqlalchemy as sa
-from flask import Flask
-from psycopg.types.json import Jsonb
 
 from harness.processes import stand_in
-from models import Account, Bill, Connection, Investment, InvestmentTransaction, SyncRun, User, db
+from models import Account, Bill, Connection, Investment, InvestmentTransaction, SyncRun, db
 from models.base import utcnow
-from pluggy_client import PluggyClient
-from sandbox.events import item_event
 from sync.bills import bill_row
-from sync.connections import BankConnectionService
 from sync.investments import movement_row
-from sync.jobs import sync_worker
-from sync.runtime import sync_settings
 
 from .common import (
-    CLIENT_ID,
-    CLIENT_SECRET,
     TIMEOUT,
     WEBHOOK_SECRET,
     create_item,
-    empty_tables,
     engine_name,
     service_app,
     timed,
     write_json,
 )
-from .incremental import PlanRecorder, batches, json_text, run_item_update
+from .incremental import (
+    MEASURES,
+    Cost,
+    PlanRecorder,
+    UpdateBench,
+    figure,
+    ratios,
+    run_item_update,
+    write_rows,
+)
 
 DEFAULT_MOVEMENTS = 100_000
 DEFAULT_BILLS = 1_000
@@ -101,10 +93,6 @@ GOAL_RATIO = 1.5
 ITEM_TRANSACTIONS = 120  # the stand-in's smallest item
 NEW_PER_ACCOUNT = 1  # transactions each update brings: the products are what is measured
 PRODUCTS = {"CREDIT_CARDS", "INVESTMENTS", "INVESTMENTS_TRANSACTIONS", "IDENTITY", "LOANS"}
-HISTORY_BATCH = 10_000
-WORKER_ID = "bench-products"
-SEED = 11
-A_PLUGGY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MOVEMENTS_ROUTE = "/investments/{id}/transactions"
 TOUCHES_HISTORY = re.compile(r"\b(investment_transactions|bills)\b", re.IGNORECASE)
 SCANS_HISTORY = {
@@ -119,57 +107,8 @@ class History:
     bills: int = 0
 
 
-@dataclass
-class Cost:
-    seconds: float = 0.0
-    pluggy_calls: int = 0
-    statements: int = 0
-    calls_by_route: dict[str, int] = field(default_factory=dict)
-
-
-class Meters:
-    """Counts what the service sends out while it works: Pluggy requests (by route) and SQL
-    statements."""
-
-    def __init__(self, engine: sa.Engine, session: requests.Session) -> None:
-        self.lock = threading.Lock()  # the transaction fetch's read-ahead thread calls Pluggy too
-        self.routes: Counter[str] = Counter()
-        self.statements = 0
-        session.hooks["response"].append(self.count_pluggy_call)
-        sa.event.listen(engine, "before_cursor_execute", self.count_statement)
-
-    def count_pluggy_call(self, response, *args, **kwargs) -> None:
-        route = A_PLUGGY_ID.sub("{id}", urlsplit(response.url).path)
-        with self.lock:
-            self.routes[route] += 1
-
-    def count_statement(self, *args) -> None:
-        with self.lock:
-            self.statements += 1
-
-    @contextmanager
-    def measuring(self) -> Iterator[Cost]:
-        cost = Cost()
-        routes, statements = self.routes.copy(), self.statements
-        started = time.perf_counter()
-        yield cost
-        cost.seconds = round(time.perf_counter() - started, 4)
-        cost.calls_by_route = dict(sorted((self.routes - routes).items()))
-        cost.pluggy_calls = sum(cost.calls_by_route.values())
-        cost.statements = self.statements - statements
-
-
-class ProductsBench:
-    """The service (its app, a Pluggy client, a worker) against the stand-in, its work measured."""
-
-    def __init__(self, app: Flask, sandbox: str) -> None:
-        self.sandbox = sandbox
-        session = requests.Session()
-        self.meters = Meters(db.engine, session)
-        self.client = PluggyClient(sandbox, CLIENT_ID, CLIENT_SECRET, session=session)
-        self.worker = sync_worker(app, self.client)
-        self.receiver = app.test_client()
-        self.rng = random.Random(SEED)
+class ProductsBench(UpdateBench):
+    """The incremental benchmark's service and meters, with product updates and history."""
 
     def measure_pass(self, history: History, repetitions: int) -> tuple[dict, Connection]:
         """A fresh item first-synced, its older history stored (if any), then `repetitions` updates."""
@@ -181,13 +120,7 @@ class ProductsBench:
         return summary(costs, history, loading), connection
 
     def connect(self, item_id: str) -> Connection:
-        """On emptied tables, the item registered as the service does, and its first sync run."""
-        empty_tables()
-        user = User(email="bench@example.com")
-        db.session.add(user)
-        db.session.commit()
-        connection, _ = BankConnectionService(db.session, self.client, sync_settings()).register(user, item_id)
-        self.drain()
+        connection = super().connect(item_id)
         missing = PRODUCTS - set(connection.products or [])
         if missing:
             raise RuntimeError(f"the stand-in's item does not offer {sorted(missing)}")
@@ -210,22 +143,6 @@ class ProductsBench:
         with recorder.recording():
             self.update(connection)
         return recorder.report()
-
-    def control(self, path: str, **body) -> dict:
-        response = requests.post(f"{self.sandbox}/sandbox/{path}", json=body, timeout=TIMEOUT)
-        response.raise_for_status()
-        return response.json()
-
-    def post_item_updated(self, item_id: str) -> None:
-        payload = item_event(self.rng, "item/updated", {"id": item_id}, "SYNC")
-        response = self.receiver.post("/webhooks/pluggy", json=payload, headers={"X-Webhook-Secret": WEBHOOK_SECRET})
-        if response.status_code != 200:
-            body = response.get_data(as_text=True)
-            raise RuntimeError(f"the receiver refused the webhook: {response.status_code} {body}")
-
-    def drain(self) -> None:
-        while self.worker.run_one(db.session, WORKER_ID):
-            pass
 
 
 def check_update(connection: Connection, movement_id: str) -> None:
@@ -293,45 +210,7 @@ def bill_rows(connection: Connection, payloads: list[dict]) -> Iterator[dict]:
             yield row
 
 
-def write_rows(table: sa.Table, rows: Iterator[dict]) -> None:
-    first = next(rows, None)
-    if first is None:
-        return
-    if db.engine.dialect.name == "postgresql":
-        copy_rows(table, itertools.chain([first], rows))
-    else:
-        insert_rows(table, itertools.chain([first], rows))
-
-
-def copy_rows(table: sa.Table, rows: Iterator[dict]) -> None:
-    first = next(rows)
-    names = list(first)
-    with db.engine.begin() as connection:
-        cursor = connection.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
-            for row in itertools.chain([first], rows):
-                copy.write_row([as_copied(value) for value in row.values()])
-        # A live database's statistics follow its size (autovacuum); a fresh bulk load's do not yet.
-        connection.execute(sa.text(f"ANALYZE {table.name}"))
-
-
-def as_copied(value):
-    return Jsonb(value, dumps=json_text) if isinstance(value, dict | list) else value
-
-
-def insert_rows(table: sa.Table, rows: Iterator[dict]) -> None:
-    with db.engine.begin() as connection:
-        for batch in batches(rows, HISTORY_BATCH):
-            connection.execute(sa.insert(table), batch)
-
-
 # Results -----------------------------------------------------------------------------------
-
-MEASURES = (
-    ("seconds", "update time"),
-    ("pluggy_calls", "Pluggy calls per update"),
-    ("statements", "SQL statements per update"),
-)
 
 
 def summary(costs: list[Cost], history: History, loading_seconds: float) -> dict:
@@ -343,10 +222,6 @@ def summary(costs: list[Cost], history: History, loading_seconds: float) -> dict
         "movement_pages": statistics.median(cost.calls_by_route.get(MOVEMENTS_ROUTE, 0) for cost in costs),
         "each": [asdict(cost) for cost in costs],
     }
-
-
-def ratios(empty: dict, loaded: dict) -> dict:
-    return {key: round(loaded[key] / empty[key], 2) for key, _ in MEASURES}
 
 
 def table(empty: dict, loaded: dict, ratio: dict) -> list[dict]:
@@ -369,10 +244,6 @@ def table(empty: dict, loaded: dict, ratio: dict) -> list[dict]:
         }
     )
     return rows
-
-
-def figure(key: str, value: float) -> str:
-    return f"{value:.3f} s" if key == "seconds" else f"{value:g}"
 
 
 def run(
