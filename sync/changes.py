@@ -39,7 +39,7 @@ from models import (
     Loan,
     Transaction,
 )
-from models.base import utcnow
+from models.base import BuiltJSON, utcnow
 from models.database import DbSession
 
 from .job_context import SyncJobContext
@@ -146,7 +146,11 @@ def pruned_before(session: DbSession) -> int:
 
 def entry_of(change: Any, found: tuple[Any, str | None] | None, after: Position) -> Entry | None:
     kind = KINDS[change.kind]
-    new_to_reader = change.added_position is not None and Position(change.added_position, change.id) > after
+    # As Position's order, without making one a row.
+    new_to_reader = change.added_position is not None and (change.added_position, change.id) > (
+        after.position,
+        after.id,
+    )
     if found is None:
         # First appeared after the reader's position and gone already: the reader never had it.
         return None if new_to_reader else Entry(EntryState.REMOVED, kind, change.key, change.connection_id)
@@ -232,7 +236,7 @@ def transactions_statement(dialect: str) -> sa.Select:
 def shown_raw(dialect: str, raw: Any, members: tuple[str, ...]) -> Any:
     """A raw payload cut down by the database to `members` (null where it has none, as `.get` reads
     it): decoding the whole payload in Python was a fifth of a page's time. SQLite's `->` answers a
-    member's JSON as stored, which json_object takes as JSON."""
+    member's JSON as stored, which json_object takes as JSON; the result is read by orjson."""
     postgresql = dialect == "postgresql"
     pairs = []
     for member in members:
@@ -240,7 +244,7 @@ def shown_raw(dialect: str, raw: Any, members: tuple[str, ...]) -> Any:
         path = f"'{member}'" if postgresql else f"'$.\"{member}\"'"
         pairs += [sa.literal_column(f"'{member}'"), raw.op("->")(sa.literal_column(path))]
     build = sa.func.jsonb_build_object if postgresql else sa.func.json_object
-    return sa.type_coerce(build(*pairs), sa.JSON())
+    return sa.type_coerce(build(*pairs), BuiltJSON())
 
 
 def load_bills(session: DbSession, keys: list[str]) -> Iterable[tuple[str, Any, str | None]]:

@@ -4,6 +4,7 @@ whatever the writers do meanwhile."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import threading
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from models import Account, Bill, Change, ChangeKind, Connection, Identity, Loan, Transaction, User, db
-from models.base import utcnow
+from models.base import BuiltJSON, utcnow
 from models.change import UNWATCHED_COLUMNS
 from sandbox import data as pf
 from sync import changes, scheduling
@@ -647,3 +648,16 @@ def test_each_kinds_entry_is_the_json_its_own_route_serves(client, headers, sess
     assert mirror.held == expected
     restated = [data for data in expected.values() if data.get("replaces") or data.get("replaced_by")]
     assert len(restated) == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 0.1, "b": [1e-7, -0.0, 18446744073709551615]}',
+        '"\\ud800 lone"',
+        "340282366920938463463374607431768211456",
+    ],
+)
+def test_built_json_reads_what_json_loads_reads(text):
+    assert BuiltJSON().process_result_value(text, None) == json.loads(text)
+    assert BuiltJSON().process_result_value({"decoded": True}, None) == {"decoded": True}
