@@ -1,4 +1,7 @@
-"""The JSON shapes of docs/API.md, built from the models."""
+"""The JSON shapes of docs/API.md, built from the models.
+
+Each serialiser reads its object's attributes only, so that it takes the model or a Core row of the
+model's table (with the same names: the change feed reads rows, sync/changes.py), one shape for both."""
 
 from __future__ import annotations
 
@@ -283,10 +286,7 @@ def transaction_json(transaction: Transaction, account_pluggy_id: str) -> dict:
 
 def restatement_json(transaction: Transaction) -> dict:
     """The Pluggy ids of the row this one replaced and of the row that replaced it (sync/restatements.py)."""
-    return {
-        "replaces": transaction.replaces.pluggy_id if transaction.replaces is not None else None,
-        "replaced_by": transaction.replaced_by.pluggy_id if transaction.replaced_by is not None else None,
-    }
+    return {"replaces": transaction.replaces_pluggy_id, "replaced_by": transaction.replaced_by_pluggy_id}
 
 
 def investment_json(investment: Investment) -> dict:
@@ -455,7 +455,7 @@ def change_json(entry: Entry, open_runs: dict[int, SyncRun], *, personal: bool) 
     """One change-feed entry: its kind and id, and unless removed its connection and the object as
     the API serves it. Without `personal` (the app's feed, not the owner's) an identity carries no
     personal data: its owner's feed, or its own route, has it."""
-    kind = ChangeKind(entry.kind)
+    kind = entry.kind
     shown_id: str | int = int(entry.key) if kind in (ChangeKind.CONNECTION, ChangeKind.IDENTITY) else entry.key
     if entry.state == EntryState.REMOVED:
         return {"kind": kind, "id": shown_id}
@@ -469,7 +469,7 @@ def change_json(entry: Entry, open_runs: dict[int, SyncRun], *, personal: bool) 
 
 def entry_data(entry: Entry, open_runs: dict[int, SyncRun], personal: bool) -> dict:
     found, parent = entry.found, entry.parent_id or ""
-    match ChangeKind(entry.kind):
+    match entry.kind:
         case ChangeKind.CONNECTION:
             return connection_json(found, open_runs.get(found.id))
         case ChangeKind.ACCOUNT:

@@ -77,5 +77,14 @@ class Transaction(Base):
         foreign_keys=[replaced_by_id], remote_side=[id], lazy="selectin", viewonly=True
     )
 
+    # The API's names for the links; the change feed's rows carry columns of these names instead.
+    @property
+    def replaces_pluggy_id(self) -> str | None:
+        return None if self.replaces is None else self.replaces.pluggy_id
+
+    @property
+    def replaced_by_pluggy_id(self) -> str | None:
+        return None if self.replaced_by is None else self.replaced_by.pluggy_id
+
     def __repr__(self) -> str:
         return f"<Transaction {self.id} {self.pluggy_id} {self.amount} {self.status}>"

@@ -4,6 +4,7 @@ whatever the writers do meanwhile."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import threading
@@ -14,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from models import Account, Change, Connection, Transaction, User, db
-from models.base import utcnow
+from models import Account, Bill, Change, ChangeKind, Connection, Identity, Loan, Transaction, User, db
+from models.base import BuiltJSON, utcnow
 from models.change import UNWATCHED_COLUMNS
 from sandbox import data as pf
 from sync import changes, scheduling
@@ -577,3 +578,86 @@ def test_a_reader_paging_while_the_worker_syncs_ends_with_exactly_the_live_state
     for key, data in expected.items():
         if key[0] in ("transaction", "investment_transaction"):
             assert mirror.held[key] == data
+
+
+# Every kind's JSON ---------------------------------------------------------------------------------
+
+ODD_TEXT = 'Transferência PIX \u2615 \U0001f600 \x7f "quoted" back\\slash'
+ODD_NUMBERS = {"tiny": 1e-7, "huge": 1e16, "negative_zero": -0.0, "plain": 12.5, "big": 12345678901234567890}
+
+
+def every_kind(session, synced: Connection) -> None:
+    """Beside the synced rows: a bill, a loan, an identity, a restatement's links and odd text and
+    numbers in the columns and raw payloads the serialisers read."""
+    account = session.scalars(sa.select(Account).where(Account.connection_id == synced.id)).first()
+    rows = session.scalars(sa.select(Transaction).order_by(Transaction.id)).all()
+    rows[0].replaces_id, rows[1].replaced_by_id = rows[1].id, rows[0].id
+    rows[2].description = ODD_TEXT
+    rows[2].raw = {**rows[2].raw, "paymentData": {"payer": {"name": ODD_TEXT}, **ODD_NUMBERS}, "merchant": None}
+    rows[3].raw = {"merchant": 0.1 + 0.2, "creditCardMetadata": ODD_TEXT, "paymentData": [1, 2.5, 1e300, True]}
+    rows[4].raw = {}
+    now = utcnow()
+    session.add(
+        Bill(
+            connection_id=synced.id,
+            account_id=account.id,
+            pluggy_id=pf.new_id(),
+            due_date=now.date(),
+            total_amount=Decimal("1895.3"),
+            currency_code="BRL",
+            finance_charges=[{"id": "c1", "type": "LATE_FEE", "amount": 1e-7, "additionalInfo": ODD_TEXT}],
+            finance_charges_total=Decimal("0.0001"),
+            payments=[{"id": "p1", "valueType": "TOTAL", "amount": 10, "paymentDate": "2026-01-02"}],
+            payments_total=Decimal(10),
+            raw={},
+            last_seen_at=now,
+        )
+    )
+    session.add(
+        Loan(
+            connection_id=synced.id,
+            pluggy_id=pf.new_id(),
+            product_name=ODD_TEXT,
+            contract_amount=Decimal("1000.5"),
+            cet=Decimal("0.21960000"),
+            interest_rates=[{"taxType": "NOMINAL", "preFixedRate": 0.0123}],
+            raw={},
+            pluggy_date=now,
+        )
+    )
+    session.add(
+        Identity(
+            connection_id=synced.id,
+            pluggy_id=pf.new_id(),
+            full_name="Ana Souza",
+            document="123.456.789-00",
+            emails=[{"value": "ana@example.com", "type": "Personal"}],
+            addresses=[{"fullAddress": ODD_TEXT}],
+            raw={},
+        )
+    )
+    session.commit()
+
+
+def test_each_kinds_entry_is_the_json_its_own_route_serves(client, headers, session, synced):
+    every_kind(session, synced)
+    mirror = Mirror()
+    mirror.follow(client, headers)
+    expected = served(client, headers)
+    assert {kind for kind, _ in mirror.held} == set(ChangeKind)
+    assert mirror.held == expected
+    restated = [data for data in expected.values() if data.get("replaces") or data.get("replaced_by")]
+    assert len(restated) == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 0.1, "b": [1e-7, -0.0, 18446744073709551615]}',
+        '"\\ud800 lone"',
+        "340282366920938463463374607431768211456",
+    ],
+)
+def test_built_json_reads_what_json_loads_reads(text):
+    assert BuiltJSON().process_result_value(text, None) == json.loads(text)
+    assert BuiltJSON().process_result_value({"decoded": True}, None) == {"decoded": True}
