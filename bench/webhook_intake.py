@@ -6,11 +6,17 @@ loopback, measured side by side in one run against a bare Flask endpoint that in
 Goal: ours at least 0.7x the bare endpoint's throughput, and a p99 under 20 ms at half
 of the maximum load in each of five runs, on SQLite and on PostgreSQL.
 
-The two servers. Both are gunicorn processes started here on 127.0.0.1 with the same settings:
-`--worker-class gthread --workers 2 --threads 4 --keep-alive 2` (gunicorn's default). Two workers since
-the machine has two cores and a request is mostly Python on the CPU: more processes than cores only
-take turns. Four threads per worker because a request also waits on the database (a PostgreSQL
-round trip, SQLite's write lock), and a waiting thread releases the GIL to the next request.
+The two servers. Both are gunicorn processes started here on 127.0.0.1 with the same settings, the
+process layout the README gives for each engine: `--worker-class gthread --keep-alive 2` (gunicorn's
+default) with `--workers 2 --threads 4` on PostgreSQL and `--workers 1 --threads 8` on SQLite
+(`DEPLOYED`). On PostgreSQL, two workers since the machine has two cores and a request is mostly
+Python on the CPU: more processes than cores only take turns. Threads because a request also waits
+on the database (a PostgreSQL round trip, SQLite's write lock), and a waiting thread releases the
+GIL to the next request. On SQLite one process: SQLite has one writer at a time, and a writer that
+finds the lock taken by another process sleeps in its busy handler's growing steps (1, 2, 5, 10 ms
+and on) before it looks again, which put the p99 at half load at 14 to 59 ms with two processes
+(BENCHMARKS.md); the threads of one process meet at SQLite's lock too, but a turn there is short.
+`--workers` and `--threads` measure another layout.
 gthread rather than the default sync worker because sync closes the connection after every answer,
 which would measure TCP set-up instead of intake; Pluggy and load balancers reuse connections.
 - ours is the real app (`wsgi:app`), configured through the environment as in production
@@ -89,6 +95,9 @@ REQUEST_TIMEOUT = 10.0
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 ERROR_EXAMPLES = 5
+
+# The web tier's processes and threads the README gives for each engine ("Processes").
+DEPLOYED = {"postgresql": (2, 4), "sqlite": (1, 8)}
 
 GOAL_THROUGHPUT_RATIO = 0.7
 GOAL_P99_MS = 20.0
@@ -469,12 +478,13 @@ def run(
     *,
     warmup: float = Settings.warmup,
     connections: int = Settings.connections,
-    workers: int = Settings.workers,
-    threads: int = Settings.threads,
+    workers: int | None = None,
+    threads: int | None = None,
     runs: int = Settings.runs,
 ) -> dict:
-    settings = Settings(seconds, warmup, connections, workers, threads, runs)
     database_url = normalised_url("DATABASE_URL", database_url)
+    deployed_workers, deployed_threads = DEPLOYED[engine_name(database_url)]
+    settings = Settings(seconds, warmup, connections, workers or deployed_workers, threads or deployed_threads, runs)
     prepare_database(database_url)
     results = measure_served_apps(database_url, settings)
     for app, rows in stored_rows_and_cleanup(database_url).items():
@@ -588,8 +598,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=Settings.seconds, help="per phase and app")
     parser.add_argument("--warmup", type=float, default=Settings.warmup, help="per app")
     parser.add_argument("--connections", type=int, default=Settings.connections)
-    parser.add_argument("--workers", type=int, default=Settings.workers, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=Settings.threads, help="gunicorn threads per worker")
+    parser.add_argument("--workers", type=int, help="gunicorn workers (default: the engine's layout, DEPLOYED)")
+    parser.add_argument("--threads", type=int, help="gunicorn threads per worker (default: as --workers)")
     parser.add_argument("--runs", type=int, default=Settings.runs, help="half-load phases, each judged alone")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()

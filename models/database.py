@@ -15,7 +15,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, scoped_session
 
 from .base import Base, dump_json
-from .sqlite_writes import BUSY_TIMEOUT_MS, SerialWriterConnection
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate(render_as_batch=True, compare_type=True)
@@ -31,8 +30,6 @@ def engine_options(database_uri: str) -> dict[str, Any]:
     if database_uri.startswith("postgresql"):
         # Every outbound call has a timeout, the database included; pre-ping survives server restarts.
         options.update(pool_pre_ping=True, connect_args={"connect_timeout": 5})
-    elif database_uri.startswith("sqlite"):
-        options.update(connect_args={"factory": SerialWriterConnection})
     return options
 
 
@@ -53,14 +50,13 @@ def read_snapshot(engine: Engine) -> Iterator[Session]:
 
 @event.listens_for(Engine, "connect")
 def configure_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
-    """SQLite has two writers here (web and worker): WAL and a busy timeout let them take turns
-    (and the threads of one process take theirs first: `sqlite_writes`), and foreign keys must be
-    switched on for ON DELETE rules to hold."""
+    """SQLite has two writers here (web and worker): WAL and a busy timeout let them take turns,
+    and foreign keys must be switched on for ON DELETE rules to hold."""
     if not isinstance(dbapi_connection, sqlite3.Connection):
         return
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
