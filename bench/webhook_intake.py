@@ -105,11 +105,11 @@ GOAL_P99_MS = 20.0
 
 @dataclass(frozen=True)
 class Settings:
+    workers: int  # the engine's layout (DEPLOYED) unless asked otherwise
+    threads: int
     seconds: float = 15.0
     warmup: float = 3.0
     connections: int = 16
-    workers: int = 2
-    threads: int = 4
     runs: int = 5  # half-load phases: the tail must hold in each, not on average
 
     def gunicorn_args(self) -> list[str]:
@@ -484,7 +484,9 @@ def run(
 ) -> dict:
     database_url = normalised_url("DATABASE_URL", database_url)
     deployed_workers, deployed_threads = DEPLOYED[engine_name(database_url)]
-    settings = Settings(seconds, warmup, connections, workers or deployed_workers, threads or deployed_threads, runs)
+    settings = Settings(
+        workers or deployed_workers, threads or deployed_threads, seconds, warmup, connections, runs=runs
+    )
     prepare_database(database_url)
     results = measure_served_apps(database_url, settings)
     for app, rows in stored_rows_and_cleanup(database_url).items():
