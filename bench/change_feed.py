@@ -222,11 +222,16 @@ def write_transactions(connection: sa.Connection, rows: Iterator[dict]) -> None:
 
 def write_page(connection: sa.Connection, rows: list[dict]) -> None:
     write_batch(connection, Transaction.__table__, rows)
-    by_account: dict[int, list[str]] = {}
-    for row in rows:
-        by_account.setdefault(row["account_id"], []).append(row["pluggy_id"])
-    for account_id, pluggy_ids in by_account.items():
-        record_new_transactions(connection, account_id, pluggy_ids)
+    written = connection.execute(
+        sa.select(Transaction.account_id, Transaction.id, Transaction.pluggy_id).where(
+            Transaction.pluggy_id.in_([row["pluggy_id"] for row in rows])
+        )
+    )
+    by_account: dict[int, list[tuple[int, str]]] = {}
+    for account_id, row_id, pluggy_id in written:
+        by_account.setdefault(account_id, []).append((row_id, pluggy_id))
+    for account_id, new_rows in by_account.items():
+        record_new_transactions(connection, account_id, new_rows)
     connection.commit()
 
 

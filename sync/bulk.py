@@ -80,8 +80,18 @@ def upsert_in_sqlite(connection: Connection, rows: list[dict]) -> Written:
     finally:
         cursor.close()
     new = [row["pluggy_id"] for row in rows if row["pluggy_id"] not in known]
-    record_new_transactions(connection, rows[0]["account_id"], new)
+    record_new_transactions(connection, rows[0]["account_id"], sqlite_ids(connection, new))
     return Written(len(new), written - len(new), foreign)
+
+
+def sqlite_ids(connection: Connection, pluggy_ids: list[str]) -> list[tuple[int, str]]:
+    """The row id of each of these stored Pluggy ids."""
+    if not pluggy_ids:
+        return []
+    statement = f"SELECT id, pluggy_id FROM {TABLE.name} WHERE pluggy_id IN (SELECT value FROM json_each(:ids))"
+    return [
+        (row_id, key) for row_id, key in connection.execute(sa.text(statement), {"ids": dump_json(pluggy_ids)}).all()
+    ]
 
 
 @functools.cache
@@ -106,11 +116,11 @@ def bind_processor(column_type: sa.types.TypeEngine, dialect):
 def upsert_through_staging(connection: Connection, rows: list[dict]) -> Written:
     ids = [row["pluggy_id"] for row in rows]
     owners = stored_owners(connection, ids)
-    new = [row for row in rows if row["pluggy_id"] not in owners]
+    new = with_new_ids(connection, [row for row in rows if row["pluggy_id"] not in owners])
     if new and not copy_new_rows(connection, new):
         # Someone else stored some of them meanwhile: look again, and upsert the lot.
         return upsert_ours(connection, rows, stored_owners(connection, ids))
-    record_new_transactions(connection, rows[0]["account_id"], [row["pluggy_id"] for row in new])
+    record_new_transactions(connection, rows[0]["account_id"], [(row["id"], row["pluggy_id"]) for row in new])
     written = upsert_ours(connection, [row for row in rows if row["pluggy_id"] in owners], owners)
     return written._replace(created=written.created + len(new))
 
@@ -127,8 +137,8 @@ def upsert_staged(connection: Connection, rows: list[dict]) -> tuple[int, int]:
     staging = copy_rows(connection, STAGING, rows)
     insert = postgresql.insert(TABLE).from_select(names, sa.select(*(staging.c[name] for name in names)))
     # created_at is never overwritten, so a written row that carries this page's stamp is new.
-    written = connection.execute(upsert(insert).returning(TABLE.c.pluggy_id, TABLE.c.created_at)).all()
-    created = [pluggy_id for pluggy_id, stamp in written if stamp == rows[0]["created_at"]]
+    written = connection.execute(upsert(insert).returning(TABLE.c.id, TABLE.c.pluggy_id, TABLE.c.created_at)).all()
+    created = [(row_id, pluggy_id) for row_id, pluggy_id, stamp in written if stamp == rows[0]["created_at"]]
     record_new_transactions(connection, rows[0]["account_id"], created)
     return len(created), len(written) - len(created)
 
@@ -138,6 +148,18 @@ def stored_owners(connection: Connection, ids: list[str]) -> dict[str, int]:
     wanted = sa.bindparam("ids", ids, type_=postgresql.ARRAY(sa.String))
     owners = sa.select(TABLE.c.pluggy_id, TABLE.c.account_id).where(TABLE.c.pluggy_id == sa.any_(wanted))
     return dict(connection.execute(owners).all())
+
+
+def with_new_ids(connection: Connection, rows: list[dict]) -> list[dict]:
+    """The rows with ids taken from the table's sequence, for COPY to write and the change log to
+    name them by (COPY answers no ids)."""
+    if not rows:
+        return rows
+    ids = connection.execute(
+        sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"),
+        {"table": TABLE.name, "count": len(rows)},
+    ).scalars()
+    return [{"id": row_id, **row} for row_id, row in zip(ids, rows, strict=True)]
 
 
 def copy_new_rows(connection: Connection, rows: list[dict]) -> bool:

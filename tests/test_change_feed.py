@@ -237,6 +237,35 @@ def test_an_object_added_and_removed_between_two_reads_is_not_told(client, heade
     assert mirror.since(mark) == []
 
 
+def test_a_row_id_handed_out_again_names_a_new_object_not_the_removed_one(client, headers, session, synced):
+    """SQLite hands the highest id out again once its row is deleted (here forced on both engines):
+    the row stored under it is told added, and the deleted one still told removed."""
+    mirror = Mirror()
+    mirror.follow(client, headers)
+    last = session.scalars(sa.select(Transaction).order_by(Transaction.id.desc())).first()
+    reused, gone, account_id = last.id, last.pluggy_id, last.account_id
+    session.delete(last)
+    session.commit()
+    newcomer = Transaction(
+        id=reused,
+        account_id=account_id,
+        pluggy_id=pf.new_id(),
+        date=utcnow(),
+        description="X",
+        amount=Decimal(1),
+        raw={},
+    )
+    session.add(newcomer)
+    session.commit()
+    mark = len(mirror.told)
+    mirror.follow(client, headers)
+    assert sorted(mirror.since(mark)) == [
+        ("added", "transaction", newcomer.pluggy_id),
+        ("removed", "transaction", gone),
+    ]
+    same_keys(mirror, client, headers)
+
+
 def test_bookkeeping_writes_are_not_changes(client, headers, session, synced):
     mirror = Mirror()
     mirror.follow(client, headers)
@@ -279,6 +308,45 @@ def test_a_restatement_is_a_modification_of_both_rows(client, headers, session, 
 
 def error_code(response) -> tuple[int, str]:
     return response.status_code, response.get_json()["error"]["code"]
+
+
+def object_ids(session) -> dict[tuple[str, str], int]:
+    """Each served object's row id by (kind, key), as the change log names it."""
+    found = {}
+    for kind, (model, key) in changes.KEYS.items():
+        row_id = model.connection_id if kind == ChangeKind.IDENTITY else model.id
+        found.update({(str(kind), k): i for k, i in session.execute(sa.select(key, row_id))})
+    return found
+
+
+def test_the_migration_names_every_entry_by_its_objects_row_id(client, headers, runner, session, synced):
+    gone = session.scalars(sa.select(Transaction).order_by(Transaction.id)).first()
+    session.close()
+    assert runner.invoke(args=["db", "downgrade", "0018"]).exit_code == 0
+    try:
+        with db.engine.begin() as connection:  # the revision before's trigger moves the row's entry
+            connection.execute(sa.delete(Transaction).where(Transaction.id == gone.id))
+    finally:
+        result = runner.invoke(args=["db", "upgrade"])
+        assert result.exit_code == 0, result.output
+
+    stored = object_ids(session)
+    entries = session.execute(sa.select(Change.kind, Change.key, Change.object_id)).all()
+    assert len(entries) == len(stored) + 1
+    assert {(kind, key): object_id for kind, key, object_id in entries} == {
+        **stored,
+        ("transaction", gone.pluggy_id): 0,  # nothing finds a deleted row by its id
+    }
+    # The triggers write and find entries by object id: a change moves the object's entry.
+    mirror = Mirror()
+    mirror.follow(client, headers)
+    account = session.scalars(sa.select(Account)).first()
+    account.name = "Renamed"
+    session.commit()
+    mark = len(mirror.told)
+    mirror.follow(client, headers)
+    assert mirror.since(mark) == [("modified", "account", account.pluggy_id)]
+    same_keys(mirror, client, headers)
 
 
 @pytest.mark.parametrize("cursor", ["nonsense", "a" * 60, "eyJwIjpbMSwxXSwicyI6eyJ1c2VyIjoxfX0.forged"])
