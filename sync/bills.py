@@ -68,7 +68,7 @@ def read(context: ProductContext) -> None:
         known = stored_ids(session, rows)
         new = [row for row in rows if row["pluggy_id"] not in known]
         # Before the new bills are stored: a retry after a failure here finds them new again.
-        for first, last in periods_to_read_again(session, card, new):
+        for first, last in periods_to_read_again(session, card, new, context.run.started_at):
             relink(context, card, first, last)
         write_bills(session, card, rows)
         session.commit()
@@ -129,14 +129,17 @@ def write_bills(session: DbSession, card: Account, rows: list[dict]) -> None:
         metrics.count_refused("bill", refused)
 
 
-def periods_to_read_again(session: DbSession, card: Account, new: list[dict]) -> list[tuple[date, date]]:
-    """The periods of these new bills that hold stored posted rows naming no bill: rows Pluggy
-    tagged when the bill closed, which the transaction fetch did not read again. (On a card's
-    first sync its history already carries the bill ids: nothing is read twice.)"""
+def periods_to_read_again(
+    session: DbSession, card: Account, new: list[dict], read_since: datetime
+) -> list[tuple[date, date]]:
+    """The periods of these new bills that hold stored posted rows naming no bill, written before
+    `read_since` (this run's start): rows Pluggy tagged when the bill closed, which the transaction
+    fetch did not read again. Rows this run wrote are as Pluggy has them now: on a card's first
+    sync nothing is read twice."""
     found = []
     for row in sorted(new, key=lambda row: row["due_date"]):
         days = period(row["closing_date"] or row["due_date"])
-        if has_untagged_rows(session, card, days):
+        if has_untagged_rows(session, card, days, read_since):
             found.append(days)
     return found
 
@@ -146,10 +149,11 @@ def period(closing: date) -> tuple[date, date]:
     return closing - BILL_PERIOD, closing + timedelta(days=1)
 
 
-def has_untagged_rows(session: DbSession, card: Account, days: tuple[date, date]) -> bool:
+def has_untagged_rows(session: DbSession, card: Account, days: tuple[date, date], read_since: datetime) -> bool:
     first, last = days
     untagged = sa.select(Transaction.id).where(
         Transaction.account_id == card.id,
+        Transaction.updated_at < read_since,
         Transaction.bill_id.is_(None),
         Transaction.status == "POSTED",
         Transaction.deleted_at.is_(None),

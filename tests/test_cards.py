@@ -225,6 +225,26 @@ def test_the_first_sync_brings_the_cards_figures_its_bills_and_the_bill_of_each_
         assert (number, total) == (metadata["installmentNumber"], metadata["totalInstallments"])
 
 
+def test_the_first_sync_reads_no_period_twice_for_rows_pluggy_left_untagged(
+    session, pluggy_api, settings, fake_pluggy, card_connection, clock
+):
+    card = card_of(fake_pluggy, card_connection)
+    with fake_pluggy.world.lock:
+        tagged = [
+            row for row in fake_pluggy.transactions[card["id"]] if (row["creditCardMetadata"] or {}).get("billId")
+        ]
+        for row in tagged[:3]:
+            row["creditCardMetadata"] = {**row["creditCardMetadata"], "billId": None}
+    assert tagged and all(row["status"] == "POSTED" for row in tagged[:3])
+
+    assert sync(session, pluggy_api, settings, card_connection, clock).status == "success"
+
+    # Those rows were read by this very sync: as Pluggy has them now, so reading their period again
+    # would bring nothing new.
+    assert bill_ids_of_rows(session, card["id"]) == pluggy_bill_ids(fake_pluggy, card)
+    assert all("dateTo" not in query for _, _, query, _ in fake_pluggy.calls_to("GET", "/v2/transactions"))
+
+
 def test_an_update_after_a_period_closes_brings_its_bill_and_links_its_rows(
     session, pluggy_api, settings, fake_pluggy, card_connection, clock
 ):
