@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import threading
@@ -89,6 +90,27 @@ def test_get_item_authenticates_and_returns_pluggys_json(api_client, pluggy):
     pluggy.get(f"{BASE_URL}/items/{ITEM_ID}", json=item, match=[with_key()])
 
     assert api_client.get_item(ITEM_ID) == item
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"id": "i", "description": "Caf\\u00e9 \\ud83d\\ude00", "amount": -12.30}',
+        '{"id": "i", "description": "half a pair: \\ud800", "order": 123456789012345678901234567890}',
+    ],
+)
+def test_an_answer_is_read_as_json_reads_it(api_client, pluggy, body):
+    """orjson reads answers, and json what orjson refuses (a lone surrogate, an integer beyond 64 bits)."""
+    expect_auth(pluggy)
+    pluggy.get(f"{BASE_URL}/items/{ITEM_ID}", body=body, content_type="application/json")
+    assert api_client.get_item(ITEM_ID) == json.loads(body)
+
+
+def test_an_answer_that_is_not_json_is_a_pluggy_error(api_client, pluggy):
+    expect_auth(pluggy)
+    pluggy.get(f"{BASE_URL}/items/{ITEM_ID}", body="<html>gateway</html>", content_type="text/html")
+    with pytest.raises(PluggyError, match="not JSON"):
+        api_client.get_item(ITEM_ID)
 
 
 def test_path_segments_are_url_quoted(api_client, pluggy):
