@@ -59,7 +59,7 @@ class Change(Base):
     (kind, object_id, key), so a page of new rows adds its entries at the end of that index. Keyed
     by the Pluggy id alone, each page of a first sync wrote into leaves all over the index, and
     SQLite's WAL writes each touched page whole: 2.2 GB written for 100,000 transactions, against
-    0.9 GB now. The key stays in the constraint: SQLite may hand a deleted row's id out again, and
+    1.0 GB now. The key stays in the constraint: SQLite may hand a deleted row's id out again, and
     the new object must not take over the old one's entry."""
 
     __tablename__ = "changes"
