@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TypeVar, cast
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult
@@ -44,7 +44,6 @@ WATERMARK_OVERLAP = timedelta(hours=1)
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-Page = TypeVar("Page")
 
 
 def ignore(*_args, **_kwargs) -> None:
@@ -235,9 +234,8 @@ class TransactionService:
     def write_pages(self, account: Account, pages: Iterable[list[dict]]) -> tuple[Counts, datetime | None]:
         counts, newest = Counts(), None
         account_id = account.id
-        # Three stages, each a page ahead of the next: one thread downloads and parses pages, another
-        # makes rows of them, and this one writes (SQLite and PostgreSQL work outside the GIL).
-        for rows in read_ahead(page_rows(page, account_id) for page in read_ahead(pages)):
+        # Rows are made from each page on the read-ahead thread too, while the page before is written.
+        for rows in read_ahead(page_rows(page, account_id) for page in pages):
             page_counts, page_newest = self.write_rows(rows)
             self.count_into_run(page_counts)
             self.session.commit()
@@ -294,15 +292,15 @@ def report_refused(kind: str, refused: int, **our_ids: int) -> None:
     metrics.count_refused(kind, refused)
 
 
-def read_ahead(pages: Iterable[Page]) -> Iterator[Page]:
-    """Yield each page while the next one is already being made, so that downloading overlaps
+def read_ahead(pages: Iterable[list[dict]]) -> Iterator[list[dict]]:
+    """Yield each page while the next one is already being fetched, so that downloading overlaps
     the database writes. One thread reads the pages, one at a time and in order."""
     iterator = iter(pages)
     fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
     # The fetching thread logs its Pluggy calls under the same job and event ids as this one.
     context = contextvars.copy_context()
 
-    def next_page() -> Page | None:
+    def next_page() -> list[dict] | None:
         return next(iterator, None)
 
     try:
