@@ -101,9 +101,10 @@ class ChangeClock(Base):
 # change every other column of every tracked table and expect each to move the row in the feed).
 UNWATCHED_COLUMNS = {
     "*": frozenset({"id", "created_at", "updated_at", "last_seen_at", "last_checked_at"}),
-    # How far our reads got, and when: every sync writes them.
+    # How far our reads got, and when: every sync writes them. A connection's deletion request is
+    # not served either: the tombstone that follows it is.
     "accounts": frozenset({"transactions_watermark", "last_synced_at"}),
-    "connections": frozenset({"last_synced_at"}),
+    "connections": frozenset({"last_synced_at", "deletion_requested_at"}),
     "investments": frozenset({"movements_key"}),
 }
 

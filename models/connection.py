@@ -78,6 +78,9 @@ class Connection(Base):
     consent_permissions: Mapped[list[str] | None] = mapped_column(JSONType)
     last_synced_at: Mapped[datetime | None]  # our last complete fetch of the item
     last_checked_at: Mapped[datetime | None]  # the missed-webhook sweep's last look at the item
+    # A user's DELETE, written before Pluggy is asked to delete the item: whichever process then
+    # makes the tombstone names it `user_request` (sync/removal.py). Cleared when Pluggy refuses.
+    deletion_requested_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]  # the item was deleted at Pluggy
     deleted_reason: Mapped[str | None] = mapped_column(sa.String(32))  # a DeletedReason
     data_removed_at: Mapped[datetime | None]  # its accounts, transactions and products were removed

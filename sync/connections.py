@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from config import Settings, SyncMode
 from models import Account, Connection, RunStatus, RunTrigger, SyncRun, User
+from models.base import utcnow
 from models.connection import DeletedReason
 from models.database import DbSession
 from pluggy_client import ConnectToken, ItemStatus, PluggyClient, PluggyNotFound
@@ -102,9 +103,18 @@ class BankConnectionService:
     def delete(self, connection: Connection) -> None:
         """Delete the item at Pluggy, then its copied data here at once (the user asked); the
         connection stays as a tombstone (`user_request`). A removal job is queued too: it runs
-        under the item's lock, after any fetch of the item still writing, and removes what it wrote."""
-        with contextlib.suppress(PluggyNotFound):  # already gone at Pluggy: only our copy is left to delete
-            self.client.delete_item(connection.item_id)
+        under the item's lock, after any fetch of the item still writing, and removes what it wrote.
+        The request is written first: a worker that learns of the deletion from Pluggy before this
+        commits (its `item/deleted`, a 404) names the tombstone as the user's."""
+        connection.deletion_requested_at = utcnow()
+        self.session.commit()
+        try:
+            with contextlib.suppress(PluggyNotFound):  # already gone at Pluggy: only our copy is left to delete
+                self.client.delete_item(connection.item_id)
+        except Exception:
+            connection.deletion_requested_at = None  # the API answers that nothing was deleted
+            self.session.commit()
+            raise
         removal.mark_deleted(self.session, connection, DeletedReason.USER_REQUEST, self.settings)
         self.session.commit()
         removal.remove_copied_data(self.session, connection)

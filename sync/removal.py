@@ -49,13 +49,32 @@ def mark_deleted(
 ) -> None:
     """Make the connection a tombstone (the first deletion's when and why are kept) and queue the
     removal of its copied data for when its retention ends; the app is told (`connection.deleted`)
-    in the same transaction. The caller commits."""
-    if connection.deleted_at is None:
-        connection.deleted_at = now or utcnow()
-        connection.deleted_reason = reason
-        outbound.connection_deleted(session, connection, reason)
+    in the same transaction, once whichever process gets there first. The caller commits."""
+    written = tombstone(session, connection, reason, now or utcnow())
+    if written is not None:
+        outbound.connection_deleted(session, connection, written)
     if connection.data_removed_at is None:
         queue_data_removal(session, connection, at=removal_due(connection, settings))
+
+
+def tombstone(session: DbSession, connection: Connection, reason: DeletedReason, when: datetime) -> str | None:
+    """Write the tombstone's when and why unless the connection has them; the reason written, None
+    when it was a tombstone already. The database settles it, not what this session read before: a user's DELETE and the
+    `item/deleted` it makes Pluggy send (or a worker's read finding the item gone) race, and both
+    must not tell the app. A deletion the user asked for (`deletion_requested_at`, written before
+    Pluggy was asked) is `user_request` whichever of them writes it."""
+    named = sa.case(
+        (Connection.deletion_requested_at.is_not(None), DeletedReason.USER_REQUEST.value), else_=reason.value
+    )
+    written = session.execute(
+        sa.update(Connection)
+        .where(Connection.id == connection.id, Connection.deleted_at.is_(None))
+        .values(deleted_at=when, deleted_reason=named)
+        .returning(Connection.deleted_reason)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    session.refresh(connection)
+    return written
 
 
 def revived(connection: Connection) -> None:
@@ -63,6 +82,7 @@ def revived(connection: Connection) -> None:
     connection.deleted_at = None
     connection.deleted_reason = None
     connection.data_removed_at = None
+    connection.deletion_requested_at = None
 
 
 def queue_overdue_removals(session: DbSession, settings: Settings, *, now: datetime, limit: int) -> int:

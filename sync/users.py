@@ -12,10 +12,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from models import Connection, Job, User, WebhookEvent
+from models.base import utcnow
+from models.connection import DeletedReason
 from models.database import DbSession
 from observability import logs
 from pluggy_client import PluggyClient, PluggyNotFound
 
+from . import removal
 from .outbound import events as outbound
 from .tokens import issue_api_token
 
@@ -114,8 +117,12 @@ def erase_user(session: DbSession, user: User, pluggy: Callable[[], PluggyClient
         result = session.execute(statement.execution_options(synchronize_session=False))
         removed[table] = max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 
+    now = utcnow()
     for connection in connections:
-        if connection.deleted_at is None:  # a tombstone's deletion was told when it happened
+        # Told only when this erasure makes the tombstone (the row goes below, in this transaction): a
+        # tombstone's deletion was told when it was made, by a worker too (the `item/deleted` Pluggy
+        # sends for the items just deleted).
+        if removal.tombstone(session, connection, DeletedReason.USER_REQUEST, now) is not None:
             outbound.connection_deleted(session, connection, ERASED)
     if items:
         delete(sa.delete(WebhookEvent).where(WebhookEvent.item_id.in_(items)), WebhookEvent.__tablename__)
