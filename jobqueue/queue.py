@@ -100,8 +100,12 @@ def enqueue(
         "max_attempts": default_max_attempts() if max_attempts is None else max_attempts,
     }
     statement = job_insert(session.get_bind().dialect.name, coalesce=key is not None)
-    job_id = session.execute(statement, values).scalar_one()
-    if run_at <= utcnow():
+    job_id, queued_for = session.execute(statement, values).one()
+    # Only a job this call made due wakes the workers: one already due had its NOTIFY when it was
+    # queued, and on PostgreSQL every transaction that notifies commits in turn with all the others
+    # that do (a lock on the notification queue, held through the commit's WAL flush), so a NOTIFY
+    # per webhook delivery would serialise the intake's commits.
+    if queued_for == run_at and run_at <= utcnow():
         wakeup.notify(session)
     return job_id
 
@@ -123,7 +127,7 @@ def job_insert(dialect_name: str, *, coalesce: bool):
         insert = insert.on_conflict_do_update(
             index_elements=[table.c.key], index_where=sa.text(QUEUED_ONLY), set_={"run_at": earlier}
         )
-    return insert.returning(table.c.id)
+    return insert.returning(table.c.id, table.c.run_at)
 
 
 def dialect_insert(session: DbSession) -> Callable[[sa.Table | type], DialectInsert]:

@@ -63,6 +63,24 @@ def test_a_queued_key_is_joined_not_duplicated(session):
     assert job(session, first).run_at == soon  # the earlier time wins
 
 
+def test_only_a_job_made_due_wakes_the_workers(session, monkeypatch):
+    """A NOTIFY per webhook delivery would serialise the intake's commits on PostgreSQL: a delivery
+    that joins a job already due wakes nobody; one that brings a job forward to now does."""
+    notified = []
+    monkeypatch.setattr(queue.wakeup, "notify", notified.append)
+
+    queue.enqueue(session, "process_events", key="webhooks:item-1")
+    queue.enqueue(session, "process_events", key="webhooks:item-1")
+    assert len(notified) == 1
+
+    queue.enqueue(session, "fetch_item", key="fetch:item-2", run_at=utcnow() + timedelta(minutes=5))
+    assert len(notified) == 1  # not due: the workers find it when they look again
+    queue.enqueue(session, "fetch_item", key="fetch:item-2")
+    assert len(notified) == 2
+    queue.enqueue(session, "fetch_item")  # no key: always a new job
+    assert len(notified) == 3
+
+
 def test_a_running_job_does_not_block_a_new_one_with_its_key(session):
     first = queue.enqueue(session, "fetch_item", key="fetch:item-1")
     session.commit()
