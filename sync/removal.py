@@ -59,10 +59,10 @@ def mark_deleted(
 
 def tombstone(session: DbSession, connection: Connection, reason: DeletedReason, when: datetime) -> str | None:
     """Write the tombstone's when and why unless the connection has them; the reason written, None
-    when it was a tombstone already. The database settles it, not what this session read before: a user's DELETE and the
-    `item/deleted` it makes Pluggy send (or a worker's read finding the item gone) race, and both
-    must not tell the app. A deletion the user asked for (`deletion_requested_at`, written before
-    Pluggy was asked) is `user_request` whichever of them writes it."""
+    when it was a tombstone already. The database settles it, not what this session read before: a
+    user's DELETE and the `item/deleted` it makes Pluggy send (or a worker's read finding the item
+    gone) race, and only one of them may tell the app. A deletion the user asked for
+    (`deletion_requested_at`, written before Pluggy was asked) is `user_request` whichever writes it."""
     named = sa.case(
         (Connection.deletion_requested_at.is_not(None), DeletedReason.USER_REQUEST.value), else_=reason.value
     )

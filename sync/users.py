@@ -119,9 +119,9 @@ def erase_user(session: DbSession, user: User, pluggy: Callable[[], PluggyClient
 
     now = utcnow()
     for connection in connections:
-        # Told only when this erasure makes the tombstone (the row goes below, in this transaction): a
-        # tombstone's deletion was told when it was made, by a worker too (the `item/deleted` Pluggy
-        # sends for the items just deleted).
+        # Told only when this erasure makes the tombstone (the row, reason and all, goes below in this
+        # transaction): a tombstone's deletion was told when it was made, by a worker too (the
+        # `item/deleted` Pluggy sends for the items just deleted).
         if removal.tombstone(session, connection, DeletedReason.USER_REQUEST, now) is not None:
             outbound.connection_deleted(session, connection, ERASED)
     if items:
