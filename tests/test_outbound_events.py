@@ -644,52 +644,11 @@ def test_the_worker_queues_the_pruning_and_it_comes_back(session, worker):
     assert job.run_at > utcnow() + timedelta(hours=5)
 
 
-def test_a_users_delete_and_the_item_deleted_it_makes_pluggy_send_tell_the_app_once(
-    app, client, session, connection, fake_pluggy, pluggy_api, monkeypatch
-):
-    """Pluggy sends `item/deleted` for the item the user's DELETE deletes, and a worker may handle it
-    before that request commits: whichever makes the tombstone, it is the user's, told once."""
-    register(client, "http://127.0.0.1:9/hooks", events=["connection.deleted"])
-    worker = sync_worker(app, pluggy_api)
-    deleted_at_pluggy = PluggyClient.delete_item
-
-    def delete_then_handle_the_echo(self, item_id):
-        answer = deleted_at_pluggy(self, item_id)
-        echo = pf.webhook_event("item/deleted", itemId=item_id)
-        with Session(db.engine) as elsewhere:  # the receiver and a worker, in other processes
-            inbox.store(elsewhere, json.dumps(echo).encode(), echo, {})
-            assert drain(worker, elsewhere) >= 1
-        return answer
-
-    monkeypatch.setattr(PluggyClient, "delete_item", delete_then_handle_the_echo)
-    user_headers = {"Authorization": f"Bearer {issue_api_token(app.config['SECRET_KEY'], connection.user)}"}
-
-    assert client.delete(f"/api/banking/connections/{connection.id}/", headers=user_headers).status_code == 204
-
-    assert [told["data"]["reason"] for told in events_of(session, "connection.deleted")] == ["user_request"]
-    tombstone = session.get(Connection, connection.id)
-    assert (tombstone.deleted_reason, tombstone.data_removed_at is not None) == ("user_request", True)
-
-
-def test_a_deletion_pluggy_refused_leaves_no_request_behind(app, client, session, connection, fake_pluggy):
-    """The API answered that nothing was deleted: a later item/deleted is the bank's, not the user's."""
-    register(client, "http://127.0.0.1:9/hooks", events=["connection.deleted"])
-    fake_pluggy.refuse_next("DELETE", f"/items/{connection.item_id}", 500)
-    user_headers = {"Authorization": f"Bearer {issue_api_token(app.config['SECRET_KEY'], connection.user)}"}
-
-    assert client.delete(f"/api/banking/connections/{connection.id}/", headers=user_headers).status_code == 502
-
-    emit_deleted(session, session.get(Connection, connection.id))
-    (told,) = events_of(session, "connection.deleted")
-    assert told["data"]["reason"] == "item_deleted"
-
-
-def test_an_erasure_and_the_item_deleted_it_makes_pluggy_send_tell_the_app_once(
-    app, client, session, connection, fake_pluggy, pluggy_api, monkeypatch
-):
-    """A worker handles Pluggy's `item/deleted` for an item of the user being erased before the
-    erasure commits: the app hears of the connection once, from whichever made the tombstone."""
-    register(client, "http://127.0.0.1:9/hooks", events=["connection.deleted"])
+@pytest.fixture
+def item_deleted_echo(app, pluggy_api, monkeypatch):
+    """Each item deleted at Pluggy makes Pluggy send `item/deleted`, stored and handled by a worker in
+    a session of its own (the receiver and a worker, in other processes) before the request that
+    deleted it goes on: the race of a deletion with the webhook it causes."""
     worker = sync_worker(app, pluggy_api)
     deleted_at_pluggy = PluggyClient.delete_item
 
@@ -702,6 +661,50 @@ def test_an_erasure_and_the_item_deleted_it_makes_pluggy_send_tell_the_app_once(
         return answer
 
     monkeypatch.setattr(PluggyClient, "delete_item", delete_then_handle_the_echo)
+
+
+def bearer(app, user) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_api_token(app.config['SECRET_KEY'], user)}"}
+
+
+def test_a_users_delete_and_the_item_deleted_it_makes_pluggy_send_tell_the_app_once(
+    app, client, session, connection, item_deleted_echo
+):
+    """Pluggy sends `item/deleted` for the item the user's DELETE deletes, and a worker may handle it
+    before that request commits: whichever makes the tombstone, it is the user's, told once."""
+    register(client, "http://127.0.0.1:9/hooks", events=["connection.deleted"])
+
+    assert (
+        client.delete(f"/api/banking/connections/{connection.id}/", headers=bearer(app, connection.user)).status_code
+        == 204
+    )
+
+    assert [told["data"]["reason"] for told in events_of(session, "connection.deleted")] == ["user_request"]
+    tombstone = session.get(Connection, connection.id)
+    assert (tombstone.deleted_reason, tombstone.data_removed_at is not None) == ("user_request", True)
+
+
+def test_a_deletion_pluggy_refused_leaves_no_request_behind(app, client, session, connection, fake_pluggy):
+    """The API answered that nothing was deleted: a later item/deleted is the bank's, not the user's."""
+    register(client, "http://127.0.0.1:9/hooks", events=["connection.deleted"])
+    fake_pluggy.refuse_next("DELETE", f"/items/{connection.item_id}", 500)
+
+    assert (
+        client.delete(f"/api/banking/connections/{connection.id}/", headers=bearer(app, connection.user)).status_code
+        == 502
+    )
+
+    emit_deleted(session, session.get(Connection, connection.id))
+    (told,) = events_of(session, "connection.deleted")
+    assert told["data"]["reason"] == "item_deleted"
+
+
+def test_an_erasure_and_the_item_deleted_it_makes_pluggy_send_tell_the_app_once(
+    app, client, session, connection, item_deleted_echo
+):
+    """A worker handles Pluggy's `item/deleted` for an item of the user being erased before the
+    erasure commits: the app hears of the connection once, from whichever made the tombstone."""
+    register(client, "http://127.0.0.1:9/hooks", events=["connection.deleted"])
 
     assert client.delete(f"{APP}/users/{connection.user_id}/", headers=HEADERS).status_code == 204
 
