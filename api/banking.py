@@ -77,6 +77,16 @@ def owned_connection(connection_id: int):
     return connection
 
 
+def filtered_account(connection, account_id: str | None):
+    """The account an `account_id=` filter names, which must be one of the connection's: None without the filter."""
+    if account_id is None:
+        return None
+    account = listing.account_by_pluggy_id(db.session, connection, account_id)
+    if account is None:
+        raise ApiError(404, "account_not_found", "No such account in this connection.")
+    return account
+
+
 def render_connection(connection):
     return connection_json(connection, listing.open_runs(db.session, [connection]).get(connection.id))
 
@@ -248,11 +258,7 @@ def list_accounts(connection_id: int):
 def list_transactions(connection_id: int):
     connection = owned_connection(connection_id)
     query = parse_query(schemas.TransactionsQuery)
-    account = None
-    if query.account_id is not None:
-        account = listing.account_by_pluggy_id(db.session, connection, query.account_id)
-        if account is None:
-            raise ApiError(404, "account_not_found", "No such account in this connection.")
+    account = filtered_account(connection, query.account_id)
     filters = listing.TransactionFilter(
         account=account,
         date_from=query.date_from,
@@ -273,11 +279,7 @@ def list_transactions(connection_id: int):
 def list_bills(connection_id: int):
     connection = owned_connection(connection_id)
     query = parse_query(schemas.BillsQuery)
-    account = None
-    if query.account_id is not None:
-        account = listing.account_by_pluggy_id(db.session, connection, query.account_id)
-        if account is None:
-            raise ApiError(404, "account_not_found", "No such account in this connection.")
+    account = filtered_account(connection, query.account_id)
     scope = paging.scope_of(query, connection.id)
     page = listing.bills_page(
         db.session, connection, account=account, window=paging.page_window(query, listing.BILLS, scope)
