@@ -103,7 +103,7 @@ def choice(name: str, value: str, allowed: Sequence[str]) -> str:
 
 
 def whole_number_at_least(name: str, value: str, least: int, unit: str = "") -> int:
-    if not value.isdigit() or int(value) < least:
+    if not (value.isascii() and value.isdigit()) or int(value) < least:
         raise ConfigError(f"{name} must be a whole number{unit}, {least} or more; got {value!r}")
     return int(value)
 

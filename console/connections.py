@@ -30,7 +30,7 @@ def connections():
     )
 
 
-@bp.get("/connections/<int:connection_id>")
+@bp.get("/connections/<id:connection_id>")
 def connection(connection_id: int):
     record = read_connection(db.session, connection_id)
     if record is None:

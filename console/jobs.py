@@ -32,14 +32,14 @@ def jobs_list():
     )
 
 
-@bp.get("/jobs/<int:job_id>")
+@bp.get("/jobs/<id:job_id>")
 def job(job_id: int):
     found = jobs.find_job(db.session, job_id) or abort(404, f"There is no job {job_id}.")
     payload = json.dumps(jobs.shown_payload(found.payload), indent=2, sort_keys=True, ensure_ascii=False)
     return render_template("console/job.html", job=found, payload=payload, actionable=found.status in jobs.RETRYABLE)
 
 
-@bp.post("/jobs/<int:job_id>/retry")
+@bp.post("/jobs/<id:job_id>/retry")
 def retry_job(job_id: int):
     found = jobs.find_job(db.session, job_id) or abort(404, f"There is no job {job_id}.")
     result = jobs.retry_job(db.session, found)
@@ -54,7 +54,7 @@ def retry_job(job_id: int):
     return redirect(url_for("console.job", job_id=job_id))
 
 
-@bp.post("/jobs/<int:job_id>/discard")
+@bp.post("/jobs/<id:job_id>/discard")
 def discard_job(job_id: int):
     found = jobs.find_job(db.session, job_id) or abort(404, f"There is no job {job_id}.")
     result = jobs.discard_job(db.session, found)

@@ -17,6 +17,11 @@ def has_control_character(value: str) -> bool:
     return any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
 
 
+def ascii_digits(value: str) -> bool:
+    """Whether `value` is a whole number in ASCII digits: str.isdigit() also takes "²", which int() refuses."""
+    return value.isascii() and value.isdigit()
+
+
 def fits_text_column(value: str, length: int) -> bool:
     """Could a String(length) column hold `value`? One that could not matches no row, so a lookup
     by it answers 'none' without asking the database (which may refuse it as a parameter)."""

@@ -113,6 +113,8 @@ def test_filter_by_connector_id_or_name(operator, people):
     ]
     assert item_ids(operator.get("/console/connections?connector=201&sync_status=UPDATED").text) == ["item-ana-ok"]
     assert item_ids(operator.get("/console/connections?connector=999").text) == []
+    # Digits to str.isdigit() but not to int(): a name no connector has.
+    assert item_ids(operator.get("/console/connections?connector=%C2%B2").text) == []
 
 
 def test_search_by_item_id_or_email(operator, people):

@@ -193,6 +193,9 @@ def test_a_running_job_page_offers_no_action_and_an_unknown_job_is_404(operator,
     assert job_status(page.text) == "running" and "host:1:worker-1" in page.text
     assert "Retry</button>" not in page.text and "Discard</button>" not in page.text
     assert operator.get("/console/jobs/987654").status_code == 404
+    # Past the column's range: an unknown job too, not the database's overflow.
+    assert operator.get("/console/jobs/99999999999999999999").status_code == 404
+    assert operator.get("/console/jobs/9223372036854775808").status_code == 404
 
 
 # Actions --------------------------------------------------------------------------------------

@@ -195,6 +195,7 @@ def test_unhealthy_connectors_are_those_not_online_latest_first(session):
 def test_an_unhealthy_connector_says_its_name_and_whom_it_reaches(session, operator):
     session.add(ConnectorStatus(connector_id="12", status="OFFLINE", payload={}, updated_at=NOW))
     session.add(ConnectorStatus(connector_id="not-a-number", status="OFFLINE", payload={}, updated_at=NOW))
+    session.add(ConnectorStatus(connector_id="\u00b2", status="OFFLINE", payload={}, updated_at=NOW))  # isdigit()
     for deleted in (False, False, True):
         connection = add_connection(session, deleted=deleted)
         connection.connector_id, connection.connector_name = 12, "Banco Doze"
@@ -204,6 +205,7 @@ def test_an_unhealthy_connector_says_its_name_and_whom_it_reaches(session, opera
 
     assert (by_id["12"].name, by_id["12"].live_connections) == ("Banco Doze", 2)
     assert (by_id["not-a-number"].name, by_id["not-a-number"].live_connections) == (None, 0)
+    assert (by_id["\u00b2"].name, by_id["\u00b2"].live_connections) == (None, 0)
     page = operator.get("/console/").text
     assert 'Banco Doze <span class="muted">(12)</span>' in page
     assert '<a href="/console/connections?connector=12">2</a>' in page

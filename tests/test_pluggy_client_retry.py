@@ -79,7 +79,7 @@ def test_retry_after_seconds_reads_both_forms(monkeypatch, header, expected):
     assert retry_after_seconds(header) == expected
 
 
-@pytest.mark.parametrize("header", [None, "", "later", "-5"])
+@pytest.mark.parametrize("header", [None, "", "later", "-5", "\u00b2"])  # "²" passes str.isdigit()
 def test_retry_after_seconds_is_none_when_unreadable(header):
     assert retry_after_seconds(header) is None
 

@@ -21,7 +21,7 @@ from models.database import DbSession
 from ..item_state import SyncStatus, sync_status
 from ..listing import Key, Order, Slice, Window, open_runs, read_window, sync_runs
 from ..users import UserError, normalise_email
-from ..values import MAX_INTEGER, has_control_character
+from ..values import MAX_INTEGER, ascii_digits, has_control_character
 from .redaction import redacted
 
 # Newest first. Both orders give the same key (a connection's id) under one name: a cursor is
@@ -69,7 +69,7 @@ def connection_filter(args: Mapping[str, str]) -> ConnectionFilter:
     if status is not None and status not in {str(s) for s in SyncStatus}:
         raise FilterError(f"not a sync_status: {status!r}")
     connector = query.get("connector")
-    if connector is not None and connector.isdigit() and len(connector) > 18:
+    if connector is not None and ascii_digits(connector) and len(connector) > 18:
         raise FilterError("not a connector id")
     q = query.get("q")
     email = item_id = None
@@ -82,8 +82,8 @@ def connection_filter(args: Mapping[str, str]) -> ConnectionFilter:
         item_id = q
     return ConnectionFilter(
         sync_status=SyncStatus(status) if status else None,
-        connector_id=int(connector) if connector and connector.isdigit() else None,
-        connector_name=connector if connector and not connector.isdigit() else None,
+        connector_id=int(connector) if connector and ascii_digits(connector) else None,
+        connector_name=connector if connector and not ascii_digits(connector) else None,
         item_id=item_id,
         email=email,
         include_deleted=query.get("deleted") in ("1", "on", "true"),

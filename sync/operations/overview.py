@@ -21,7 +21,7 @@ from models.base import UTCDateTime, utcnow
 from models.database import DbSession
 
 from ..item_state import SyncStatus
-from ..values import MAX_INTEGER
+from ..values import MAX_INTEGER, ascii_digits
 
 LAG_WINDOW = timedelta(hours=1)
 MINUTES = 60  # webhooks received per minute: this minute and the 59 before
@@ -220,7 +220,7 @@ def connector_use(session: DbSession, connector_id: str, tombstones: Tombstones)
     """The connector's name and how many live connections use it: who a bank's outage reaches. Its
     connections are counted along ix_connections_connector_id_id alone; one connector at a time,
     the unhealthy ones are few."""
-    if not connector_id.isdigit() or int(connector_id) > MAX_INTEGER:
+    if not ascii_digits(connector_id) or int(connector_id) > MAX_INTEGER:
         return None, 0  # not an id any connection can have
     of_connector = Connection.connector_id == int(connector_id)
     name = session.scalars(sa.select(Connection.connector_name).where(of_connector).limit(1)).first()
