@@ -132,7 +132,12 @@ def test_values_from_the_environment(tmp_path):
 
 @pytest.mark.parametrize(
     "name, value",
-    [("SYNC_MODE", "push"), ("SYNC_BACKFILL_DAYS", "a year"), ("SYNC_LOOKBACK_DAYS", "0"), ("SYNC_LOOKBACK_DAYS", "\u00b2")],
+    [
+        ("SYNC_MODE", "push"),
+        ("SYNC_BACKFILL_DAYS", "a year"),
+        ("SYNC_LOOKBACK_DAYS", "0"),
+        ("SYNC_LOOKBACK_DAYS", "\u00b2"),
+    ],
 )
 def test_bad_values_are_refused_by_name(tmp_path, name, value):
     with pytest.raises(ConfigError, match=name):
