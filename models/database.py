@@ -26,7 +26,9 @@ DbSession: TypeAlias = Session | scoped_session[Any]
 
 
 def engine_options(database_uri: str) -> dict[str, Any]:
-    options: dict[str, Any] = {"json_serializer": dump_json}
+    # A refused statement's parameters are personal data (an identity's CPF, a payer's name): its
+    # error, which reaches logs and jobs.last_error, says the SQL without them.
+    options: dict[str, Any] = {"json_serializer": dump_json, "hide_parameters": True}
     if database_uri.startswith("postgresql"):
         # Every outbound call has a timeout, the database included; pre-ping survives server restarts.
         options.update(pool_pre_ping=True, connect_args={"connect_timeout": 5})

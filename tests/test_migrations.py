@@ -4,7 +4,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from models import db
+from models import WebhookEvent, db
 
 
 def schema_differences() -> list:
@@ -77,6 +77,30 @@ def test_every_upgrade_keeps_the_rows_of_the_tables_it_rebuilds(app, runner):
         with db.engine.connect() as conn:
             counts = {table: conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one() for table in ROWS}
         assert counts == dict.fromkeys(ROWS, 1)
+
+
+def test_stored_webhook_headers_holding_a_secret_are_redacted_by_the_upgrade(app, runner):
+    with app.app_context():
+        assert runner.invoke(args=["db", "downgrade", "0020"]).exit_code == 0
+        try:
+            for number, headers in enumerate(
+                [
+                    {"X-Original-Uri": "/webhooks/pluggy/the-url-token", "X-Auth-Token": "t", "User-Agent": "Pluggy"},
+                    {"Content-Type": "application/json"},
+                ]
+            ):
+                db.session.add(
+                    WebhookEvent(event_id=f"evt-{number}", event="item/updated", payload={}, headers=headers)
+                )
+            db.session.commit()
+        finally:
+            result = runner.invoke(args=["db", "upgrade"])
+            assert result.exit_code == 0, result.output
+        stored = db.session.scalars(sa.select(WebhookEvent.headers).order_by(WebhookEvent.id)).all()
+    assert stored == [
+        {"X-Original-Uri": "[redacted]", "X-Auth-Token": "[redacted]", "User-Agent": "Pluggy"},
+        {"Content-Type": "application/json"},
+    ]
 
 
 T = {"t": "2026-01-01 00:00:00"}

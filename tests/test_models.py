@@ -180,3 +180,13 @@ def test_sync_run_status_and_trigger_are_checked(session):
 def test_reprs_are_short_and_carry_no_payload(session):
     *_, transaction = add_user_with_data(session)
     assert repr(transaction) == f"<Transaction {transaction.id} tx-1 -1234.5600 None>"
+
+
+def test_a_refused_statement_does_not_say_its_parameters(session):
+    user, *_ = add_user_with_data(session)
+    with pytest.raises(IntegrityError) as refused:
+        session.add(User(email=user.email))
+        session.flush()
+    session.rollback()
+    assert "ana@example.com" not in str(refused.value)
+    assert "hidden due to hide_parameters" in str(refused.value)

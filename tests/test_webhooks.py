@@ -60,6 +60,28 @@ def test_an_event_is_stored_with_its_job_before_the_answer(client, session):
     assert (job.kind, job.payload, job.item_id) == ("webhook_events", {"item_id": "item-1"}, "item-1")
 
 
+def test_headers_holding_a_secret_or_the_url_are_stored_redacted(app, client, session):
+    """A URL-token address carries its token in the path, which a proxy may copy into a header."""
+    token = issue_webhook_token(app.config["SECRET_KEY"])
+    proxied = {
+        "X-Original-URI": f"/webhooks/pluggy/{token}",
+        "Referer": f"https://sync.example.com/webhooks/pluggy/{token}",
+        "Proxy-Authorization": "Basic cHJveHk6c2VjcmV0",
+        "X-Auth-Token": "a-bearer-token",
+        "User-Agent": "Pluggy-Webhooks",
+    }
+
+    answer = post(client, pf.webhook_event("item/updated"), headers=proxied, path=f"/webhooks/pluggy/{token}")
+
+    assert answer.status_code == 200
+    (event,) = events(session)
+    stored = {name.lower(): value for name, value in event.headers.items()}  # as the WSGI server spells them
+    assert {name: stored[name.lower()] for name in proxied} == {
+        **dict.fromkeys(["X-Original-URI", "Referer", "Proxy-Authorization", "X-Auth-Token"], "[redacted]"),
+        "User-Agent": "Pluggy-Webhooks",
+    }
+
+
 def test_every_configured_secret_is_accepted_for_rotation(app, client, session):
     app.config["PLUGGY_WEBHOOK_SECRETS"] = ("new-secret", "old-secret")
     for secret in ("new-secret", "old-secret"):

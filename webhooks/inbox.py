@@ -12,10 +12,9 @@ from jobqueue import enqueue
 from jobqueue.queue import INSERTS
 from models import EventStatus, WebhookEvent
 from models.database import DbSession
+from sync.operations.redaction import redacted_headers
 from sync.scheduling import JobKind
 
-REDACTED = "[redacted]"
-SECRET_HEADERS = {"x-webhook-secret", "authorization", "cookie", "x-api-key"}
 MAX_EVENT_ID = 128
 
 
@@ -31,7 +30,7 @@ def store(session: DbSession, raw: bytes, payload: dict, headers: Mapping[str, s
         "event": str(payload["event"])[:64],
         "item_id": item_id,
         "payload": payload,
-        "headers": redacted(headers),
+        "headers": redacted_headers(headers.items()),
         "status": EventStatus.PENDING,
     }
     row_id = session.execute(event_insert(session.get_bind().dialect.name), values).scalar_one_or_none()
@@ -57,10 +56,6 @@ def delivery_id(raw: bytes, payload: dict) -> str:
         return event_id
     # Retries of one notification carry the same body, so its hash serves as the dedupe key.
     return "sha256:" + hashlib.sha256(raw).hexdigest()
-
-
-def redacted(headers: Mapping[str, str] | Headers) -> dict:
-    return {name: REDACTED if name.lower() in SECRET_HEADERS else value for name, value in headers.items()}
 
 
 def queue_processing(session: DbSession, row_id: int, item_id: str | None) -> None:

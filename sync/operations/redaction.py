@@ -1,10 +1,12 @@
-"""What an operator page never shows of a stored document (a job's payload, a webhook's headers and
-payload, Pluggy's status detail): the value of any key named like a secret, at any depth. Stored
-documents should hold none; this hides one that ever does rather than showing it."""
+"""What is never stored or shown of a document: the value of any key named like a secret, at any
+depth. The webhook intake stores a delivery's headers through `redacted_headers`; an operator page
+shows a stored document (a job's payload, a webhook's headers and payload, Pluggy's status detail)
+through `redacted` too, which hides what an older row may still hold."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -14,6 +16,9 @@ SECRET_NAME = re.compile(
     r"secret|signature|authori[sz]ation|token|passw(or)?d|cookie|api[-_]?key|credential|mfa|otp|cpf",
     re.IGNORECASE,
 )
+# Headers in which a proxy may repeat the request's URL (X-Original-URI, X-Forwarded-Uri, Referer):
+# a webhook sent to /webhooks/pluggy/<token> carries its secret in that URL.
+URL_HEADER = re.compile(r"ur[il]|referr?er", re.IGNORECASE)
 
 
 def redacted(value: Any, also: frozenset[str] = frozenset()) -> Any:
@@ -28,3 +33,9 @@ def redacted(value: Any, also: frozenset[str] = frozenset()) -> Any:
 
 def is_secret(key: str, also: frozenset[str] = frozenset()) -> bool:
     return key.lower() in also or SECRET_NAME.search(key) is not None
+
+
+def redacted_headers(headers: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Request headers (their `.items()`) with the value of each one named like a secret, or one a proxy may have
+    copied the request's URL into, replaced by REDACTED."""
+    return {name: REDACTED if is_secret(name) or URL_HEADER.search(name) else value for name, value in headers}

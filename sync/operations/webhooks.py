@@ -8,7 +8,6 @@ the table; without a filter the primary key serves.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -31,12 +30,9 @@ from models.database import DbSession
 from ..listing import Key, Order, Window, read_window
 from ..outbound.endpoints import DELIVERIES, retry_delivery
 from ..values import fits_text_column
-from .redaction import REDACTED, redacted
+from .redaction import redacted, redacted_headers
 
 WEBHOOK_EVENTS = Order("console_webhook_events", (WebhookEvent.id,))
-# Headers in which a proxy may repeat the request's URL (X-Original-URI, X-Forwarded-Uri, Referer):
-# a webhook sent to /webhooks/pluggy/<token> carries its secret in that URL.
-URL_HEADER = re.compile(r"ur[il]|referr?er", re.I)
 # What an item id can be (webhooks/inbox.py keeps 1 to 64 characters); the rest matches nothing.
 MAX_ITEM_ID = 64
 MAX_EVENT_NAME = 64
@@ -127,17 +123,11 @@ def event_record(session: DbSession, event_id: int) -> EventRecord | None:
     run_connection_id = live_connections_of_runs(session, {event.sync_run_id} if event.sync_run_id else set())
     return EventRecord(
         event=event,
-        headers=redact_headers(event.headers or {}),
+        headers=redacted_headers((event.headers or {}).items()),
         payload=redacted(event.payload),
         connection_id=connection_id.get(event.item_id or ""),
         run_connection_id=run_connection_id.get(event.sync_run_id or 0),
     )
-
-
-def redact_headers(headers: dict[str, Any]) -> dict[str, Any]:
-    """The inbox already redacts the headers it knows (webhooks/inbox.py); this also hides any other
-    named like a secret, and those a proxy may have copied the request's URL into."""
-    return {name: REDACTED if URL_HEADER.search(name) else value for name, value in redacted(headers).items()}
 
 
 def plausible_item_id(value: str) -> bool:
