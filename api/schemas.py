@@ -45,8 +45,11 @@ class WaitQuery(Query):
 
 
 class SendMfa(Body):
-    mfa_value: Secret | None = None
-    parameters: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], Secret] | None = None
+    # Out of the model's repr, so that no log or traceback of the body shows the values.
+    mfa_value: Secret | None = Field(None, repr=False)
+    parameters: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], Secret] | None = Field(
+        None, repr=False
+    )
 
     @model_validator(mode="after")
     def one_answer(self) -> SendMfa:

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from api.schemas import SendMfa
 from models import Account, Connection, Job, SyncRun, WebhookEvent
 from models.base import utcnow
 from sandbox import data as pf
@@ -426,6 +427,11 @@ def test_mfa_parameters_are_sent_as_given(client, headers, connection, fake_plug
 def test_mfa_without_a_value_is_400(client, headers, connection, body):
     response = client.post(url(connection, "send_mfa"), headers=headers, json=body)
     assert (response.status_code, error_code(response)) == (400, "mfa_value_required")
+
+
+def test_an_mfa_body_never_shows_its_values():
+    for body in (SendMfa(mfa_value="123456"), SendMfa(parameters={"token": "654321"})):
+        assert "123456" not in f"{body!r} {body}" and "654321" not in f"{body!r} {body}"
 
 
 def test_mfa_with_a_wrong_type_is_400_without_echoing_it(client, headers, connection):
