@@ -14,7 +14,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from jobqueue import describe, dialect_insert
+from jobqueue import LeaseLost, Released, describe, dialect_insert
 from models import (
     FETCHED_SYNC_STATUSES,
     Account,
@@ -82,6 +82,10 @@ def process_batch(context: SyncJobContext, events: list[WebhookEvent]) -> None:
             ItemEvents(context, events).process()
         else:
             process_single(context, events[0])
+    except (LeaseLost, Released):
+        # Not a failure of these events: another worker, or this job's next run, handles them.
+        context.session.rollback()
+        raise
     except Exception as exc:
         context.session.rollback()
         record_failure(context, events, exc)
@@ -134,16 +138,13 @@ def pending_of_job(payload: dict, statement: sa.Select) -> sa.Select:
 
 
 def record_failure(context: SyncJobContext, events: list[WebhookEvent], exc: Exception) -> None:
-    """Keep the error on each event; the last attempt leaves them failed, the others pending."""
-    last_attempt = context.job.attempts >= context.job.max_attempts
+    """Keep the error on each event still pending, and leave it pending: the job's next attempt, or
+    the item's next events job, handles it. When the job gives up with no such job left, it fails
+    them (sync/giving_up.py)."""
     context.session.execute(
         sa.update(WebhookEvent)
-        .where(WebhookEvent.id.in_([e.id for e in events]))
-        .values(
-            attempts=WebhookEvent.attempts + 1,
-            last_error=describe(exc),
-            status=EventStatus.FAILED if last_attempt else EventStatus.PENDING,
-        )
+        .where(WebhookEvent.id.in_([e.id for e in events]), WebhookEvent.status == EventStatus.PENDING)
+        .values(attempts=WebhookEvent.attempts + 1, last_error=describe(exc))
     )
     context.session.commit()
 

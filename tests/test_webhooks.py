@@ -8,8 +8,21 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
-from models import Connection, ConnectorStatus, Job, OutboundEvent, ReportedStatus, SyncRun, Transaction, WebhookEvent
+from jobqueue import queue
+from jobqueue import worker as worker_module
+from models import (
+    Connection,
+    ConnectorStatus,
+    Job,
+    OutboundEvent,
+    ReportedStatus,
+    SyncRun,
+    Transaction,
+    WebhookEvent,
+    db,
+)
 from models.base import utcnow
 from sandbox import data as pf
 from sync import scheduling
@@ -475,6 +488,74 @@ def test_deleted_before_created_leaves_nothing_live(client, session, connection,
 
     assert row["id"] not in transactions(session)
     assert {e.status for e in events(session)} == {"processed"}
+
+
+def test_an_attempt_that_lost_its_lease_leaves_the_events_the_new_attempt_handled(
+    client, session, connection, fake_pluggy, worker, monkeypatch
+):
+    """Worker A stalls past its lease inside the job; B takes the job back and handles the event;
+    A, at its next checkpoint, finds its lease lost and must leave the event as B left it."""
+    assert post(client, pf.webhook_event("item/updated", itemId=connection.item_id)).status_code == 200
+    clock = [1000.0]
+    monkeypatch.setattr(worker_module.time, "monotonic", lambda: clock[0])
+    stalled = queue.claim(session, "A", lease=worker.lease)
+    checkpoint_for = worker.checkpoint_for
+
+    def stalling_checkpoint_for(job):
+        checkpoint = checkpoint_for(job)
+        if job.worker_id != "A":
+            return checkpoint
+
+        def stalled_past_the_lease(progressed=False):
+            clock[0] += worker.lease.total_seconds() + 1
+            with Session(db.engine) as other:
+                taken_back = queue.claim(other, "B", now=utcnow() + worker.lease + timedelta(seconds=1))
+                assert taken_back is not None and taken_back.id == stalled.id
+                worker.execute(other, taken_back)
+            checkpoint(progressed)  # A's lease is gone: LeaseLost
+
+        return stalled_past_the_lease
+
+    monkeypatch.setattr(worker, "checkpoint_for", stalling_checkpoint_for)
+    worker.execute(session, stalled)
+
+    session.expire_all()
+    (event,) = events(session)
+    assert (event.status, event.last_error) == ("processed", None)
+    assert session.get(Job, stalled.id).status == "done"
+
+
+def test_a_last_attempt_leaves_its_events_to_the_job_queued_for_the_item_meanwhile(
+    app, client, session, connection, fake_pluggy, worker
+):
+    item = connection.item_id
+    account = fake_pluggy.accounts[item][0]["id"]
+    changed = pf.webhook_event("transactions/updated", itemId=item, accountId=account, transactionIds=["t1"])
+    assert post(client, changed).status_code == 200
+    session.execute(sa.update(Job).values(max_attempts=1))
+    session.commit()
+    for _ in range(4):  # the one attempt's GET and the client's own retries; then Pluggy is back
+        fake_pluggy.refuse_next("GET", f"/items/{item}", 500)
+    handle = worker.registry.handlers["webhook_events"]
+
+    def with_a_delivery_meanwhile(context):
+        if context.job.attempts == 1 and context.job.max_attempts == 1:
+            assert post(app.test_client(), pf.webhook_event("item/updated", itemId=item)).status_code == 200
+        handle(context)
+
+    worker.registry.handlers["webhook_events"] = with_a_delivery_meanwhile
+
+    assert worker.run_one(session, "w")  # its only attempt fails; the delivery queued another job
+    while worker.run_one(session, "w"):
+        pass
+
+    session.expire_all()
+    statuses = session.execute(sa.select(Job.status).where(Job.kind == "webhook_events").order_by(Job.id)).scalars()
+    assert list(statuses) == ["dead", "done"]
+    assert [(e.event, e.status) for e in events(session)] == [
+        ("transactions/updated", "processed"),
+        ("item/updated", "processed"),
+    ]
 
 
 # The connector's id is recorded whatever JSON type it comes as (the official SDKs type every
