@@ -3,6 +3,7 @@ registry. Handlers are idempotent: a job run twice has the effect of once."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,11 +11,12 @@ import sqlalchemy as sa
 from flask import Flask
 
 from config import Settings
-from jobqueue import JobRegistry, RetryLater, Worker, maintenance
+from jobqueue import JobRegistry, RetryLater, Worker, describe, maintenance
 from models import OPEN_SYNC_STATUSES, Connection, RunStatus, RunTrigger, SyncRun
 from models.base import utcnow
 from models.connection import DeletedReason
-from pluggy_client import PluggyClient, PluggyNotFound, timestamp
+from observability import logs
+from pluggy_client import PluggyClient, PluggyError, PluggyNotFound, PluggyRateLimited, timestamp
 
 from . import changes, events, giving_up, listing, removal, runs
 from .connections import BankConnectionService
@@ -23,6 +25,8 @@ from .job_context import SyncJobContext, bind
 from .outbound import delivery, pruning
 from .outbound import events as outbound
 from .scheduling import JobKind, queue_changes_pruning, queue_events_pruning, queue_fetch, queue_sweep
+
+log = logging.getLogger(__name__)
 
 
 def job_kinds() -> tuple[str, ...]:
@@ -165,6 +169,15 @@ def sweep_items(context: SyncJobContext) -> None:
             item = context.client.get_item(connection.item_id)
         except PluggyNotFound:
             removal.mark_deleted(session, connection, DeletedReason.ITEM_NOT_FOUND, settings, now=now)
+        except PluggyRateLimited:
+            session.rollback()
+            break  # the connections not looked at stay due for the next sweep
+        except PluggyError as exc:
+            # One item Pluggy fails on must not stop the safety net for every other: it is looked at
+            # again in the next window, when it comes last among those due.
+            logs.event(
+                log, "sweep could not read an item", logging.WARNING, connection_id=connection.id, error=describe(exc)
+            )
         else:
             apply_item(connection, item)
             if updated_since_our_fetch(item, connection):

@@ -719,6 +719,48 @@ def test_the_sweep_marks_items_pluggy_forgot_as_deleted(session, connection, fak
     assert connection.deleted_at is not None
 
 
+def second_stale_connection(session, user, fake_pluggy) -> Connection:
+    item = fake_pluggy.add_item()
+    other = Connection(user_id=user.id, item_id=item["id"])
+    apply_item(other, item)
+    session.add(other)
+    session.commit()
+    age(session, other, synced_hours_ago=None)
+    return other
+
+
+def test_an_item_pluggy_keeps_failing_on_does_not_stop_the_sweep_for_the_others(
+    session, connection, user, fake_pluggy, worker
+):
+    age(session, connection, synced_hours_ago=None)
+    other = second_stale_connection(session, user, fake_pluggy)
+    body = pf.error_body(500, None, "boom")
+    fake_pluggy.answer_next("GET", f"/items/{connection.item_id}", 500, body, times=None)
+
+    sweep(session, worker)
+
+    session.expire_all()
+    assert session.get(Connection, other.id).last_checked_at is not None
+    assert session.get(Connection, connection.id).last_checked_at is not None  # last in the next window
+    sweeps = session.execute(sa.select(Job.status).where(Job.kind == "sweep_items").order_by(Job.id)).scalars()
+    assert list(sweeps) == ["done", "queued"]
+
+
+def test_a_rate_limit_ends_the_sweep_early_and_leaves_the_rest_due(session, connection, user, fake_pluggy, worker):
+    age(session, connection, synced_hours_ago=None)
+    other = second_stale_connection(session, user, fake_pluggy)
+    for item_id in (connection.item_id, other.item_id):
+        fake_pluggy.refuse_next("GET", f"/items/{item_id}", 429, headers={"Retry-After": "60"})
+
+    sweep(session, worker)
+
+    session.expire_all()
+    assert len(fake_pluggy.calls_to("GET", r"/items/.*")) == 1
+    assert [session.get(Connection, c.id).last_checked_at for c in (connection, other)] == [None, None]
+    sweeps = session.execute(sa.select(Job.status).where(Job.kind == "sweep_items").order_by(Job.id)).scalars()
+    assert list(sweeps) == ["done", "queued"]
+
+
 def test_the_sweep_comes_back_on_its_own(session, worker, settings):
     sweep(session, worker)
 
