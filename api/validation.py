@@ -8,7 +8,7 @@ from typing import TypeVar
 from flask import request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from web.errors import ApiError
+from web.errors import ApiError, request_body
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -26,12 +26,13 @@ class Query(BaseModel):
 
 
 def parse_body(model: type[Model], *, optional: bool = False) -> Model:
-    if not request.get_data():
+    body = request_body()
+    if not body:
         if optional:
             return model()
         raise ApiError(400, "invalid_json", "A JSON object is required as the request body.")
     try:
-        data = json.loads(request.get_data())
+        data = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than any real request
         raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(data, dict):

@@ -1,6 +1,7 @@
 """Every 4xx and 5xx answers in the one JSON error shape."""
 
 import http.client
+import io
 import json
 import re
 from pathlib import Path
@@ -11,6 +12,8 @@ from harness.processes import gunicorn, service_env
 from sync.tokens import issue_api_token
 from tests.conftest import TEST_SECRETS
 from web.errors import ApiError
+
+WEBHOOK_SECRET = TEST_SECRETS["PLUGGY_WEBHOOK_SECRETS"][0]
 
 
 @pytest.fixture
@@ -93,9 +96,13 @@ def served(database_url: str, log_path: Path):
     return gunicorn(env, *options, log=log_path, any_status=True, stop_timeout=30)
 
 
-def answer(connection: http.client.HTTPConnection, method: str, path: str, body: bytes, headers: dict):
-    """(status, JSON body) of one request on this connection."""
-    connection.request(method, path, body=body, headers={"Content-Type": "application/json", **headers})
+def answer(
+    connection: http.client.HTTPConnection, method: str, path: str, body: bytes, headers: dict, *, chunked=False
+):
+    """(status, JSON body) of one request on this connection; `chunked`: the body in chunks of 64 KiB,
+    without a Content-Length."""
+    sent = (body[i : i + 65536] for i in range(0, len(body), 65536)) if chunked else body
+    connection.request(method, path, body=sent, headers={"Content-Type": "application/json", **headers})
     response = connection.getresponse()
     return response.status, json.loads(response.read())
 
@@ -116,10 +123,40 @@ def test_after_a_413_the_same_connection_answers_the_next_request(app, user, dat
         second = answer(connection, "POST", "/webhooks/pluggy", b'{"event": "item/updated"}', webhook)
         third = answer(connection, "POST", "/api/banking/connections/", oversized_api, api)
         fourth = answer(connection, "GET", "/api/banking/connections/", b"", api)
+        fifth = answer(connection, "POST", "/webhooks/pluggy", oversized_webhook, webhook, chunked=True)
+        sixth = answer(connection, "POST", "/api/banking/connections/", oversized_api, api, chunked=True)
+        seventh = answer(connection, "GET", "/api/banking/connections/", b"", api)
         assert connection.sock is kept, "the client had to reconnect"
         connection.close()
 
     assert (first[0], first[1]["error"]["code"]) == (413, "request_entity_too_large")
     assert (second[0], second[1]["status"]) == (200, "accepted")
     assert (third[0], third[1]["error"]["code"]) == (413, "request_entity_too_large")
-    assert fourth == (200, {"connections": [], "next_cursor": None})
+    assert fourth == seventh == (200, {"connections": [], "next_cursor": None})
+    assert [(fifth[0], fifth[1]["error"]["code"]), (sixth[0], sixth[1]["error"]["code"])] == [
+        (413, "request_entity_too_large")
+    ] * 2
+
+
+def chunked(body: bytes, **headers: str) -> dict:
+    """A request environ whose body comes without a Content-Length, as a chunked one reaches the app."""
+    environ = {"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True, "CONTENT_TYPE": "application/json"}
+    return {**environ, **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()}}
+
+
+def test_a_body_over_the_limit_without_a_content_length_is_413_not_cut_short(app, client, user):
+    """werkzeug hands over the first `limit` bytes of such a body as if they were all of it: with
+    whitespace after a small JSON object, the start alone would pass for a whole request."""
+    token = issue_api_token(app.config["SECRET_KEY"], user)
+    padded_api = b'{"item_id": "item-1"}' + b" " * (1024 * 1024)
+    padded_webhook = b'{"event": "item/updated", "itemId": "item-1"}' + b" " * (64 * 1024)
+    answers = [
+        client.post(
+            "/api/banking/connections/", environ_overrides=chunked(padded_api, Authorization=f"Bearer {token}")
+        ),
+        client.post("/webhooks/pluggy", environ_overrides=chunked(padded_webhook, X_Webhook_Secret=WEBHOOK_SECRET)),
+    ]
+    assert [(a.status_code, a.get_json()["error"]["code"]) for a in answers] == [(413, "request_entity_too_large")] * 2
+    at_the_limit = b'{"event": "item/updated", "itemId": "item-1"}'.ljust(64 * 1024)
+    accepted = client.post("/webhooks/pluggy", environ_overrides=chunked(at_the_limit, X_Webhook_Secret=WEBHOOK_SECRET))
+    assert accepted.status_code == 200

@@ -16,7 +16,7 @@ from observability import logs
 from observability.metrics import WEBHOOKS_RECEIVED
 from sync.events import event_label
 from sync.tokens import accepted_keys, webhook_token_is_valid
-from web.errors import ApiError
+from web.errors import ApiError, request_body
 
 from .inbox import store
 
@@ -42,7 +42,7 @@ def url_token_matches(token: str) -> bool:
 
 def parse_event() -> tuple[bytes, dict]:
     request.max_content_length = MAX_BODY  # a larger body is refused (413) before it is read
-    raw = request.get_data()
+    raw = request_body()
     try:
         payload = json.loads(raw)
     except (ValueError, RecursionError):
