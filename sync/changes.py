@@ -115,7 +115,11 @@ def read_changes(session: DbSession, after: Position, limit: int, *, user_id: in
     rows = plain_rows(session.connection().execute(statement))
     page = rows[:limit]
     live = live_objects(session, page)
-    entries = [entry for change in page if (entry := entry_of(change, live.get((change.kind, change.key)), after))]
+    entries = [
+        entry
+        for change in page
+        if (entry := entry_of(change, live.get((change.kind, change.key, change.connection_id)), after))
+    ]
     last = Position(page[-1].position, page[-1].id) if page else after
     return FeedPage(entries, last, has_more=len(rows) > limit)
 
@@ -160,18 +164,22 @@ def entry_of(change: Any, found: tuple[Any, str | None] | None, after: Position)
 
 KINDS = {kind.value: kind for kind in ChangeKind}  # faster than ChangeKind(value), once a row
 
-Found = dict[tuple[str, str], tuple[Any, str | None]]
+Found = dict[tuple[str, str, int], tuple[Any, str | None]]
 
 
 def live_objects(session: DbSession, changes: Sequence[Any]) -> Found:
-    """The objects the API serves among these changes, by (kind, key), with their parent's id."""
+    """The objects the API serves among these changes, by (kind, key, their connection's id), with
+    their parent's id. An entry is served only the object of its own connection: Pluggy's ids can
+    collide across items, and the entry of one user's removed object must not show another user's
+    object that has its id now."""
     keys: dict[str, list[str]] = {}
     for change in changes:
         keys.setdefault(change.kind, []).append(change.key)
     found: Found = {}
     for kind, wanted in keys.items():
         for key, obj, parent in LOADERS[ChangeKind(kind)](session, wanted):
-            found[(kind, key)] = (obj, parent)
+            owner = obj.id if kind == ChangeKind.CONNECTION else obj.connection_id
+            found[(kind, key, owner)] = (obj, parent)
     return found
 
 
@@ -209,7 +217,7 @@ SHOWN_TRANSACTION_RAW = ("paymentData", "creditCardMetadata", "merchant")
 @cache
 def transactions_statement(dialect: str) -> sa.Select:
     """Served transactions by Pluggy id (`keys`, expanding): each one's row with its account's
-    Pluggy id and its restatement links' Pluggy ids, under the names the model gives them too
+    Pluggy id and connection, and its restatement links' Pluggy ids, under the names the model gives them too
     (`replaces_pluggy_id`, `replaced_by_pluggy_id`), and `raw` cut down to what the API shows.
     Built once: building it (its aliases' columns) took a few microseconds a row."""
     replaces, replaced_by = Transaction.__table__.alias("replaces"), Transaction.__table__.alias("replaced_by")
@@ -218,6 +226,7 @@ def transactions_statement(dialect: str) -> sa.Select:
             *(column for column in Transaction.__table__.c if column.name not in UNSHOWN_TRANSACTION_COLUMNS),
             shown_raw(dialect, Transaction.raw, SHOWN_TRANSACTION_RAW).label("raw"),
             Account.pluggy_id.label("account_pluggy_id"),
+            Account.connection_id.label("connection_id"),
             replaces.c.pluggy_id.label("replaces_pluggy_id"),
             replaced_by.c.pluggy_id.label("replaced_by_pluggy_id"),
         )
@@ -304,25 +313,34 @@ def prune_changes(context: SyncJobContext) -> None:
     context.session.commit()
 
 
-# Each kind's model and the column (as text) its change rows are keyed by.
-KEYS: dict[ChangeKind, tuple[type, Any]] = {
-    ChangeKind.CONNECTION: (Connection, sa.cast(Connection.id, sa.String)),
-    ChangeKind.ACCOUNT: (Account, Account.pluggy_id),
-    ChangeKind.TRANSACTION: (Transaction, Transaction.pluggy_id),
-    ChangeKind.BILL: (Bill, Bill.pluggy_id),
-    ChangeKind.INVESTMENT: (Investment, Investment.pluggy_id),
-    ChangeKind.INVESTMENT_TRANSACTION: (InvestmentTransaction, InvestmentTransaction.pluggy_id),
-    ChangeKind.IDENTITY: (Identity, sa.cast(Identity.connection_id, sa.String)),
-    ChangeKind.LOAN: (Loan, Loan.pluggy_id),
+# Whether each kind's entry names an object that still exists in the entry's connection: its key
+# (as text) and its connection's id. Another connection's object with the same Pluggy id is not it.
+STILL_THERE: dict[ChangeKind, sa.Exists] = {
+    ChangeKind.CONNECTION: sa.exists().where(sa.cast(Connection.id, sa.String) == Change.key),
+    ChangeKind.ACCOUNT: sa.exists().where(
+        Account.pluggy_id == Change.key, Account.connection_id == Change.connection_id
+    ),
+    ChangeKind.TRANSACTION: sa.exists().where(
+        Transaction.pluggy_id == Change.key,
+        Account.id == Transaction.account_id,
+        Account.connection_id == Change.connection_id,
+    ),
+    ChangeKind.BILL: sa.exists().where(Bill.pluggy_id == Change.key, Bill.connection_id == Change.connection_id),
+    ChangeKind.INVESTMENT: sa.exists().where(
+        Investment.pluggy_id == Change.key, Investment.connection_id == Change.connection_id
+    ),
+    ChangeKind.INVESTMENT_TRANSACTION: sa.exists().where(
+        InvestmentTransaction.pluggy_id == Change.key, InvestmentTransaction.connection_id == Change.connection_id
+    ),
+    ChangeKind.IDENTITY: sa.exists().where(sa.cast(Identity.connection_id, sa.String) == Change.key),
+    ChangeKind.LOAN: sa.exists().where(Loan.pluggy_id == Change.key, Loan.connection_id == Change.connection_id),
 }
 
 
 def prune_removed(session: DbSession, *, before: Any) -> int:
     """Delete the change rows of objects whose rows no longer exist, last changed before `before`,
     and move the horizon past them."""
-    gone = sa.or_(
-        *(sa.and_(Change.kind == kind, ~sa.exists().where(key == Change.key)) for kind, (_, key) in KEYS.items())
-    )
+    gone = sa.or_(*(sa.and_(Change.kind == kind, ~there) for kind, there in STILL_THERE.items()))
     doomed = sa.and_(Change.changed_at < before, gone)
     highest = session.scalar(sa.select(sa.func.max(Change.position)).where(doomed))
     if highest is None:

@@ -8,19 +8,35 @@ import json
 import random
 import re
 import threading
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from models import Account, Bill, Change, ChangeKind, Connection, Identity, Loan, Transaction, User, db
+from models import (
+    Account,
+    Bill,
+    Change,
+    ChangeKind,
+    Connection,
+    Identity,
+    Investment,
+    InvestmentTransaction,
+    Loan,
+    Transaction,
+    User,
+    db,
+)
 from models.base import BuiltJSON, utcnow
 from models.change import UNWATCHED_COLUMNS
 from sandbox import data as pf
-from sync import changes, scheduling
+from sync import changes, runs, scheduling
+from sync.item_state import apply_item
 from sync.tokens import issue_api_token
+from sync.transactions import TransactionService
 from sync.users import create_user
 from tests.conftest import fresh_app, make_app
 from tests.test_webhooks import post
@@ -310,10 +326,23 @@ def error_code(response) -> tuple[int, str]:
     return response.status_code, response.get_json()["error"]["code"]
 
 
+# Each kind's model and the column (as text) its entries are keyed by.
+KEYS: dict[ChangeKind, tuple[type, Any]] = {
+    ChangeKind.CONNECTION: (Connection, sa.cast(Connection.id, sa.String)),
+    ChangeKind.ACCOUNT: (Account, Account.pluggy_id),
+    ChangeKind.TRANSACTION: (Transaction, Transaction.pluggy_id),
+    ChangeKind.BILL: (Bill, Bill.pluggy_id),
+    ChangeKind.INVESTMENT: (Investment, Investment.pluggy_id),
+    ChangeKind.INVESTMENT_TRANSACTION: (InvestmentTransaction, InvestmentTransaction.pluggy_id),
+    ChangeKind.IDENTITY: (Identity, sa.cast(Identity.connection_id, sa.String)),
+    ChangeKind.LOAN: (Loan, Loan.pluggy_id),
+}
+
+
 def object_ids(session) -> dict[tuple[str, str], int]:
     """Each served object's row id by (kind, key), as the change log names it."""
     found = {}
-    for kind, (model, key) in changes.KEYS.items():
+    for kind, (model, key) in KEYS.items():
         row_id = model.connection_id if kind == ChangeKind.IDENTITY else model.id
         found.update({(str(kind), k): i for k, i in session.execute(sa.select(key, row_id))})
     return found
@@ -412,6 +441,42 @@ def test_pruning_keeps_recent_removals_and_live_objects(session, synced):
     kept = session.scalar(sa.select(sa.func.count()).select_from(Change))
     assert changes.prune_removed(session, before=utcnow() + timedelta(days=1)) == 1
     assert session.scalar(sa.select(sa.func.count()).select_from(Change)) == kept - 1
+
+
+def test_a_removed_objects_entry_never_shows_another_users_object_with_its_pluggy_id(
+    app, client, session, user, connection, fake_pluggy, pluggy_api, settings
+):
+    """Pluggy's ids can collide across items: once Ana's transaction is gone, Bia's with the same id
+    is not Ana's, in her feed or when the removed entries are pruned."""
+    ana_headers = {"Authorization": f"Bearer {issue_api_token(app.config['SECRET_KEY'], user)}"}
+    ana_account = fake_pluggy.accounts[connection.item_id][0]
+    taken = fake_pluggy.add_transaction(ana_account["id"], date="2026-11-28T03:00:00.000Z", description="Ana's")
+    service = TransactionService(session, pluggy_api, settings, today=lambda: date(2026, 11, 29))
+    service.fetch(connection, runs.open_run(session, connection, "manual"))
+    ana = Mirror()
+    ana.follow(client, ana_headers)
+    assert client.delete(f"/api/banking/connections/{connection.id}/", headers=ana_headers).status_code == 204
+    assert session.scalars(sa.select(Transaction)).all() == []  # removed at once (no retention here)
+
+    bia = create_user(session, "bia@example.com")
+    item = fake_pluggy.add_item()
+    bia_account = fake_pluggy.add_account(item["id"])
+    bia_connection = Connection(user_id=bia.id, item_id=item["id"])
+    apply_item(bia_connection, item)
+    session.add(bia_connection)
+    session.commit()
+    date_of = "2026-11-28T03:00:00.000Z"
+    fake_pluggy.add_transaction(bia_account["id"], id=taken["id"], date=date_of, description="Bia's")
+    service.fetch(bia_connection, runs.open_run(session, bia_connection, "manual"))
+
+    mark = len(ana.told)
+    ana.follow(client, ana_headers)
+    assert ("removed", "transaction", taken["id"]) in ana.since(mark)
+    assert all(data.get("description") != "Bia's" for data in ana.held.values())
+    assert changes.prune_removed(session, before=utcnow() + timedelta(days=1)) >= 1
+    session.commit()
+    ana_entries = sa.select(Change.key).where(Change.user_id == user.id, Change.kind == "transaction")
+    assert session.scalars(ana_entries).all() == []
 
 
 def test_the_worker_queues_the_pruning_and_it_comes_back(session, worker):
