@@ -13,10 +13,10 @@ from sync.users import UserError, normalise_email
 
 from .validation import Body, Query
 
-# Pluggy's ids are printable; a control character (PostgreSQL refuses NUL outright) is a bad request.
-PluggyId = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
-]
+# Ids, names and addresses are printable; a control character (PostgreSQL refuses NUL outright) is a
+# bad request.
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+PluggyId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=PRINTABLE)]
 Secret = Annotated[str, StringConstraints(max_length=4096)]
 # A list's opaque cursor (api/paging.py); empty: the first page, paged by cursor.
 Cursor = Annotated[str, StringConstraints(max_length=1024)]
@@ -47,9 +47,9 @@ class WaitQuery(Query):
 class SendMfa(Body):
     # Out of the model's repr, so that no log or traceback of the body shows the values.
     mfa_value: Secret | None = Field(None, repr=False)
-    parameters: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], Secret] | None = Field(
-        None, repr=False
-    )
+    parameters: (
+        dict[Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=PRINTABLE)], Secret] | None
+    ) = Field(None, repr=False)
 
     @model_validator(mode="after")
     def one_answer(self) -> SendMfa:
@@ -148,7 +148,7 @@ def event_type(value: str) -> str:
 
 
 class CreateWebhookEndpoint(Body):
-    url: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=PRINTABLE)]
     # None: every type.
     events: (
         Annotated[

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 # The `reason` of the `connection.deleted` sent for each live connection of an erased user.
 ERASED = "user_erased"
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# No spaces or control characters (PostgreSQL refuses NUL outright) in any part.
+EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 
 
 class UserError(ValueError):

@@ -429,6 +429,11 @@ def test_mfa_without_a_value_is_400(client, headers, connection, body):
     assert (response.status_code, error_code(response)) == (400, "mfa_value_required")
 
 
+def test_an_mfa_parameter_named_with_a_control_character_is_400(client, headers, connection):
+    response = client.post(url(connection, "send_mfa"), headers=headers, json={"parameters": {"to\u0000ken": "1"}})
+    assert (response.status_code, error_code(response)) == (400, "invalid_request")
+
+
 def test_an_mfa_body_never_shows_its_values():
     for body in (SendMfa(mfa_value="123456"), SendMfa(parameters={"token": "654321"})):
         assert "123456" not in f"{body!r} {body}" and "654321" not in f"{body!r} {body}"

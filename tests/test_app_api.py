@@ -143,7 +143,15 @@ def test_a_user_the_command_line_created_is_the_apps_too(app, client, runner):
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"email": "not-an-address"}, {"email": 7}, {"email": "a@b.c", "name": "Ana"}, {"email": "x" * 400 + "@b.co"}],
+    [
+        {},
+        {"email": "not-an-address"},
+        {"email": 7},
+        {"email": "a@b.c", "name": "Ana"},
+        {"email": "x" * 400 + "@b.co"},
+        {"email": "a\u0000@b.co"},  # PostgreSQL would refuse the NUL: a 500, not a 400
+        {"email": "a\u007f@b.co"},
+    ],
 )
 def test_a_bad_email_is_400_without_echoing_it(app, client, body):
     response = client.post(f"{APP}/users/", json=body, headers=key_headers())

@@ -213,6 +213,7 @@ def test_an_endpoint_is_made_listed_read_and_deleted_its_secret_shown_only_once(
         {"url": "http://127.0.0.1/x", "events": []},
         {"url": "http://127.0.0.1/x", "events": "connection.deleted"},
         {"url": "http://127.0.0.1/x", "other": 1},
+        {"url": "http://127.0.0.1/x\u0000"},  # no HTTP client sends it; PostgreSQL refuses it
         {"url": 5},
         {},
     ],
