@@ -266,9 +266,10 @@ def backoff_seconds(attempts: int) -> float:
 def requeue(
     session: DbSession, job: ClaimedJob, *, after_seconds: float, error: str | None, spend_attempt: bool = True
 ) -> None:
+    run_at = utcnow() + timedelta(seconds=after_seconds)
     values = {
         "status": JobStatus.QUEUED,
-        "run_at": utcnow() + timedelta(seconds=after_seconds),
+        "run_at": run_at,
         "locked_by": None,
         "locked_until": None,
         "last_error": error,
@@ -280,7 +281,25 @@ def requeue(
     except IntegrityError:
         # The same work was queued again under this key meanwhile: that job will do it.
         session.rollback()
+        if spend_attempt:
+            carry_failure(session, job, run_at, error)
         finish(session, job, status=JobStatus.DONE, error=f"superseded by a queued job with key {job.key}")
+
+
+def carry_failure(session: DbSession, job: ClaimedJob, run_at: datetime, error: str | None) -> None:
+    """A failed job superseded by the queued job of its key hands that job its spent attempts and its
+    backoff: else work that keeps failing, joined by new work while it runs (a webhook for its item),
+    would be tried again at once, with fresh attempts, for as long as new work comes."""
+    session.execute(
+        sa.update(Job)
+        .where(Job.key == job.key, Job.status == JobStatus.QUEUED)
+        .values(
+            attempts=sa.case((Job.attempts < job.attempts, job.attempts), else_=Job.attempts),
+            run_at=sa.case((Job.run_at < run_at, run_at), else_=Job.run_at),
+            last_error=error,
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def finish(session: DbSession, job: ClaimedJob, *, status: str, error: str | None = None) -> None:

@@ -558,6 +558,37 @@ def test_a_last_attempt_leaves_its_events_to_the_job_queued_for_the_item_meanwhi
     ]
 
 
+def test_a_failing_job_joined_by_new_deliveries_keeps_its_backoff_and_still_gives_up(
+    app, client, session, connection, fake_pluggy, worker
+):
+    """Each run, a delivery for the item queues a job under the same key: the failed job is
+    superseded by it, and hands it its spent attempts and its backoff."""
+    item = connection.item_id
+    app.config["JOB_MAX_ATTEMPTS"] = 3
+    fake_pluggy.answer_next("GET", f"/items/{item}", 500, pf.error_body(500, None, "down"), times=None)
+    assert post(client, pf.webhook_event("item/updated", itemId=item)).status_code == 200
+    handle = worker.registry.handlers["webhook_events"]
+
+    def with_a_delivery_meanwhile(context):
+        assert post(app.test_client(), pf.webhook_event("item/updated", itemId=item)).status_code == 200
+        handle(context)
+
+    worker.registry.handlers["webhook_events"] = with_a_delivery_meanwhile
+    waits = []
+    for _ in range(3):
+        queued = session.scalars(sa.select(Job).where(Job.status == "queued", Job.item_id == item)).one()
+        waits.append((queued.attempts, queued.run_at > utcnow()))
+        queued.run_at = utcnow()  # its backoff over
+        session.commit()
+        assert worker.run_one(session, "w")
+        session.expire_all()
+
+    assert waits == [(0, False), (1, True), (2, True)]
+    statuses = session.execute(sa.select(Job.status).where(Job.item_id == item).order_by(Job.id)).scalars()
+    # The third attempt gave up; the delivery made during it is new work, with attempts of its own.
+    assert list(statuses) == ["done", "done", "dead", "queued"]
+
+
 # The connector's id is recorded whatever JSON type it comes as (the official SDKs type every
 # payload's id as a string; Pluggy sends a number): a whole number in any spelling is one key.
 @pytest.mark.parametrize(
