@@ -52,7 +52,8 @@ def queue_reread(session: DbSession, connection: Connection, account_id: str | N
         session,
         JobKind.FETCH_ITEM,
         {"connection_id": connection.id, "trigger": RunTrigger.MANUAL, "reread": True, "account_id": account_id},
-        key=f"reread:{connection.item_id}",
+        # Joined only by the same re-read: one of every account must not become one of an account.
+        key=f"reread:{connection.item_id}:{account_id or '*'}",
         item_id=connection.item_id,
     )
 
@@ -62,7 +63,8 @@ def queue_watch(session: DbSession, run: SyncRun, connection: Connection, *, aft
         session,
         JobKind.WATCH_ITEM,
         {"connection_id": connection.id, "run_id": run.id},
-        key=f"watch:{connection.item_id}",
+        # One watcher a run: a new run's would otherwise join the waiting watcher of a closed one.
+        key=f"watch:{connection.item_id}:{run.id}",
         item_id=connection.item_id,
         run_at=utcnow() + timedelta(seconds=after_s),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from models import Connection, Job, SyncRun
 from models.base import utcnow
 from sandbox import data as pf
 from sync import runs, scheduling
+from sync.connections import BankConnectionService
 from sync.item_state import sync_status
 from sync.manual_sync import ManualSync
 from sync.results import ManualSyncStatus as Answer
@@ -258,6 +260,33 @@ def test_poll_mode_queues_a_watcher(app, session, connection, fake_pluggy, plugg
 
     job = session.scalars(sa.select(Job)).one()
     assert (job.kind, job.payload["run_id"], job.item_id) == ("watch_item", result.sync_run.id, connection.item_id)
+
+
+def test_a_new_runs_watcher_is_its_own_not_the_closed_runs(session, connection, fake_pluggy, pluggy_api, settings):
+    """The user syncs again while the first run's watcher waits, and the item now reads OUTDATED: the
+    first run is closed and a second starts, whose watcher must watch it."""
+    poll = replace(settings, sync_mode="poll", watch_interval_s=5)
+    sync = ManualSync(session, pluggy_api, poll)
+    first = sync.trigger_manual_sync(connection)
+    fake_pluggy.set_credentials(connection.item_id, user="user-unavailable")  # this update ends OUTDATED
+    BankConnectionService(session, pluggy_api, poll).check_status(connection)
+    fake_pluggy.set_credentials(connection.item_id, user="user-ok")
+
+    second = sync.trigger_manual_sync(connection)
+
+    assert second.status == Answer.SYNC_STARTED and second.sync_run.id != first.sync_run.id
+    watched = session.scalars(sa.select(Job.payload["run_id"].as_integer()).where(Job.kind == "watch_item")).all()
+    assert second.sync_run.id in watched
+
+
+def test_a_reread_of_every_account_is_not_joined_to_one_of_an_account(session, connection):
+    scheduling.queue_reread(session, connection, "account-a")
+    scheduling.queue_reread(session, connection, None)
+    scheduling.queue_reread(session, connection, "account-a")
+    session.commit()
+
+    queued = session.scalars(sa.select(Job.payload["account_id"].as_string()).order_by(Job.id)).all()
+    assert queued == ["account-a", None]
 
 
 def test_check_status_reads_pluggy_and_stores_it(service, connection, fake_pluggy, session):
