@@ -25,10 +25,11 @@ from . import feed, paging, schemas
 from .auth import authenticate_app
 from .banking import not_configured, pluggy_error
 from .serializers import app_user_json, webhook_delivery_json, webhook_endpoint_json
-from .validation import parse_body, parse_query
+from .validation import parse_body, parse_query, refuse_unread_query, takes_query
 
 bp = Blueprint("app_api", __name__, url_prefix="/api/app")
 bp.before_request(authenticate_app)
+bp.before_request(refuse_unread_query)
 bp.register_error_handler(ConfigError, not_configured)
 bp.register_error_handler(PluggyError, pluggy_error)
 
@@ -75,6 +76,7 @@ def erase_user(user_id: int):
 
 
 @bp.get("/changes/")
+@takes_query
 def app_changes():
     """What changed in every user's data since the cursor (sync/changes.py)."""
     return feed.changes_page({"app": True}, personal=False)
@@ -106,6 +108,7 @@ def create_webhook_endpoint():
 
 
 @bp.get("/webhook_endpoints/")
+@takes_query
 def list_webhook_endpoints():
     query = parse_query(schemas.KeysetQuery)
     scope = paging.scope_of(query)
@@ -136,6 +139,7 @@ def rotate_webhook_secret(endpoint_id: int):
 
 
 @bp.get("/webhook_deliveries/")
+@takes_query
 def list_webhook_deliveries():
     query = parse_query(schemas.DeliveriesQuery)
     endpoint = endpoint_or_404(query.endpoint_id) if query.endpoint_id is not None else None

@@ -34,10 +34,11 @@ from .serializers import (
     tombstone_json,
     transaction_json,
 )
-from .validation import parse_body, parse_query
+from .validation import parse_body, parse_query, refuse_unread_query, takes_query
 
 bp = Blueprint("banking", __name__, url_prefix="/api/banking")
 bp.before_request(authenticate)
+bp.before_request(refuse_unread_query)
 
 HTTP_STATUS = {
     ManualSyncStatus.SYNC_STARTED: 202,
@@ -140,6 +141,7 @@ def register_connection():
 
 
 @bp.get("/connections/")
+@takes_query
 def list_connections():
     query = parse_query(schemas.WholeListQuery)
     scope = paging.scope_of(query, g.user.id)
@@ -178,6 +180,7 @@ def delete_connection(connection_id: int):
 
 
 @bp.post("/connections/<id:connection_id>/sync_transactions/")
+@takes_query
 def sync_transactions(connection_id: int):
     connection = owned_connection(connection_id)
     options = parse_body(schemas.SyncOptions, optional=True)
@@ -240,6 +243,7 @@ def check_status(connection_id: int):
 
 
 @bp.get("/connections/<id:connection_id>/accounts/")
+@takes_query
 def list_accounts(connection_id: int):
     connection = owned_connection(connection_id)
     query = parse_query(schemas.WholeListQuery)
@@ -255,6 +259,7 @@ def list_accounts(connection_id: int):
 
 
 @bp.get("/connections/<id:connection_id>/transactions/")
+@takes_query
 def list_transactions(connection_id: int):
     connection = owned_connection(connection_id)
     query = parse_query(schemas.TransactionsQuery)
@@ -276,6 +281,7 @@ def list_transactions(connection_id: int):
 
 
 @bp.get("/connections/<id:connection_id>/bills/")
+@takes_query
 def list_bills(connection_id: int):
     connection = owned_connection(connection_id)
     query = parse_query(schemas.BillsQuery)
@@ -300,6 +306,7 @@ def get_bill(connection_id: int, bill_id: str):
 
 
 @bp.get("/connections/<id:connection_id>/investments/")
+@takes_query
 def list_investments(connection_id: int):
     connection = owned_connection(connection_id)
     query = parse_query(schemas.PageQuery)
@@ -310,6 +317,7 @@ def list_investments(connection_id: int):
 
 
 @bp.get("/connections/<id:connection_id>/investments/<investment_id>/transactions/")
+@takes_query
 def list_investment_transactions(connection_id: int, investment_id: str):
     connection = owned_connection(connection_id)
     query = parse_query(schemas.TombstonedPageQuery)
@@ -336,6 +344,7 @@ def get_identity(connection_id: int):
 
 
 @bp.get("/connections/<id:connection_id>/loans/")
+@takes_query
 def list_loans(connection_id: int):
     connection = owned_connection(connection_id)
     query = parse_query(schemas.TombstonedPageQuery)
@@ -346,6 +355,7 @@ def list_loans(connection_id: int):
 
 
 @bp.get("/connections/<id:connection_id>/sync_runs/")
+@takes_query
 def list_sync_runs(connection_id: int):
     connection = owned_connection(connection_id)
     query = parse_query(schemas.SyncRunsQuery)
@@ -377,6 +387,7 @@ def connect_token():
 
 
 @bp.get("/changes/")
+@takes_query
 def user_changes():
     """What changed in the user's data since the cursor (sync/changes.py)."""
     return feed.changes_page({"user": g.user.id}, user_id=g.user.id, personal=True)

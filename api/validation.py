@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from flask import request
+from flask import current_app, request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from web.errors import ApiError, request_body
@@ -41,7 +42,26 @@ def parse_body(model: type[Model], *, optional: bool = False) -> Model:
 
 
 def parse_query(model: type[Model]) -> Model:
+    """The query string, by a view marked `takes_query`."""
     return validate(model, {name: request.args.getlist(name)[-1] for name in request.args})
+
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def takes_query(view: View) -> View:
+    """Marks a view that reads its query string (parse_query). A view not marked takes none, and a
+    request that sends one is refused before the view runs (`refuse_unread_query`): a parameter the
+    API does not know, `DELETE ...?dry_run=true` say, must not be ignored while the action happens."""
+    view.takes_query = True  # type: ignore[attr-defined]
+    return view
+
+
+def refuse_unread_query() -> None:
+    """A blueprint's before_request: 400, naming each parameter, for a query sent to a view that reads none."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if request.args and not getattr(view, "takes_query", False):
+        validate(Query, dict(request.args))
 
 
 def validate(model: type[Model], data: dict) -> Model:

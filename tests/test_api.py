@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import timedelta
 
@@ -754,3 +755,18 @@ def test_a_webhook_with_a_nul_character_is_400_and_not_stored(client, session):
     )
     assert (response.status_code, error_code(response)) == (400, "invalid_json")
     assert session.scalar(sa.select(sa.func.count()).select_from(WebhookEvent)) == 0
+
+
+def test_a_query_sent_to_a_route_that_reads_none_is_400_before_anything_happens(app, client, headers, connection):
+    response = client.delete(url(connection) + "?dry_run=true", headers=headers)
+
+    assert (response.status_code, error_code(response)) == (400, "invalid_request")
+    assert [problem["field"] for problem in response.get_json()["details"]] == ["dry_run"]
+    assert client.get(url(connection), headers=headers).status_code == 200  # not deleted
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions[rule.endpoint]
+        if rule.rule.startswith("/api/banking/") and not getattr(view, "takes_query", False):
+            path = re.sub(r"<id:[^>]+>", str(connection.id), rule.rule)
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                answer = client.open(path + "?bogus=1", method=method, headers=headers, json={})
+                assert (answer.status_code, error_code(answer)) == (400, "invalid_request"), (method, path)

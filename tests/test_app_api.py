@@ -444,3 +444,8 @@ def test_the_app_key_reaches_no_log_line(app, client, caplog, fake_pluggy):
     assert caplog.records, "the requests were logged"
     assert leaks(caplog.records, [MARK, KEY, OLD_KEY, WRONG_KEY]) == []
     assert {r.getMessage() for r in caplog.records} >= {"request", "user erased"}
+
+
+def test_a_query_sent_to_a_route_that_reads_none_is_400(client):
+    user = client.post(f"{APP}/users/?notify=1", json={"email": "ana@example.com"}, headers=key_headers())
+    assert (user.status_code, user.get_json()["error"]["code"]) == (400, "invalid_request")
