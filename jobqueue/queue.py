@@ -142,8 +142,9 @@ def claim(
     item_id: str | None = None,
     now: datetime | None = None,
 ) -> ClaimedJob | None:
-    """Take the next due job, or else one whose lease expired, and commit the lease. None if
-    nothing is due.
+    """Take back a job whose lease expired (its worker died), or else take the next due job, and
+    commit the lease. None if nothing is due. Abandoned jobs first: each holds its item, so every job
+    of that item waits behind it, and a steady stream of other due jobs would keep it waiting.
 
     A job whose item already has a running job waits, so one item's jobs never overlap; the running
     job counts whether or not its lease expired, so a due job never stands in the way of taking the
@@ -157,9 +158,9 @@ def claim(
         try:
             # Two looks rather than one `due OR abandoned`: each walks its own partial index in order
             # and stops at the first free job, however long the queue.
-            job = take(session, worker_id, due, (Job.run_at, Job.id), lease, item_id, now) or take(
+            job = take(
                 session, worker_id, abandoned, (Job.locked_until, Job.id), lease, item_id, now, taken_back=True
-            )
+            ) or take(session, worker_id, due, (Job.run_at, Job.id), lease, item_id, now)
             session.commit()
             return job
         except IntegrityError:
