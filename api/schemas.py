@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from sync.monitoring import DEFAULT_MAX_DUE_AGE_S
 from sync.outbound.events import EventType
@@ -77,10 +86,20 @@ class ChangesQuery(Query):
     limit: int = Field(100, ge=1, le=500)
 
 
+def iso_day(value: object) -> object:
+    """A day as YYYY-MM-DD only: pydantic alone would read "0" as the Unix epoch's day."""
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("a day as YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(iso_day)]
+
+
 class TransactionsQuery(PageQuery):
     account_id: PluggyId | None = None
-    date_from: date | None = None
-    date_to: date | None = None
+    date_from: Day | None = None
+    date_to: Day | None = None
     status: Literal["POSTED", "PENDING"] | None = None
     include_deleted: bool = False
     bill_id: PluggyId | None = None

@@ -42,8 +42,15 @@ def parse_body(model: type[Model], *, optional: bool = False) -> Model:
 
 
 def parse_query(model: type[Model]) -> Model:
-    """The query string, by a view marked `takes_query`."""
-    return validate(model, {name: request.args.getlist(name)[-1] for name in request.args})
+    """The query string, by a view marked `takes_query`. No parameter is a list: one given twice is
+    refused, not settled by taking one of its values."""
+    repeated = [name for name in request.args if len(request.args.getlist(name)) > 1]
+    if repeated:
+        problems = [{"field": name, "message": "given more than once"} for name in repeated]
+        raise ApiError(
+            400, "invalid_request", "; ".join(f"{name}: given more than once" for name in repeated), details=problems
+        )
+    return validate(model, request.args.to_dict())
 
 
 View = TypeVar("View", bound=Callable[..., Any])

@@ -569,6 +569,9 @@ def test_transactions_pagination(client, headers, connection, synced):
     [
         ({"account_id": "not-this-connections"}, 404, "account_not_found"),
         ({"date_from": "yesterday"}, 400, "invalid_request"),
+        ({"date_from": "0"}, 400, "invalid_request"),  # pydantic alone: the Unix epoch's day
+        ({"date_to": "20240501"}, 400, "invalid_request"),
+        ({"page_size": ["abc", "5"]}, 400, "invalid_request"),  # given twice
         ({"status": "SETTLED"}, 400, "invalid_request"),
         ({"page": "0"}, 400, "invalid_request"),
         ({"page_size": "501"}, 400, "invalid_request"),
