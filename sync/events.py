@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from jobqueue import LeaseLost, Released, describe, dialect_insert
 from models import (
     FETCHED_SYNC_STATUSES,
+    LIVE_JOB_STATUSES,
     Account,
     Connection,
     ConnectorStatus,
     EventStatus,
+    Job,
     RunStatus,
     RunTrigger,
     SyncRun,
@@ -37,6 +39,7 @@ from . import listing, removal, runs
 from .connections import BankConnectionService
 from .job_context import SyncJobContext
 from .outbound import events as outbound
+from .scheduling import JobKind, queue_event_processing
 from .tokens import user_id_named_by
 from .transactions import Counts, TransactionService
 
@@ -55,6 +58,8 @@ ITEM_EVENTS = {
 TRANSACTION_EVENTS = {"transactions/created", "transactions/updated", "transactions/deleted"}
 HANDLED = ITEM_EVENTS | TRANSACTION_EVENTS | {"connector/status_updated"}
 BATCH = 500
+# A pending event older than this with no job to handle it is stranded (queue_stranded).
+STRANDED_AFTER = timedelta(minutes=10)
 MAX_CONNECTOR_KEY = 255  # characters the connector_statuses key column holds
 
 
@@ -135,6 +140,31 @@ def pending_of_job(payload: dict, statement: sa.Select) -> sa.Select:
     if "item_id" in payload:
         return statement.where(WebhookEvent.item_id == payload["item_id"])
     return statement.where(WebhookEvent.id == payload["event_row_id"])
+
+
+def queue_stranded(session: DbSession, *, now: datetime, limit: int) -> int:
+    """Queue the processing of pending events that no queued or running job will handle, stored at
+    least STRANDED_AFTER ago (the missed-webhook sweep calls it). Every path that stores or fails an
+    event queues or closes its job in the same transaction; this is the net under a path that one day
+    does not, so that a stored webhook is never left unhandled. Returns how many were queued."""
+    live = sa.select(Job.id).where(Job.kind == JobKind.PROCESS_EVENTS, Job.status.in_(LIVE_JOB_STATUSES))
+    of_its_item = live.where(Job.item_id == WebhookEvent.item_id)
+    of_itself = live.where(Job.item_id.is_(None), Job.payload["event_row_id"].as_integer() == WebhookEvent.id)
+    stranded = session.execute(
+        sa.select(WebhookEvent.id, WebhookEvent.item_id)
+        .where(
+            WebhookEvent.status == EventStatus.PENDING,
+            WebhookEvent.received_at < now - STRANDED_AFTER,
+            ~sa.case((WebhookEvent.item_id.is_(None), of_itself.exists()), else_=of_its_item.exists()),
+        )
+        .order_by(WebhookEvent.id)
+        .limit(limit)
+    ).all()
+    for row_id, item_id in stranded:
+        queue_event_processing(session, row_id, item_id)  # an item's events join one job
+    if stranded:
+        logs.event(log, "stranded webhook events queued again", logging.WARNING, events=len(stranded))
+    return len(stranded)
 
 
 def record_failure(context: SyncJobContext, events: list[WebhookEvent], exc: Exception) -> None:

@@ -183,6 +183,7 @@ def sweep_items(context: SyncJobContext) -> None:
             if updated_since_our_fetch(item, connection):
                 queue_fetch(session, connection, RunTrigger.RECONCILE)
         session.commit()
+    events.queue_stranded(session, now=now, limit=settings.sweep_batch)
     removal.queue_overdue_removals(session, settings, now=now, limit=settings.sweep_batch)
     outbound.record_missing_statuses(session, context.checkpoint)
     queue_sweep(session, after=timedelta(minutes=settings.sweep_interval_minutes))

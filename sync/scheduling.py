@@ -35,6 +35,14 @@ def queue_initial_sync(session: DbSession, connection: Connection) -> int:
     )
 
 
+def queue_event_processing(session: DbSession, row_id: int, item_id: str | None) -> int:
+    """Handle a stored webhook event: one job drains every pending event of its item, so a burst
+    for one item is one job; an event without an item has a job of its own."""
+    if item_id is None:
+        return enqueue(session, JobKind.PROCESS_EVENTS, {"event_row_id": row_id})
+    return enqueue(session, JobKind.PROCESS_EVENTS, {"item_id": item_id}, key=f"webhooks:{item_id}", item_id=item_id)
+
+
 def queue_fetch(session: DbSession, connection: Connection, trigger: str) -> int:
     # While one fetch of the item waits in the queue, asking again joins it: it reads everything new.
     return enqueue(

@@ -25,6 +25,7 @@ from models import (
 )
 from models.base import utcnow
 from sandbox import data as pf
+from sync import events as events_module
 from sync import scheduling
 from sync.item_state import apply_item, sync_status
 from sync.manual_sync import ManualSync
@@ -790,6 +791,33 @@ def test_a_rate_limit_ends_the_sweep_early_and_leaves_the_rest_due(session, conn
     assert [session.get(Connection, c.id).last_checked_at for c in (connection, other)] == [None, None]
     sweeps = session.execute(sa.select(Job.status).where(Job.kind == "sweep_items").order_by(Job.id)).scalars()
     assert list(sweeps) == ["done", "queued"]
+
+
+def test_the_sweep_queues_again_events_no_job_will_handle(client, session, connection, fake_pluggy, worker):
+    """The net under any path that one day leaves a stored event without its job."""
+    for payload in (
+        pf.webhook_event("item/updated", itemId=connection.item_id),
+        pf.webhook_event("item/updated", itemId=connection.item_id),
+        {"event": "connector/status_updated", "id": 201, "data": {"status": "UNSTABLE"}},
+    ):
+        assert post(client, payload).status_code == 200
+    session.execute(sa.delete(Job))  # their jobs lost
+    session.commit()
+    assert post(client, pf.webhook_event("item/updated", itemId="item-of-a-job-still-queued")).status_code == 200
+    session.execute(sa.update(WebhookEvent).values(received_at=utcnow() - timedelta(minutes=11)))
+    session.commit()
+    assert events_module.queue_stranded(session, now=utcnow(), limit=100) == 3  # not the one with its job
+    session.rollback()
+
+    sweep(session, worker)
+
+    session.expire_all()
+    assert {(e.event, e.status) for e in events(session) if e.item_id != "item-of-a-job-still-queued"} == {
+        ("item/updated", "processed"),
+        ("connector/status_updated", "processed"),
+    }
+    jobs = session.scalars(sa.select(Job.payload).where(Job.kind == "webhook_events").order_by(Job.id)).all()
+    assert sum(1 for payload in jobs if "item_id" in payload and payload["item_id"] == connection.item_id) == 1
 
 
 def test_the_sweep_comes_back_on_its_own(session, worker, settings):

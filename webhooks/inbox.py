@@ -8,12 +8,11 @@ from collections.abc import Mapping
 
 from werkzeug.datastructures import Headers
 
-from jobqueue import enqueue
 from jobqueue.queue import INSERTS
 from models import EventStatus, WebhookEvent
 from models.database import DbSession
 from sync.operations.redaction import redacted_headers
-from sync.scheduling import JobKind
+from sync.scheduling import queue_event_processing
 
 MAX_EVENT_ID = 128
 
@@ -37,7 +36,7 @@ def store(session: DbSession, raw: bytes, payload: dict, headers: Mapping[str, s
     if row_id is None:
         session.rollback()
         return False, event_id
-    queue_processing(session, row_id, item_id)
+    queue_event_processing(session, row_id, item_id)
     session.commit()
     return True, event_id
 
@@ -56,11 +55,3 @@ def delivery_id(raw: bytes, payload: dict) -> str:
         return event_id
     # Retries of one notification carry the same body, so its hash serves as the dedupe key.
     return "sha256:" + hashlib.sha256(raw).hexdigest()
-
-
-def queue_processing(session: DbSession, row_id: int, item_id: str | None) -> None:
-    if item_id is None:
-        enqueue(session, JobKind.PROCESS_EVENTS, {"event_row_id": row_id})
-    else:
-        # One job drains every pending event of the item, so a burst for one item is one job.
-        enqueue(session, JobKind.PROCESS_EVENTS, {"item_id": item_id}, key=f"webhooks:{item_id}", item_id=item_id)
