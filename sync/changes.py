@@ -313,34 +313,35 @@ def prune_changes(context: SyncJobContext) -> None:
     context.session.commit()
 
 
-# Whether each kind's entry names an object that still exists in the entry's connection: its key
-# (as text) and its connection's id. Another connection's object with the same Pluggy id is not it.
-STILL_THERE: dict[ChangeKind, sa.Exists] = {
-    ChangeKind.CONNECTION: sa.exists().where(sa.cast(Connection.id, sa.String) == Change.key),
-    ChangeKind.ACCOUNT: sa.exists().where(
-        Account.pluggy_id == Change.key, Account.connection_id == Change.connection_id
-    ),
-    ChangeKind.TRANSACTION: sa.exists().where(
-        Transaction.pluggy_id == Change.key,
-        Account.id == Transaction.account_id,
-        Account.connection_id == Change.connection_id,
-    ),
-    ChangeKind.BILL: sa.exists().where(Bill.pluggy_id == Change.key, Bill.connection_id == Change.connection_id),
-    ChangeKind.INVESTMENT: sa.exists().where(
-        Investment.pluggy_id == Change.key, Investment.connection_id == Change.connection_id
-    ),
-    ChangeKind.INVESTMENT_TRANSACTION: sa.exists().where(
-        InvestmentTransaction.pluggy_id == Change.key, InvestmentTransaction.connection_id == Change.connection_id
-    ),
-    ChangeKind.IDENTITY: sa.exists().where(sa.cast(Identity.connection_id, sa.String) == Change.key),
-    ChangeKind.LOAN: sa.exists().where(Loan.pluggy_id == Change.key, Loan.connection_id == Change.connection_id),
+# Each kind's model and the column (as text) its change rows are keyed by.
+KEYS: dict[ChangeKind, tuple[Any, Any]] = {
+    ChangeKind.CONNECTION: (Connection, sa.cast(Connection.id, sa.String)),
+    ChangeKind.ACCOUNT: (Account, Account.pluggy_id),
+    ChangeKind.TRANSACTION: (Transaction, Transaction.pluggy_id),
+    ChangeKind.BILL: (Bill, Bill.pluggy_id),
+    ChangeKind.INVESTMENT: (Investment, Investment.pluggy_id),
+    ChangeKind.INVESTMENT_TRANSACTION: (InvestmentTransaction, InvestmentTransaction.pluggy_id),
+    ChangeKind.IDENTITY: (Identity, sa.cast(Identity.connection_id, sa.String)),
+    ChangeKind.LOAN: (Loan, Loan.pluggy_id),
 }
+
+
+def still_there(kind: ChangeKind) -> sa.Exists:
+    """Whether an entry of `kind` names an object that still exists in the entry's connection:
+    another connection's object under the same Pluggy id is not it."""
+    model, key = KEYS[kind]
+    there = sa.exists().where(key == Change.key)
+    if kind in (ChangeKind.CONNECTION, ChangeKind.IDENTITY):
+        return there  # keyed by the connection's own id
+    if model is Transaction:
+        return there.where(Account.id == Transaction.account_id, Account.connection_id == Change.connection_id)
+    return there.where(model.connection_id == Change.connection_id)
 
 
 def prune_removed(session: DbSession, *, before: Any) -> int:
     """Delete the change rows of objects whose rows no longer exist, last changed before `before`,
     and move the horizon past them."""
-    gone = sa.or_(*(sa.and_(Change.kind == kind, ~there) for kind, there in STILL_THERE.items()))
+    gone = sa.or_(*(sa.and_(Change.kind == kind, ~still_there(kind)) for kind in KEYS))
     doomed = sa.and_(Change.changed_at < before, gone)
     highest = session.scalar(sa.select(sa.func.max(Change.position)).where(doomed))
     if highest is None:

@@ -10,7 +10,6 @@ import re
 import threading
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -23,8 +22,6 @@ from models import (
     ChangeKind,
     Connection,
     Identity,
-    Investment,
-    InvestmentTransaction,
     Loan,
     Transaction,
     User,
@@ -326,23 +323,10 @@ def error_code(response) -> tuple[int, str]:
     return response.status_code, response.get_json()["error"]["code"]
 
 
-# Each kind's model and the column (as text) its entries are keyed by.
-KEYS: dict[ChangeKind, tuple[type, Any]] = {
-    ChangeKind.CONNECTION: (Connection, sa.cast(Connection.id, sa.String)),
-    ChangeKind.ACCOUNT: (Account, Account.pluggy_id),
-    ChangeKind.TRANSACTION: (Transaction, Transaction.pluggy_id),
-    ChangeKind.BILL: (Bill, Bill.pluggy_id),
-    ChangeKind.INVESTMENT: (Investment, Investment.pluggy_id),
-    ChangeKind.INVESTMENT_TRANSACTION: (InvestmentTransaction, InvestmentTransaction.pluggy_id),
-    ChangeKind.IDENTITY: (Identity, sa.cast(Identity.connection_id, sa.String)),
-    ChangeKind.LOAN: (Loan, Loan.pluggy_id),
-}
-
-
 def object_ids(session) -> dict[tuple[str, str], int]:
     """Each served object's row id by (kind, key), as the change log names it."""
     found = {}
-    for kind, (model, key) in KEYS.items():
+    for kind, (model, key) in changes.KEYS.items():
         row_id = model.connection_id if kind == ChangeKind.IDENTITY else model.id
         found.update({(str(kind), k): i for k, i in session.execute(sa.select(key, row_id))})
     return found
