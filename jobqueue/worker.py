@@ -351,6 +351,10 @@ class Worker:
 
 
 def describe(exc: Exception) -> str:
+    """An error as stored (jobs.last_error, an event's) and logged. A database error is only its
+    first line: PostgreSQL's DETAIL after it repeats the row's values (a failing row's CPF)."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        return summary(exc)
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -82,7 +82,14 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
+class WithoutRowValues(logging.Formatter):
+    def formatException(self, ei) -> str:
+        """A traceback without PostgreSQL's DETAIL lines, which repeat a refused row's values (an
+        identity's CPF); the statement's parameters are hidden by the engine (hide_parameters)."""
+        return "\n".join(line for line in super().formatException(ei).splitlines() if not line.startswith("DETAIL:"))
+
+
+class JsonFormatter(WithoutRowValues):
     def format(self, record: logging.LogRecord) -> str:
         fields = entry(record)
         if record.exc_info:
@@ -90,7 +97,7 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(fields, default=str).decode()
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(WithoutRowValues):
     def format(self, record: logging.LogRecord) -> str:
         fields = entry(record)
         head = f"{fields.pop('ts')} {fields.pop('level').upper():7} {fields.pop('logger')}: {fields.pop('message')}"
