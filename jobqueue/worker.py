@@ -354,7 +354,8 @@ def describe(exc: Exception) -> str:
     """An error as stored (jobs.last_error, an event's) and logged. A database error is only its
     first line: PostgreSQL's DETAIL after it repeats the row's values (a failing row's CPF)."""
     if isinstance(exc, sa.exc.DBAPIError):
-        return summary(exc)
+        lines = str(exc.orig).strip().splitlines()
+        return f"{type(exc).__name__}: {lines[0] if lines else ''}"
     return f"{type(exc).__name__}: {exc}"
 
 
