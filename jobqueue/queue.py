@@ -158,9 +158,12 @@ def claim(
         try:
             # Two looks rather than one `due OR abandoned`: each walks its own partial index in order
             # and stops at the first free job, however long the queue.
-            job = take(
+            # A plain look first: an UPDATE that finds nothing still costs a write on SQLite, and
+            # there is seldom an abandoned job to take.
+            taken_back = session.scalar(sa.select(sa.exists().where(abandoned))) and take(
                 session, worker_id, abandoned, (Job.locked_until, Job.id), lease, item_id, now, taken_back=True
-            ) or take(session, worker_id, due, (Job.run_at, Job.id), lease, item_id, now)
+            )
+            job = taken_back or take(session, worker_id, due, (Job.run_at, Job.id), lease, item_id, now)
             session.commit()
             return job
         except IntegrityError:
