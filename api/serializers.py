@@ -453,8 +453,10 @@ def app_user_json(user: User, connections: list[Connection], open_runs: dict[int
 
 def change_json(entry: Entry, open_runs: dict[int, SyncRun], *, personal: bool) -> dict:
     """One change-feed entry: its kind and id, and unless removed its connection and the object as
-    the API serves it. Without `personal` (the app's feed, not the owner's) an identity carries no
-    personal data: its owner's feed, or its own route, has it."""
+    the API serves it. Without `personal` (the app's feed, not the owner's) nothing carries personal
+    data: an identity is summed up, and an account's or investment's owner and a transaction's
+    payment data (names and CPFs of payer and receiver) are null. Its owner's feed, or its own
+    route, has them."""
     kind = entry.kind
     shown_id: str | int = int(entry.key) if kind in (ChangeKind.CONNECTION, ChangeKind.IDENTITY) else entry.key
     if entry.state == EntryState.REMOVED:
@@ -467,7 +469,22 @@ def change_json(entry: Entry, open_runs: dict[int, SyncRun], *, personal: bool) 
     }
 
 
+# What each kind shows of a person (its owner, a payment's payer and receiver), left out of the app's feed.
+PERSONAL_FIELDS = {
+    ChangeKind.ACCOUNT: ("owner",),
+    ChangeKind.INVESTMENT: ("owner",),
+    ChangeKind.TRANSACTION: ("payment_data",),
+}
+
+
 def entry_data(entry: Entry, open_runs: dict[int, SyncRun], personal: bool) -> dict:
+    data = served_data(entry, open_runs, personal)
+    if not personal:
+        data.update(dict.fromkeys(PERSONAL_FIELDS.get(entry.kind, ())))
+    return data
+
+
+def served_data(entry: Entry, open_runs: dict[int, SyncRun], personal: bool) -> dict:
     found, parent = entry.found, entry.parent_id or ""
     match entry.kind:
         case ChangeKind.CONNECTION:

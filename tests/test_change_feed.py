@@ -492,9 +492,12 @@ def test_the_apps_feed_has_every_users_changes_and_no_personal_data(app, client,
     }
     identity = mirror.held[("identity", synced.id)]
     assert "123.456.789-00" not in str(identity) and "Ana" not in str(identity)
+    # Nor the owner's name and CPF where accounts, investments and payments show them.
+    assert pf.OWNER_CPF not in str(mirror.held) and pf.OWNER not in str(mirror.held)
     own = Mirror()
     own.follow(client, headers)
     assert own.held[("identity", synced.id)]["document"] == "123.456.789-00"
+    assert pf.OWNER_CPF in str(own.held) and pf.OWNER in str(own.held)
 
 
 def test_the_apps_feed_needs_the_app_key(migrated_database, client, headers):
