@@ -46,10 +46,7 @@ def parse_query(model: type[Model]) -> Model:
     refused, not settled by taking one of its values."""
     repeated = [name for name in request.args if len(request.args.getlist(name)) > 1]
     if repeated:
-        problems = [{"field": name, "message": "given more than once"} for name in repeated]
-        raise ApiError(
-            400, "invalid_request", "; ".join(f"{name}: given more than once" for name in repeated), details=problems
-        )
+        raise invalid_request([{"field": name, "message": "given more than once"} for name in repeated])
     return validate(model, request.args.to_dict())
 
 
@@ -81,5 +78,10 @@ def validate(model: type[Model], data: dict) -> Model:
             {"field": ".".join(str(part) for part in error["loc"]) or whole, "message": error["msg"]}
             for error in exc.errors(include_url=False, include_input=False)
         ]
-        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-        raise ApiError(400, "invalid_request", summary, details=problems) from None
+        raise invalid_request(problems) from None
+
+
+def invalid_request(problems: list[dict[str, str]]) -> ApiError:
+    """The one 400 for input that breaks the rules, naming each field and what is wrong with it."""
+    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+    return ApiError(400, "invalid_request", summary, details=problems)
